@@ -1,0 +1,116 @@
+//! CartPole-v1 (Barto, Sutton & Anderson), as gymnasium's `CartPoleEnv`.
+
+use glimpse::wrappers::TimeLimit;
+use glimpse::{BoxSpace, Discrete, Env, EnvError, Info, Space, Step};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const GRAVITY: f64 = 9.8;
+const MASSCART: f64 = 1.0;
+const MASSPOLE: f64 = 0.1;
+const TOTAL_MASS: f64 = MASSPOLE + MASSCART;
+const LENGTH: f64 = 0.5;
+const POLEMASS_LENGTH: f64 = MASSPOLE * LENGTH;
+const FORCE_MAG: f64 = 10.0;
+const TAU: f64 = 0.02;
+/// Pole angle beyond which the episode terminates: 12 degrees.
+pub const THETA_THRESHOLD: f64 = 12.0 * 2.0 * std::f64::consts::PI / 360.0;
+/// Cart position beyond which the episode terminates.
+pub const X_THRESHOLD: f64 = 2.4;
+
+/// A pole balanced on a cart; action 0 pushes left, 1 pushes right; reward 1 per step.
+#[derive(Debug, Clone)]
+pub struct CartPole {
+    /// `[x, x_dot, theta, theta_dot]` in float64, like gymnasium's `env.unwrapped.state`.
+    pub state: [f64; 4],
+    steps_beyond_terminated: Option<usize>,
+    needs_reset: bool,
+    rng: StdRng,
+}
+
+impl Default for CartPole {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CartPole {
+    /// A CartPole that must be [`reset`](Env::reset) before the first step.
+    pub fn new() -> Self {
+        Self { state: [0.0; 4], steps_beyond_terminated: None, needs_reset: true, rng: StdRng::from_entropy() }
+    }
+
+    /// Sets the state directly (and clears the terminated flag), for tests and bindings.
+    pub fn set_state(&mut self, state: [f64; 4]) {
+        self.state = state;
+        self.steps_beyond_terminated = None;
+        self.needs_reset = false;
+    }
+
+    fn obs(&self) -> [f32; 4] {
+        self.state.map(|v| v as f32)
+    }
+}
+
+impl Env for CartPole {
+    type Obs = [f32; 4];
+    type Act = usize;
+
+    fn observation_space(&self) -> Space {
+        let high = [X_THRESHOLD * 2.0, f32::MAX as f64, THETA_THRESHOLD * 2.0, f32::MAX as f64].map(|v| v as f32);
+        BoxSpace::new(high.map(|v| -v).to_vec(), high.to_vec()).into()
+    }
+
+    fn action_space(&self) -> Space {
+        Discrete::new(2).into()
+    }
+
+    fn reset(&mut self, seed: Option<u64>) -> Result<([f32; 4], Info), EnvError> {
+        if let Some(seed) = seed {
+            self.rng = StdRng::seed_from_u64(seed);
+        }
+        for v in &mut self.state {
+            *v = self.rng.gen_range(-0.05..0.05);
+        }
+        self.steps_beyond_terminated = None;
+        self.needs_reset = false;
+        Ok((self.obs(), Info::default()))
+    }
+
+    #[inline]
+    fn step(&mut self, action: &usize) -> Result<Step<[f32; 4]>, EnvError> {
+        if *action > 1 {
+            return Err(EnvError::InvalidAction(format!("CartPole action {action} is not in Discrete(2)")));
+        }
+        if self.needs_reset {
+            return Err(EnvError::NeedsReset("CartPole: call reset before step".into()));
+        }
+        let [x, x_dot, theta, theta_dot] = self.state;
+        let force = if *action == 1 { FORCE_MAG } else { -FORCE_MAG };
+        let costheta = theta.cos();
+        let sintheta = theta.sin();
+        let temp = (force + POLEMASS_LENGTH * (theta_dot * theta_dot) * sintheta) / TOTAL_MASS;
+        let thetaacc = (GRAVITY * sintheta - costheta * temp)
+            / (LENGTH * (4.0 / 3.0 - MASSPOLE * (costheta * costheta) / TOTAL_MASS));
+        let xacc = temp - POLEMASS_LENGTH * thetaacc * costheta / TOTAL_MASS;
+        self.state = [x + TAU * x_dot, x_dot + TAU * xacc, theta + TAU * theta_dot, theta_dot + TAU * thetaacc];
+
+        let [x, _, theta, _] = self.state;
+        let terminated = x < -X_THRESHOLD || x > X_THRESHOLD || theta < -THETA_THRESHOLD || theta > THETA_THRESHOLD;
+        let reward = if !terminated {
+            1.0
+        } else if let Some(n) = self.steps_beyond_terminated.as_mut() {
+            *n += 1;
+            0.0
+        } else {
+            self.steps_beyond_terminated = Some(0);
+            1.0
+        };
+        Ok(Step { obs: self.obs(), reward, terminated, truncated: false, info: Info::default() })
+    }
+}
+
+/// CartPole-v1 as `gymnasium.make("CartPole-v1")` builds it: truncated after 500 steps.
+pub fn cartpole_v1() -> TimeLimit<CartPole> {
+    TimeLimit::new(CartPole::new(), 500)
+}

@@ -1,0 +1,15 @@
+//! glimpse: reinforcement learning and generative modelling on typed dfdx networks.
+//!
+//! The root crate is the shared layer every agent and model builds on:
+//! - [`env`]: the [`Env`](env::Env) trait with gymnasium semantics, [`spaces`], [`wrappers`].
+//! - [`vec_env`]: batches of environments stepped on worker threads.
+//!
+//! Later layers (replay and rollout storage, layers for dfdx, data loading, logging,
+//! checkpoints) live in their own modules beside these.
+
+pub mod env;
+pub mod spaces;
+pub mod wrappers;
+
+pub use env::{Env, EnvError, EpisodeStats, Info, Observation, Step};
+pub use spaces::{BoxSpace, Discrete, Space};
