@@ -7,6 +7,7 @@
 //! Later layers (replay and rollout storage, layers for dfdx, data loading, logging,
 //! checkpoints) live in their own modules beside these.
 
+pub mod data;
 pub mod env;
 pub mod spaces;
 pub mod wrappers;
