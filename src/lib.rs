@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod env;
 pub mod image;
 pub mod log;
+pub mod replay;
 pub mod run;
 pub mod spaces;
 pub mod wrappers;
