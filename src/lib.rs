@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod env;
 pub mod image;
 pub mod log;
+pub mod optim;
 pub mod replay;
 pub mod run;
 pub mod spaces;
