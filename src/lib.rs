@@ -9,7 +9,9 @@
 
 pub mod env;
 pub mod spaces;
+pub mod vec_env;
 pub mod wrappers;
 
 pub use env::{Env, EnvError, EpisodeStats, Info, Observation, Step};
 pub use spaces::{BoxSpace, Discrete, Space};
+pub use vec_env::{VecEnv, VecStep};
