@@ -186,7 +186,8 @@ mod tests {
 
     #[test]
     fn epsilon_decays_linearly_then_stays() {
-        let c = Config { total_timesteps: 1000, exploration_fraction: 0.5, start_e: 1.0, end_e: 0.1, ..Default::default() };
+        let c =
+            Config { total_timesteps: 1000, exploration_fraction: 0.5, start_e: 1.0, end_e: 0.1, ..Default::default() };
         assert_eq!(c.epsilon(0), 1.0);
         assert!((c.epsilon(250) - 0.55).abs() < 1e-12);
         assert!((c.epsilon(500) - 0.1).abs() < 1e-12);

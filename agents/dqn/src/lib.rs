@@ -79,6 +79,9 @@ impl Replay {
     }
 }
 
+/// A scalar loss carrying the tape of the online network.
+type TracedLoss = Tensor<Rank0, f32, Cpu, OwnedTape<f32, Cpu>>;
+
 /// Counters and random state saved in `checkpoint/state.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainState {
@@ -149,7 +152,19 @@ impl<Q: QFunction<O, A>, const O: usize, const A: usize> Dqn<Q, O, A> {
             seed,
             rng: ChaCha8Rng::seed_from_u64(seed.wrapping_add(0x5eed)),
         };
-        Ok(Self { cfg, q, target, opt, state, dev, grads, replay, nstep, batch: Batch::default(), last_q_values: vec![] })
+        Ok(Self {
+            cfg,
+            q,
+            target,
+            opt,
+            state,
+            dev,
+            grads,
+            replay,
+            nstep,
+            batch: Batch::default(),
+            last_q_values: vec![],
+        })
     }
 
     /// Number of stored transitions.
@@ -195,6 +210,40 @@ impl<Q: QFunction<O, A>, const O: usize, const A: usize> Dqn<Q, O, A> {
     /// One gradient step on a sampled batch. `beta` is the importance-sampling exponent
     /// (ignored without prioritized replay).
     pub fn train_step(&mut self, beta: f64) -> Result<TrainStats, DqnError> {
+        let grads = self.grads.take().expect("gradients are put back after every step");
+        let (loss, targets, q_sa_values) = self.td_loss(beta, grads);
+        let loss_value = loss.array();
+        if !loss_value.is_finite() {
+            self.grads = Some(self.q.alloc_grads());
+            return Err(DqnError::NonFiniteLoss {
+                loss: loss_value,
+                gradient_step: self.state.gradient_steps,
+                env_step: self.state.global_step,
+            });
+        }
+        let mut grads = loss.backward();
+        let max_norm = (self.cfg.max_grad_norm > 0.0).then_some(self.cfg.max_grad_norm);
+        let grad_norm = self.opt.update(&mut self.q, &grads, max_norm);
+        self.q.zero_grads(&mut grads);
+        self.grads = Some(grads);
+        self.state.gradient_steps += 1;
+
+        if let Replay::Prioritized(per) = &mut self.replay {
+            let td: Vec<f32> = q_sa_values.iter().zip(&targets).map(|(q, y)| q - y).collect();
+            per.update_priorities(&self.batch.indices, &td);
+        }
+        let mean_q = q_sa_values.iter().sum::<f32>() / q_sa_values.len() as f32;
+        self.last_q_values = q_sa_values;
+        Ok(TrainStats { loss: loss_value, mean_q, grad_norm })
+    }
+
+    /// Samples a batch and builds the TD loss on a tape started from `grads`. Returns the loss,
+    /// the TD targets and Q(s, a) of the batch.
+    fn td_loss(
+        &mut self,
+        beta: f64,
+        grads: Gradients<f32, Cpu>,
+    ) -> (TracedLoss, Vec<f32>, Vec<f32>) {
         let b = self.cfg.batch_size;
         match &self.replay {
             Replay::Uniform(buf) => buf.sample(b, &mut self.state.rng, &mut self.batch),
@@ -218,38 +267,13 @@ impl<Q: QFunction<O, A>, const O: usize, const A: usize> Dqn<Q, O, A> {
         let actions = self.dev.tensor_from_vec(batch.discrete_actions(), (b,));
         let y = self.dev.tensor_from_vec(targets.clone(), (b,));
         let w = self.dev.tensor_from_vec(batch.weights.clone(), (b,));
-        let grads = self.grads.take().expect("gradients are put back after every step");
-        let q_all = self.q.q_values(obs.trace(grads));
-        let q_sa = q_all.select(actions);
+        let q_sa = self.q.q_values(obs.trace(grads)).select(actions);
         let q_sa_values = q_sa.retaped::<NoneTape>().as_vec();
         let elementwise = match self.cfg.loss {
             Loss::Huber => q_sa.huber_error(y, 1.0),
             Loss::Mse => (q_sa - y).square(),
         };
-        let loss = (elementwise * w).mean();
-        let loss_value = loss.array();
-        if !loss_value.is_finite() {
-            self.grads = Some(self.q.alloc_grads());
-            return Err(DqnError::NonFiniteLoss {
-                loss: loss_value,
-                gradient_step: self.state.gradient_steps,
-                env_step: self.state.global_step,
-            });
-        }
-        let mut grads = loss.backward();
-        let max_norm = (self.cfg.max_grad_norm > 0.0).then_some(self.cfg.max_grad_norm);
-        let grad_norm = self.opt.update(&mut self.q, &grads, max_norm);
-        self.q.zero_grads(&mut grads);
-        self.grads = Some(grads);
-        self.state.gradient_steps += 1;
-
-        if let Replay::Prioritized(per) = &mut self.replay {
-            let td: Vec<f32> = q_sa_values.iter().zip(&targets).map(|(q, y)| q - y).collect();
-            per.update_priorities(&self.batch.indices, &td);
-        }
-        let mean_q = q_sa_values.iter().sum::<f32>() / b as f32;
-        self.last_q_values = q_sa_values;
-        Ok(TrainStats { loss: loss_value, mean_q, grad_norm })
+        ((elementwise * w).mean(), targets, q_sa_values)
     }
 
     /// Updates the target network: a hard copy when `tau == 1`, else Polyak averaging.
@@ -372,10 +396,9 @@ fn mean_std(xs: &[f64]) -> (f64, f64) {
 
 /// How many multiples of `every` lie in `(prev, now]`.
 fn crossings(prev: u64, now: u64, every: u64) -> u64 {
-    if every == 0 {
-        0
-    } else {
-        now / every - prev / every
+    match (now.checked_div(every), prev.checked_div(every)) {
+        (Some(a), Some(b)) => a - b,
+        _ => 0,
     }
 }
 
@@ -525,4 +548,83 @@ where
         solved_at_step,
         seed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Net = <QNetwork<3, 2, 8> as BuildOnDevice<Cpu, f32>>::Built;
+
+    fn filled_agent(cfg: Config) -> Dqn<Net, 3, 2> {
+        let mut agent = Dqn::<Net, 3, 2>::new(cfg, 4).unwrap();
+        for t in 0..200 {
+            let x = t as f32 / 200.0;
+            agent.observe(0, &[x, -x, 1.0], t % 2, x, &[x + 0.01, -x, 1.0], t % 50 == 49, false);
+        }
+        agent
+    }
+
+    #[test]
+    fn the_target_network_receives_no_gradient() {
+        let mut agent = filled_agent(Config { batch_size: 16, ..Default::default() });
+        let target_before = agent.target.0.weight.as_vec();
+        let grads = agent.q.alloc_grads();
+        let (loss, _, _) = agent.td_loss(0.4, grads);
+        let grads = loss.backward();
+        // The online network has gradients; the target network's tensors have no entry at all
+        // (`Gradients::get` panics on a tensor it never saw).
+        assert!(grads.get(&agent.q.0.weight).as_vec().iter().any(|&g| g != 0.0));
+        let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| grads.get(&agent.target.0.weight)));
+        let last = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| grads.get(&agent.target.4.weight)));
+        assert!(first.is_err() && last.is_err(), "the target network got a gradient entry");
+        // Training steps change the online network and leave the target alone until updated.
+        for _ in 0..5 {
+            agent.train_step(0.4).unwrap();
+        }
+        assert_eq!(agent.target.0.weight.as_vec(), target_before);
+        assert_ne!(agent.q.0.weight.as_vec(), target_before);
+        agent.update_target();
+        assert_eq!(agent.target.0.weight.as_vec(), agent.q.0.weight.as_vec());
+    }
+
+    #[test]
+    fn a_diverging_loss_is_an_error() {
+        let mut agent = filled_agent(Config { batch_size: 8, ..Default::default() });
+        agent.q.4.bias.copy_from(&[f32::NAN; 2]);
+        let err = agent.train_step(0.4).unwrap_err();
+        assert!(matches!(err, DqnError::NonFiniteLoss { .. }), "{err}");
+        assert!(err.to_string().contains("NaN"));
+    }
+
+    #[test]
+    fn checkpoint_round_trip_restores_weights_optimizer_and_counters() {
+        let mut agent = filled_agent(Config { batch_size: 16, prioritized: true, ..Default::default() });
+        for _ in 0..10 {
+            agent.train_step(0.4).unwrap();
+        }
+        agent.state.global_step = 1234;
+        let dir = std::env::temp_dir().join(format!("glimpse-dqn-ckpt-{}", std::process::id()));
+        agent.save(&dir).unwrap();
+        let mut restored = Dqn::<Net, 3, 2>::new(agent.cfg.clone(), 99).unwrap();
+        restored.load(&dir).unwrap();
+        assert_eq!(restored.state, agent.state);
+        assert_eq!(restored.q.2.weight.as_vec(), agent.q.2.weight.as_vec());
+        assert_eq!(restored.target.4.bias.as_vec(), agent.target.4.bias.as_vec());
+        assert_eq!(restored.opt.t, agent.opt.t);
+        assert_eq!(restored.opt.moments().0 .0.weight.as_vec(), agent.opt.moments().0 .0.weight.as_vec());
+        assert_eq!(restored.opt.moments().1 .4.weight.as_vec(), agent.opt.moments().1 .4.weight.as_vec());
+        // Both agents now act identically (same weights and same random stream).
+        let obs = [0.1, 0.2, 0.3, -0.5, 0.0, 1.0];
+        let (mut a1, mut a2) = (vec![], vec![]);
+        agent.act(&obs, 0.5, &mut a1);
+        restored.act(&obs, 0.5, &mut a2);
+        assert_eq!(a1, a2);
+        // A truncated weights file is a clear error.
+        let bytes = std::fs::read(dir.join("q.safetensors")).unwrap();
+        std::fs::write(dir.join("q.safetensors"), &bytes[..bytes.len() - 10]).unwrap();
+        let err = restored.load(&dir).unwrap_err().to_string();
+        assert!(err.contains("q.safetensors"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

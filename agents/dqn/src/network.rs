@@ -20,7 +20,9 @@ pub type QValues<const A: usize, T = NoneTape> = Tensor<(usize, Const<A>), f32, 
 
 /// A module that maps a batch of observations to Q-values; implemented by the built
 /// [`QNetwork`] and [`DuelingQNetwork`].
-pub trait QFunction<const O: usize, const A: usize>: TensorCollection<f32, Cpu> + Clone + Send + Sync + 'static {
+pub trait QFunction<const O: usize, const A: usize>:
+    TensorCollection<f32, Cpu> + Clone + Send + Sync + 'static
+{
     /// Builds a freshly initialised network on `dev`.
     fn build(dev: &Cpu) -> Self;
     /// Q-values of every action for each observation of the batch.
@@ -39,10 +41,8 @@ impl<const O: usize, const A: usize, const H: usize> QFunction<O, A> for Mlp<O, 
     }
 }
 
-type Dueling<const O: usize, const A: usize, const H: usize> = (
-    (Linear<O, H, f32, Cpu>, ReLU, Linear<H, H, f32, Cpu>, ReLU),
-    (Linear<H, 1, f32, Cpu>, Linear<H, A, f32, Cpu>),
-);
+type Dueling<const O: usize, const A: usize, const H: usize> =
+    ((Linear<O, H, f32, Cpu>, ReLU, Linear<H, H, f32, Cpu>, ReLU), (Linear<H, 1, f32, Cpu>, Linear<H, A, f32, Cpu>));
 
 impl<const O: usize, const A: usize, const H: usize> QFunction<O, A> for Dueling<O, A, H> {
     fn build(dev: &Cpu) -> Self {
@@ -94,7 +94,8 @@ mod tests {
         let grads = net.alloc_grads();
         let loss = net.q_values(x.trace(grads)).square().mean();
         let g = loss.backward();
-        for w in [g.get(&net.0 .0.weight).as_vec(), g.get(&net.1 .0.weight).as_vec(), g.get(&net.1 .1.weight).as_vec()] {
+        for w in [g.get(&net.0 .0.weight).as_vec(), g.get(&net.1 .0.weight).as_vec(), g.get(&net.1 .1.weight).as_vec()]
+        {
             assert!(w.iter().any(|&v| v != 0.0));
         }
         let _ = <Plain as QFunction<3, 4>>::build(&dev);
