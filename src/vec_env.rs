@@ -66,8 +66,9 @@
 
 use std::panic::{self, AssertUnwindSafe};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvError, Sender, TryRecvError};
 use dfdx::shapes::{Const, HasShape};
 use dfdx::tensor::{CopySlice, Tensor, TensorFromVec};
 
@@ -338,9 +339,41 @@ struct Worker<E: Env> {
     thread: Option<JoinHandle<()>>,
 }
 
+/// How long a thread waits actively for a hand-off before it blocks (and needs a wake-up call).
+///
+/// Consecutive batch steps usually come within microseconds of each other, while waking a blocked
+/// thread costs several (tens on a virtual machine): waiting actively this long keeps small batches
+/// from paying that per step, and a thread left idle (during a long network update, say) soon stops
+/// using the CPU.
+const ACTIVE_WAIT: Duration = Duration::from_micros(50);
+/// Of [`ACTIVE_WAIT`], the part spent spinning; after it the waiter yields its core between checks,
+/// so that on a busy machine it does not hold up the very thread it waits for.
+const SPIN_WAIT: Duration = Duration::from_micros(2);
+
+/// Receives like `rx.recv()`, but waits actively for up to [`ACTIVE_WAIT`] first.
+fn recv_active<T>(rx: &Receiver<T>) -> Result<T, RecvError> {
+    let start = Instant::now();
+    loop {
+        for _ in 0..32 {
+            match rx.try_recv() {
+                Ok(value) => return Ok(value),
+                Err(TryRecvError::Disconnected) => return Err(RecvError),
+                Err(TryRecvError::Empty) => std::hint::spin_loop(),
+            }
+        }
+        let waited = start.elapsed();
+        if waited > ACTIVE_WAIT {
+            return rx.recv();
+        }
+        if waited > SPIN_WAIT {
+            std::thread::yield_now();
+        }
+    }
+}
+
 /// The loop of a worker thread: one command in, one reply out, until the command channel closes.
 fn worker_loop<E: Env>(mut chunk: Chunk<E>, commands: Receiver<Command<E::Act>>, replies: Sender<Reply>) {
-    while let Ok(command) = commands.recv() {
+    while let Ok(command) = recv_active(&commands) {
         let result = match command {
             // SAFETY: the VecEnv waits for this reply before it touches the rows again (see RawRows).
             Command::Reset { seed, rows, episodes } => {
@@ -600,7 +633,7 @@ impl<E: Env + 'static> VecEnv<E> {
             keep(e);
         }
         for worker in &mut self.workers[..sent] {
-            match worker.replies.recv() {
+            match recv_active(&worker.replies) {
                 Ok(reply) => {
                     self.episodes.extend_from_slice(&reply.episodes);
                     worker.episodes = reply.episodes;
