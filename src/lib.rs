@@ -13,3 +13,5 @@ pub mod wrappers;
 
 pub use env::{Env, EnvError, EpisodeStats, Info, Observation, Step};
 pub use spaces::{BoxSpace, Discrete, Space};
+pub mod distributions;
+pub mod rollout;
