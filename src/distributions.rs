@@ -58,9 +58,7 @@ impl<B: Dim, const A: usize, T: Tape<f32, Cpu> + Merge<T>> Categorical<B, A, T> 
         self.log_probs
             .as_vec()
             .chunks(A)
-            .map(|row| {
-                row.iter().enumerate().fold(0, |best, (a, &v)| if v > row[best] { a } else { best })
-            })
+            .map(|row| row.iter().enumerate().fold(0, |best, (a, &v)| if v > row[best] { a } else { best }))
             .collect()
     }
 
@@ -189,10 +187,11 @@ impl<const I: usize, const A: usize, D: Device<f32>> TensorCollection<f32, D> fo
     }
 }
 
-impl<B: Dim, const I: usize, const A: usize, E: Dtype, D: Device<E>, T: Tape<E, D>> Module<Tensor<(B, Const<I>), E, D, T>>
-    for GaussianHead<I, A, E, D>
+impl<B: Dim, const I: usize, const A: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>
+    Module<Tensor<(B, Const<I>), E, D, T>> for GaussianHead<I, A, E, D>
 where
-    modules::Linear<I, A, E, D>: Module<Tensor<(B, Const<I>), E, D, T>, Output = Tensor<(B, Const<A>), E, D, T>, Error = D::Err>,
+    modules::Linear<I, A, E, D>:
+        Module<Tensor<(B, Const<I>), E, D, T>, Output = Tensor<(B, Const<A>), E, D, T>, Error = D::Err>,
 {
     type Output = (Tensor<(B, Const<A>), E, D, T>, Tensor<(B, Const<A>), E, D, T>);
     type Error = D::Err;
@@ -280,7 +279,8 @@ mod tests {
         let head = dev.build_module::<builder::GaussianHead<3, 2>, f32>();
         assert_eq!(head.log_std.array(), [0.0, 0.0]);
         let grads = head.alloc_grads();
-        let x: Tensor<(usize, Const<3>), f32, Cpu> = dev.tensor_from_vec(vec![1.0, 2.0, 3.0, -1.0, 0.0, 1.0], (2, Const));
+        let x: Tensor<(usize, Const<3>), f32, Cpu> =
+            dev.tensor_from_vec(vec![1.0, 2.0, 3.0, -1.0, 0.0, 1.0], (2, Const));
         let (mean, log_std) = head.forward(x.traced(grads));
         let (lp, ent) = DiagGaussian::new(mean, log_std).log_prob_and_entropy(&[0.0; 4]);
         let loss = (lp + ent).sum();

@@ -63,10 +63,7 @@ pub fn reward_to_go(rewards: &[f32], ends: &[bool], gamma: f32) -> Vec<f32> {
 /// step (it is only a bootstrap source, the recursion is cut by `ends`).
 pub fn gae(rewards: &[f32], values: &[f32], next_values: &[f32], ends: &[bool], gamma: f32, lambda: f32) -> Vec<f32> {
     let n = rewards.len();
-    assert!(
-        values.len() == n && next_values.len() == n && ends.len() == n,
-        "gae: slices differ in length"
-    );
+    assert!(values.len() == n && next_values.len() == n && ends.len() == n, "gae: slices differ in length");
     let mut adv = vec![0.0; n];
     let mut next_adv = 0.0;
     for t in (0..n).rev() {
@@ -425,5 +422,65 @@ mod tests {
         assert_eq!(all, (0..6).collect::<Vec<_>>());
         let mb = buf.minibatch(&[5, 0]);
         assert_eq!(mb.obs, vec![12.0, 0.0]);
+    }
+
+    /// Three envs over three steps, γ = 0.9, λ = 0.8 (values worked out by hand):
+    /// env 0 terminates after step 0; env 1 is truncated after step 1 (V(final) = 3);
+    /// env 2 both terminates and is truncated after step 1 (termination wins, the 100 is ignored).
+    fn hand_buffer() -> RolloutBuffer {
+        let mut buf = RolloutBuffer::new(3, 3, 1, 1);
+        let rewards = [[1.0, 1.0, 1.0], [2.0, 1.0, 1.0], [3.0, 1.0, 1.0]];
+        let values = [[0.5, 0.2, 0.0], [1.0, 0.4, 0.0], [1.5, 0.6, 0.0]];
+        let term = [[true, false, false], [false, false, true], [false, false, false]];
+        let trunc = [[false, false, false], [false, true, true], [false, false, false]];
+        let boot = [[0.0, 0.0, 0.0], [0.0, 3.0, 100.0], [0.0, 0.0, 0.0]];
+        for t in 0..3 {
+            buf.push(StepRecord {
+                obs: &[0.0; 3],
+                actions: &[0.0; 3],
+                log_probs: &[0.0; 3],
+                values: &values[t],
+                rewards: &rewards[t],
+                terminated: &term[t],
+                truncated: &trunc[t],
+                bootstrap_values: &boot[t],
+            });
+        }
+        buf.finish(&[2.0, 1.0, 0.0]);
+        buf
+    }
+
+    fn env_column(buf: &RolloutBuffer, v: &[f32], i: usize) -> Vec<f32> {
+        (0..buf.len()).map(|t| v[t * buf.num_envs + i]).collect()
+    }
+
+    #[test]
+    fn gae_matches_hand_computation_across_terminations_and_truncations() {
+        let mut buf = hand_buffer();
+        buf.compute_gae(0.9, 0.8);
+        // env 0: δ2 = 3 + .9·2 − 1.5 = 3.3; δ1 = 2 + .9·1.5 − 1 = 2.35, A1 = 2.35 + .72·3.3; A0 = 1 − .5 (cut).
+        assert!(close(&env_column(&buf, &buf.advantages, 0), &[0.5, 4.726, 3.3]));
+        // env 1: δ2 = 1 + .9·1 − .6 = 1.3; A1 = 1 + .9·3 − .4 = 3.3 (cut); A0 = 1 + .9·.4 − .2 + .72·3.3.
+        assert!(close(&env_column(&buf, &buf.advantages, 1), &[3.536, 3.3, 1.3]));
+        // env 2: A2 = 1; A1 = 1 (terminal, bootstrap ignored); A0 = 1 + .72·1.
+        assert!(close(&env_column(&buf, &buf.advantages, 2), &[1.72, 1.0, 1.0]));
+        assert!(close(&env_column(&buf, &buf.returns, 0), &[1.0, 5.726, 4.8]));
+        assert!(close(&env_column(&buf, &buf.returns, 1), &[3.736, 3.7, 1.9]));
+    }
+
+    #[test]
+    fn returns_match_hand_computation_across_terminations_and_truncations() {
+        let mut buf = hand_buffer();
+        buf.compute_returns(0.9);
+        assert!(close(&env_column(&buf, &buf.returns, 0), &[1.0, 6.32, 4.8]));
+        assert!(close(&env_column(&buf, &buf.returns, 1), &[4.33, 3.7, 1.9]));
+        assert!(close(&env_column(&buf, &buf.returns, 2), &[1.9, 1.0, 1.0]));
+        assert!(close(&env_column(&buf, &buf.advantages, 1), &[4.13, 3.3, 1.3]));
+        let mask = buf.complete_episode_mask();
+        assert_eq!(mask, vec![true, true, true, false, true, true, false, false, false]);
+        // GAE with λ = 1 gives the same return targets.
+        let mut gae1 = hand_buffer();
+        gae1.compute_gae(0.9, 1.0);
+        assert!(close(&gae1.returns, &buf.returns));
     }
 }
