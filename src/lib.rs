@@ -8,6 +8,7 @@
 //! checkpoints) live in their own modules beside these.
 
 pub mod env;
+pub mod nn;
 pub mod spaces;
 pub mod wrappers;
 
