@@ -6,6 +6,7 @@
 //! at the behaviour policy the ratio is 1 and its gradient is that of `log π`, so the clipped
 //! machinery reduces exactly to the A2C gradient.
 
+use glimpse::optim::Adam;
 use glimpse::Env;
 use serde::{Deserialize, Serialize};
 
@@ -108,12 +109,13 @@ pub fn train<E, P, const O: usize>(
     envs: Vec<E>,
     eval_env: &mut E,
     policy: &mut P,
+    opt: &mut Adam<P::Net>,
     cfg: &A2cConfig,
-    on_update: impl FnMut(&UpdateStats, &P),
+    on_update: impl FnMut(&UpdateStats, &P, &Adam<P::Net>),
 ) -> Result<TrainOutcome, Error>
 where
     E: Env + 'static,
     P: ActorCritic<O, Action = E::Act>,
 {
-    ppo::train::<E, P, O>(envs, eval_env, policy, &cfg.to_ppo(), on_update)
+    ppo::train::<E, P, O>(envs, eval_env, policy, opt, &cfg.to_ppo(), on_update)
 }

@@ -129,10 +129,12 @@ where
         return Ok(summary);
     }
 
+    let mut opt = ppo::optimizer::<O, P>(&policy, &cfg.ppo());
     let (mut run, mut state) = match &args.resume {
         Some(dir) => {
             let run = RunDir::open(dir)?;
             load_weights(policy.net_mut(), &weights_file(&run))?;
+            opt.load(&run.checkpoint_dir(), "adam")?;
             let state: State = load_json(&run.checkpoint_dir().join("state.json"))?;
             (run, state)
         }
@@ -140,7 +142,8 @@ where
     };
     run.write_config(&cfg)?;
     let mut train_cfg = cfg.ppo();
-    // A resumed run trains for what is left, on fresh env and sampling streams (optimizer moments restart).
+    // A resumed run trains for what is left (with the saved optimizer state) on fresh env and
+    // sampling streams; the learning-rate schedule restarts from its initial value.
     train_cfg.total_timesteps = train_cfg.total_timesteps.saturating_sub(state.env_steps).max(1);
     train_cfg.seed += state.updates as u64;
     std::fs::create_dir_all(run.checkpoint_dir())?;
@@ -150,7 +153,7 @@ where
     let progress = Progress::new(train_cfg.total_timesteps);
     let (offset, prior_updates, prior_seconds) = (state.env_steps, state.updates, state.wall_seconds);
     let mut failure: Option<Box<dyn StdError>> = None;
-    let outcome = ppo::train::<E, P, O>(envs, &mut eval_env, &mut policy, &train_cfg, |s, p| {
+    let outcome = ppo::train::<E, P, O>(envs, &mut eval_env, &mut policy, &mut opt, &train_cfg, |s, p, o| {
         let recent =
             (!s.episodes.is_empty()).then(|| s.episodes.iter().map(|e| e.ret).sum::<f64>() / s.episodes.len() as f64);
         progress.update(s.env_steps, recent);
@@ -158,6 +161,7 @@ where
         let result = log_update(&mut run, s, offset).and_then(|_| {
             if checkpoint {
                 save_weights(p.net(), &weights_file(&run))?;
+                o.save(&run.checkpoint_dir(), "adam")?;
                 let st = State {
                     env_steps: offset + s.env_steps,
                     updates: prior_updates + s.update,
@@ -181,6 +185,7 @@ where
         wall_seconds: prior_seconds + outcome.wall_seconds,
     };
     save_weights(policy.net(), &weights_file(&run))?;
+    opt.save(&run.checkpoint_dir(), "adam")?;
     save_json(&state, &run.checkpoint_dir().join("state.json"))?;
     run.writer()?.flush()?;
 

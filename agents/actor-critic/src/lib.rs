@@ -25,7 +25,4 @@ pub enum Error {
     /// A loss became NaN or infinite.
     #[error("non-finite loss: {0}")]
     NonFinite(String),
-    /// The optimizer refused the gradients.
-    #[error("optimizer error: {0}")]
-    Optimizer(String),
 }

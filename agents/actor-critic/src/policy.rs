@@ -4,7 +4,7 @@
 //! actor/critic is only a choice of type: a shared trunk ends in a `SplitInto` of two heads; separate
 //! networks are a `SplitInto` of two full MLPs.
 
-use dfdx::nn::tensor_collection::{RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorRef};
+use dfdx::nn::tensor_collection::TensorCollection;
 use dfdx::prelude::*;
 use glimpse::distributions::{builder::GaussianHead, Categorical, DiagGaussian};
 use rand::Rng;
@@ -203,51 +203,4 @@ where
         let (log_probs, entropy) = DiagGaussian::new(mean, log_std).log_prob_and_entropy(actions);
         Evaluation { log_probs, entropy, values: column(values) }
     }
-}
-
-/// Sums the squares of every parameter gradient of `model` found in `grads`.
-struct SumSquares<'a> {
-    grads: &'a mut Gradients<f32, Cpu>,
-    total: f64,
-    scale: Option<f32>,
-}
-
-impl TensorVisitor<f32, Cpu> for SumSquares<'_> {
-    type Viewer = ViewTensorRef;
-    type Err = <Cpu as HasErr>::Err;
-    type E2 = f32;
-    type D2 = Cpu;
-
-    fn visit<S: Shape>(
-        &mut self,
-        opts: TensorOptions<S, f32, Cpu>,
-        t: &Tensor<S, f32, Cpu>,
-    ) -> Result<Option<Tensor<S, f32, Cpu>>, Self::Err> {
-        if opts.do_gradient_update {
-            let g = self.grads.get_or_alloc_mut(t)?;
-            match self.scale {
-                None => self.total += g.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>(),
-                Some(s) => g.iter_mut().for_each(|v| *v *= s),
-            }
-        }
-        Ok(None)
-    }
-}
-
-/// Global L2 norm of `model`'s gradients.
-pub fn grad_norm<M: TensorCollection<f32, Cpu>>(model: &M, grads: &mut Gradients<f32, Cpu>) -> f64 {
-    let mut op = SumSquares { grads, total: 0.0, scale: None };
-    M::iter_tensors(&mut RecursiveWalker { m: model, f: &mut op }).expect("cpu visit cannot fail");
-    op.total.sqrt()
-}
-
-/// Scales `model`'s gradients so their global L2 norm is at most `max_norm` (as PyTorch's
-/// `clip_grad_norm_`); returns the norm before clipping.
-pub fn clip_grad_norm<M: TensorCollection<f32, Cpu>>(model: &M, grads: &mut Gradients<f32, Cpu>, max_norm: f64) -> f64 {
-    let norm = grad_norm(model, grads);
-    if norm > max_norm {
-        let mut op = SumSquares { grads, total: 0.0, scale: Some((max_norm / (norm + 1e-6)) as f32) };
-        M::iter_tensors(&mut RecursiveWalker { m: model, f: &mut op }).expect("cpu visit cannot fail");
-    }
-    norm
 }

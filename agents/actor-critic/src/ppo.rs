@@ -6,8 +6,8 @@
 
 use std::time::Instant;
 
-use dfdx::optim::{Adam, AdamConfig};
 use dfdx::prelude::*;
+use glimpse::optim::{Adam, AdamConfig};
 use glimpse::rollout::{normalize, RolloutBuffer, StepRecord};
 use glimpse::vec_env::VecEnv;
 use glimpse::{Env, EpisodeStats, Observation};
@@ -15,7 +15,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{clip_grad_norm, ActorCritic, Column};
+use crate::policy::{ActorCritic, Column};
 use crate::Error;
 
 /// PPO hyperparameters. `Default` is CleanRL's `ppo.py`; the presets are RL-Zoo's tuned values.
@@ -245,15 +245,21 @@ where
     Ok(total / episodes.max(1) as f64)
 }
 
-/// Trains `policy` with PPO on `envs` (stepped as a [`VecEnv`]), evaluating greedily on
-/// `eval_env`. `on_update` sees every update's statistics and the current policy (for logging and
-/// checkpoints).
+/// A fresh Adam optimizer for `policy` with the configured learning rate (ε = 1e-5, as CleanRL).
+pub fn optimizer<const O: usize, P: ActorCritic<O>>(policy: &P, cfg: &PpoConfig) -> Adam<P::Net> {
+    Adam::new(policy.net(), AdamConfig { lr: cfg.learning_rate as f32, eps: 1e-5, ..Default::default() })
+}
+
+/// Trains `policy` with PPO on `envs` (stepped as a [`VecEnv`]) using `opt` (see [`optimizer`]),
+/// evaluating greedily on `eval_env`. `on_update` sees every update's statistics, the current policy
+/// and the optimizer (for logging and checkpoints).
 pub fn train<E, P, const O: usize>(
     envs: Vec<E>,
     eval_env: &mut E,
     policy: &mut P,
+    opt: &mut Adam<P::Net>,
     cfg: &PpoConfig,
-    mut on_update: impl FnMut(&UpdateStats, &P),
+    mut on_update: impl FnMut(&UpdateStats, &P, &Adam<P::Net>),
 ) -> Result<TrainOutcome, Error>
 where
     E: Env + 'static,
@@ -272,14 +278,13 @@ where
     let mut venv = VecEnv::new(envs, cfg.workers)?;
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     let mut buf = RolloutBuffer::new(n, t_len, O, P::ACT_DIM);
-    let mut opt = Adam::new(policy.net(), AdamConfig { lr: cfg.learning_rate, eps: 1e-5, ..Default::default() });
     let mut obs = venv.reset(Some(cfg.seed))?.to_vec();
     let num_updates = (cfg.total_timesteps / (n * t_len) as u64).max(1) as usize;
     let mut out = TrainOutcome::default();
 
     for update in 1..=num_updates {
         if cfg.anneal_lr {
-            opt.cfg.lr = cfg.learning_rate * (1.0 - (update - 1) as f64 / num_updates as f64);
+            opt.cfg.lr = (cfg.learning_rate * (1.0 - (update - 1) as f64 / num_updates as f64)) as f32;
         }
         // Collect a rollout.
         buf.clear();
@@ -305,10 +310,10 @@ where
         buf.finish(&policy.values(&obs));
         buf.compute_gae(cfg.gamma, cfg.gae_lambda);
 
-        let mut stats = learn::<O, P>(policy, &mut opt, &buf, cfg, &dev, &mut rng)?;
+        let mut stats = learn::<O, P>(policy, opt, &buf, cfg, &dev, &mut rng)?;
         stats.update = update;
         stats.env_steps = out.env_steps;
-        stats.learning_rate = opt.cfg.lr;
+        stats.learning_rate = opt.cfg.lr as f64;
         stats.explained_variance = explained_variance(&buf.values, &buf.returns);
         if !episodes.is_empty() {
             let mean = episodes.iter().map(|e| e.ret).sum::<f64>() / episodes.len() as f64;
@@ -334,7 +339,7 @@ where
         }
         stats.wall_seconds = start.elapsed().as_secs_f64();
         out.updates = update;
-        on_update(&stats, policy);
+        on_update(&stats, policy, opt);
         if out.solved_at_step.is_some() {
             break;
         }
@@ -380,7 +385,7 @@ pub fn explained_variance(values: &[f32], returns: &[f32]) -> f64 {
 /// The PPO/A2C update over one rollout.
 fn learn<const O: usize, P: ActorCritic<O>>(
     policy: &mut P,
-    opt: &mut Adam<P::Net, f32, Cpu>,
+    opt: &mut Adam<P::Net>,
     buf: &RolloutBuffer,
     cfg: &PpoConfig,
     dev: &Cpu,
@@ -442,12 +447,11 @@ fn learn<const O: usize, P: ActorCritic<O>>(
                 return Err(Error::NonFinite(format!("policy loss {pg_v}, value loss {v_v}, entropy {ent_v}")));
             }
             let loss = pg_loss + v_loss * cfg.vf_coef - entropy * cfg.ent_coef;
-            let mut grads = loss.backward();
-            let norm = match cfg.max_grad_norm {
-                Some(m) => clip_grad_norm(policy.net(), &mut grads, m),
-                None => crate::policy::grad_norm(policy.net(), &mut grads),
-            };
-            opt.update(policy.net_mut(), &grads).map_err(|e| Error::Optimizer(format!("{e:?}")))?;
+            let grads = loss.backward();
+            let norm = opt.update(policy.net_mut(), &grads, cfg.max_grad_norm.map(|m| m as f32)) as f64;
+            if !norm.is_finite() {
+                return Err(Error::NonFinite(format!("gradient norm {norm}")));
+            }
 
             sums.policy_loss += pg_v as f64;
             sums.value_loss += v_v as f64;

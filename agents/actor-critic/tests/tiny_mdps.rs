@@ -111,7 +111,11 @@ fn ppo_learns_a_two_armed_bandit() {
         ..PpoConfig::default()
     };
     let envs = (0..4).map(|i| Bandit(StdRng::seed_from_u64(i))).collect();
-    let out = ppo::train::<_, _, 1>(envs, &mut Bandit(StdRng::seed_from_u64(9)), &mut policy, &cfg, |_, _| {}).unwrap();
+    let out = {
+        let mut opt = ppo::optimizer::<1, _>(&policy, &cfg);
+        ppo::train::<_, _, 1>(envs, &mut Bandit(StdRng::seed_from_u64(9)), &mut policy, &mut opt, &cfg, |_, _, _| {})
+    }
+    .unwrap();
     let p_best = bandit_policy(&policy);
     assert!(p_best > 0.9, "greedy arm 1 with probability {p_best} after {} steps", out.env_steps);
 }
@@ -130,7 +134,11 @@ fn a2c_learns_a_two_armed_bandit() {
         ..A2cConfig::default()
     };
     let envs = (0..4).map(|i| Bandit(StdRng::seed_from_u64(i))).collect();
-    a2c::train::<_, _, 1>(envs, &mut Bandit(StdRng::seed_from_u64(9)), &mut policy, &cfg, |_, _| {}).unwrap();
+    {
+        let mut opt = ppo::optimizer::<1, _>(&policy, &cfg.to_ppo());
+        a2c::train::<_, _, 1>(envs, &mut Bandit(StdRng::seed_from_u64(9)), &mut policy, &mut opt, &cfg, |_, _, _| {})
+    }
+    .unwrap();
     let p_best = bandit_policy(&policy);
     assert!(p_best > 0.9, "greedy arm 1 with probability {p_best}");
 }
@@ -153,7 +161,11 @@ fn ppo_learns_a_short_chain() {
     };
     let envs = (0..4).map(|_| TimeLimit::new(Chain(0), 12)).collect();
     let mut eval_env = TimeLimit::new(Chain(0), 12);
-    let out = ppo::train::<_, _, CHAIN>(envs, &mut eval_env, &mut policy, &cfg, |_, _| {}).unwrap();
+    let out = {
+        let mut opt = ppo::optimizer::<CHAIN, _>(&policy, &cfg);
+        ppo::train::<_, _, CHAIN>(envs, &mut eval_env, &mut policy, &mut opt, &cfg, |_, _, _| {})
+    }
+    .unwrap();
     assert!(out.solved_at_step.is_some(), "not solved: eval {:?} after {} steps", out.eval_mean_return, out.env_steps);
     let ret = ppo::evaluate::<_, _, CHAIN>(&mut eval_env, &policy, 3, 0).unwrap();
     assert!((ret - 0.85).abs() < 1e-6, "optimal return is 0.85, got {ret}");
@@ -175,7 +187,11 @@ fn ppo_gaussian_policy_finds_a_continuous_target() {
         ..PpoConfig::default()
     };
     let envs = (0..4).map(|_| Target).collect();
-    ppo::train::<_, _, 1>(envs, &mut Target, &mut policy, &cfg, |_, _| {}).unwrap();
+    {
+        let mut opt = ppo::optimizer::<1, _>(&policy, &cfg);
+        ppo::train::<_, _, 1>(envs, &mut Target, &mut policy, &mut opt, &cfg, |_, _, _| {})
+    }
+    .unwrap();
     let a = policy.act(&[0.0], true, &mut StdRng::seed_from_u64(0)).actions[0];
     assert!((a - 0.7).abs() < 0.1, "greedy action {a}, want 0.7");
     let std = policy.net.0 .0 .1.log_std.array()[0].exp();
