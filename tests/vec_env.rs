@@ -267,11 +267,13 @@ fn invalid_actions_are_errors() {
 
 #[test]
 fn construction_checks_its_arguments() {
+    fn is_send<T: Send>(_: &T) {}
     assert!(VecEnv::<Counter>::new(vec![], 1).is_err());
     assert!(VecEnv::new(vec![Counter::new()], 0).is_err());
     let venv = VecEnv::new((0..3).map(|_| Counter::new()).collect(), 8).unwrap();
     assert_eq!((venv.num_envs(), venv.num_workers(), venv.obs_dim()), (3, 3, 2));
     assert_eq!(venv.action_space(), &Space::Discrete(Discrete::new(2)));
+    is_send(&venv);
 }
 
 #[test]
