@@ -59,6 +59,14 @@ struct Row {
     steps_per_sec: f64,
     /// Number of measurements the median is taken over.
     reps: usize,
+    /// Median of steps per second of CPU time used by the whole process (all threads; Linux only).
+    /// On a busy machine this shows the cost per step when `steps_per_sec` is held down by
+    /// other processes; waiting threads count as busy.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    steps_per_cpu_sec: Option<f64>,
+    /// Median CPU time / wall time: the cores the process actually got.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    cpus_used: Option<f64>,
     /// `steps_per_sec` / gymnasium's single-env figure, when gymnasium was measured.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     ratio_to_gymnasium_single: Option<f64>,
@@ -86,25 +94,56 @@ impl WyRand {
     }
 }
 
-/// Repeats `measure` (which returns env steps and the time they took) and returns the median rate.
-fn median_rate(reps: usize, mut measure: impl FnMut() -> (u64, Duration)) -> f64 {
-    let mut rates: Vec<f64> = (0..reps.max(1))
-        .map(|_| {
-            let (steps, took) = measure();
-            steps as f64 / took.as_secs_f64()
-        })
-        .collect();
-    rates.sort_by(f64::total_cmp);
-    rates[rates.len() / 2]
+/// CPU time used so far by all threads of this process, from `/proc/self/task/*/schedstat` (ns).
+fn process_cpu_time() -> Option<Duration> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(total))
+}
+
+/// Medians over several measurements.
+struct Rates {
+    steps_per_sec: f64,
+    steps_per_cpu_sec: Option<f64>,
+    cpus_used: Option<f64>,
+}
+
+/// Repeats `measure` (which returns the env steps it took) and returns the median rates.
+fn median_rates(reps: usize, mut measure: impl FnMut() -> u64) -> Rates {
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (mut wall_rates, mut cpu_rates, mut cpus) = (vec![], vec![], vec![]);
+    for _ in 0..reps.max(1) {
+        let (cpu0, start) = (process_cpu_time(), Instant::now());
+        let steps = measure() as f64;
+        let wall = start.elapsed().as_secs_f64();
+        wall_rates.push(steps / wall);
+        if let (Some(c0), Some(c1)) = (cpu0, process_cpu_time()) {
+            let cpu = (c1 - c0).as_secs_f64();
+            cpu_rates.push(steps / cpu);
+            cpus.push(cpu / wall);
+        }
+    }
+    let complete = cpu_rates.len() == wall_rates.len();
+    Rates {
+        steps_per_sec: median(wall_rates),
+        steps_per_cpu_sec: complete.then(|| median(cpu_rates)),
+        cpus_used: complete.then(|| median(cpus)),
+    }
 }
 
 /// One CartPole-v1 stepped in a loop, reset when an episode ends.
-fn single_env(args: &Args) -> f64 {
+fn single_env(args: &Args) -> Rates {
     let mut env = cartpole_v1();
     env.reset(Some(args.seed)).expect("reset");
     let mut rng = WyRand(args.seed);
     let min = Duration::from_secs_f64(args.min_seconds);
-    median_rate(args.reps, || {
+    median_rates(args.reps, || {
         let (mut steps, start) = (0u64, Instant::now());
         while start.elapsed() < min {
             let mut bits = 0;
@@ -119,12 +158,12 @@ fn single_env(args: &Args) -> f64 {
             }
             steps += 4096;
         }
-        (steps, start.elapsed())
+        steps
     })
 }
 
 /// `n` CartPole-v1 envs in a `VecEnv` on `workers` threads.
-fn vec_env(args: &Args, n: usize, workers: usize) -> f64 {
+fn vec_env(args: &Args, n: usize, workers: usize) -> Rates {
     let mut envs = VecEnv::new((0..n).map(|_| cartpole_v1()).collect(), workers).expect("VecEnv");
     envs.reset(Some(args.seed)).expect("reset");
     let mut rng = WyRand(args.seed);
@@ -132,7 +171,7 @@ fn vec_env(args: &Args, n: usize, workers: usize) -> f64 {
     let min = Duration::from_secs_f64(args.min_seconds);
     // Batch steps between clock reads, so that reading the clock costs nothing measurable.
     let batch = (65_536 / n).max(1);
-    median_rate(args.reps, || {
+    median_rates(args.reps, || {
         let (mut steps, start) = (0u64, Instant::now());
         while start.elapsed() < min {
             for _ in 0..batch {
@@ -141,7 +180,7 @@ fn vec_env(args: &Args, n: usize, workers: usize) -> f64 {
             }
             steps += (batch * n) as u64;
         }
-        (steps, start.elapsed())
+        steps
     })
 }
 
@@ -162,28 +201,23 @@ fn gymnasium(python: &PathBuf, args: &Args) -> Result<Vec<Row>, String> {
 fn main() {
     let args = Args::parse();
     let mut rows = vec![];
+    let ours = |kind: &str, envs: usize, workers: usize, rates: Rates| Row {
+        implementation: "glimpse".into(),
+        kind: kind.into(),
+        envs,
+        workers,
+        steps_per_sec: rates.steps_per_sec,
+        reps: args.reps,
+        steps_per_cpu_sec: rates.steps_per_cpu_sec,
+        cpus_used: rates.cpus_used,
+        ratio_to_gymnasium_single: None,
+    };
     if !args.no_single {
-        rows.push(Row {
-            implementation: "glimpse".into(),
-            kind: "single".into(),
-            envs: 1,
-            workers: 1,
-            steps_per_sec: single_env(&args),
-            reps: args.reps,
-            ratio_to_gymnasium_single: None,
-        });
+        rows.push(ours("single", 1, 1, single_env(&args)));
     }
     for &n in &args.envs {
         for &workers in &args.workers {
-            rows.push(Row {
-                implementation: "glimpse".into(),
-                kind: "vec_env".into(),
-                envs: n,
-                workers,
-                steps_per_sec: vec_env(&args, n, workers),
-                reps: args.reps,
-                ratio_to_gymnasium_single: None,
-            });
+            rows.push(ours("vec_env", n, workers, vec_env(&args, n, workers)));
         }
     }
     if let Some(python) = &args.python {
@@ -206,12 +240,22 @@ fn main() {
         return;
     }
     println!("CartPole-v1, random actions, median of {} runs of >= {} s", args.reps, args.min_seconds);
-    println!("{:<10} {:<16} {:>6} {:>8} {:>16} {:>12}", "impl", "kind", "envs", "workers", "steps/s", "x gym single");
+    println!(
+        "{:<10} {:<14} {:>5} {:>8} {:>14} {:>12} {:>16} {:>10}",
+        "impl", "kind", "envs", "workers", "steps/s", "x gym single", "steps/cpu-s", "cpus used"
+    );
+    let or_dash = |x: Option<f64>, digits: usize| x.map_or("-".to_string(), |x| format!("{x:.digits$}"));
     for r in &rows {
-        let ratio = r.ratio_to_gymnasium_single.map_or("-".to_string(), |x| format!("{x:.1}"));
         println!(
-            "{:<10} {:<16} {:>6} {:>8} {:>16.0} {:>12}",
-            r.implementation, r.kind, r.envs, r.workers, r.steps_per_sec, ratio
+            "{:<10} {:<14} {:>5} {:>8} {:>14.0} {:>12} {:>16} {:>10}",
+            r.implementation,
+            r.kind,
+            r.envs,
+            r.workers,
+            r.steps_per_sec,
+            or_dash(r.ratio_to_gymnasium_single, 1),
+            or_dash(r.steps_per_cpu_sec, 0),
+            or_dash(r.cpus_used, 2)
         );
     }
     let find = |imp: &str, kind: &str, envs: usize, workers: usize| {

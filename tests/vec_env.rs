@@ -71,6 +71,11 @@ fn same_seeds_give_bitwise_equal_trajectories_for_any_worker_count() {
     for workers in [2, 3] {
         assert!(one == cartpole_run(7, workers, 400), "W = {workers} differs from W = 1");
     }
+    // Chunks of several envs each.
+    let one = cartpole_run(100, 1, 100);
+    for workers in [2, 3] {
+        assert!(one == cartpole_run(100, workers, 100), "N = 100: W = {workers} differs from W = 1");
+    }
     // Another seed gives another trajectory (the comparison above can fail).
     let envs = (0..7).map(|_| TimeLimit::new(CartPole::new(), 30)).collect();
     let mut venv = VecEnv::new(envs, 2).unwrap();
@@ -118,16 +123,19 @@ fn matches_single_envs_stepped_by_hand_with_auto_reset() {
     assert!(ended > 20, "{ended} episodes");
 }
 
-/// Observation = steps taken; terminates when the action is 1; optionally panics on a chosen step.
+/// Observation = steps taken; terminates when the action is 1; optionally panics from a chosen step.
 struct Counter {
     t: u32,
-    panic_at: Option<u32>,
+    panic_from: Option<u32>,
+    /// Panic only on a VecEnv worker thread; from step 3 on the calling thread, dawdle instead,
+    /// so that the workers claim the other chunks.
+    panic_only_on_worker: bool,
     drops: Option<Arc<AtomicUsize>>,
 }
 
 impl Counter {
     fn new() -> Self {
-        Self { t: 0, panic_at: None, drops: None }
+        Self { t: 0, panic_from: None, panic_only_on_worker: false, drops: None }
     }
 }
 
@@ -157,8 +165,12 @@ impl Env for Counter {
             return Err(EnvError::InvalidAction(format!("{a} is not in Discrete(2)")));
         }
         self.t += 1;
-        if self.panic_at == Some(self.t) {
-            panic!("counter reached {}", self.t);
+        let on_worker = std::thread::current().name().is_some_and(|n| n.starts_with("vec-env"));
+        if self.panic_from.is_some_and(|p| self.t >= p) && (on_worker || !self.panic_only_on_worker) {
+            panic!("counter reached {} on a worker: {on_worker}", self.t);
+        }
+        if self.panic_only_on_worker && !on_worker && self.t >= 3 {
+            std::thread::sleep(Duration::from_millis(2));
         }
         let obs = [self.t as f32, 0.0];
         Ok(Step { obs, reward: 0.5, terminated: *a == 1, truncated: false, info: Info::default() })
@@ -191,9 +203,14 @@ fn truncation_keeps_the_final_observation_and_reports_episode_stats() {
     assert_eq!(s.final_obs, &[1.0, 0.0, 1.0, 0.0, 1.0, 0.0]);
 }
 
-fn counters(n: usize, panic_env: usize, panic_at: u32, drops: &Arc<AtomicUsize>) -> Vec<Counter> {
+fn counters(n: usize, panic_env: usize, on_worker: bool, drops: &Arc<AtomicUsize>) -> Vec<Counter> {
     (0..n)
-        .map(|i| Counter { t: 0, panic_at: (i == panic_env).then_some(panic_at), drops: Some(drops.clone()) })
+        .map(|i| Counter {
+            t: 0,
+            panic_from: (i == panic_env).then_some(3),
+            panic_only_on_worker: on_worker,
+            drops: Some(drops.clone()),
+        })
         .collect()
 }
 
@@ -206,26 +223,27 @@ fn within_deadline<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send +
 
 #[test]
 fn a_panicking_env_returns_an_error_and_drop_joins_the_threads() {
-    // Env 5 sits in a spawned worker's chunk (W = 3 over 7 envs: 0..2, 2..4, 4..7); env 0 in the
-    // calling thread's own chunk.
-    for panic_env in [5, 0] {
+    // Env 5 of 7 on 3 workers panics from its 3rd step, but only on a spawned worker thread (the
+    // chunks are claimed dynamically); env 0 on 1 worker panics on the calling thread.
+    for (panic_env, workers, on_worker) in [(5, 3, true), (0, 1, false)] {
         let drops = Arc::new(AtomicUsize::new(0));
-        let envs = counters(7, panic_env, 3, &drops);
-        let mut venv = within_deadline("setup", move || {
-            let mut venv = VecEnv::new(envs, 3).unwrap();
+        let envs = counters(7, panic_env, on_worker, &drops);
+        let (venv, err, steps) = within_deadline("stepping until the panic", move || {
+            let mut venv = VecEnv::new(envs, workers).unwrap();
             venv.reset(Some(0)).unwrap();
-            venv.step(&[0; 7]).unwrap();
-            venv.step(&[0; 7]).unwrap();
-            venv
+            for steps in 1..=200 {
+                if let Err(e) = venv.step(&[0; 7]) {
+                    return (venv, e, steps);
+                }
+            }
+            panic!("env {panic_env} never panicked");
         });
-        let (venv, err) = within_deadline("the panicking step", move || {
-            let err = venv.step(&[0; 7]).map(|_| ()).unwrap_err();
-            (venv, err)
-        });
+        assert!(steps >= 3, "panicked at step {steps}");
         match &err {
             EnvError::Panicked { index, message } => {
                 assert_eq!(*index, panic_env);
-                assert_eq!(message, "counter reached 3");
+                assert!(message.starts_with("counter reached"), "{message}");
+                assert!(message.ends_with(&format!("on a worker: {on_worker}")), "{message}");
             }
             e => panic!("expected Panicked, got {e:?}"),
         }
@@ -233,15 +251,14 @@ fn a_panicking_env_returns_an_error_and_drop_joins_the_threads() {
         assert_eq!(venv.step(&[0; 7]).map(|_| ()).unwrap_err(), err, "poisoned for good");
         assert_eq!(venv.reset(Some(1)).map(|_| ()).unwrap_err(), err);
         within_deadline("drop after a panic", move || drop(venv));
-        // Every env was dropped by the time drop returned, so the worker threads have exited.
-        assert_eq!(drops.load(Ordering::SeqCst), 7);
+        assert_eq!(drops.load(Ordering::SeqCst), 7, "every env dropped");
     }
 }
 
 #[test]
 fn drop_joins_worker_threads_without_a_panic() {
     let drops = Arc::new(AtomicUsize::new(0));
-    let mut venv = VecEnv::new(counters(5, usize::MAX, 0, &drops), 2).unwrap();
+    let mut venv = VecEnv::new(counters(5, usize::MAX, false, &drops), 2).unwrap();
     venv.reset(None).unwrap();
     venv.step(&[0; 5]).unwrap();
     within_deadline("drop", move || drop(venv));

@@ -61,7 +61,8 @@ impl<E: Env> Chunk<E> {
             envs,
             returns: vec![0.0; n],
             lengths: vec![0; n],
-            episodes: Vec::new(),
+            // At most one episode per env ends in a step, so this never grows.
+            episodes: Vec::with_capacity(n),
             result: Ok(()),
             current: 0,
         }

@@ -165,7 +165,7 @@ impl<E: Env + 'static> VecEnv<E> {
             obs_space,
             act_space,
             bufs: Buffers::new(num_envs, E::Obs::DIM),
-            episodes: Vec::new(),
+            episodes: Vec::with_capacity(num_envs),
             needs_reset: true,
             poisoned: None,
         })
