@@ -9,6 +9,7 @@
 //! estimate ([`ReinforceConfig::grad_variance_every`]).
 
 pub mod cli;
+pub mod plot;
 
 use std::time::Instant;
 
