@@ -433,7 +433,7 @@ fn learn<const O: usize, const A: usize>(
     };
     let weights: Vec<f32> = mb.returns.iter().zip(&baseline).map(|(g, b)| g - b).collect();
 
-    if cfg.grad_variance_every > 0 && update % cfg.grad_variance_every == 0 {
+    if cfg.grad_variance_every > 0 && update.is_multiple_of(cfg.grad_variance_every) {
         stats.grad_variance = grad_variance_by_env(agent, buf, idx, &weights, cfg.ent_coef);
     }
 

@@ -71,7 +71,7 @@ fn tick_label(v: f64) -> String {
     let a = v.abs();
     if a == 0.0 {
         "0".into()
-    } else if a >= 1e6 || a < 1e-2 {
+    } else if !(1e-2..1e6).contains(&a) {
         format!("{v:.0e}")
     } else if a >= 1e3 {
         format!("{}k", (v / 1e3 * 10.0).round() / 10.0)
@@ -155,7 +155,7 @@ pub fn plot_series(path: &Path, series: &[Series], labels: &Labels, (width, heig
     // Title, axis labels, legend.
     draw_text(&root, &labels.title, ((width as i32 - text_width(&labels.title, 2)) / 2, 10), 2, &black);
     draw_text(&root, &labels.x, ((px.start + px.end - text_width(&labels.x, 1)) / 2, py.end + 24), 1, &black);
-    draw_text(&root, &labels.y, (4, top as i32 - 16), 1, &black);
+    draw_text(&root, &labels.y, (4, top - 16), 1, &black);
     for (k, s) in series.iter().enumerate() {
         let c = RGBColor(s.color.0, s.color.1, s.color.2);
         let (lx, ly) = (px.start + 10, py.start + 10 + 14 * k as i32);
