@@ -295,7 +295,8 @@ where
         for _ in 0..t_len {
             let act = policy.act(&obs, false, &mut rng);
             let step = venv.step(&act.env_actions)?;
-            let bootstrap = truncation_values::<O, P>(policy, step.terminated, step.truncated, step.final_obs);
+            let bootstrap =
+                truncation_values::<O>(|x| policy.values(x), step.terminated, step.truncated, step.final_obs);
             buf.push(StepRecord {
                 obs: &obs,
                 actions: &act.actions,
@@ -352,8 +353,8 @@ where
 }
 
 /// V(final obs) for envs that were truncated (not terminated), 0 elsewhere.
-fn truncation_values<const O: usize, P: ActorCritic<O>>(
-    policy: &P,
+fn truncation_values<const O: usize>(
+    values_of: impl Fn(&[f32]) -> Vec<f32>,
     terminated: &[bool],
     truncated: &[bool],
     final_obs: &[f32],
@@ -362,7 +363,7 @@ fn truncation_values<const O: usize, P: ActorCritic<O>>(
     let idx: Vec<usize> = (0..terminated.len()).filter(|&i| truncated[i] && !terminated[i]).collect();
     if !idx.is_empty() {
         let rows: Vec<f32> = idx.iter().flat_map(|&i| final_obs[i * O..(i + 1) * O].iter().copied()).collect();
-        for (&i, v) in idx.iter().zip(policy.values(&rows)) {
+        for (&i, v) in idx.iter().zip(values_of(&rows)) {
             values[i] = v;
         }
     }
@@ -514,4 +515,34 @@ fn learn<const O: usize, P: ActorCritic<O>>(
         grad_norm: sums.grad_norm / c,
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_truncated_not_terminated_envs_bootstrap_from_their_final_observation() {
+        let terminated = [false, true, false, true];
+        let truncated = [false, false, true, true];
+        let final_obs = [1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5];
+        // V(obs) = 10·obs[0] + obs[1], evaluated only on the rows asked for.
+        let v = truncation_values::<2>(
+            |rows| {
+                assert_eq!(rows, &[3.0, 3.5]);
+                rows.chunks(2).map(|r| 10.0 * r[0] + r[1]).collect()
+            },
+            &terminated,
+            &truncated,
+            &final_obs,
+        );
+        assert_eq!(v, vec![0.0, 0.0, 33.5, 0.0]);
+    }
+
+    #[test]
+    fn explained_variance_is_one_for_perfect_values_and_zero_for_the_mean() {
+        let returns = [1.0, 2.0, 3.0, 6.0];
+        assert!((explained_variance(&returns, &returns) - 1.0).abs() < 1e-12);
+        assert!(explained_variance(&[3.0; 4], &returns).abs() < 1e-12);
+    }
 }
