@@ -6,7 +6,7 @@ use glimpse::wrappers::TimeLimit;
 use glimpse::{BoxSpace, Discrete, Env, EnvError, Info, Space, Step};
 
 use crate::np_random::{reseed, NpRandom};
-use crate::numpy_f32;
+use crate::numpy_scalar::{self, pow2};
 
 /// Integration time step in seconds.
 const DT: f64 = 0.2;
@@ -77,12 +77,11 @@ fn dsdt(s: [f64; 4], a: f64) -> [f64; 4] {
     let d1 = m1 * (lc1 * lc1) + m2 * ((l1 * l1) + (lc2 * lc2) + 2.0 * l1 * lc2 * theta2.cos()) + i1 + i2;
     let d2 = m2 * ((lc2 * lc2) + l1 * lc2 * theta2.cos()) + i2;
     let phi2 = m2 * lc2 * G * (theta1 + theta2 - PI / 2.0).cos();
-    let phi1 = -m2 * l1 * lc2 * (dtheta2 * dtheta2) * theta2.sin()
-        - 2.0 * m2 * l1 * lc2 * dtheta2 * dtheta1 * theta2.sin()
+    let phi1 = -m2 * l1 * lc2 * pow2(dtheta2) * theta2.sin() - 2.0 * m2 * l1 * lc2 * dtheta2 * dtheta1 * theta2.sin()
         + (m1 * lc1 + m2 * l1) * G * (theta1 - PI / 2.0).cos()
         + phi2;
-    let ddtheta2 = (a + d2 / d1 * phi1 - m2 * l1 * lc2 * (dtheta1 * dtheta1) * theta2.sin() - phi2)
-        / (m2 * (lc2 * lc2) + i2 - (d2 * d2) / d1);
+    let ddtheta2 = (a + d2 / d1 * phi1 - m2 * l1 * lc2 * pow2(dtheta1) * theta2.sin() - phi2)
+        / (m2 * (lc2 * lc2) + i2 - pow2(d2) / d1);
     let ddtheta1 = -(d2 * ddtheta2 + phi1) / d1;
     [dtheta1, dtheta2, ddtheta1, ddtheta2]
 }
@@ -148,7 +147,14 @@ impl Env for Acrobot {
         let s = reseed(&mut self.rng, seed).uniform_array([-0.1; 4], [0.1; 4]).map(|v| v as f32);
         self.state = s.map(f64::from);
         self.needs_reset = false;
-        let obs = [numpy_f32::cos(s[0]), numpy_f32::sin(s[0]), numpy_f32::cos(s[1]), numpy_f32::sin(s[1]), s[2], s[3]];
+        let obs = [
+            numpy_scalar::cos(s[0]),
+            numpy_scalar::sin(s[0]),
+            numpy_scalar::cos(s[1]),
+            numpy_scalar::sin(s[1]),
+            s[2],
+            s[3],
+        ];
         Ok((obs, Info::default()))
     }
 

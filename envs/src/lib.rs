@@ -18,7 +18,8 @@ pub mod cartpole;
 pub mod mountain_car;
 pub mod mountain_car_continuous;
 pub mod np_random;
-mod numpy_f32;
+mod numpy_scalar;
+
 pub mod pendulum;
 
 pub use acrobot::{acrobot_v1, Acrobot};

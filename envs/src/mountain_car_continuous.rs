@@ -9,6 +9,7 @@ use glimpse::wrappers::TimeLimit;
 use glimpse::{BoxSpace, Env, EnvError, Info, Space, Step};
 
 use crate::np_random::{reseed, NpRandom};
+use crate::numpy_scalar::pow2;
 
 /// Leftmost position (the car stops there).
 pub const MIN_POSITION: f64 = -1.2;
@@ -191,7 +192,7 @@ impl Env for MountainCarContinuous {
         }
         let terminated = position.ge(GOAL_POSITION) && velocity.ge(0.0);
         let bonus = if terminated { 100.0 } else { 0.0 };
-        let reward = bonus - (a as f64) * (a as f64) * 0.1;
+        let reward = bonus - pow2(a as f64) * 0.1;
         let obs = [position.value() as f32, velocity.value() as f32];
         self.state = obs.map(f64::from);
         self.state_is_f32 = true;

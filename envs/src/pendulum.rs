@@ -6,6 +6,7 @@ use glimpse::wrappers::TimeLimit;
 use glimpse::{BoxSpace, Env, EnvError, Info, Space, Step};
 
 use crate::np_random::{reseed, NpRandom};
+use crate::numpy_scalar::{pow2, pow2_f32};
 
 /// Bound on the angular velocity.
 pub const MAX_SPEED: f64 = 8.0;
@@ -102,7 +103,7 @@ impl Env for Pendulum {
         // The torque stays float32 (numpy 2 keeps float32 op Python float in float32).
         let u = action[0].clamp(-MAX_TORQUE, MAX_TORQUE);
         let an = angle_normalize(th);
-        let costs = an * an + 0.1 * (thdot * thdot) + (0.001f32 * (u * u)) as f64;
+        let costs = pow2(an) + 0.1 * pow2(thdot) + (0.001f32 * pow2_f32(u)) as f64;
         let torque_term = ((3.0 / (M * L * L)) as f32 * u) as f64;
         let newthdot = thdot + (3.0 * G / (2.0 * L) * th.sin() + torque_term) * DT;
         let newthdot = newthdot.clamp(-MAX_SPEED, MAX_SPEED);

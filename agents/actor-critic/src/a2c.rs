@@ -76,6 +76,11 @@ impl Default for A2cConfig {
 }
 
 impl A2cConfig {
+    /// CartPole-v1: 8 envs × 5 steps on 2 worker threads, γ 0.99, λ 1 (n-step returns), lr 7e-4.
+    pub fn cartpole() -> Self {
+        Self { workers: 2, total_timesteps: 500_000, target_return: Some(475.0), ..Self::default() }
+    }
+
     /// The same run expressed as a PPO configuration (1 epoch, 1 minibatch, no clipping).
     pub fn to_ppo(&self) -> PpoConfig {
         PpoConfig {
