@@ -7,3 +7,5 @@
 pub mod cartpole;
 
 pub use cartpole::{cartpole_v1, CartPole};
+#[cfg(feature = "python")]
+pub mod gym;
