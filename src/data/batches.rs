@@ -1,0 +1,141 @@
+//! A seeded shuffling batch iterator over an [`ImageSet`] that yields dfdx tensors.
+
+use super::mnist::{ImageSet, PIXELS};
+use dfdx::prelude::{Const, Cpu, Tensor, TensorFromVec};
+use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
+
+/// How grey levels become model inputs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum View {
+    /// Grey level / 255, in [0, 1].
+    Grey,
+    /// 1 where grey level / 255 exceeds the threshold, else 0.
+    Threshold(f32),
+    /// 1 with probability grey level / 255, drawn afresh for every batch from the loader's seeded generator.
+    Stochastic,
+}
+
+impl View {
+    /// Appends the view of `pixels` to `out`; `rng` is used only by [`View::Stochastic`].
+    pub fn extend(self, pixels: &[u8], rng: &mut impl Rng, out: &mut Vec<f32>) {
+        match self {
+            View::Grey => out.extend(pixels.iter().map(|&p| p as f32 / 255.0)),
+            View::Threshold(t) => out.extend(pixels.iter().map(|&p| f32::from(p as f32 / 255.0 > t))),
+            View::Stochastic => out.extend(pixels.iter().map(|&p| f32::from(rng.gen::<f32>() < p as f32 / 255.0))),
+        }
+    }
+}
+
+/// One mini-batch: images as a `(batch, 784)` tensor, with their labels and positions in the set.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// The images, one row each, in the loader's [`View`].
+    pub images: Tensor<(usize, Const<PIXELS>), f32, Cpu>,
+    /// The class of each image.
+    pub labels: Vec<usize>,
+    /// The index of each image in the [`ImageSet`].
+    pub indices: Vec<usize>,
+}
+
+impl Batch {
+    /// Number of images in the batch.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// True when the batch holds no image.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The labels as one-hot rows, for cross-entropy losses.
+    pub fn one_hot(&self, dev: &Cpu) -> Tensor<(usize, Const<10>), f32, Cpu> {
+        let mut data = vec![0.0; self.len() * 10];
+        for (row, &label) in self.labels.iter().enumerate() {
+            data[row * 10 + label] = 1.0;
+        }
+        dev.tensor_from_vec(data, (self.len(), Const))
+    }
+}
+
+/// Produces epochs of mini-batches; the order (and stochastic binarisation) follow one seeded generator,
+/// so the same seed gives the same sequence of epochs.
+#[derive(Debug, Clone)]
+pub struct Loader {
+    batch_size: usize,
+    view: View,
+    shuffle: bool,
+    drop_last: bool,
+    rng: StdRng,
+}
+
+impl Loader {
+    /// A shuffling loader. Panics if `batch_size` is 0.
+    pub fn new(batch_size: usize, view: View, seed: u64) -> Self {
+        assert!(batch_size > 0, "batch size must be positive");
+        Self { batch_size, view, shuffle: true, drop_last: false, rng: StdRng::seed_from_u64(seed) }
+    }
+
+    /// A loader that visits images in order (for evaluation). Panics if `batch_size` is 0.
+    pub fn sequential(batch_size: usize, view: View) -> Self {
+        Self { shuffle: false, ..Self::new(batch_size, view, 0) }
+    }
+
+    /// Drops the last batch of an epoch when it is smaller than the batch size.
+    pub fn drop_last(mut self, drop_last: bool) -> Self {
+        self.drop_last = drop_last;
+        self
+    }
+
+    /// The batch size.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    /// One pass over `set`, reshuffled (when shuffling) from the loader's generator.
+    pub fn epoch<'a>(&'a mut self, set: &'a ImageSet, dev: &'a Cpu) -> Epoch<'a> {
+        let mut order: Vec<usize> = (0..set.len()).collect();
+        if self.shuffle {
+            order.shuffle(&mut self.rng);
+        }
+        Epoch { loader: self, set, dev, order, pos: 0 }
+    }
+}
+
+/// The batches of one epoch; see [`Loader::epoch`].
+pub struct Epoch<'a> {
+    loader: &'a mut Loader,
+    set: &'a ImageSet,
+    dev: &'a Cpu,
+    order: Vec<usize>,
+    pos: usize,
+}
+
+impl Iterator for Epoch<'_> {
+    type Item = Batch;
+
+    fn next(&mut self) -> Option<Batch> {
+        let end = (self.pos + self.loader.batch_size).min(self.order.len());
+        let n = end - self.pos;
+        if n == 0 || (self.loader.drop_last && n < self.loader.batch_size) {
+            return None;
+        }
+        let indices = self.order[self.pos..end].to_vec();
+        self.pos = end;
+        let mut data = Vec::with_capacity(n * PIXELS);
+        for &i in &indices {
+            self.loader.view.extend(self.set.image(i), &mut self.loader.rng, &mut data);
+        }
+        let labels = indices.iter().map(|&i| self.set.label(i) as usize).collect();
+        Some(Batch { images: self.dev.tensor_from_vec(data, (n, Const)), labels, indices })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.order.len() - self.pos;
+        let bs = self.loader.batch_size;
+        let n = if self.loader.drop_last { left / bs } else { left.div_ceil(bs) };
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for Epoch<'_> {}
