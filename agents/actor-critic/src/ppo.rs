@@ -8,14 +8,14 @@ use std::time::Instant;
 
 use dfdx::prelude::*;
 use glimpse::optim::{Adam, AdamConfig};
-use glimpse::rollout::{normalize, RolloutBuffer, StepRecord};
+use glimpse::rollout::{normalize, Minibatch, RolloutBuffer, StepRecord};
 use glimpse::vec_env::VecEnv;
 use glimpse::{Env, EpisodeStats, Observation};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{ActorCritic, Column};
+use crate::policy::{ActorCritic, Column, Evaluation, Traced};
 use crate::Error;
 
 /// PPO hyperparameters. `Default` is CleanRL's `ppo.py`; the presets are RL-Zoo's tuned values.
@@ -163,7 +163,10 @@ impl PpoConfig {
         if self.update_epochs == 0 {
             return bad("update_epochs must be positive");
         }
-        if !(self.learning_rate > 0.0) || !(0.0..=1.0).contains(&self.gamma) || !(0.0..=1.0).contains(&self.gae_lambda)
+        if self.learning_rate.is_nan()
+            || self.learning_rate <= 0.0
+            || !(0.0..=1.0).contains(&self.gamma)
+            || !(0.0..=1.0).contains(&self.gae_lambda)
         {
             return bad("learning_rate must be > 0, gamma and gae_lambda in [0, 1]");
         }
@@ -382,6 +385,75 @@ pub fn explained_variance(values: &[f32], returns: &[f32]) -> f64 {
     }
 }
 
+/// The parts of [`loss`], as plain numbers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LossParts {
+    /// Surrogate policy loss.
+    pub policy_loss: f64,
+    /// Value loss (before `vf_coef`).
+    pub value_loss: f64,
+    /// Mean entropy.
+    pub entropy: f64,
+    /// Mean `(r − 1) − log r`, an estimate of KL(old ‖ new).
+    pub approx_kl: f64,
+    /// Fraction of rows with `|r − 1| > clip_coef`.
+    pub clip_fraction: f64,
+}
+
+/// PPO's minibatch loss `L_clip + vf_coef · L_V − ent_coef · H` (A2C's when `clip_coef` is
+/// `None`), from a traced [`Evaluation`] of the minibatch's actions and the (already
+/// normalised, if wanted) advantages `adv`.
+pub fn loss(
+    ev: Evaluation,
+    mb: &Minibatch,
+    adv: &[f32],
+    cfg: &PpoConfig,
+    dev: &Cpu,
+) -> (Tensor<(), f32, Cpu, Traced>, LossParts) {
+    let b = mb.len();
+    let col = |v: Vec<f32>| -> Column { dev.tensor_from_vec(v, (b,)) };
+    // Ratio statistics, computed outside the graph.
+    let (mut kl, mut clipped) = (0.0f64, 0usize);
+    for (nl, ol) in ev.log_probs.as_vec().iter().zip(&mb.log_probs) {
+        let log_ratio = (nl - ol) as f64;
+        kl += log_ratio.exp() - 1.0 - log_ratio;
+        if cfg.clip_coef.is_some_and(|c| (log_ratio.exp() - 1.0).abs() > c as f64) {
+            clipped += 1;
+        }
+    }
+
+    let ratio = (ev.log_probs - col(mb.log_probs.clone())).exp();
+    let neg_adv = col(adv.iter().map(|a| -a).collect());
+    let pg_loss = match cfg.clip_coef {
+        Some(c) => {
+            let unclipped = ratio.with_empty_tape() * neg_adv.clone();
+            let clipped = ratio.clamp(1.0 - c, 1.0 + c) * neg_adv;
+            unclipped.maximum(clipped).mean()
+        }
+        None => (ratio * neg_adv).mean(),
+    };
+    let returns = col(mb.returns.clone());
+    let v_loss = match (cfg.clip_vloss, cfg.clip_coef) {
+        (true, Some(c)) => {
+            let old_v = col(mb.values.clone());
+            let unclipped = (ev.values.with_empty_tape() - returns.clone()).square();
+            let v_clipped = (ev.values - old_v.clone()).clamp(-c, c) + old_v;
+            let clipped = (v_clipped - returns).square();
+            unclipped.maximum(clipped).mean() * 0.5
+        }
+        _ => (ev.values - returns).square().mean() * 0.5,
+    };
+    let entropy = ev.entropy.mean();
+    let parts = LossParts {
+        policy_loss: pg_loss.array() as f64,
+        value_loss: v_loss.array() as f64,
+        entropy: entropy.array() as f64,
+        approx_kl: kl / b.max(1) as f64,
+        clip_fraction: clipped as f64 / b.max(1) as f64,
+    };
+    (pg_loss + v_loss * cfg.vf_coef - entropy * cfg.ent_coef, parts)
+}
+
 /// The PPO/A2C update over one rollout.
 fn learn<const O: usize, P: ActorCritic<O>>(
     policy: &mut P,
@@ -403,64 +475,28 @@ fn learn<const O: usize, P: ActorCritic<O>>(
             if cfg.norm_adv && b > 1 {
                 normalize(&mut adv);
             }
-            let col = |v: Vec<f32>| -> Column { dev.tensor_from_vec(v, (b,)) };
             let grads = policy.net().alloc_grads();
             let obs = dev.tensor_from_vec(mb.obs.clone(), (b, Const::<O>)).traced(grads);
             let ev = policy.evaluate(obs, &mb.actions);
-
-            // Ratio statistics, computed outside the graph.
-            let new_logp = ev.log_probs.as_vec();
-            let (mut kl, mut clipped) = (0.0f64, 0usize);
-            for (nl, ol) in new_logp.iter().zip(&mb.log_probs) {
-                let lr = (nl - ol) as f64;
-                kl += lr.exp() - 1.0 - lr;
-                if cfg.clip_coef.is_some_and(|c| (lr.exp() - 1.0).abs() > c as f64) {
-                    clipped += 1;
-                }
-            }
-            let approx_kl = kl / b as f64;
-
-            let ratio = (ev.log_probs - col(mb.log_probs.clone())).exp();
-            let neg_adv = col(adv.iter().map(|a| -a).collect());
-            let pg_loss = match cfg.clip_coef {
-                Some(c) => {
-                    let unclipped = ratio.with_empty_tape() * neg_adv.clone();
-                    let clipped = ratio.clamp(1.0 - c, 1.0 + c) * neg_adv;
-                    unclipped.maximum(clipped).mean()
-                }
-                None => (ratio * neg_adv).mean(),
-            };
-            let returns = col(mb.returns.clone());
-            let v_loss = match (cfg.clip_vloss, cfg.clip_coef) {
-                (true, Some(c)) => {
-                    let old_v = col(mb.values.clone());
-                    let unclipped = (ev.values.with_empty_tape() - returns.clone()).square();
-                    let v_clipped = (ev.values - old_v.clone()).clamp(-c, c) + old_v;
-                    let clipped = (v_clipped - returns).square();
-                    unclipped.maximum(clipped).mean() * 0.5
-                }
-                _ => (ev.values - returns).square().mean() * 0.5,
-            };
-            let entropy = ev.entropy.mean();
-            let (pg_v, v_v, ent_v) = (pg_loss.array(), v_loss.array(), entropy.array());
+            let (loss, parts) = loss(ev, &mb, &adv, cfg, dev);
+            let (pg_v, v_v, ent_v) = (parts.policy_loss, parts.value_loss, parts.entropy);
             if !(pg_v.is_finite() && v_v.is_finite() && ent_v.is_finite()) {
                 return Err(Error::NonFinite(format!("policy loss {pg_v}, value loss {v_v}, entropy {ent_v}")));
             }
-            let loss = pg_loss + v_loss * cfg.vf_coef - entropy * cfg.ent_coef;
             let grads = loss.backward();
             let norm = opt.update(policy.net_mut(), &grads, cfg.max_grad_norm.map(|m| m as f32)) as f64;
             if !norm.is_finite() {
                 return Err(Error::NonFinite(format!("gradient norm {norm}")));
             }
 
-            sums.policy_loss += pg_v as f64;
-            sums.value_loss += v_v as f64;
-            sums.entropy += ent_v as f64;
-            sums.approx_kl += approx_kl;
-            sums.clip_fraction += clipped as f64 / b as f64;
+            sums.policy_loss += pg_v;
+            sums.value_loss += v_v;
+            sums.entropy += ent_v;
+            sums.approx_kl += parts.approx_kl;
+            sums.clip_fraction += parts.clip_fraction;
             sums.grad_norm += norm;
             count += 1;
-            epoch_kl.push(approx_kl);
+            epoch_kl.push(parts.approx_kl);
         }
         if let Some(target) = cfg.target_kl {
             if epoch_kl.iter().sum::<f64>() / epoch_kl.len() as f64 > target as f64 {
