@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use dfdx::prelude::*;
 use glimpse::optim::{Adam, AdamConfig};
-use glimpse::rollout::{normalize, Minibatch, RolloutBuffer, StepRecord};
+use glimpse::rollout::{normalize, Minibatch, RolloutBuffer};
 use glimpse::vec_env::VecEnv;
 use glimpse::{Env, EpisodeStats, Observation};
 use rand::rngs::StdRng;
@@ -289,28 +289,8 @@ where
         if cfg.anneal_lr {
             opt.cfg.lr = (cfg.learning_rate * (1.0 - (update - 1) as f64 / num_updates as f64)) as f32;
         }
-        // Collect a rollout.
-        buf.clear();
-        let mut episodes = Vec::new();
-        for _ in 0..t_len {
-            let act = policy.act(&obs, false, &mut rng);
-            let step = venv.step(&act.env_actions)?;
-            let bootstrap = truncation_values::<O, P>(policy, step.terminated, step.truncated, step.final_obs);
-            buf.push(StepRecord {
-                obs: &obs,
-                actions: &act.actions,
-                log_probs: &act.log_probs,
-                values: &act.values,
-                rewards: step.rewards,
-                terminated: step.terminated,
-                truncated: step.truncated,
-                bootstrap_values: &bootstrap,
-            });
-            episodes.extend(step.episodes.iter().map(|&(_, s)| s));
-            obs.copy_from_slice(step.obs);
-        }
+        let episodes = buf.collect(&mut venv, &mut obs, |o| policy.act(o, false, &mut rng), |o| policy.values(o))?;
         out.env_steps += (n * t_len) as u64;
-        buf.finish(&policy.values(&obs));
         buf.compute_gae(cfg.gamma, cfg.gae_lambda);
 
         let mut stats = learn::<O, P>(policy, opt, &buf, cfg, &dev, &mut rng)?;
@@ -349,24 +329,6 @@ where
     }
     out.wall_seconds = start.elapsed().as_secs_f64();
     Ok(out)
-}
-
-/// V(final obs) for envs that were truncated (not terminated), 0 elsewhere.
-fn truncation_values<const O: usize, P: ActorCritic<O>>(
-    policy: &P,
-    terminated: &[bool],
-    truncated: &[bool],
-    final_obs: &[f32],
-) -> Vec<f32> {
-    let mut values = vec![0.0; terminated.len()];
-    let idx: Vec<usize> = (0..terminated.len()).filter(|&i| truncated[i] && !terminated[i]).collect();
-    if !idx.is_empty() {
-        let rows: Vec<f32> = idx.iter().flat_map(|&i| final_obs[i * O..(i + 1) * O].iter().copied()).collect();
-        for (&i, v) in idx.iter().zip(policy.values(&rows)) {
-            values[i] = v;
-        }
-    }
-    values
 }
 
 /// `1 − Var(returns − values) / Var(returns)`.
@@ -514,4 +476,16 @@ fn learn<const O: usize, P: ActorCritic<O>>(
         grad_norm: sums.grad_norm / c,
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explained_variance_is_one_for_perfect_values_and_zero_for_the_mean() {
+        let returns = [1.0, 2.0, 3.0, 6.0];
+        assert!((explained_variance(&returns, &returns) - 1.0).abs() < 1e-12);
+        assert!(explained_variance(&[3.0; 4], &returns).abs() < 1e-12);
+    }
 }

@@ -9,16 +9,15 @@ use glimpse_actor_critic::{DiscretePolicy, GaussianPolicy, PpoConfig, SeparateDi
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+/// Picks one parameter's gradient, flattened.
+type GradOf<P> = dyn Fn(&P, &Gradients<f32, Cpu>) -> Vec<f32>;
+
 fn cfg() -> PpoConfig {
     PpoConfig { clip_coef: Some(0.2), clip_vloss: true, ent_coef: 0.05, vf_coef: 0.5, ..PpoConfig::default() }
 }
 
 /// Loss and the flattened gradient of one parameter, chosen by `grad_of`.
-fn loss_and_grad<const O: usize, P: ActorCritic<O>>(
-    p: &P,
-    mb: &Minibatch,
-    grad_of: &dyn Fn(&P, &Gradients<f32, Cpu>) -> Vec<f32>,
-) -> (f64, Vec<f32>) {
+fn loss_and_grad<const O: usize, P: ActorCritic<O>>(p: &P, mb: &Minibatch, grad_of: &GradOf<P>) -> (f64, Vec<f32>) {
     let dev = Cpu::default();
     let obs = dev.tensor_from_vec(mb.obs.clone(), (mb.len(), Const::<O>)).traced(p.net().alloc_grads());
     let (l, _) = loss(p.evaluate(obs, &mb.actions), mb, &mb.advantages, &cfg(), &dev);
@@ -31,7 +30,7 @@ fn check<const O: usize, P: ActorCritic<O>, S: Shape>(
     p: &mut P,
     mb: &Minibatch,
     param: &dyn Fn(&mut P) -> &mut Tensor<S, f32, Cpu>,
-    grad_of: &dyn Fn(&P, &Gradients<f32, Cpu>) -> Vec<f32>,
+    grad_of: &GradOf<P>,
     what: &str,
 ) {
     let (_, analytic) = loss_and_grad::<O, P>(p, mb, grad_of);

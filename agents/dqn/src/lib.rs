@@ -239,11 +239,7 @@ impl<Q: QFunction<O, A>, const O: usize, const A: usize> Dqn<Q, O, A> {
 
     /// Samples a batch and builds the TD loss on a tape started from `grads`. Returns the loss,
     /// the TD targets and Q(s, a) of the batch.
-    fn td_loss(
-        &mut self,
-        beta: f64,
-        grads: Gradients<f32, Cpu>,
-    ) -> (TracedLoss, Vec<f32>, Vec<f32>) {
+    fn td_loss(&mut self, beta: f64, grads: Gradients<f32, Cpu>) -> (TracedLoss, Vec<f32>, Vec<f32>) {
         let b = self.cfg.batch_size;
         match &self.replay {
             Replay::Uniform(buf) => buf.sample(b, &mut self.state.rng, &mut self.batch),

@@ -17,7 +17,7 @@ use dfdx::nn::tensor_collection::{RecursiveWalker, TensorCollection, TensorOptio
 use dfdx::prelude::*;
 use glimpse::distributions::Categorical;
 use glimpse::optim::{Adam, AdamConfig};
-use glimpse::rollout::{RolloutBuffer, StepRecord};
+use glimpse::rollout::{PolicyStep, RolloutBuffer};
 use glimpse::vec_env::VecEnv;
 use glimpse::{Env, EnvError, Observation};
 use rand::rngs::StdRng;
@@ -359,28 +359,15 @@ where
     let zeros = vec![0.0; n];
 
     for update in 1..=num_updates {
-        buf.clear();
-        let mut episode_returns = Vec::new();
-        for _ in 0..t_len {
-            let actions = agent.act(&obs, false, &mut rng);
-            let flat: Vec<f32> = actions.iter().map(|&a| a as f32).collect();
-            let step = venv.step(&actions)?;
-            // Monte-Carlo returns: an episode's return is what it earned, with no bootstrap.
-            buf.push(StepRecord {
-                obs: &obs,
-                actions: &flat,
-                log_probs: &zeros,
-                values: &zeros,
-                rewards: step.rewards,
-                terminated: step.terminated,
-                truncated: step.truncated,
-                bootstrap_values: &zeros,
-            });
-            episode_returns.extend(step.episodes.iter().map(|(_, s)| s.ret));
-            obs.copy_from_slice(step.obs);
-        }
+        // Monte-Carlo returns: an episode's return is what it earned, with no bootstrap.
+        let act = |o: &[f32]| {
+            let env_actions = agent.act(o, false, &mut rng);
+            let actions = env_actions.iter().map(|&a| a as f32).collect();
+            PolicyStep { env_actions, actions, log_probs: zeros.clone(), values: zeros.clone() }
+        };
+        let episodes = buf.collect(&mut venv, &mut obs, act, |o| vec![0.0; o.len() / O])?;
+        let episode_returns: Vec<f64> = episodes.iter().map(|e| e.ret).collect();
         out.env_steps += (n * t_len) as u64;
-        buf.finish(&zeros);
         buf.compute_returns(cfg.gamma);
         let mask = buf.complete_episode_mask();
         let idx: Vec<usize> = (0..mask.len()).filter(|&k| mask[k]).collect();
