@@ -53,7 +53,7 @@ fn run() -> Result<(), VaeError> {
         let sample_only = args.sample.is_some();
         return dispatch!(config, Z, M => from_checkpoint::<Z, M>(&config, dir, args.run.seed, sample_only));
     }
-    let config = resolve_config(&args.config, args.run.config.as_deref(), &matches)?;
+    let config = resolve_config(&args.config, &args.config, args.run.config.as_deref(), &matches)?;
     let mut run = RunDir::create("vae_mnist", args.run.run_dir.clone())?;
     run.write_config(&config)?;
     println!("run directory: {}", run.path().display());

@@ -9,12 +9,19 @@
 
 pub mod checkpoint;
 pub mod data;
+pub mod distributions;
 pub mod env;
 pub mod image;
 pub mod log;
+pub mod nn;
+pub mod optim;
+pub mod replay;
+pub mod rollout;
 pub mod run;
 pub mod spaces;
+pub mod vec_env;
 pub mod wrappers;
 
 pub use env::{Env, EnvError, EpisodeStats, Info, Observation, Step};
 pub use spaces::{BoxSpace, Discrete, Space};
+pub use vec_env::{VecEnv, VecStep};

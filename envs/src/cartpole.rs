@@ -2,8 +2,8 @@
 
 use glimpse::wrappers::TimeLimit;
 use glimpse::{BoxSpace, Discrete, Env, EnvError, Info, Space, Step};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+
+use crate::np_random::{reseed, NpRandom};
 
 const GRAVITY: f64 = 9.8;
 const MASSCART: f64 = 1.0;
@@ -25,7 +25,7 @@ pub struct CartPole {
     pub state: [f64; 4],
     steps_beyond_terminated: Option<usize>,
     needs_reset: bool,
-    rng: StdRng,
+    rng: Option<NpRandom>,
 }
 
 impl Default for CartPole {
@@ -37,7 +37,7 @@ impl Default for CartPole {
 impl CartPole {
     /// A CartPole that must be [`reset`](Env::reset) before the first step.
     pub fn new() -> Self {
-        Self { state: [0.0; 4], steps_beyond_terminated: None, needs_reset: true, rng: StdRng::from_entropy() }
+        Self { state: [0.0; 4], steps_beyond_terminated: None, needs_reset: true, rng: None }
     }
 
     /// Sets the state directly (and clears the terminated flag), for tests and bindings.
@@ -47,6 +47,7 @@ impl CartPole {
         self.needs_reset = false;
     }
 
+    #[inline]
     fn obs(&self) -> [f32; 4] {
         self.state.map(|v| v as f32)
     }
@@ -57,7 +58,7 @@ impl Env for CartPole {
     type Act = usize;
 
     fn observation_space(&self) -> Space {
-        let high = [X_THRESHOLD * 2.0, f32::MAX as f64, THETA_THRESHOLD * 2.0, f32::MAX as f64].map(|v| v as f32);
+        let high = [X_THRESHOLD * 2.0, f64::INFINITY, THETA_THRESHOLD * 2.0, f64::INFINITY].map(|v| v as f32);
         BoxSpace::new(high.map(|v| -v).to_vec(), high.to_vec()).into()
     }
 
@@ -66,12 +67,7 @@ impl Env for CartPole {
     }
 
     fn reset(&mut self, seed: Option<u64>) -> Result<([f32; 4], Info), EnvError> {
-        if let Some(seed) = seed {
-            self.rng = StdRng::seed_from_u64(seed);
-        }
-        for v in &mut self.state {
-            *v = self.rng.gen_range(-0.05..0.05);
-        }
+        self.state = reseed(&mut self.rng, seed).uniform_array([-0.05; 4], [0.05; 4]);
         self.steps_beyond_terminated = None;
         self.needs_reset = false;
         Ok((self.obs(), Info::default()))
@@ -79,11 +75,11 @@ impl Env for CartPole {
 
     #[inline]
     fn step(&mut self, action: &usize) -> Result<Step<[f32; 4]>, EnvError> {
-        if *action > 1 {
-            return Err(EnvError::InvalidAction(format!("CartPole action {action} is not in Discrete(2)")));
-        }
         if self.needs_reset {
             return Err(EnvError::NeedsReset("CartPole: call reset before step".into()));
+        }
+        if *action > 1 {
+            return Err(EnvError::InvalidAction(format!("CartPole: action {action} is not in Discrete(2)")));
         }
         let [x, x_dot, theta, theta_dot] = self.state;
         let force = if *action == 1 { FORCE_MAG } else { -FORCE_MAG };
@@ -96,7 +92,8 @@ impl Env for CartPole {
         self.state = [x + TAU * x_dot, x_dot + TAU * xacc, theta + TAU * theta_dot, theta_dot + TAU * thetaacc];
 
         let [x, _, theta, _] = self.state;
-        let terminated = x < -X_THRESHOLD || x > X_THRESHOLD || theta < -THETA_THRESHOLD || theta > THETA_THRESHOLD;
+        let terminated =
+            !(-X_THRESHOLD..=X_THRESHOLD).contains(&x) || !(-THETA_THRESHOLD..=THETA_THRESHOLD).contains(&theta);
         let reward = if !terminated {
             1.0
         } else if let Some(n) = self.steps_beyond_terminated.as_mut() {

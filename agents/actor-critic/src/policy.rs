@@ -1,0 +1,197 @@
+//! Actor-critic networks as typed dfdx modules, and the [`ActorCritic`] trait that the trainers use.
+//!
+//! A network maps a batch of observations to `(policy output, value)`. Shared or separate
+//! actor/critic is only a choice of type: a shared trunk ends in a `SplitInto` of two heads; separate
+//! networks are a `SplitInto` of two full MLPs.
+
+use dfdx::nn::tensor_collection::TensorCollection;
+use dfdx::prelude::*;
+use glimpse::distributions::{builder::GaussianHead, Categorical, DiagGaussian};
+use glimpse::rollout::PolicyStep;
+use rand::Rng;
+
+/// The tape of a traced forward pass.
+pub type Traced = OwnedTape<f32, Cpu>;
+/// A batch of observations `(B, O)`.
+pub type ObsBatch<const O: usize, T = NoneTape> = Tensor<(usize, Const<O>), f32, Cpu, T>;
+/// A per-row vector `(B,)`.
+pub type Column<T = NoneTape> = Tensor<(usize,), f32, Cpu, T>;
+/// A per-row matrix `(B, N)`.
+pub type Rows<const N: usize, T = NoneTape> = Tensor<(usize, Const<N>), f32, Cpu, T>;
+
+/// Two hidden tanh layers of width `H` (the CleanRL/SB3 default MLP).
+pub type Trunk<const I: usize, const H: usize> = (Linear<I, H>, Tanh, Linear<H, H>, Tanh);
+
+/// Separate actor and critic MLPs for `A` discrete actions.
+pub type SeparateDiscrete<const O: usize, const A: usize, const H: usize> =
+    SplitInto<((Trunk<O, H>, Linear<H, A>), (Trunk<O, H>, Linear<H, 1>))>;
+/// One shared trunk with a logits head and a value head.
+pub type SharedDiscrete<const O: usize, const A: usize, const H: usize> =
+    (Trunk<O, H>, SplitInto<(Linear<H, A>, Linear<H, 1>)>);
+/// Separate actor (Gaussian head) and critic MLPs for an `A`-dimensional continuous action.
+pub type SeparateGaussian<const O: usize, const A: usize, const H: usize> =
+    SplitInto<((Trunk<O, H>, GaussianHead<H, A>), (Trunk<O, H>, Linear<H, 1>))>;
+/// One shared trunk with a Gaussian head and a value head.
+pub type SharedGaussian<const O: usize, const A: usize, const H: usize> =
+    (Trunk<O, H>, SplitInto<(GaussianHead<H, A>, Linear<H, 1>)>);
+
+/// What a policy returns when acting on a batch of N observations.
+pub type ActOutput<A> = PolicyStep<A>;
+
+/// A traced evaluation of stored actions, for a loss.
+pub struct Evaluation {
+    /// log π(a|s), `(B,)`.
+    pub log_probs: Column<Traced>,
+    /// Policy entropy, `(B,)`.
+    pub entropy: Column<Traced>,
+    /// V(s), `(B,)`.
+    pub values: Column<Traced>,
+}
+
+/// A policy + value network usable by the on-policy trainers.
+pub trait ActorCritic<const O: usize> {
+    /// The environment's action type.
+    type Action: Clone + Send + Sync + std::fmt::Debug + 'static;
+    /// The dfdx module holding every parameter.
+    type Net: TensorCollection<f32, Cpu> + Clone;
+    /// Values per stored action.
+    const ACT_DIM: usize;
+
+    /// The network.
+    fn net(&self) -> &Self::Net;
+    /// The network, mutably (for the optimizer).
+    fn net_mut(&mut self) -> &mut Self::Net;
+    /// Samples (or, when `greedy`, takes the mode of) actions for `obs` (flat `[N * O]`).
+    fn act<R: Rng + ?Sized>(&self, obs: &[f32], greedy: bool, rng: &mut R) -> ActOutput<Self::Action>;
+    /// Critic values of `obs` (flat `[N * O]`).
+    fn values(&self, obs: &[f32]) -> Vec<f32>;
+    /// Log-probs, entropies and values of stored `actions` in traced observations.
+    fn evaluate(&self, obs: ObsBatch<O, Traced>, actions: &[f32]) -> Evaluation;
+}
+
+fn obs_batch<const O: usize>(dev: &Cpu, obs: &[f32]) -> ObsBatch<O> {
+    assert_eq!(obs.len() % O, 0, "observation buffer is not a multiple of {O}");
+    dev.tensor_from_vec(obs.to_vec(), (obs.len() / O, Const))
+}
+
+fn column<T: Tape<f32, Cpu>>(v: Rows<1, T>) -> Column<T> {
+    let n = v.shape().0;
+    v.reshape_like(&(n,))
+}
+
+/// A categorical policy over `A` actions on a network `M` that outputs `(logits, value)`.
+#[derive(Debug, Clone)]
+pub struct DiscretePolicy<M, const A: usize> {
+    /// The network.
+    pub net: M,
+    dev: Cpu,
+}
+
+impl<M, const A: usize> DiscretePolicy<M, A> {
+    /// Wraps a built network.
+    pub fn new(net: M, dev: Cpu) -> Self {
+        Self { net, dev }
+    }
+}
+
+impl<const O: usize, const A: usize, M> ActorCritic<O> for DiscretePolicy<M, A>
+where
+    M: TensorCollection<f32, Cpu>
+        + Clone
+        + Module<ObsBatch<O>, Output = (Rows<A>, Rows<1>)>
+        + Module<ObsBatch<O, Traced>, Output = (Rows<A, Traced>, Rows<1, Traced>)>,
+{
+    type Action = usize;
+    type Net = M;
+    const ACT_DIM: usize = 1;
+
+    fn net(&self) -> &M {
+        &self.net
+    }
+    fn net_mut(&mut self) -> &mut M {
+        &mut self.net
+    }
+
+    fn act<R: Rng + ?Sized>(&self, obs: &[f32], greedy: bool, rng: &mut R) -> ActOutput<usize> {
+        let (logits, values) = self.net.forward(obs_batch::<O>(&self.dev, obs));
+        let dist = Categorical::from_logits(logits);
+        let env_actions = if greedy { dist.mode() } else { dist.sample(rng) };
+        let log_probs = dist.log_prob(&env_actions).as_vec();
+        ActOutput {
+            actions: env_actions.iter().map(|&a| a as f32).collect(),
+            env_actions,
+            log_probs,
+            values: values.as_vec(),
+        }
+    }
+
+    fn values(&self, obs: &[f32]) -> Vec<f32> {
+        self.net.forward(obs_batch::<O>(&self.dev, obs)).1.as_vec()
+    }
+
+    fn evaluate(&self, obs: ObsBatch<O, Traced>, actions: &[f32]) -> Evaluation {
+        let (logits, values) = self.net.forward(obs);
+        let actions: Vec<usize> = actions.iter().map(|&a| a as usize).collect();
+        let (log_probs, entropy) = Categorical::from_logits(logits).log_prob_and_entropy(&actions);
+        Evaluation { log_probs, entropy, values: column(values) }
+    }
+}
+
+/// A diagonal-Gaussian policy over `[f32; A]` actions on a network `M` that outputs
+/// `((mean, log_std), value)`; actions sent to the env are clipped to `[low, high]`.
+#[derive(Debug, Clone)]
+pub struct GaussianPolicy<M, const A: usize> {
+    /// The network.
+    pub net: M,
+    /// Lower action bounds.
+    pub low: [f32; A],
+    /// Upper action bounds.
+    pub high: [f32; A],
+    dev: Cpu,
+}
+
+impl<M, const A: usize> GaussianPolicy<M, A> {
+    /// Wraps a built network with the env's action bounds.
+    pub fn new(net: M, dev: Cpu, low: [f32; A], high: [f32; A]) -> Self {
+        Self { net, low, high, dev }
+    }
+}
+
+impl<const O: usize, const A: usize, M> ActorCritic<O> for GaussianPolicy<M, A>
+where
+    M: TensorCollection<f32, Cpu>
+        + Clone
+        + Module<ObsBatch<O>, Output = ((Rows<A>, Rows<A>), Rows<1>)>
+        + Module<ObsBatch<O, Traced>, Output = ((Rows<A, Traced>, Rows<A, Traced>), Rows<1, Traced>)>,
+{
+    type Action = [f32; A];
+    type Net = M;
+    const ACT_DIM: usize = A;
+
+    fn net(&self) -> &M {
+        &self.net
+    }
+    fn net_mut(&mut self) -> &mut M {
+        &mut self.net
+    }
+
+    fn act<R: Rng + ?Sized>(&self, obs: &[f32], greedy: bool, rng: &mut R) -> ActOutput<[f32; A]> {
+        let ((mean, log_std), values) = self.net.forward(obs_batch::<O>(&self.dev, obs));
+        let dist = DiagGaussian::new(mean, log_std);
+        let actions = if greedy { dist.mode() } else { dist.sample(rng) };
+        let log_probs = dist.log_prob(&actions).as_vec();
+        let env_actions =
+            actions.chunks(A).map(|row| std::array::from_fn(|j| row[j].clamp(self.low[j], self.high[j]))).collect();
+        ActOutput { env_actions, actions, log_probs, values: values.as_vec() }
+    }
+
+    fn values(&self, obs: &[f32]) -> Vec<f32> {
+        self.net.forward(obs_batch::<O>(&self.dev, obs)).1.as_vec()
+    }
+
+    fn evaluate(&self, obs: ObsBatch<O, Traced>, actions: &[f32]) -> Evaluation {
+        let ((mean, log_std), values) = self.net.forward(obs);
+        let (log_probs, entropy) = DiagGaussian::new(mean, log_std).log_prob_and_entropy(actions);
+        Evaluation { log_probs, entropy, values: column(values) }
+    }
+}

@@ -1,0 +1,134 @@
+//! Your own environment in a few dozen lines: a point that must reach a target in the plane.
+//!
+//! `Reach` implements [`Env`] with a box observation space, a box action space, a seeded reset and
+//! validated actions; [`TimeLimit`] truncates its episodes and a [`VecEnv`] steps 16 copies on two
+//! threads. The example compares a random policy with a heuristic that heads for the target.
+//!
+//! ```sh
+//! cargo run --release --example custom_env -- --seed 0
+//! ```
+
+use clap::Parser;
+use glimpse::vec_env::VecEnv;
+use glimpse::wrappers::TimeLimit;
+use glimpse::{BoxSpace, Env, EnvError, Info, Space, Step};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Largest move per step along each axis.
+const MAX_SPEED: f32 = 0.05;
+/// Distance at which the target counts as reached.
+const REACHED: f32 = 0.05;
+
+/// Move a point in `[-1, 1]²` to a target. Observation: `[x, y, target_x - x, target_y - y]`;
+/// action: a velocity in `[-1, 1]²` (scaled by `MAX_SPEED`); reward: minus the distance left,
+/// plus 10 on reaching the target, which terminates the episode.
+struct Reach {
+    pos: [f32; 2],
+    target: [f32; 2],
+    rng: StdRng,
+}
+
+impl Reach {
+    fn new() -> Self {
+        Self { pos: [0.0; 2], target: [0.0; 2], rng: StdRng::seed_from_u64(0) }
+    }
+
+    fn obs(&self) -> [f32; 4] {
+        [self.pos[0], self.pos[1], self.target[0] - self.pos[0], self.target[1] - self.pos[1]]
+    }
+}
+
+impl Env for Reach {
+    type Obs = [f32; 4];
+    type Act = [f32; 2];
+
+    fn observation_space(&self) -> Space {
+        BoxSpace::new(vec![-1.0, -1.0, -2.0, -2.0], vec![1.0, 1.0, 2.0, 2.0]).into()
+    }
+
+    fn action_space(&self) -> Space {
+        BoxSpace::new(vec![-1.0; 2], vec![1.0; 2]).into()
+    }
+
+    fn reset(&mut self, seed: Option<u64>) -> Result<([f32; 4], Info), EnvError> {
+        if let Some(seed) = seed {
+            self.rng = StdRng::seed_from_u64(seed);
+        }
+        self.pos = [self.rng.gen_range(-1.0..1.0), self.rng.gen_range(-1.0..1.0)];
+        self.target = [self.rng.gen_range(-1.0..1.0), self.rng.gen_range(-1.0..1.0)];
+        Ok((self.obs(), Info::default()))
+    }
+
+    fn step(&mut self, action: &[f32; 2]) -> Result<Step<[f32; 4]>, EnvError> {
+        if !action.iter().all(|a| (-1.0..=1.0).contains(a)) {
+            return Err(EnvError::InvalidAction(format!("{action:?} is not in [-1, 1]²")));
+        }
+        for (p, a) in self.pos.iter_mut().zip(action) {
+            *p = (*p + a * MAX_SPEED).clamp(-1.0, 1.0);
+        }
+        let [_, _, dx, dy] = self.obs();
+        let distance = dx.hypot(dy);
+        let terminated = distance < REACHED;
+        let reward = -distance as f64 + if terminated { 10.0 } else { 0.0 };
+        Ok(Step { obs: self.obs(), reward, terminated, truncated: false, info: Info::default() })
+    }
+}
+
+/// Command-line options.
+#[derive(Parser, Debug)]
+struct Args {
+    /// Seed of the environments and of the random policy.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Episodes to average over, per policy.
+    #[arg(long, default_value_t = 200)]
+    episodes: usize,
+}
+
+/// Mean return and length of the first `episodes` episodes that `policy` plays on 16 envs.
+fn evaluate(args: &Args, mut policy: impl FnMut(&[f32]) -> [f32; 2]) -> Result<(f64, f64), EnvError> {
+    let envs = (0..16).map(|_| TimeLimit::new(Reach::new(), 200)).collect();
+    let mut venv = VecEnv::new(envs, 2)?;
+    venv.reset(Some(args.seed))?;
+    let (mut returns, mut lengths) = (vec![], vec![]);
+    let mut actions = vec![[0.0; 2]; venv.num_envs()];
+    while returns.len() < args.episodes {
+        for (a, obs) in actions.iter_mut().zip(venv.observations().chunks_exact(4)) {
+            *a = policy(obs);
+        }
+        for (_, stats) in venv.step(&actions)?.episodes {
+            returns.push(stats.ret);
+            lengths.push(stats.len as f64);
+        }
+    }
+    let mean = |v: &[f64]| v[..args.episodes].iter().sum::<f64>() / args.episodes as f64;
+    Ok((mean(&returns), mean(&lengths)))
+}
+
+fn main() -> Result<(), EnvError> {
+    let args = Args::parse();
+    let space = Reach::new().action_space();
+    let space = space.as_box().expect("a box action space");
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    let random = evaluate(&args, |_| {
+        let a = space.sample(&mut rng);
+        [a[0], a[1]]
+    })?;
+    // Head straight for the target at full speed, slowing down on the last step.
+    let heuristic = evaluate(&args, |obs| {
+        let (dx, dy) = (obs[2], obs[3]);
+        let distance = dx.hypot(dy).max(1e-6);
+        let speed = (distance / MAX_SPEED).min(1.0) / distance;
+        [dx * speed, dy * speed]
+    })?;
+    println!("Reach (time limit 200), {} episodes per policy, seed {}", args.episodes, args.seed);
+    println!("{:<10} {:>12} {:>12}", "policy", "mean return", "mean length");
+    for (name, (ret, len)) in [("random", random), ("heuristic", heuristic)] {
+        println!("{name:<10} {ret:>12.2} {len:>12.1}");
+    }
+    let mut env = TimeLimit::new(Reach::new(), 200);
+    env.reset(Some(args.seed))?;
+    println!("an action outside the box is refused: {}", env.step(&[2.0, 0.0]).unwrap_err());
+    Ok(())
+}

@@ -1,0 +1,369 @@
+//! 2d convolution (`Conv2D`) and masked convolution for PixelCNN (`MaskedConv2D`).
+
+use dfdx::nn::{BuildModule, BuildOnDevice, Module, ModuleVisitor, NonMutableModule, TensorCollection, TensorOptions};
+use dfdx::prelude::*;
+use rand_distr::Uniform;
+use rayon::prelude::*;
+
+use super::kernels::{
+    col2im_add, im2col, matmul, raw_grad, take_contiguous, taps, tensor_vec, threads, Geometry, Mat, NnFloat,
+};
+
+/// Builders (device- and dtype-free descriptions) of the convolution layers.
+pub mod builder {
+    use std::marker::PhantomData;
+
+    /// Builder of [`super::Conv2D`]: `I` input channels, `O` output channels, `K×K` kernel,
+    /// stride `S`, zero padding `P`.
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct Conv2D<const I: usize, const O: usize, const K: usize, const S: usize = 1, const P: usize = 0>;
+
+    /// Builder of [`super::MaskedConv2D`] with mask kind `M` ([`super::MaskA`] or [`super::MaskB`]).
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct MaskedConv2D<const I: usize, const O: usize, const K: usize, M>(PhantomData<M>);
+}
+
+/// Fills `t` from Uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)), PyTorch's default for conv layers.
+pub(crate) fn fill_fan_in_uniform<S: Shape, E: NnFloat>(
+    t: &mut Tensor<S, E, Cpu>,
+    fan_in: usize,
+) -> Result<(), CpuError>
+where
+    Cpu: Device<E>,
+{
+    let b = E::one() / E::from(fan_in.max(1)).unwrap().sqrt();
+    t.try_fill_with_distr(Uniform::new(-b, b))
+}
+
+/// A 2d convolution with bias on `(batch, I, height, width)` images, like `torch.nn.Conv2d`.
+///
+/// Spatial sizes are runtime values: the output is `(batch, O, out_h, out_w)` with
+/// `out = (in + 2P - K) / S + 1`.
+#[derive(Debug, Clone)]
+pub struct Conv2D<
+    const I: usize,
+    const O: usize,
+    const K: usize,
+    const S: usize,
+    const P: usize,
+    E: Dtype,
+    D: Storage<E>,
+> {
+    /// Kernel, shape `(O, I, K, K)` as in PyTorch.
+    pub weight: Tensor<Rank4<O, I, K, K>, E, D>,
+    /// Bias, one per output channel.
+    pub bias: Tensor<Rank1<O>, E, D>,
+}
+
+impl<const I: usize, const O: usize, const K: usize, const S: usize, const P: usize, E: NnFloat> BuildOnDevice<Cpu, E>
+    for builder::Conv2D<I, O, K, S, P>
+where
+    Cpu: Device<E>,
+{
+    type Built = Conv2D<I, O, K, S, P, E, Cpu>;
+    fn try_build_on_device(device: &Cpu) -> Result<Self::Built, CpuError> {
+        Self::Built::try_build(device)
+    }
+}
+
+impl<const I: usize, const O: usize, const K: usize, const S: usize, const P: usize, E: NnFloat>
+    TensorCollection<E, Cpu> for Conv2D<I, O, K, S, P, E, Cpu>
+where
+    Cpu: Device<E>,
+{
+    type To<E2: Dtype, D2: Device<E2>> = Conv2D<I, O, K, S, P, E2, D2>;
+
+    fn iter_tensors<V: ModuleVisitor<Self, E, Cpu>>(visitor: &mut V) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        visitor.visit_fields(
+            (
+                Self::tensor(
+                    "weight",
+                    |s| &s.weight,
+                    |s| &mut s.weight,
+                    TensorOptions::reset_with(|t| fill_fan_in_uniform(t, I * K * K)),
+                ),
+                Self::tensor(
+                    "bias",
+                    |s| &s.bias,
+                    |s| &mut s.bias,
+                    TensorOptions::reset_with(|t| fill_fan_in_uniform(t, I * K * K)),
+                ),
+            ),
+            |(weight, bias)| Conv2D { weight, bias },
+        )
+    }
+}
+
+impl<const I: usize, const O: usize, const K: usize, const S: usize, const P: usize, E: Dtype, D: Storage<E>>
+    NonMutableModule for Conv2D<I, O, K, S, P, E, D>
+{
+}
+
+impl<const I: usize, const O: usize, const K: usize, const S: usize, const P: usize, E, B, H, W, T>
+    Module<Tensor<(B, Const<I>, H, W), E, Cpu, T>> for Conv2D<I, O, K, S, P, E, Cpu>
+where
+    E: NnFloat,
+    B: Dim,
+    H: Dim,
+    W: Dim,
+    T: Tape<E, Cpu>,
+{
+    type Output = Tensor<(B, Const<O>, usize, usize), E, Cpu, T>;
+    type Error = CpuError;
+
+    fn try_forward(&self, x: Tensor<(B, Const<I>, H, W), E, Cpu, T>) -> Result<Self::Output, CpuError> {
+        conv2d(x, &self.weight, &self.bias, S, P, &taps(K, |_, _| true))
+    }
+}
+
+/// Which taps a PixelCNN mask keeps: those before the centre in raster order, plus the centre
+/// for mask B.
+pub trait MaskKind: Default + Clone + Copy + std::fmt::Debug + Send + Sync + 'static {
+    /// Whether the centre tap is kept.
+    const INCLUDE_CENTRE: bool;
+}
+
+/// PixelCNN mask type A: excludes the centre pixel (first layer).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MaskA;
+impl MaskKind for MaskA {
+    const INCLUDE_CENTRE: bool = false;
+}
+
+/// PixelCNN mask type B: includes the centre pixel (later layers).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MaskB;
+impl MaskKind for MaskB {
+    const INCLUDE_CENTRE: bool = true;
+}
+
+/// Kernel taps kept by a PixelCNN mask of size `k` (rows above the centre, and the centre row
+/// left of the centre, plus the centre itself if `include_centre`).
+pub fn pixelcnn_mask_taps(k: usize, include_centre: bool) -> Vec<(usize, usize)> {
+    let c = k / 2;
+    taps(k, |i, j| i < c || (i == c && (j < c || (include_centre && j == c))))
+}
+
+/// A PixelCNN masked convolution: stride 1, "same" padding `K/2` (odd `K`), mask `M`.
+///
+/// Masked taps are never read nor written: they have exactly zero gradient, and the work is
+/// proportional to the kept taps only.
+#[derive(Debug, Clone)]
+pub struct MaskedConv2D<const I: usize, const O: usize, const K: usize, M, E: Dtype, D: Storage<E>> {
+    /// Kernel, shape `(O, I, K, K)`; masked taps are ignored (and stay at their initial value).
+    pub weight: Tensor<Rank4<O, I, K, K>, E, D>,
+    /// Bias, one per output channel.
+    pub bias: Tensor<Rank1<O>, E, D>,
+    mask: std::marker::PhantomData<M>,
+}
+
+impl<const I: usize, const O: usize, const K: usize, M: MaskKind, E: NnFloat> BuildOnDevice<Cpu, E>
+    for builder::MaskedConv2D<I, O, K, M>
+where
+    Cpu: Device<E>,
+{
+    type Built = MaskedConv2D<I, O, K, M, E, Cpu>;
+    fn try_build_on_device(device: &Cpu) -> Result<Self::Built, CpuError> {
+        Self::Built::try_build(device)
+    }
+}
+
+impl<const I: usize, const O: usize, const K: usize, M: MaskKind, E: NnFloat> TensorCollection<E, Cpu>
+    for MaskedConv2D<I, O, K, M, E, Cpu>
+where
+    Cpu: Device<E>,
+{
+    type To<E2: Dtype, D2: Device<E2>> = MaskedConv2D<I, O, K, M, E2, D2>;
+
+    fn iter_tensors<V: ModuleVisitor<Self, E, Cpu>>(visitor: &mut V) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        visitor.visit_fields(
+            (
+                Self::tensor(
+                    "weight",
+                    |s| &s.weight,
+                    |s| &mut s.weight,
+                    TensorOptions::reset_with(|t| {
+                        fill_fan_in_uniform(t, I * pixelcnn_mask_taps(K, M::INCLUDE_CENTRE).len())
+                    }),
+                ),
+                Self::tensor(
+                    "bias",
+                    |s| &s.bias,
+                    |s| &mut s.bias,
+                    TensorOptions::reset_with(|t| {
+                        fill_fan_in_uniform(t, I * pixelcnn_mask_taps(K, M::INCLUDE_CENTRE).len())
+                    }),
+                ),
+            ),
+            |(weight, bias)| MaskedConv2D { weight, bias, mask: Default::default() },
+        )
+    }
+}
+
+impl<const I: usize, const O: usize, const K: usize, M, E: Dtype, D: Storage<E>> NonMutableModule
+    for MaskedConv2D<I, O, K, M, E, D>
+{
+}
+
+impl<const I: usize, const O: usize, const K: usize, M, E, B, H, W, T> Module<Tensor<(B, Const<I>, H, W), E, Cpu, T>>
+    for MaskedConv2D<I, O, K, M, E, Cpu>
+where
+    M: MaskKind,
+    E: NnFloat,
+    B: Dim,
+    H: Dim,
+    W: Dim,
+    T: Tape<E, Cpu>,
+{
+    type Output = Tensor<(B, Const<O>, usize, usize), E, Cpu, T>;
+    type Error = CpuError;
+
+    fn try_forward(&self, x: Tensor<(B, Const<I>, H, W), E, Cpu, T>) -> Result<Self::Output, CpuError> {
+        assert!(K % 2 == 1, "MaskedConv2D needs an odd kernel size, got {K}");
+        conv2d(x, &self.weight, &self.bias, 1, K / 2, &pixelcnn_mask_taps(K, M::INCLUDE_CENTRE))
+    }
+}
+
+/// Weight `(O, I, K, K)` restricted to `taps`, as a row-major `O × (I*T)` matrix.
+fn gather_taps<E: NnFloat>(w: &[E], (o, i, k): (usize, usize, usize), taps: &[(usize, usize)]) -> Vec<E> {
+    let mut wm = Vec::with_capacity(o * i * taps.len());
+    for oc in 0..o {
+        for ic in 0..i {
+            let base = (oc * i + ic) * k * k;
+            wm.extend(taps.iter().map(|&(ki, kj)| w[base + ki * k + kj]));
+        }
+    }
+    wm
+}
+
+/// Adds the `O × (I*T)` matrix `dwm` into the `(O, I, K, K)` gradient at the given taps.
+fn scatter_taps<E: NnFloat>(dwm: &[E], (o, i, k): (usize, usize, usize), taps: &[(usize, usize)], dw: &mut [E]) {
+    let t = taps.len();
+    for oc in 0..o {
+        for ic in 0..i {
+            let base = (oc * i + ic) * k * k;
+            let row = &dwm[(oc * i + ic) * t..][..t];
+            for (&(ki, kj), v) in taps.iter().zip(row) {
+                dw[base + ki * k + kj] += *v;
+            }
+        }
+    }
+}
+
+/// Convolution of a batch: `out[b] = wm · im2col(x[b]) + bias`, parallel over images.
+pub(crate) fn conv_forward<E: NnFloat>(
+    g: &Geometry,
+    taps: &[(usize, usize)],
+    x: &[E],
+    wm: &[E],
+    bias: &[E],
+    out: &mut [E],
+) {
+    let (o, n, ct) = (bias.len(), g.out_hw(), g.chans * taps.len());
+    let one_image = |col: &mut Vec<E>, x_b: &[E], out_b: &mut [E], threads: usize| {
+        im2col(g, taps, x_b, col);
+        for (row, &b) in out_b.chunks_mut(n).zip(bias) {
+            row.fill(b);
+        }
+        matmul((o, ct, n), Mat::rows(wm, ct), Mat::rows(col, n), out_b, true, threads);
+    };
+    let batch = out.len() / (o * n).max(1);
+    if batch >= threads() {
+        out.par_chunks_mut(o * n)
+            .zip(x.par_chunks(g.in_len()))
+            .for_each_init(|| vec![E::zero(); ct * n], |col, (out_b, x_b)| one_image(col, x_b, out_b, 1));
+    } else {
+        let mut col = vec![E::zero(); ct * n];
+        for (out_b, x_b) in out.chunks_mut(o * n).zip(x.chunks(g.in_len())) {
+            one_image(&mut col, x_b, out_b, threads());
+        }
+    }
+}
+
+/// Backward of [`conv_forward`]: adds into `dx`, and returns `(dwm, dbias)` for the batch.
+pub(crate) fn conv_backward<E: NnFloat>(
+    g: &Geometry,
+    taps: &[(usize, usize)],
+    x: &[E],
+    wm: &[E],
+    gout: &[E],
+    dx: &mut [E],
+    o: usize,
+) -> (Vec<E>, Vec<E>) {
+    let (n, ct, in_len) = (g.out_hw(), g.chans * taps.len(), g.in_len());
+    let batch = gout.len() / (o * n).max(1);
+    let groups = threads().min(batch).max(1);
+    let inner_threads = if groups == 1 { threads() } else { 1 };
+    let per_group = batch.div_ceil(groups).max(1);
+    let partials: Vec<(Vec<E>, Vec<E>)> = dx
+        .par_chunks_mut(per_group * in_len)
+        .zip(x.par_chunks(per_group * in_len))
+        .zip(gout.par_chunks(per_group * o * n))
+        .map(|((dx_c, x_c), g_c)| {
+            let mut col = vec![E::zero(); ct * n];
+            let mut dcol = vec![E::zero(); ct * n];
+            let mut dwm = vec![E::zero(); o * ct];
+            let mut db = vec![E::zero(); o];
+            for ((dx_b, x_b), g_b) in dx_c.chunks_mut(in_len).zip(x_c.chunks(in_len)).zip(g_c.chunks(o * n)) {
+                im2col(g, taps, x_b, &mut col);
+                matmul((o, n, ct), Mat::rows(g_b, n), Mat::rows_t(&col, n), &mut dwm, true, inner_threads);
+                matmul((ct, o, n), Mat::rows_t(wm, ct), Mat::rows(g_b, n), &mut dcol, false, inner_threads);
+                col2im_add(g, taps, &dcol, dx_b);
+                for (d, row) in db.iter_mut().zip(g_b.chunks(n)) {
+                    *d += row.iter().fold(E::zero(), |a, &v| a + v);
+                }
+            }
+            (dwm, db)
+        })
+        .collect();
+    let mut dwm = vec![E::zero(); o * ct];
+    let mut db = vec![E::zero(); o];
+    for (pw, pb) in partials {
+        dwm.iter_mut().zip(pw).for_each(|(a, b)| *a += b);
+        db.iter_mut().zip(pb).for_each(|(a, b)| *a += b);
+    }
+    (dwm, db)
+}
+
+/// Convolution op on the tape: `x` `(B, I, H, W)` with kernel `weight` restricted to `taps`.
+#[allow(clippy::type_complexity)]
+pub(crate) fn conv2d<const I: usize, const O: usize, const K: usize, E, B, H, W, T>(
+    x: Tensor<(B, Const<I>, H, W), E, Cpu, T>,
+    weight: &Tensor<Rank4<O, I, K, K>, E, Cpu>,
+    bias: &Tensor<Rank1<O>, E, Cpu>,
+    stride: usize,
+    pad: usize,
+    taps: &[(usize, usize)],
+) -> Result<Tensor<(B, Const<O>, usize, usize), E, Cpu, T>, CpuError>
+where
+    E: NnFloat,
+    B: Dim,
+    H: Dim,
+    W: Dim,
+    T: Tape<E, Cpu>,
+{
+    assert!(stride > 0, "convolution stride must be positive");
+    let (b, _, h, w) = *x.shape();
+    let g = Geometry::conv(I, (h.size(), w.size()), K, stride, pad);
+    let (x, xs) = take_contiguous(x)?;
+    let (x, mut tape) = x.split_tape();
+    let wm = gather_taps(&tensor_vec(weight)?, (O, I, K), taps);
+    let mut out = vec![E::zero(); b.size() * O * g.out_hw()];
+    conv_forward(&g, taps, &xs, &wm, &tensor_vec(bias)?, &mut out);
+    let out = x.device().try_tensor_from_vec(out, (b, Const::<O>, g.out_h, g.out_w))?;
+    if T::OWNS_TAPE {
+        let (x_g, w_g, b_g, out_g) = (x.ghost(), weight.ghost(), bias.ghost(), out.ghost());
+        let taps = taps.to_vec();
+        tape.add_backward_op(move |grads| {
+            let (gout, dx, dw, db) =
+                (raw_grad!(grads, &out_g), raw_grad!(grads, &x_g), raw_grad!(grads, &w_g), raw_grad!(grads, &b_g));
+            // SAFETY: four distinct tensor ids; `grads` outlives this closure body.
+            let (gout, dx, dw, db) = unsafe { (gout.slice(), dx.slice(), dw.slice(), db.slice()) };
+            let (dwm, dbias) = conv_backward(&g, &taps, &xs, &wm, gout, dx, O);
+            scatter_taps(&dwm, (O, I, K), &taps, dw);
+            db.iter_mut().zip(dbias).for_each(|(a, b)| *a += b);
+            Ok(())
+        });
+    }
+    Ok(out.put_tape(tape))
+}

@@ -1,0 +1,31 @@
+//! Convolution, pooling and recurrent layers for dfdx 0.13 on stable Rust.
+//!
+//! dfdx's own `Conv2D`, `ConvTrans2D` and pooling modules need its `nightly` feature, which does
+//! not build on stable; these are first-class dfdx modules with their own CPU kernels (im2col +
+//! gemm, parallel over the batch with rayon). They work in module tuples, train with dfdx
+//! optimizers and save/load with safetensors. Channels, kernel, stride and padding are const
+//! generics; spatial sizes are runtime dims, images are `(batch, C, height, width)`.
+
+pub(crate) mod kernels;
+
+mod conv;
+mod convtrans;
+mod pool;
+mod reshape;
+mod rnn;
+
+pub use conv::{pixelcnn_mask_taps, Conv2D, MaskA, MaskB, MaskKind, MaskedConv2D};
+pub use convtrans::ConvTrans2D;
+pub use kernels::NnFloat;
+pub use pool::{AvgPool2D, MaxPool2D};
+pub use reshape::{Flatten, FlattenTo, Unflatten};
+pub use rnn::{split_steps, stack_steps, GRUCell, LSTMCell, LstmState, MergeTapes};
+
+/// Device- and dtype-free layer descriptions, to use in module tuples with `dev.build_module`.
+pub mod builders {
+    pub use super::conv::builder::{Conv2D, MaskedConv2D};
+    pub use super::convtrans::builder::ConvTrans2D;
+    pub use super::pool::{AvgPool2D, MaxPool2D};
+    pub use super::reshape::{Flatten, FlattenTo, Unflatten};
+    pub use super::rnn::builder::{GRUCell, LSTMCell};
+}
