@@ -112,10 +112,15 @@ where
     E: Env + 'static,
     P: ActorCritic<O, Action = E::Act>,
 {
+    // A resumed run continues with the configuration it saved (seed included); --config may
+    // still change settings, e.g. raise total_timesteps.
+    match &args.resume {
+        Some(dir) => cfg = load_config(&dir.join("config.json"))?,
+        None => cfg.set_seed(args.seed),
+    }
     if let Some(path) = &args.config {
         cfg = overlay(&cfg, path)?;
     }
-    cfg.set_seed(args.seed);
     let weights_file = |run: &RunDir| run.checkpoint_dir().join("policy.safetensors");
 
     if let Some(dir) = &args.eval {
@@ -140,11 +145,20 @@ where
         }
         None => (RunDir::create(example, args.run_dir.clone())?, State::default()),
     };
-    run.write_config(&cfg)?;
     let mut train_cfg = cfg.ppo();
+    if state.env_steps >= train_cfg.total_timesteps {
+        return Err(format!(
+            "{}: the run already took {} of its {} steps; raise total_timesteps (--config) to continue",
+            run.path().display(),
+            state.env_steps,
+            train_cfg.total_timesteps
+        )
+        .into());
+    }
+    run.write_config(&cfg)?;
     // A resumed run trains for what is left (with the saved optimizer state) on fresh env and
     // sampling streams; the learning-rate schedule restarts from its initial value.
-    train_cfg.total_timesteps = train_cfg.total_timesteps.saturating_sub(state.env_steps).max(1);
+    train_cfg.total_timesteps -= state.env_steps;
     train_cfg.seed += state.updates as u64;
     std::fs::create_dir_all(run.checkpoint_dir())?;
 
@@ -192,7 +206,7 @@ where
     let summary = serde_json::json!({
         "example": example,
         "algo": cfg.name(),
-        "seed": args.seed,
+        "seed": cfg.ppo().seed,
         "solved": outcome.solved_at_step.is_some(),
         "solved_at_step": outcome.solved_at_step.map(|s| s + offset),
         "eval_mean_return": outcome.eval_mean_return,

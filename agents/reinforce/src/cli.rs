@@ -81,10 +81,15 @@ pub fn run_example<E, const O: usize, const A: usize>(
 where
     E: Env<Act = usize> + 'static,
 {
+    // A resumed run continues with the configuration it saved (seed included); --config may
+    // still change settings, e.g. raise total_timesteps.
+    match &args.resume {
+        Some(dir) => cfg = load_config(&dir.join("config.json"))?,
+        None => cfg.seed = args.seed,
+    }
     if let Some(path) = &args.config {
         cfg = overlay(&cfg, path)?;
     }
-    cfg.seed = args.seed;
     let mut agent = Reinforce::<O, A>::new(&cfg);
 
     if let Some(dir) = &args.eval {
@@ -112,12 +117,21 @@ where
         }
         None => (RunDir::create(example, args.run_dir.clone())?, State::default()),
     };
+    if prior.env_steps >= cfg.total_timesteps {
+        return Err(format!(
+            "{}: the run already took {} of its {} steps; raise total_timesteps (--config) to continue",
+            run.path().display(),
+            prior.env_steps,
+            cfg.total_timesteps
+        )
+        .into());
+    }
     run.write_config(&cfg)?;
     let ck = run.checkpoint_dir();
     std::fs::create_dir_all(&ck)?;
     let mut train_cfg = cfg.clone();
     // A resumed run trains for what is left on fresh env and sampling streams.
-    train_cfg.total_timesteps = cfg.total_timesteps.saturating_sub(prior.env_steps).max(1);
+    train_cfg.total_timesteps = cfg.total_timesteps - prior.env_steps;
     train_cfg.seed += prior.updates as u64;
 
     let envs = (0..cfg.num_envs).map(|_| make_env()).collect();
@@ -153,7 +167,7 @@ where
         "example": example,
         "algo": "reinforce",
         "baseline": cfg.baseline.name(),
-        "seed": args.seed,
+        "seed": cfg.seed,
         "solved": outcome.solved_at_step.is_some(),
         "solved_at_step": outcome.solved_at_step.map(|s| s + prior.env_steps),
         "eval_mean_return": outcome.eval_mean_return,
