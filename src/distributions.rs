@@ -16,6 +16,9 @@ use rand_distr::{Distribution, StandardNormal};
 /// ln(2π).
 const LN_2PI: f32 = 1.837_877_1;
 
+/// A pair of per-row tensors `(B,)`: log-probabilities and entropies.
+pub type LogProbEntropy<B, T> = (Tensor<(B,), f32, Cpu, T>, Tensor<(B,), f32, Cpu, T>);
+
 /// A batch of categorical distributions over `A` actions, stored as normalised log-probabilities.
 #[derive(Debug, Clone)]
 pub struct Categorical<B: Dim, const A: usize, T> {
@@ -81,7 +84,7 @@ impl<B: Dim, const A: usize, T: Tape<f32, Cpu> + Merge<T>> Categorical<B, A, T> 
     }
 
     /// Both [`log_prob`](Self::log_prob) (with the tape) and [`entropy`](Self::entropy) (empty tape).
-    pub fn log_prob_and_entropy(self, actions: &[usize]) -> (Tensor<(B,), f32, Cpu, T>, Tensor<(B,), f32, Cpu, T>) {
+    pub fn log_prob_and_entropy(self, actions: &[usize]) -> LogProbEntropy<B, T> {
         let copy = Self { log_probs: self.log_probs.with_empty_tape() };
         (self.log_prob(actions), copy.entropy())
     }
@@ -140,7 +143,7 @@ impl<B: Dim, const A: usize, T: Tape<f32, Cpu> + Merge<T>> DiagGaussian<B, A, T>
     }
 
     /// Both [`log_prob`](Self::log_prob) (with the tape) and [`entropy`](Self::entropy) (empty tape).
-    pub fn log_prob_and_entropy(self, actions: &[f32]) -> (Tensor<(B,), f32, Cpu, T>, Tensor<(B,), f32, Cpu, T>) {
+    pub fn log_prob_and_entropy(self, actions: &[f32]) -> LogProbEntropy<B, T> {
         let copy = Self { mean: self.mean.with_empty_tape(), log_std: self.log_std.with_empty_tape() };
         (self.log_prob(actions), copy.entropy())
     }

@@ -13,6 +13,9 @@
 use rand::seq::SliceRandom;
 use rand::Rng;
 
+use crate::env::{Env, EnvError, EpisodeStats};
+use crate::vec_env::VecEnv;
+
 /// An action that can be stored as a flat row of `f32` (discrete index or continuous vector).
 pub trait FlatAction: Clone + Send + Sync + std::fmt::Debug + 'static {
     /// Number of `f32` values in one stored action.
@@ -88,6 +91,19 @@ pub fn normalize(x: &mut [f32]) {
     for v in x.iter_mut() {
         *v = ((*v as f64 - mean) / (std + 1e-8)) as f32;
     }
+}
+
+/// What a policy returns for one step of N environments (see [`RolloutBuffer::collect`]).
+#[derive(Debug, Clone)]
+pub struct PolicyStep<A> {
+    /// Actions to send to the envs (continuous ones possibly clipped to the action bounds).
+    pub env_actions: Vec<A>,
+    /// Actions as sampled, flat `[N * act_dim]` (what the buffer stores and log-probs refer to).
+    pub actions: Vec<f32>,
+    /// Log-probabilities of `actions`, `[N]`.
+    pub log_probs: Vec<f32>,
+    /// Critic values V(obs), `[N]` (zeros without a critic).
+    pub values: Vec<f32>,
 }
 
 /// One step of N environments to append to a [`RolloutBuffer`].
@@ -222,6 +238,59 @@ impl RolloutBuffer {
             self.bootstrap_values[t * n + i] = if bootstrap { s.bootstrap_values[i] } else { 0.0 };
         }
         self.len += 1;
+    }
+
+    /// Clears the buffer and fills it with `num_steps` steps of `venv`, starting from the current
+    /// observations `obs` (`[N * obs_dim]`, updated in place). `act` picks the actions;
+    /// `value_of` gives V for a batch of observation rows: it is asked for the final observations
+    /// of truncated (not terminated) episodes, and for the observations after the last step
+    /// ([`finish`](Self::finish)). Returns the episodes that ended.
+    pub fn collect<E: Env + 'static>(
+        &mut self,
+        venv: &mut VecEnv<E>,
+        obs: &mut [f32],
+        mut act: impl FnMut(&[f32]) -> PolicyStep<E::Act>,
+        mut value_of: impl FnMut(&[f32]) -> Vec<f32>,
+    ) -> Result<Vec<EpisodeStats>, EnvError> {
+        let (n, d) = (self.num_envs, self.obs_dim);
+        if venv.num_envs() != n || venv.obs_dim() != d || obs.len() != n * d {
+            return Err(EnvError::Other(format!(
+                "rollout buffer is for {n} envs × {d} values, got a VecEnv of {} × {} and {} observation values",
+                venv.num_envs(),
+                venv.obs_dim(),
+                obs.len()
+            )));
+        }
+        self.clear();
+        let mut episodes = Vec::new();
+        let mut bootstrap = vec![0.0; n];
+        for _ in 0..self.num_steps {
+            let p = act(obs);
+            let step = venv.step(&p.env_actions)?;
+            let cut: Vec<usize> = (0..n).filter(|&i| step.truncated[i] && !step.terminated[i]).collect();
+            bootstrap.iter_mut().for_each(|b| *b = 0.0);
+            if !cut.is_empty() {
+                let rows: Vec<f32> =
+                    cut.iter().flat_map(|&i| step.final_obs[i * d..(i + 1) * d].iter().copied()).collect();
+                for (&i, v) in cut.iter().zip(value_of(&rows)) {
+                    bootstrap[i] = v;
+                }
+            }
+            self.push(StepRecord {
+                obs,
+                actions: &p.actions,
+                log_probs: &p.log_probs,
+                values: &p.values,
+                rewards: step.rewards,
+                terminated: step.terminated,
+                truncated: step.truncated,
+                bootstrap_values: &bootstrap,
+            });
+            episodes.extend(step.episodes.iter().map(|&(_, s)| s));
+            obs.copy_from_slice(step.obs);
+        }
+        self.finish(&value_of(obs));
+        Ok(episodes)
     }
 
     /// Records V of the observations that follow the last stored step, `[N]`.
@@ -482,5 +551,77 @@ mod tests {
         let mut gae1 = hand_buffer();
         gae1.compute_gae(0.9, 1.0);
         assert!(close(&gae1.returns, &buf.returns));
+    }
+
+    /// Counts its steps (obs = [count]), reward 1 per step, terminates at `term_at` if set.
+    struct Counter {
+        count: usize,
+        term_at: Option<usize>,
+    }
+    impl Env for Counter {
+        type Obs = [f32; 1];
+        type Act = usize;
+        fn observation_space(&self) -> crate::Space {
+            crate::BoxSpace::new(vec![0.0], vec![10.0]).into()
+        }
+        fn action_space(&self) -> crate::Space {
+            crate::Discrete::new(1).into()
+        }
+        fn reset(&mut self, _: Option<u64>) -> Result<([f32; 1], crate::Info), EnvError> {
+            self.count = 0;
+            Ok(([0.0], crate::Info::default()))
+        }
+        fn step(&mut self, _: &usize) -> Result<crate::Step<[f32; 1]>, EnvError> {
+            self.count += 1;
+            Ok(crate::Step {
+                obs: [self.count as f32],
+                reward: 1.0,
+                terminated: self.term_at == Some(self.count),
+                truncated: false,
+                info: crate::Info::default(),
+            })
+        }
+    }
+
+    #[test]
+    fn collect_from_a_vec_env_bootstraps_truncations_from_the_final_observation() {
+        use crate::wrappers::TimeLimit;
+        // Env 0 terminates every 2 steps; env 1 is truncated by its time limit after 3 steps.
+        let envs = vec![
+            TimeLimit::new(Counter { count: 0, term_at: Some(2) }, 3),
+            TimeLimit::new(Counter { count: 0, term_at: None }, 3),
+        ];
+        let mut venv = VecEnv::new(envs, 1).unwrap();
+        let mut obs = venv.reset(Some(0)).unwrap().to_vec();
+        let mut buf = RolloutBuffer::new(2, 4, 1, 1);
+        let mut asked = Vec::new();
+        let episodes = buf
+            .collect(
+                &mut venv,
+                &mut obs,
+                |_| PolicyStep {
+                    env_actions: vec![0, 0],
+                    actions: vec![0.0; 2],
+                    log_probs: vec![0.0; 2],
+                    values: vec![0.0; 2],
+                },
+                |rows| {
+                    asked.push(rows.to_vec());
+                    rows.iter().map(|r| 100.0 + r).collect()
+                },
+            )
+            .unwrap();
+        assert_eq!(buf.obs, vec![0.0, 0.0, 1.0, 1.0, 0.0, 2.0, 1.0, 0.0]);
+        assert_eq!(asked, vec![vec![3.0], vec![0.0, 1.0]]);
+        assert_eq!(buf.last_values, vec![100.0, 101.0]);
+        let mut rets: Vec<f64> = episodes.iter().map(|e| e.ret).collect();
+        rets.sort_by(f64::total_cmp);
+        assert_eq!(rets, vec![2.0, 2.0, 3.0]);
+        buf.compute_returns(0.5);
+        assert!(close(&env_column(&buf, &buf.returns, 0), &[1.5, 1.0, 1.5, 1.0]));
+        assert!(close(&env_column(&buf, &buf.returns, 1), &[14.625, 27.25, 52.5, 51.5]));
+        // A buffer of the wrong shape is an error, not a panic.
+        let mut wrong = RolloutBuffer::new(3, 4, 1, 1);
+        assert!(wrong.collect(&mut venv, &mut obs, |_| unreachable!(), |_| unreachable!()).is_err());
     }
 }

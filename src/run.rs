@@ -79,38 +79,44 @@ fn load_config_value(path: &Path) -> Result<serde_json::Value, RunError> {
     }
 }
 
-/// Layers a config: struct defaults, then the config file (if any), then flags given on the command line.
+/// Layers a config: `defaults`, then the config file (if any), then flags given on the command line.
 ///
-/// `cli` is the config clap parsed (defaults filled in for flags not given); `matches` tells which
-/// flags were really given. Their ids must equal the serde field names, which clap's derive does
-/// for a field `lr` with flag `--lr`. Unknown keys in the file are an error.
+/// `cli` is the config clap parsed (its defaults filled in for flags not given); `matches` tells
+/// which flags were really given. Flag ids must equal the serde field names, which clap's derive
+/// does (field `batch_size`, flag `--batch-size`). Pass `cli` as `defaults` unless the example has
+/// defaults of its own (e.g. another environment's tuned values). Unknown keys in the file are an error.
 pub fn resolve_config<T: Serialize + DeserializeOwned>(
+    defaults: &T,
     cli: &T,
     file: Option<&Path>,
     matches: &clap::ArgMatches,
 ) -> Result<T, RunError> {
-    let Some(path) = file else { return Ok(serialize_roundtrip(cli)) };
-    let bad = |message: String| RunError::Config { path: path.into(), message };
-    let mut merged = serde_json::to_value(cli).map_err(|e| bad(e.to_string()))?;
-    let file_value = load_config_value(path)?;
-    let (Some(base), Some(over)) = (merged.as_object_mut(), file_value.as_object()) else {
+    let source = file.unwrap_or(Path::new("<command line>"));
+    let bad = |message: String| RunError::Config { path: source.into(), message };
+    let mut merged = serde_json::to_value(defaults).map_err(|e| bad(e.to_string()))?;
+    let given = serde_json::to_value(cli).map_err(|e| bad(e.to_string()))?;
+    let file_value = match file {
+        Some(path) => load_config_value(path)?,
+        None => serde_json::Value::Object(Default::default()),
+    };
+    let (Some(base), Some(over), Some(given)) = (merged.as_object_mut(), file_value.as_object(), given.as_object())
+    else {
         return Err(bad("expected a table of settings".into()));
     };
     for (key, value) in over {
         if !base.contains_key(key) {
             return Err(bad(format!("unknown setting `{key}`")));
         }
-        let given = matches.try_get_raw(key).ok().flatten().is_some()
+        base.insert(key.clone(), value.clone());
+    }
+    for (key, value) in given {
+        let on_command_line = matches.try_get_raw(key).ok().flatten().is_some()
             && matches.value_source(key) == Some(clap::parser::ValueSource::CommandLine);
-        if !given {
+        if on_command_line {
             base.insert(key.clone(), value.clone());
         }
     }
     serde_json::from_value(merged).map_err(|e| bad(e.to_string()))
-}
-
-fn serialize_roundtrip<T: Serialize + DeserializeOwned>(v: &T) -> T {
-    serde_json::from_value(serde_json::to_value(v).expect("config serializes")).expect("config round-trips")
 }
 
 /// A run directory: `events.out.tfevents.*`, `config.json`, `checkpoint/`, `summary.json`.
@@ -280,7 +286,7 @@ mod tests {
     fn parse(args: &[&str], file: Option<&Path>) -> Result<Cfg, RunError> {
         let matches = Cfg::command().get_matches_from(args);
         let cli = Cfg::from_arg_matches(&matches).unwrap();
-        resolve_config(&cli, file, &matches)
+        resolve_config(&cli, &cli, file, &matches)
     }
 
     #[test]
@@ -303,6 +309,13 @@ mod tests {
         assert!(err.contains("unknown setting `learning_rate`") && err.contains("c.toml"), "{err}");
         std::fs::write(&toml_path, "lr = \"fast\"\n").unwrap();
         assert!(parse(&["x"], Some(&toml_path)).is_err());
+        // Example-specific defaults sit under the file and the command line.
+        let matches = Cfg::command().get_matches_from(["x", "--lr", "0.2"]);
+        let cli = Cfg::from_arg_matches(&matches).unwrap();
+        let defaults = Cfg { lr: 9.0, batch_size: 99, seed: 5 };
+        std::fs::write(&json_path, r#"{"seed": 8}"#).unwrap();
+        let c = resolve_config(&defaults, &cli, Some(&json_path), &matches).unwrap();
+        assert_eq!(c, Cfg { lr: 0.2, batch_size: 99, seed: 8 });
         std::fs::remove_dir_all(&dir).unwrap();
         let _ = Cfg::parse_from(["x"]);
     }

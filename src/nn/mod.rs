@@ -10,16 +10,22 @@ pub(crate) mod kernels;
 
 mod conv;
 mod convtrans;
+mod pool;
 mod reshape;
+mod rnn;
 
 pub use conv::{pixelcnn_mask_taps, Conv2D, MaskA, MaskB, MaskKind, MaskedConv2D};
 pub use convtrans::ConvTrans2D;
 pub use kernels::NnFloat;
+pub use pool::{AvgPool2D, MaxPool2D};
 pub use reshape::{Flatten, FlattenTo, Unflatten};
+pub use rnn::{split_steps, stack_steps, GRUCell, LSTMCell, LstmState, MergeTapes};
 
 /// Device- and dtype-free layer descriptions, to use in module tuples with `dev.build_module`.
 pub mod builders {
     pub use super::conv::builder::{Conv2D, MaskedConv2D};
     pub use super::convtrans::builder::ConvTrans2D;
+    pub use super::pool::{AvgPool2D, MaxPool2D};
     pub use super::reshape::{Flatten, FlattenTo, Unflatten};
+    pub use super::rnn::builder::{GRUCell, LSTMCell};
 }

@@ -102,10 +102,10 @@ impl Pool {
         {
             let mut job = lock(&shared.job);
             // SAFETY (lifetime erasure): the pointer is stored in the job slot and copied by helpers
-            // only while the job is open. `close_and_wait` (also run if `task` unwinds here, by the
-            // guard below) closes the job and then waits until no helper is inside it, so no call
-            // through the pointer can start or still be running after `run` returns, while `task`
-            // is alive.
+            // only while the job is open. The `CloseOnDrop` guard below (dropped on return and on
+            // unwinding) closes the job and then waits until no helper is inside it, so no call
+            // through the pointer can start or still be running once `run` has returned: the
+            // pointer is only used while `task` is alive.
             let erased = unsafe {
                 std::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), *const (dyn Fn(usize) + Sync + 'static)>(task)
             };
@@ -131,7 +131,8 @@ impl Drop for CloseOnDrop<'_> {
     fn drop(&mut self) {
         let shared = self.0;
         lock(&shared.job).task = None;
-        // No helper can enter now, and those inside leave after at most their current task.
+        // No helper can enter now; those inside leave once every index is claimed and their last
+        // task has returned.
         wait_until(|| shared.active.load(Ordering::Acquire) == 0);
     }
 }

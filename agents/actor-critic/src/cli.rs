@@ -140,11 +140,20 @@ where
         }
         None => (RunDir::create(example, args.run_dir.clone())?, State::default()),
     };
-    run.write_config(&cfg)?;
     let mut train_cfg = cfg.ppo();
+    if state.env_steps >= train_cfg.total_timesteps {
+        return Err(format!(
+            "{}: the run already took {} of its {} steps; raise total_timesteps (--config) to continue",
+            run.path().display(),
+            state.env_steps,
+            train_cfg.total_timesteps
+        )
+        .into());
+    }
+    run.write_config(&cfg)?;
     // A resumed run trains for what is left (with the saved optimizer state) on fresh env and
     // sampling streams; the learning-rate schedule restarts from its initial value.
-    train_cfg.total_timesteps = train_cfg.total_timesteps.saturating_sub(state.env_steps).max(1);
+    train_cfg.total_timesteps -= state.env_steps;
     train_cfg.seed += state.updates as u64;
     std::fs::create_dir_all(run.checkpoint_dir())?;
 

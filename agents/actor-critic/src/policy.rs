@@ -7,6 +7,7 @@
 use dfdx::nn::tensor_collection::TensorCollection;
 use dfdx::prelude::*;
 use glimpse::distributions::{builder::GaussianHead, Categorical, DiagGaussian};
+use glimpse::rollout::PolicyStep;
 use rand::Rng;
 
 /// The tape of a traced forward pass.
@@ -35,17 +36,7 @@ pub type SharedGaussian<const O: usize, const A: usize, const H: usize> =
     (Trunk<O, H>, SplitInto<(GaussianHead<H, A>, Linear<H, 1>)>);
 
 /// What a policy returns when acting on a batch of N observations.
-#[derive(Debug, Clone)]
-pub struct ActOutput<A> {
-    /// Actions to send to the envs (continuous ones clipped to the action bounds).
-    pub env_actions: Vec<A>,
-    /// Actions as sampled, flat `[N * act_dim]` (what the rollout stores and log-probs refer to).
-    pub actions: Vec<f32>,
-    /// Log-probabilities of `actions`, `[N]`.
-    pub log_probs: Vec<f32>,
-    /// Critic values, `[N]`.
-    pub values: Vec<f32>,
-}
+pub type ActOutput<A> = PolicyStep<A>;
 
 /// A traced evaluation of stored actions, for a loss.
 pub struct Evaluation {

@@ -8,14 +8,14 @@ use std::time::Instant;
 
 use dfdx::prelude::*;
 use glimpse::optim::{Adam, AdamConfig};
-use glimpse::rollout::{normalize, RolloutBuffer, StepRecord};
+use glimpse::rollout::{normalize, Minibatch, RolloutBuffer};
 use glimpse::vec_env::VecEnv;
 use glimpse::{Env, EpisodeStats, Observation};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{ActorCritic, Column};
+use crate::policy::{ActorCritic, Column, Evaluation, Traced};
 use crate::Error;
 
 /// PPO hyperparameters. `Default` is CleanRL's `ppo.py`; the presets are RL-Zoo's tuned values.
@@ -163,7 +163,10 @@ impl PpoConfig {
         if self.update_epochs == 0 {
             return bad("update_epochs must be positive");
         }
-        if !(self.learning_rate > 0.0) || !(0.0..=1.0).contains(&self.gamma) || !(0.0..=1.0).contains(&self.gae_lambda)
+        if self.learning_rate.is_nan()
+            || self.learning_rate <= 0.0
+            || !(0.0..=1.0).contains(&self.gamma)
+            || !(0.0..=1.0).contains(&self.gae_lambda)
         {
             return bad("learning_rate must be > 0, gamma and gae_lambda in [0, 1]");
         }
@@ -286,28 +289,8 @@ where
         if cfg.anneal_lr {
             opt.cfg.lr = (cfg.learning_rate * (1.0 - (update - 1) as f64 / num_updates as f64)) as f32;
         }
-        // Collect a rollout.
-        buf.clear();
-        let mut episodes = Vec::new();
-        for _ in 0..t_len {
-            let act = policy.act(&obs, false, &mut rng);
-            let step = venv.step(&act.env_actions)?;
-            let bootstrap = truncation_values::<O, P>(policy, step.terminated, step.truncated, step.final_obs);
-            buf.push(StepRecord {
-                obs: &obs,
-                actions: &act.actions,
-                log_probs: &act.log_probs,
-                values: &act.values,
-                rewards: step.rewards,
-                terminated: step.terminated,
-                truncated: step.truncated,
-                bootstrap_values: &bootstrap,
-            });
-            episodes.extend(step.episodes.iter().map(|&(_, s)| s));
-            obs.copy_from_slice(step.obs);
-        }
+        let episodes = buf.collect(&mut venv, &mut obs, |o| policy.act(o, false, &mut rng), |o| policy.values(o))?;
         out.env_steps += (n * t_len) as u64;
-        buf.finish(&policy.values(&obs));
         buf.compute_gae(cfg.gamma, cfg.gae_lambda);
 
         let mut stats = learn::<O, P>(policy, opt, &buf, cfg, &dev, &mut rng)?;
@@ -348,24 +331,6 @@ where
     Ok(out)
 }
 
-/// V(final obs) for envs that were truncated (not terminated), 0 elsewhere.
-fn truncation_values<const O: usize, P: ActorCritic<O>>(
-    policy: &P,
-    terminated: &[bool],
-    truncated: &[bool],
-    final_obs: &[f32],
-) -> Vec<f32> {
-    let mut values = vec![0.0; terminated.len()];
-    let idx: Vec<usize> = (0..terminated.len()).filter(|&i| truncated[i] && !terminated[i]).collect();
-    if !idx.is_empty() {
-        let rows: Vec<f32> = idx.iter().flat_map(|&i| final_obs[i * O..(i + 1) * O].iter().copied()).collect();
-        for (&i, v) in idx.iter().zip(policy.values(&rows)) {
-            values[i] = v;
-        }
-    }
-    values
-}
-
 /// `1 − Var(returns − values) / Var(returns)`.
 pub fn explained_variance(values: &[f32], returns: &[f32]) -> f64 {
     let var = |x: &mut dyn Iterator<Item = f64>| {
@@ -380,6 +345,75 @@ pub fn explained_variance(values: &[f32], returns: &[f32]) -> f64 {
     } else {
         1.0 - var_res / var_y
     }
+}
+
+/// The parts of [`loss`], as plain numbers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LossParts {
+    /// Surrogate policy loss.
+    pub policy_loss: f64,
+    /// Value loss (before `vf_coef`).
+    pub value_loss: f64,
+    /// Mean entropy.
+    pub entropy: f64,
+    /// Mean `(r − 1) − log r`, an estimate of KL(old ‖ new).
+    pub approx_kl: f64,
+    /// Fraction of rows with `|r − 1| > clip_coef`.
+    pub clip_fraction: f64,
+}
+
+/// PPO's minibatch loss `L_clip + vf_coef · L_V − ent_coef · H` (A2C's when `clip_coef` is
+/// `None`), from a traced [`Evaluation`] of the minibatch's actions and the (already
+/// normalised, if wanted) advantages `adv`.
+pub fn loss(
+    ev: Evaluation,
+    mb: &Minibatch,
+    adv: &[f32],
+    cfg: &PpoConfig,
+    dev: &Cpu,
+) -> (Tensor<(), f32, Cpu, Traced>, LossParts) {
+    let b = mb.len();
+    let col = |v: Vec<f32>| -> Column { dev.tensor_from_vec(v, (b,)) };
+    // Ratio statistics, computed outside the graph.
+    let (mut kl, mut clipped) = (0.0f64, 0usize);
+    for (nl, ol) in ev.log_probs.as_vec().iter().zip(&mb.log_probs) {
+        let log_ratio = (nl - ol) as f64;
+        kl += log_ratio.exp() - 1.0 - log_ratio;
+        if cfg.clip_coef.is_some_and(|c| (log_ratio.exp() - 1.0).abs() > c as f64) {
+            clipped += 1;
+        }
+    }
+
+    let ratio = (ev.log_probs - col(mb.log_probs.clone())).exp();
+    let neg_adv = col(adv.iter().map(|a| -a).collect());
+    let pg_loss = match cfg.clip_coef {
+        Some(c) => {
+            let unclipped = ratio.with_empty_tape() * neg_adv.clone();
+            let clipped = ratio.clamp(1.0 - c, 1.0 + c) * neg_adv;
+            unclipped.maximum(clipped).mean()
+        }
+        None => (ratio * neg_adv).mean(),
+    };
+    let returns = col(mb.returns.clone());
+    let v_loss = match (cfg.clip_vloss, cfg.clip_coef) {
+        (true, Some(c)) => {
+            let old_v = col(mb.values.clone());
+            let unclipped = (ev.values.with_empty_tape() - returns.clone()).square();
+            let v_clipped = (ev.values - old_v.clone()).clamp(-c, c) + old_v;
+            let clipped = (v_clipped - returns).square();
+            unclipped.maximum(clipped).mean() * 0.5
+        }
+        _ => (ev.values - returns).square().mean() * 0.5,
+    };
+    let entropy = ev.entropy.mean();
+    let parts = LossParts {
+        policy_loss: pg_loss.array() as f64,
+        value_loss: v_loss.array() as f64,
+        entropy: entropy.array() as f64,
+        approx_kl: kl / b.max(1) as f64,
+        clip_fraction: clipped as f64 / b.max(1) as f64,
+    };
+    (pg_loss + v_loss * cfg.vf_coef - entropy * cfg.ent_coef, parts)
 }
 
 /// The PPO/A2C update over one rollout.
@@ -403,64 +437,28 @@ fn learn<const O: usize, P: ActorCritic<O>>(
             if cfg.norm_adv && b > 1 {
                 normalize(&mut adv);
             }
-            let col = |v: Vec<f32>| -> Column { dev.tensor_from_vec(v, (b,)) };
             let grads = policy.net().alloc_grads();
             let obs = dev.tensor_from_vec(mb.obs.clone(), (b, Const::<O>)).traced(grads);
             let ev = policy.evaluate(obs, &mb.actions);
-
-            // Ratio statistics, computed outside the graph.
-            let new_logp = ev.log_probs.as_vec();
-            let (mut kl, mut clipped) = (0.0f64, 0usize);
-            for (nl, ol) in new_logp.iter().zip(&mb.log_probs) {
-                let lr = (nl - ol) as f64;
-                kl += lr.exp() - 1.0 - lr;
-                if cfg.clip_coef.is_some_and(|c| (lr.exp() - 1.0).abs() > c as f64) {
-                    clipped += 1;
-                }
-            }
-            let approx_kl = kl / b as f64;
-
-            let ratio = (ev.log_probs - col(mb.log_probs.clone())).exp();
-            let neg_adv = col(adv.iter().map(|a| -a).collect());
-            let pg_loss = match cfg.clip_coef {
-                Some(c) => {
-                    let unclipped = ratio.with_empty_tape() * neg_adv.clone();
-                    let clipped = ratio.clamp(1.0 - c, 1.0 + c) * neg_adv;
-                    unclipped.maximum(clipped).mean()
-                }
-                None => (ratio * neg_adv).mean(),
-            };
-            let returns = col(mb.returns.clone());
-            let v_loss = match (cfg.clip_vloss, cfg.clip_coef) {
-                (true, Some(c)) => {
-                    let old_v = col(mb.values.clone());
-                    let unclipped = (ev.values.with_empty_tape() - returns.clone()).square();
-                    let v_clipped = (ev.values - old_v.clone()).clamp(-c, c) + old_v;
-                    let clipped = (v_clipped - returns).square();
-                    unclipped.maximum(clipped).mean() * 0.5
-                }
-                _ => (ev.values - returns).square().mean() * 0.5,
-            };
-            let entropy = ev.entropy.mean();
-            let (pg_v, v_v, ent_v) = (pg_loss.array(), v_loss.array(), entropy.array());
+            let (loss, parts) = loss(ev, &mb, &adv, cfg, dev);
+            let (pg_v, v_v, ent_v) = (parts.policy_loss, parts.value_loss, parts.entropy);
             if !(pg_v.is_finite() && v_v.is_finite() && ent_v.is_finite()) {
                 return Err(Error::NonFinite(format!("policy loss {pg_v}, value loss {v_v}, entropy {ent_v}")));
             }
-            let loss = pg_loss + v_loss * cfg.vf_coef - entropy * cfg.ent_coef;
             let grads = loss.backward();
             let norm = opt.update(policy.net_mut(), &grads, cfg.max_grad_norm.map(|m| m as f32)) as f64;
             if !norm.is_finite() {
                 return Err(Error::NonFinite(format!("gradient norm {norm}")));
             }
 
-            sums.policy_loss += pg_v as f64;
-            sums.value_loss += v_v as f64;
-            sums.entropy += ent_v as f64;
-            sums.approx_kl += approx_kl;
-            sums.clip_fraction += clipped as f64 / b as f64;
+            sums.policy_loss += pg_v;
+            sums.value_loss += v_v;
+            sums.entropy += ent_v;
+            sums.approx_kl += parts.approx_kl;
+            sums.clip_fraction += parts.clip_fraction;
             sums.grad_norm += norm;
             count += 1;
-            epoch_kl.push(approx_kl);
+            epoch_kl.push(parts.approx_kl);
         }
         if let Some(target) = cfg.target_kl {
             if epoch_kl.iter().sum::<f64>() / epoch_kl.len() as f64 > target as f64 {
@@ -478,4 +476,16 @@ fn learn<const O: usize, P: ActorCritic<O>>(
         grad_norm: sums.grad_norm / c,
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explained_variance_is_one_for_perfect_values_and_zero_for_the_mean() {
+        let returns = [1.0, 2.0, 3.0, 6.0];
+        assert!((explained_variance(&returns, &returns) - 1.0).abs() < 1e-12);
+        assert!(explained_variance(&[3.0; 4], &returns).abs() < 1e-12);
+    }
 }

@@ -6,7 +6,7 @@ use glimpse::wrappers::TimeLimit;
 use glimpse::{BoxSpace, Discrete, Env, EnvError, Info, Space, Step};
 use glimpse_actor_critic::policy::ActorCritic;
 use glimpse_actor_critic::{a2c, ppo, A2cConfig, DiscretePolicy, GaussianPolicy, PpoConfig, SeparateDiscrete};
-use glimpse_actor_critic::{SeparateGaussian, SharedDiscrete};
+use glimpse_actor_critic::{SeparateGaussian, SharedDiscrete, SharedGaussian};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -111,11 +111,10 @@ fn ppo_learns_a_two_armed_bandit() {
         ..PpoConfig::default()
     };
     let envs = (0..4).map(|i| Bandit(StdRng::seed_from_u64(i))).collect();
-    let out = {
-        let mut opt = ppo::optimizer::<1, _>(&policy, &cfg);
+    let mut opt = ppo::optimizer::<1, _>(&policy, &cfg);
+    let out =
         ppo::train::<_, _, 1>(envs, &mut Bandit(StdRng::seed_from_u64(9)), &mut policy, &mut opt, &cfg, |_, _, _| {})
-    }
-    .unwrap();
+            .unwrap();
     let p_best = bandit_policy(&policy);
     assert!(p_best > 0.9, "greedy arm 1 with probability {p_best} after {} steps", out.env_steps);
 }
@@ -134,11 +133,9 @@ fn a2c_learns_a_two_armed_bandit() {
         ..A2cConfig::default()
     };
     let envs = (0..4).map(|i| Bandit(StdRng::seed_from_u64(i))).collect();
-    {
-        let mut opt = ppo::optimizer::<1, _>(&policy, &cfg.to_ppo());
-        a2c::train::<_, _, 1>(envs, &mut Bandit(StdRng::seed_from_u64(9)), &mut policy, &mut opt, &cfg, |_, _, _| {})
-    }
-    .unwrap();
+    let mut opt = ppo::optimizer::<1, _>(&policy, &cfg.to_ppo());
+    a2c::train::<_, _, 1>(envs, &mut Bandit(StdRng::seed_from_u64(9)), &mut policy, &mut opt, &cfg, |_, _, _| {})
+        .unwrap();
     let p_best = bandit_policy(&policy);
     assert!(p_best > 0.9, "greedy arm 1 with probability {p_best}");
 }
@@ -161,21 +158,15 @@ fn ppo_learns_a_short_chain() {
     };
     let envs = (0..4).map(|_| TimeLimit::new(Chain(0), 12)).collect();
     let mut eval_env = TimeLimit::new(Chain(0), 12);
-    let out = {
-        let mut opt = ppo::optimizer::<CHAIN, _>(&policy, &cfg);
-        ppo::train::<_, _, CHAIN>(envs, &mut eval_env, &mut policy, &mut opt, &cfg, |_, _, _| {})
-    }
-    .unwrap();
+    let mut opt = ppo::optimizer::<CHAIN, _>(&policy, &cfg);
+    let out = ppo::train::<_, _, CHAIN>(envs, &mut eval_env, &mut policy, &mut opt, &cfg, |_, _, _| {}).unwrap();
     assert!(out.solved_at_step.is_some(), "not solved: eval {:?} after {} steps", out.eval_mean_return, out.env_steps);
     let ret = ppo::evaluate::<_, _, CHAIN>(&mut eval_env, &policy, 3, 0).unwrap();
     assert!((ret - 0.85).abs() < 1e-6, "optimal return is 0.85, got {ret}");
 }
 
-#[test]
-fn ppo_gaussian_policy_finds_a_continuous_target() {
-    let dev = Cpu::default();
-    let net = dev.build_module::<SeparateGaussian<1, 1, 16>, f32>();
-    let mut policy = GaussianPolicy::new(net, dev.clone(), [-2.0], [2.0]);
+/// Trains a Gaussian policy on [`Target`] and returns its greedy action.
+fn train_on_target<P: ActorCritic<1, Action = [f32; 1]>>(policy: &mut P) -> f32 {
     let cfg = PpoConfig {
         num_envs: 4,
         num_steps: 32,
@@ -187,13 +178,25 @@ fn ppo_gaussian_policy_finds_a_continuous_target() {
         ..PpoConfig::default()
     };
     let envs = (0..4).map(|_| Target).collect();
-    {
-        let mut opt = ppo::optimizer::<1, _>(&policy, &cfg);
-        ppo::train::<_, _, 1>(envs, &mut Target, &mut policy, &mut opt, &cfg, |_, _, _| {})
-    }
-    .unwrap();
-    let a = policy.act(&[0.0], true, &mut StdRng::seed_from_u64(0)).actions[0];
-    assert!((a - 0.7).abs() < 0.1, "greedy action {a}, want 0.7");
+    let mut opt = ppo::optimizer::<1, _>(policy, &cfg);
+    ppo::train::<_, _, 1>(envs, &mut Target, policy, &mut opt, &cfg, |_, _, _| {}).unwrap();
+    policy.act(&[0.0], true, &mut StdRng::seed_from_u64(0)).actions[0]
+}
+
+#[test]
+fn ppo_gaussian_policy_finds_a_continuous_target() {
+    let dev = Cpu::default();
+    let net = dev.build_module::<SeparateGaussian<1, 1, 16>, f32>();
+    let mut policy = GaussianPolicy::new(net, dev.clone(), [-2.0], [2.0]);
+    let a = train_on_target(&mut policy);
+    assert!((a - 0.7).abs() < 0.1, "separate networks: greedy action {a}, want 0.7");
     let std = policy.net.0 .0 .1.log_std.array()[0].exp();
+    assert!(std < 0.6, "exploration std should shrink from 1, got {std}");
+
+    let net = dev.build_module::<SharedGaussian<1, 1, 16>, f32>();
+    let mut policy = GaussianPolicy::new(net, dev.clone(), [-2.0], [2.0]);
+    let a = train_on_target(&mut policy);
+    assert!((a - 0.7).abs() < 0.1, "shared trunk: greedy action {a}, want 0.7");
+    let std = policy.net.1 .0 .0.log_std.array()[0].exp();
     assert!(std < 0.6, "exploration std should shrink from 1, got {std}");
 }

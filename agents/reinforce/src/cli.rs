@@ -112,12 +112,21 @@ where
         }
         None => (RunDir::create(example, args.run_dir.clone())?, State::default()),
     };
+    if prior.env_steps >= cfg.total_timesteps {
+        return Err(format!(
+            "{}: the run already took {} of its {} steps; raise total_timesteps (--config) to continue",
+            run.path().display(),
+            prior.env_steps,
+            cfg.total_timesteps
+        )
+        .into());
+    }
     run.write_config(&cfg)?;
     let ck = run.checkpoint_dir();
     std::fs::create_dir_all(&ck)?;
     let mut train_cfg = cfg.clone();
     // A resumed run trains for what is left on fresh env and sampling streams.
-    train_cfg.total_timesteps = cfg.total_timesteps.saturating_sub(prior.env_steps).max(1);
+    train_cfg.total_timesteps = cfg.total_timesteps - prior.env_steps;
     train_cfg.seed += prior.updates as u64;
 
     let envs = (0..cfg.num_envs).map(|_| make_env()).collect();

@@ -9,6 +9,7 @@
 //! estimate ([`ReinforceConfig::grad_variance_every`]).
 
 pub mod cli;
+pub mod plot;
 
 use std::time::Instant;
 
@@ -16,7 +17,7 @@ use dfdx::nn::tensor_collection::{RecursiveWalker, TensorCollection, TensorOptio
 use dfdx::prelude::*;
 use glimpse::distributions::Categorical;
 use glimpse::optim::{Adam, AdamConfig};
-use glimpse::rollout::{RolloutBuffer, StepRecord};
+use glimpse::rollout::{PolicyStep, RolloutBuffer};
 use glimpse::vec_env::VecEnv;
 use glimpse::{Env, EnvError, Observation};
 use rand::rngs::StdRng;
@@ -45,6 +46,9 @@ pub enum Baseline {
 }
 
 impl Baseline {
+    /// Every baseline, in the order of [`UpdateStats::same_batch_grad_variance`].
+    pub const ALL: [Baseline; 3] = [Baseline::None, Baseline::RunningMean, Baseline::Value];
+
     /// Name used in file names and plots.
     pub fn name(self) -> &'static str {
         match self {
@@ -85,7 +89,9 @@ pub struct ReinforceConfig {
     pub ent_coef: f32,
     /// Global gradient-norm clip.
     pub max_grad_norm: Option<f32>,
-    /// Estimate the policy-gradient variance every this many updates (0: never).
+    /// Estimate the policy-gradient variance every this many updates (0: never). The estimate is
+    /// made for every baseline on the same batch, so the running mean and the value network are
+    /// then trained whichever baseline the policy uses.
     pub grad_variance_every: usize,
     /// Evaluate greedily every this many updates (0: only at the end).
     pub eval_every: usize,
@@ -154,6 +160,8 @@ pub struct UpdateStats {
     pub grad_norm: f64,
     /// Estimated variance of the policy gradient (see [`grad_variance`]), when measured.
     pub grad_variance: Option<f64>,
+    /// The variance each baseline (in [`Baseline::ALL`] order) would give on this same batch.
+    pub same_batch_grad_variance: Option<[f64; 3]>,
     /// Returns of the training episodes that ended during this update.
     pub episode_returns: Vec<f64>,
     /// Greedy evaluation mean return, when one ran.
@@ -177,6 +185,8 @@ pub struct TrainOutcome {
     pub curve: Vec<(u64, f64)>,
     /// Every gradient-variance estimate, `(env_steps, variance)`.
     pub grad_variances: Vec<(u64, f64)>,
+    /// Every same-batch estimate for all baselines, `(env_steps, [none, running mean, value])`.
+    pub same_batch_grad_variances: Vec<(u64, [f64; 3])>,
 }
 
 /// A REINFORCE agent: a categorical policy over `A` actions, a value network (used only with
@@ -349,28 +359,15 @@ where
     let zeros = vec![0.0; n];
 
     for update in 1..=num_updates {
-        buf.clear();
-        let mut episode_returns = Vec::new();
-        for _ in 0..t_len {
-            let actions = agent.act(&obs, false, &mut rng);
-            let flat: Vec<f32> = actions.iter().map(|&a| a as f32).collect();
-            let step = venv.step(&actions)?;
-            // Monte-Carlo returns: an episode's return is what it earned, with no bootstrap.
-            buf.push(StepRecord {
-                obs: &obs,
-                actions: &flat,
-                log_probs: &zeros,
-                values: &zeros,
-                rewards: step.rewards,
-                terminated: step.terminated,
-                truncated: step.truncated,
-                bootstrap_values: &zeros,
-            });
-            episode_returns.extend(step.episodes.iter().map(|(_, s)| s.ret));
-            obs.copy_from_slice(step.obs);
-        }
+        // Monte-Carlo returns: an episode's return is what it earned, with no bootstrap.
+        let act = |o: &[f32]| {
+            let env_actions = agent.act(o, false, &mut rng);
+            let actions = env_actions.iter().map(|&a| a as f32).collect();
+            PolicyStep { env_actions, actions, log_probs: zeros.clone(), values: zeros.clone() }
+        };
+        let episodes = buf.collect(&mut venv, &mut obs, act, |o| vec![0.0; o.len() / O])?;
+        let episode_returns: Vec<f64> = episodes.iter().map(|e| e.ret).collect();
         out.env_steps += (n * t_len) as u64;
-        buf.finish(&zeros);
         buf.compute_returns(cfg.gamma);
         let mask = buf.complete_episode_mask();
         let idx: Vec<usize> = (0..mask.len()).filter(|&k| mask[k]).collect();
@@ -382,6 +379,9 @@ where
         stats.env_steps = out.env_steps;
         if let Some(v) = stats.grad_variance {
             out.grad_variances.push((out.env_steps, v));
+        }
+        if let Some(v) = stats.same_batch_grad_variance {
+            out.same_batch_grad_variances.push((out.env_steps, v));
         }
         if !episode_returns.is_empty() {
             out.curve.push((out.env_steps, episode_returns.iter().sum::<f64>() / episode_returns.len() as f64));
@@ -425,15 +425,25 @@ fn learn<const O: usize, const A: usize>(
 ) -> Result<(), Error> {
     let mb = buf.minibatch(idx);
     let actions: Vec<usize> = mb.actions.iter().map(|&a| a as usize).collect();
-    let baseline: Vec<f32> = match cfg.baseline {
-        Baseline::None => vec![0.0; idx.len()],
-        Baseline::RunningMean => vec![agent.running_mean.unwrap_or(0.0) as f32; idx.len()],
-        Baseline::Value => agent.values(&mb.obs),
+    // The weights each baseline would give, on the same batch.
+    let value_of = agent.values(&mb.obs);
+    let mean = agent.running_mean.unwrap_or(0.0) as f32;
+    let weights_for = |b: Baseline| -> Vec<f32> {
+        match b {
+            Baseline::None => mb.returns.clone(),
+            Baseline::RunningMean => mb.returns.iter().map(|g| g - mean).collect(),
+            Baseline::Value => mb.returns.iter().zip(&value_of).map(|(g, v)| g - v).collect(),
+        }
     };
-    let weights: Vec<f32> = mb.returns.iter().zip(&baseline).map(|(g, b)| g - b).collect();
+    let weights = weights_for(cfg.baseline);
 
-    if cfg.grad_variance_every > 0 && update % cfg.grad_variance_every == 0 {
-        stats.grad_variance = grad_variance_by_env(agent, buf, idx, &weights, cfg.ent_coef);
+    let diagnostics = cfg.grad_variance_every > 0;
+    if diagnostics && update.is_multiple_of(cfg.grad_variance_every) {
+        let all = Baseline::ALL.map(|b| grad_variance_by_env(agent, buf, idx, &weights_for(b), cfg.ent_coef));
+        if let [Some(none), Some(running_mean), Some(value)] = all {
+            stats.same_batch_grad_variance = Some([none, running_mean, value]);
+        }
+        stats.grad_variance = all[Baseline::ALL.iter().position(|&b| b == cfg.baseline).unwrap_or(0)];
     }
 
     let (loss, entropy) = agent.policy_loss(&mb.obs, &actions, &weights, cfg.ent_coef);
@@ -446,30 +456,29 @@ fn learn<const O: usize, const A: usize>(
     stats.policy_loss = (loss_value + cfg.ent_coef * entropy) as f64;
     stats.entropy = entropy as f64;
 
-    match cfg.baseline {
-        Baseline::None => {}
-        Baseline::RunningMean => {
-            let batch_mean = mb.returns.iter().map(|&g| g as f64).sum::<f64>() / idx.len() as f64;
-            let d = cfg.running_mean_decay;
-            agent.running_mean = Some(agent.running_mean.map_or(batch_mean, |m| d * m + (1.0 - d) * batch_mean));
-        }
-        Baseline::Value => {
-            let n = idx.len();
-            let target = agent.dev.tensor_from_vec(mb.returns.clone(), (n, Const::<1>));
-            let mut loss_sum = 0.0;
-            for _ in 0..cfg.value_epochs {
-                let x = agent.batch(&mb.obs).traced(agent.value.alloc_grads());
-                let loss = mse_loss(agent.value.forward(x), target.clone());
-                let v = loss.array();
-                if !v.is_finite() {
-                    return Err(Error::NonFinite(format!("value loss {v}")));
-                }
-                loss_sum += v as f64;
-                let grads = loss.backward();
-                agent.value_opt.update(&mut agent.value, &grads, cfg.max_grad_norm);
+    // The running mean and the value network are kept up to date when used, and also for the
+    // same-batch variance diagnostics.
+    if cfg.baseline == Baseline::RunningMean || diagnostics {
+        let batch_mean = mb.returns.iter().map(|&g| g as f64).sum::<f64>() / idx.len() as f64;
+        let d = cfg.running_mean_decay;
+        agent.running_mean = Some(agent.running_mean.map_or(batch_mean, |m| d * m + (1.0 - d) * batch_mean));
+    }
+    if cfg.baseline == Baseline::Value || diagnostics {
+        let n = idx.len();
+        let target = agent.dev.tensor_from_vec(mb.returns.clone(), (n, Const::<1>));
+        let mut loss_sum = 0.0;
+        for _ in 0..cfg.value_epochs {
+            let x = agent.batch(&mb.obs).traced(agent.value.alloc_grads());
+            let loss = mse_loss(agent.value.forward(x), target.clone());
+            let v = loss.array();
+            if !v.is_finite() {
+                return Err(Error::NonFinite(format!("value loss {v}")));
             }
-            stats.value_loss = Some(loss_sum / cfg.value_epochs.max(1) as f64);
+            loss_sum += v as f64;
+            let grads = loss.backward();
+            agent.value_opt.update(&mut agent.value, &grads, cfg.max_grad_norm);
         }
+        stats.value_loss = Some(loss_sum / cfg.value_epochs.max(1) as f64);
     }
     Ok(())
 }

@@ -158,6 +158,7 @@ fn every_baseline_learns_a_two_armed_bandit() {
         let p = bandit_p_best(&agent);
         assert!(p > 0.9, "{baseline:?}: P(best arm) = {p}");
         assert!(!out.grad_variances.is_empty() && out.grad_variances.iter().all(|(_, v)| v.is_finite() && *v >= 0.0));
+        assert_eq!(out.same_batch_grad_variances.len(), out.grad_variances.len());
     }
 }
 

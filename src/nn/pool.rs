@@ -1,0 +1,169 @@
+//! 2d max and average pooling with dedicated forward and backward loops.
+
+use dfdx::nn::{Module, NonMutableModule, ZeroSizedModule};
+use dfdx::prelude::*;
+use rayon::prelude::*;
+
+use super::kernels::{raw_grad, take_contiguous, Geometry, NnFloat};
+
+/// Max pooling over `K×K` windows with stride `S` and padding `P` (padding never wins), like
+/// `torch.nn.MaxPool2d(K, S, P)`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MaxPool2D<const K: usize, const S: usize, const P: usize = 0>;
+
+/// Average pooling over `K×K` windows with stride `S` and zero padding `P`, dividing by `K*K`
+/// like `torch.nn.AvgPool2d(K, S, P)` (which counts padding by default).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AvgPool2D<const K: usize, const S: usize, const P: usize = 0>;
+
+impl<const K: usize, const S: usize, const P: usize> ZeroSizedModule for MaxPool2D<K, S, P> {}
+impl<const K: usize, const S: usize, const P: usize> NonMutableModule for MaxPool2D<K, S, P> {}
+impl<const K: usize, const S: usize, const P: usize> ZeroSizedModule for AvgPool2D<K, S, P> {}
+impl<const K: usize, const S: usize, const P: usize> NonMutableModule for AvgPool2D<K, S, P> {}
+
+/// Planes per rayon task, so that small planes are not scheduled one by one.
+const MIN_PLANES_PER_TASK: usize = 16;
+
+/// Pooling geometry of one plane; panics with a clear message on invalid sizes.
+fn plane_geometry((h, w): (usize, usize), k: usize, s: usize, p: usize) -> Geometry {
+    assert!(s > 0 && k > 0, "pooling: kernel and stride must be positive");
+    assert!(p <= k / 2, "pooling: padding {p} must be at most half the kernel {k}");
+    Geometry::conv(1, (h, w), k, s, p)
+}
+
+/// Input index range `[lo, hi)` of a window starting at `start - pad` along a dimension of size `n`.
+fn window(o: usize, g: &Geometry, k: usize, n: usize) -> (usize, usize) {
+    let start = o * g.stride;
+    (start.saturating_sub(g.pad), (start + k).saturating_sub(g.pad).min(n))
+}
+
+impl<const K: usize, const S: usize, const P: usize, E, B, C, H, W, T> Module<Tensor<(B, C, H, W), E, Cpu, T>>
+    for MaxPool2D<K, S, P>
+where
+    E: NnFloat,
+    B: Dim,
+    C: Dim,
+    H: Dim,
+    W: Dim,
+    T: Tape<E, Cpu>,
+{
+    type Output = Tensor<(B, C, usize, usize), E, Cpu, T>;
+    type Error = CpuError;
+
+    fn try_forward(&self, x: Tensor<(B, C, H, W), E, Cpu, T>) -> Result<Self::Output, CpuError> {
+        let (b, c, h, w) = *x.shape();
+        let g = plane_geometry((h.size(), w.size()), K, S, P);
+        let (x, xs) = take_contiguous(x)?;
+        let (x, mut tape) = x.split_tape();
+        let (plane, out_plane) = (g.h * g.w, g.out_hw());
+        let planes = b.size() * c.size();
+        let mut out = vec![E::zero(); planes * out_plane];
+        let mut argmax = vec![0u32; planes * out_plane];
+        out.par_chunks_mut(out_plane)
+            .zip(argmax.par_chunks_mut(out_plane))
+            .zip(xs.par_chunks(plane))
+            .with_min_len(MIN_PLANES_PER_TASK)
+            .for_each(|((o, a), xp)| {
+                for oh in 0..g.out_h {
+                    let (r0, r1) = window(oh, &g, K, g.h);
+                    for ow in 0..g.out_w {
+                        let (c0, c1) = window(ow, &g, K, g.w);
+                        let mut best = r0 * g.w + c0;
+                        for r in r0..r1 {
+                            for (i, v) in xp[r * g.w + c0..r * g.w + c1].iter().enumerate() {
+                                if *v > xp[best] || v.is_nan() {
+                                    best = r * g.w + c0 + i;
+                                }
+                            }
+                        }
+                        o[oh * g.out_w + ow] = xp[best];
+                        a[oh * g.out_w + ow] = best as u32;
+                    }
+                }
+            });
+        let out = x.device().try_tensor_from_vec(out, (b, c, g.out_h, g.out_w))?;
+        if T::OWNS_TAPE {
+            let (x_g, out_g) = (x.ghost(), out.ghost());
+            tape.add_backward_op(move |grads| {
+                let (gout, dx) = (raw_grad!(grads, &out_g), raw_grad!(grads, &x_g));
+                // SAFETY: distinct tensor ids; `grads` outlives this closure body.
+                let (gout, dx) = unsafe { (gout.slice(), dx.slice()) };
+                dx.par_chunks_mut(plane)
+                    .zip(gout.par_chunks(out_plane))
+                    .zip(argmax.par_chunks(out_plane))
+                    .with_min_len(MIN_PLANES_PER_TASK)
+                    .for_each(|((d, go), a)| {
+                        for (v, &i) in go.iter().zip(a) {
+                            d[i as usize] += *v;
+                        }
+                    });
+                Ok(())
+            });
+        }
+        Ok(out.put_tape(tape))
+    }
+}
+
+impl<const K: usize, const S: usize, const P: usize, E, B, C, H, W, T> Module<Tensor<(B, C, H, W), E, Cpu, T>>
+    for AvgPool2D<K, S, P>
+where
+    E: NnFloat,
+    B: Dim,
+    C: Dim,
+    H: Dim,
+    W: Dim,
+    T: Tape<E, Cpu>,
+{
+    type Output = Tensor<(B, C, usize, usize), E, Cpu, T>;
+    type Error = CpuError;
+
+    fn try_forward(&self, x: Tensor<(B, C, H, W), E, Cpu, T>) -> Result<Self::Output, CpuError> {
+        let (b, c, h, w) = *x.shape();
+        let g = plane_geometry((h.size(), w.size()), K, S, P);
+        let (x, xs) = take_contiguous(x)?;
+        let (x, mut tape) = x.split_tape();
+        let (plane, out_plane) = (g.h * g.w, g.out_hw());
+        let scale = E::one() / E::from(K * K).unwrap();
+        let mut out = vec![E::zero(); b.size() * c.size() * out_plane];
+        out.par_chunks_mut(out_plane).zip(xs.par_chunks(plane)).with_min_len(MIN_PLANES_PER_TASK).for_each(
+            |(o, xp)| {
+                for oh in 0..g.out_h {
+                    let (r0, r1) = window(oh, &g, K, g.h);
+                    for ow in 0..g.out_w {
+                        let (c0, c1) = window(ow, &g, K, g.w);
+                        let mut sum = E::zero();
+                        for r in r0..r1 {
+                            sum = xp[r * g.w + c0..r * g.w + c1].iter().fold(sum, |a, &v| a + v);
+                        }
+                        o[oh * g.out_w + ow] = sum * scale;
+                    }
+                }
+            },
+        );
+        let out = x.device().try_tensor_from_vec(out, (b, c, g.out_h, g.out_w))?;
+        if T::OWNS_TAPE {
+            let (x_g, out_g) = (x.ghost(), out.ghost());
+            tape.add_backward_op(move |grads| {
+                let (gout, dx) = (raw_grad!(grads, &out_g), raw_grad!(grads, &x_g));
+                // SAFETY: distinct tensor ids; `grads` outlives this closure body.
+                let (gout, dx) = unsafe { (gout.slice(), dx.slice()) };
+                dx.par_chunks_mut(plane).zip(gout.par_chunks(out_plane)).with_min_len(MIN_PLANES_PER_TASK).for_each(
+                    |(d, go)| {
+                        for oh in 0..g.out_h {
+                            let (r0, r1) = window(oh, &g, K, g.h);
+                            for ow in 0..g.out_w {
+                                let (c0, c1) = window(ow, &g, K, g.w);
+                                let v = go[oh * g.out_w + ow] * scale;
+                                for r in r0..r1 {
+                                    d[r * g.w + c0..r * g.w + c1].iter_mut().for_each(|x| *x += v);
+                                }
+                            }
+                        }
+                    },
+                );
+                Ok(())
+            });
+        }
+        Ok(out.put_tape(tape))
+    }
+}
