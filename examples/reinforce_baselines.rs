@@ -6,7 +6,8 @@
 //! on the same batches, pooled over all runs), `curves.csv`, `grad_variance.json` and
 //! `summary.json`. Each run also has its own sub-directory.
 //!
-//! `cargo run --release --example reinforce_baselines -- [--seeds 5] [--total-timesteps 150000]`
+//! `cargo run --release --example reinforce_baselines -- [--seeds 5] [--total-timesteps 150000] [--run-dir DIR]`
+//! (`--seed` is not used: the runs take seeds 1..=N.)
 
 use clap::Parser;
 use glimpse::run::{RunArgs, RunDir};
@@ -27,6 +28,11 @@ struct Args {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    if args.run.resume.is_some() || args.run.eval.is_some() {
+        return Err("reinforce_baselines runs seeds 1..=N afresh: use --resume/--eval on one of its sub-runs \
+                    with cartpole_reinforce instead"
+            .into());
+    }
     let run = RunDir::create("reinforce_baselines", args.run.run_dir.clone())?;
     let variants =
         [(Baseline::None, (214, 39, 40)), (Baseline::RunningMean, (31, 119, 180)), (Baseline::Value, (44, 160, 44))];

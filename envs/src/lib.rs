@@ -27,3 +27,6 @@ pub use cartpole::{cartpole_v1, CartPole};
 pub use mountain_car::{mountain_car_v0, MountainCar};
 pub use mountain_car_continuous::{mountain_car_continuous_v0, MountainCarContinuous};
 pub use pendulum::{pendulum_v1, Pendulum};
+
+#[cfg(feature = "python")]
+pub mod gym;

@@ -112,10 +112,15 @@ where
     E: Env + 'static,
     P: ActorCritic<O, Action = E::Act>,
 {
+    // A resumed run continues with the configuration it saved (seed included); --config may
+    // still change settings, e.g. raise total_timesteps.
+    match &args.resume {
+        Some(dir) => cfg = load_config(&dir.join("config.json"))?,
+        None => cfg.set_seed(args.seed),
+    }
     if let Some(path) = &args.config {
         cfg = overlay(&cfg, path)?;
     }
-    cfg.set_seed(args.seed);
     let weights_file = |run: &RunDir| run.checkpoint_dir().join("policy.safetensors");
 
     if let Some(dir) = &args.eval {
@@ -201,7 +206,7 @@ where
     let summary = serde_json::json!({
         "example": example,
         "algo": cfg.name(),
-        "seed": args.seed,
+        "seed": cfg.ppo().seed,
         "solved": outcome.solved_at_step.is_some(),
         "solved_at_step": outcome.solved_at_step.map(|s| s + offset),
         "eval_mean_return": outcome.eval_mean_return,

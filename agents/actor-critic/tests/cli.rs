@@ -44,12 +44,17 @@ fn run_eval_and_resume_follow_the_run_directory_conventions() {
     assert!(e["eval_mean_return"].as_f64().is_some());
     assert!(dir.join("eval.json").is_file());
 
-    let resume = RunArgs { seed: 4, resume: Some(dir.clone()), ..RunArgs::default() };
-    let r = run_example::<_, _, 4>("test", &resume, cfg(1024), glimpse_envs::cartpole_v1, policy()).unwrap();
+    // Resuming uses the saved configuration (the one passed in is ignored) with --config on top.
+    let more = dir.with_extension("more.json");
+    std::fs::write(&more, r#"{"total_timesteps": 1024}"#).unwrap();
+    let resume = RunArgs { seed: 9, resume: Some(dir.clone()), config: Some(more.clone()), ..RunArgs::default() };
+    let r = run_example::<_, _, 4>("test", &resume, cfg(99_999), glimpse_envs::cartpole_v1, policy()).unwrap();
     assert_eq!(r["env_steps"], 1024);
+    assert_eq!(r["seed"], 4);
     // Nothing left to train is an error, and so is a directory that is not a run.
     assert!(run_example::<_, _, 4>("test", &resume, cfg(1024), glimpse_envs::cartpole_v1, policy()).is_err());
     let not_a_run = RunArgs { eval: Some(dir.join("checkpoint")), ..RunArgs::default() };
     assert!(run_example::<_, _, 4>("test", &not_a_run, cfg(1024), glimpse_envs::cartpole_v1, policy()).is_err());
     std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_file(&more).unwrap();
 }

@@ -81,10 +81,15 @@ pub fn run_example<E, const O: usize, const A: usize>(
 where
     E: Env<Act = usize> + 'static,
 {
+    // A resumed run continues with the configuration it saved (seed included); --config may
+    // still change settings, e.g. raise total_timesteps.
+    match &args.resume {
+        Some(dir) => cfg = load_config(&dir.join("config.json"))?,
+        None => cfg.seed = args.seed,
+    }
     if let Some(path) = &args.config {
         cfg = overlay(&cfg, path)?;
     }
-    cfg.seed = args.seed;
     let mut agent = Reinforce::<O, A>::new(&cfg);
 
     if let Some(dir) = &args.eval {
@@ -162,7 +167,7 @@ where
         "example": example,
         "algo": "reinforce",
         "baseline": cfg.baseline.name(),
-        "seed": args.seed,
+        "seed": cfg.seed,
         "solved": outcome.solved_at_step.is_some(),
         "solved_at_step": outcome.solved_at_step.map(|s| s + prior.env_steps),
         "eval_mean_return": outcome.eval_mean_return,

@@ -1,0 +1,98 @@
+"""Each glimpse environment as a ``gymnasium.Env`` whose dynamics run in Rust."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from glimpse import _glimpse
+from glimpse._spaces import to_gymnasium
+
+#: The glimpse environment ids and the time limits ``gymnasium.make`` applies to them.
+ENV_IDS: dict[str, int] = dict(_glimpse.registry())
+
+
+class GlimpseEnv(gym.Env):
+    """A glimpse environment behind gymnasium's API (``gym.make`` adds the time limit).
+
+    ``state`` reads and writes the physical state like gymnasium's ``env.unwrapped.state``
+    (reading returns a copy: assign a whole array to change it). Unlike gymnasium's classic
+    control, stepping after the episode terminated raises :class:`glimpse.ResetNeeded`.
+    """
+
+    metadata = {"render_modes": [], "render_fps": 50}
+    #: The glimpse id, set by each subclass.
+    env_id: str = ""
+
+    def __init__(self, render_mode: str | None = None):
+        if render_mode is not None:
+            raise ValueError(f"{self.env_id} does not render (render_mode={render_mode!r})")
+        self.render_mode = None
+        self._core = _glimpse.RustEnv(self.env_id)
+        self.observation_space = to_gymnasium(self._core.observation_space())
+        self.action_space = to_gymnasium(self._core.action_space())
+        self._continuous = isinstance(self.action_space, gym.spaces.Box)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        return self._core.reset(seed), {}
+
+    def step(self, action):
+        if self._continuous:
+            action = _box_action(action, self.action_space.shape)
+        obs, reward, terminated, truncated = self._core.step(action)
+        return obs, reward, terminated, truncated, {}
+
+    @property
+    def state(self) -> np.ndarray:
+        """The physical state (a copy), as gymnasium's ``env.unwrapped.state``."""
+        return self._core.state
+
+    @state.setter
+    def state(self, value) -> None:
+        self._core.state = value
+
+
+def _box_action(action, shape: tuple[int, ...]) -> np.ndarray:
+    """A continuous action as a flat float32 array, or a clear error."""
+    array = np.asarray(action)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"a continuous action must be numeric, got dtype {array.dtype}")
+    if array.shape != shape:
+        raise ValueError(f"a continuous action must have shape {shape}, got {array.shape}")
+    return np.ascontiguousarray(array, dtype=np.float32).reshape(-1)
+
+
+def _env_class(env_id: str) -> type[GlimpseEnv]:
+    name = env_id.split("-")[0] + "Env"
+    return type(name, (GlimpseEnv,), {"env_id": env_id, "__module__": __name__, "__qualname__": name})
+
+
+#: One ``GlimpseEnv`` subclass per id, e.g. ``CartPoleEnv``.
+ENV_CLASSES: dict[str, type[GlimpseEnv]] = {env_id: _env_class(env_id) for env_id in ENV_IDS}
+globals().update({cls.__name__: cls for cls in ENV_CLASSES.values()})
+
+
+def _vector_creator(env_id: str):
+    def create(num_envs: int = 1, max_episode_steps: int | None = None, **kwargs):
+        from glimpse.vector import VectorEnv
+
+        return VectorEnv(env_id, num_envs, max_episode_steps=max_episode_steps, **kwargs)
+
+    return create
+
+
+def register_envs() -> None:
+    """Registers ``glimpse/<id>`` for every glimpse environment (``gym.make`` and ``gym.make_vec``)."""
+    for env_id, steps in ENV_IDS.items():
+        full_id = f"glimpse/{env_id}"
+        if full_id in gym.registry:
+            continue
+        gym.register(
+            id=full_id,
+            entry_point=f"{__name__}:{ENV_CLASSES[env_id].__name__}",
+            vector_entry_point=_vector_creator(env_id),
+            max_episode_steps=steps,
+        )

@@ -1,0 +1,411 @@
+//! `glimpse._glimpse`: the Rust core of the `glimpse` Python package.
+//!
+//! [`RustEnv`] is one glimpse environment, [`RustVecEnv`] a batch of them stepped in one call.
+//! The Python classes in `glimpse/` wrap them as `gymnasium.Env` and `gymnasium.vector.VectorEnv`.
+
+mod dyn_env;
+
+use dyn_env::{make_env, ActionIn, DynEnv, ENVS};
+use glimpse::{EnvError, Space};
+use numpy::ndarray::Array2;
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+create_exception!(_glimpse, InvalidAction, PyValueError, "An action outside the environment's action space.");
+create_exception!(_glimpse, ResetNeeded, PyRuntimeError, "`step` before `reset`, or after the episode ended.");
+create_exception!(_glimpse, GlimpseEnvError, PyRuntimeError, "Any other error reported by a glimpse environment.");
+
+/// Turns an [`EnvError`] into the matching Python exception.
+fn to_py(e: EnvError) -> PyErr {
+    match e {
+        EnvError::InvalidAction(m) => InvalidAction::new_err(m),
+        EnvError::NeedsReset(m) => ResetNeeded::new_err(m),
+        other => GlimpseEnvError::new_err(other.to_string()),
+    }
+}
+
+/// A space as a dict that `glimpse/_spaces.py` turns into a gymnasium space.
+fn space_dict<'py>(py: Python<'py>, space: &Space) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    match space {
+        Space::Discrete(s) => {
+            d.set_item("kind", "discrete")?;
+            d.set_item("n", s.n)?;
+            d.set_item("start", s.start)?;
+        }
+        Space::Box(b) => {
+            d.set_item("kind", "box")?;
+            d.set_item("low", PyArray1::from_slice(py, &b.low))?;
+            d.set_item("high", PyArray1::from_slice(py, &b.high))?;
+            d.set_item("shape", b.shape.clone())?;
+        }
+    }
+    Ok(d)
+}
+
+/// The float64 state as a numpy array (float32 where gymnasium would hold float32).
+fn state_array<'py>(py: Python<'py>, env: &dyn DynEnv) -> Bound<'py, PyAny> {
+    let (state, is_f32) = env.state();
+    if is_f32 {
+        PyArray1::from_vec(py, state.iter().map(|&v| v as f32).collect()).into_any()
+    } else {
+        PyArray1::from_vec(py, state).into_any()
+    }
+}
+
+/// Sets the state from a numpy array; a float32 array is kept as float32 where the env cares.
+fn set_state_from(env: &mut dyn DynEnv, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = value.py();
+    let np = py.import("numpy")?;
+    let array = np.call_method1("asarray", (value,))?;
+    let is_f32 = array.getattr("dtype")?.eq(np.getattr("float32")?)?;
+    let kind: String = array.getattr("dtype")?.getattr("kind")?.extract()?;
+    if !matches!(kind.as_str(), "f" | "i" | "u") {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "state must be a numeric array, got dtype kind {kind:?}"
+        )));
+    }
+    let flat = np.call_method1("ravel", (array.call_method1("astype", ("float64",))?,))?;
+    let values: Vec<f64> = flat.cast::<PyArray1<f64>>()?.to_vec()?;
+    env.set_state(&values, is_f32).map_err(PyValueError::new_err)
+}
+
+/// Reads one action for a single environment.
+fn action_from<'a>(discrete: bool, action: &'a Bound<'_, PyAny>, buf: &'a mut Vec<f32>) -> PyResult<ActionIn<'a>> {
+    if discrete {
+        // `__index__` only: Python ints, numpy integers and 0-d integer arrays; floats are a TypeError.
+        let a: i64 = action.extract().map_err(|_| {
+            pyo3::exceptions::PyTypeError::new_err(format!(
+                "a discrete action must be an integer, got {}",
+                action.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+            ))
+        })?;
+        return Ok(ActionIn::Discrete(a));
+    }
+    let array: PyReadonlyArray1<f32> = action.extract().map_err(|_| {
+        pyo3::exceptions::PyTypeError::new_err("a continuous action must be a 1-d float32 numpy array")
+    })?;
+    buf.clear();
+    buf.extend(array.as_array().iter());
+    Ok(ActionIn::Box(buf))
+}
+
+/// One glimpse environment, raw (no time limit) or registered (with its time limit).
+#[pyclass(module = "glimpse._glimpse")]
+struct RustEnv {
+    env: Box<dyn DynEnv>,
+    /// The episode ended (terminated or truncated) and `reset` was not called since.
+    done: bool,
+    obs: Vec<f32>,
+    action_buf: Vec<f32>,
+}
+
+#[pymethods]
+impl RustEnv {
+    /// `RustEnv(id, max_episode_steps=None)`: `id` as in `ids()`; raw (gymnasium's `TimeLimit`
+    /// wrapper adds the limit) unless `max_episode_steps` is given.
+    #[new]
+    #[pyo3(signature = (env_id, max_episode_steps = None))]
+    fn new(env_id: &str, max_episode_steps: Option<usize>) -> PyResult<Self> {
+        let env = make_env(env_id, max_episode_steps).map_err(PyValueError::new_err)?;
+        let obs = vec![0.0; env.obs_dim()];
+        Ok(Self { env, done: true, obs, action_buf: Vec::new() })
+    }
+
+    /// The observation space as a dict.
+    fn observation_space<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        space_dict(py, &self.env.observation_space())
+    }
+
+    /// The action space as a dict.
+    fn action_space<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        space_dict(py, &self.env.action_space())
+    }
+
+    /// Starts an episode (reseeding with `seed`); returns the first observation.
+    #[pyo3(signature = (seed = None))]
+    fn reset<'py>(&mut self, py: Python<'py>, seed: Option<u64>) -> PyResult<Bound<'py, PyArray1<f32>>> {
+        self.env.reset(seed, &mut self.obs).map_err(to_py)?;
+        self.done = false;
+        Ok(PyArray1::from_slice(py, &self.obs))
+    }
+
+    /// Applies `action`; returns `(obs, reward, terminated, truncated)`.
+    fn step<'py>(
+        &mut self,
+        py: Python<'py>,
+        action: &Bound<'py, PyAny>,
+    ) -> PyResult<(Bound<'py, PyArray1<f32>>, f64, bool, bool)> {
+        if self.done {
+            return Err(ResetNeeded::new_err(format!(
+                "{}: the episode ended (or never started): call reset before step",
+                self.env.id()
+            )));
+        }
+        let action = action_from(self.env.discrete(), action, &mut self.action_buf)?;
+        let (reward, terminated, truncated) = self.env.step(action, &mut self.obs).map_err(to_py)?;
+        self.done = terminated || truncated;
+        Ok((PyArray1::from_slice(py, &self.obs), reward, terminated, truncated))
+    }
+
+    /// The physical state, like gymnasium's `env.unwrapped.state` (a copy).
+    #[getter]
+    fn get_state<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        state_array(py, self.env.as_ref())
+    }
+
+    /// Sets the physical state; the episode continues from it (no reset needed).
+    #[setter]
+    fn set_state(&mut self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        set_state_from(self.env.as_mut(), value)?;
+        self.done = false;
+        Ok(())
+    }
+
+    /// The environment id.
+    #[getter]
+    fn id(&self) -> &'static str {
+        self.env.id()
+    }
+}
+
+/// `num_envs` copies of one registered environment (with its time limit), stepped in one call.
+///
+/// Autoreset like gymnasium's vector envs: in "next_step" mode an env whose episode ended is reset
+/// by the following `step` (its action ignored, reward 0); in "same_step" mode it is reset in the
+/// step that ends the episode and the last observation is returned as `final_obs`.
+#[pyclass(module = "glimpse._glimpse")]
+struct RustVecEnv {
+    envs: Vec<Box<dyn DynEnv>>,
+    same_step: bool,
+    obs_dim: usize,
+    started: bool,
+    /// Envs to reset at the next step ("next_step" mode).
+    pending_reset: Vec<bool>,
+    obs: Vec<f32>,
+}
+
+/// Arrays returned by [`RustVecEnv::step`]: obs, rewards, terminated, truncated, final obs (if any).
+type VecStepOut<'py> = (
+    Bound<'py, PyArray2<f32>>,
+    Bound<'py, PyArray1<f64>>,
+    Bound<'py, PyArray1<bool>>,
+    Bound<'py, PyArray1<bool>>,
+    Option<Bound<'py, PyArray2<f32>>>,
+);
+
+impl RustVecEnv {
+    fn obs_array<'py>(&self, py: Python<'py>, data: Vec<f32>) -> Bound<'py, PyArray2<f32>> {
+        Array2::from_shape_vec((self.envs.len(), self.obs_dim), data).expect("N*DIM values").into_pyarray(py)
+    }
+
+    /// Checks every action before any env steps, so that a bad one leaves all envs untouched.
+    fn check_actions(&self, actions: &ActionsIn) -> Result<(), EnvError> {
+        for (i, env) in self.envs.iter().enumerate() {
+            env.check_action(actions.get(i)).map_err(|e| match e {
+                EnvError::InvalidAction(m) => EnvError::InvalidAction(format!("env {i}: {m}")),
+                other => other,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn step_all(&mut self, actions: &ActionsIn) -> Result<VecStepData, EnvError> {
+        let (n, dim) = (self.envs.len(), self.obs_dim);
+        let mut out = VecStepData {
+            obs: vec![0.0; n * dim],
+            rewards: vec![0.0; n],
+            terminated: vec![false; n],
+            truncated: vec![false; n],
+            final_obs: None,
+        };
+        for (i, env) in self.envs.iter_mut().enumerate() {
+            let row = &mut out.obs[i * dim..(i + 1) * dim];
+            if self.pending_reset[i] {
+                env.reset(None, row)?;
+                self.pending_reset[i] = false;
+                continue;
+            }
+            let (r, term, trunc) = env.step(actions.get(i), row)?;
+            out.rewards[i] = r;
+            out.terminated[i] = term;
+            out.truncated[i] = trunc;
+            if term || trunc {
+                if self.same_step {
+                    let fin = out.final_obs.get_or_insert_with(|| vec![0.0; n * dim]);
+                    fin[i * dim..(i + 1) * dim].copy_from_slice(row);
+                    env.reset(None, row)?;
+                } else {
+                    self.pending_reset[i] = true;
+                }
+            }
+        }
+        self.obs.copy_from_slice(&out.obs);
+        Ok(out)
+    }
+}
+
+/// Plain-Rust results of one batched step (built without the GIL).
+struct VecStepData {
+    obs: Vec<f32>,
+    rewards: Vec<f64>,
+    terminated: Vec<bool>,
+    truncated: Vec<bool>,
+    final_obs: Option<Vec<f32>>,
+}
+
+/// A batch of actions, borrowed from numpy.
+enum ActionsIn<'a> {
+    Discrete(&'a [i64]),
+    Box { values: &'a [f32], dim: usize },
+}
+
+impl ActionsIn<'_> {
+    fn get(&self, i: usize) -> ActionIn<'_> {
+        match self {
+            ActionsIn::Discrete(a) => ActionIn::Discrete(a[i]),
+            ActionsIn::Box { values, dim } => ActionIn::Box(&values[i * dim..(i + 1) * dim]),
+        }
+    }
+}
+
+#[pymethods]
+impl RustVecEnv {
+    /// `RustVecEnv(id, num_envs, max_episode_steps, same_step=False)`.
+    #[new]
+    #[pyo3(signature = (env_id, num_envs, max_episode_steps, same_step = false))]
+    fn new(env_id: &str, num_envs: usize, max_episode_steps: Option<usize>, same_step: bool) -> PyResult<Self> {
+        if num_envs == 0 {
+            return Err(PyValueError::new_err("num_envs must be at least 1"));
+        }
+        let envs = (0..num_envs).map(|_| make_env(env_id, max_episode_steps)).collect::<Result<Vec<_>, _>>();
+        let envs = envs.map_err(PyValueError::new_err)?;
+        let obs_dim = envs[0].obs_dim();
+        Ok(Self {
+            envs,
+            same_step,
+            obs_dim,
+            started: false,
+            pending_reset: vec![false; num_envs],
+            obs: vec![0.0; num_envs * obs_dim],
+        })
+    }
+
+    /// Number of environments.
+    #[getter]
+    fn num_envs(&self) -> usize {
+        self.envs.len()
+    }
+
+    /// The observation space of one environment, as a dict.
+    fn observation_space<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        space_dict(py, &self.envs[0].observation_space())
+    }
+
+    /// The action space of one environment, as a dict.
+    fn action_space<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        space_dict(py, &self.envs[0].action_space())
+    }
+
+    /// Resets every env; env i gets `seeds[i]` (None: continue its random stream).
+    /// Returns observations `[num_envs, obs_dim]`.
+    fn reset<'py>(&mut self, py: Python<'py>, seeds: Vec<Option<u64>>) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        if seeds.len() != self.envs.len() {
+            return Err(PyValueError::new_err(format!("{} seeds for {} envs", seeds.len(), self.envs.len())));
+        }
+        let dim = self.obs_dim;
+        let mut obs = vec![0.0; self.envs.len() * dim];
+        for (i, (env, seed)) in self.envs.iter_mut().zip(seeds).enumerate() {
+            env.reset(seed, &mut obs[i * dim..(i + 1) * dim]).map_err(to_py)?;
+        }
+        self.pending_reset.fill(false);
+        self.started = true;
+        self.obs.copy_from_slice(&obs);
+        Ok(self.obs_array(py, obs))
+    }
+
+    /// Steps env i with `actions[i]` (int64 `[N]` or float32 `[N, act_dim]`).
+    /// Returns `(obs, rewards, terminated, truncated, final_obs or None)`.
+    fn step<'py>(&mut self, py: Python<'py>, actions: &Bound<'py, PyAny>) -> PyResult<VecStepOut<'py>> {
+        if !self.started {
+            return Err(ResetNeeded::new_err("call reset before step"));
+        }
+        let n = self.envs.len();
+        let discrete_actions: PyReadonlyArray1<i64>;
+        let box_actions: PyReadonlyArray2<f32>;
+        let batch = if self.envs[0].discrete() {
+            discrete_actions = actions
+                .extract()
+                .map_err(|_| pyo3::exceptions::PyTypeError::new_err("discrete actions must be an int64 array [num_envs]"))?;
+            ActionsIn::Discrete(discrete_actions.as_slice()?)
+        } else {
+            box_actions = actions.extract().map_err(|_| {
+                pyo3::exceptions::PyTypeError::new_err("continuous actions must be a float32 array [num_envs, act_dim]")
+            })?;
+            let dim = box_actions.shape()[1];
+            ActionsIn::Box { values: box_actions.as_slice()?, dim }
+        };
+        let len = match &batch {
+            ActionsIn::Discrete(a) => a.len(),
+            ActionsIn::Box { values, dim } => values.len() / dim.max(&1),
+        };
+        if len != n {
+            return Err(PyValueError::new_err(format!("{len} actions for {n} envs")));
+        }
+        if let ActionsIn::Box { dim, .. } = batch {
+            let want = self.envs[0].action_space().flat_dim();
+            if dim != want {
+                return Err(PyValueError::new_err(format!("actions have {dim} values per env, expected {want}")));
+            }
+        }
+        self.check_actions(&batch).map_err(to_py)?;
+        let data = py.detach(|| self.step_all(&batch)).map_err(to_py)?;
+        let final_obs = data.final_obs.map(|f| self.obs_array(py, f));
+        Ok((
+            self.obs_array(py, data.obs),
+            data.rewards.into_pyarray(py),
+            data.terminated.into_pyarray(py),
+            data.truncated.into_pyarray(py),
+            final_obs,
+        ))
+    }
+
+    /// The current observations `[num_envs, obs_dim]` (a copy).
+    fn observations<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<f32>> {
+        self.obs_array(py, self.obs.clone())
+    }
+
+    /// The state of env `index` (a copy), like `env.unwrapped.state`.
+    fn get_state<'py>(&self, py: Python<'py>, index: usize) -> PyResult<Bound<'py, PyAny>> {
+        let env = self.envs.get(index).ok_or_else(|| PyValueError::new_err(format!("no env {index}")))?;
+        Ok(state_array(py, env.as_ref()))
+    }
+
+    /// Sets the state of env `index`.
+    fn set_state(&mut self, index: usize, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let env = self.envs.get_mut(index).ok_or_else(|| PyValueError::new_err(format!("no env {index}")))?;
+        set_state_from(env.as_mut(), value)?;
+        self.pending_reset[index] = false;
+        Ok(())
+    }
+}
+
+/// The environments this module provides: `[(id, max_episode_steps)]`.
+#[pyfunction]
+fn registry() -> Vec<(&'static str, usize)> {
+    ENVS.iter().map(|(id, steps, _)| (*id, *steps)).collect()
+}
+
+#[pymodule]
+fn _glimpse(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<RustEnv>()?;
+    m.add_class::<RustVecEnv>()?;
+    m.add_function(wrap_pyfunction!(registry, m)?)?;
+    m.add("InvalidAction", m.py().get_type::<InvalidAction>())?;
+    m.add("ResetNeeded", m.py().get_type::<ResetNeeded>())?;
+    m.add("GlimpseEnvError", m.py().get_type::<GlimpseEnvError>())?;
+    Ok(())
+}
