@@ -1,78 +1,14 @@
 //! DQN learns CartPole-v1: `cargo run --release --example cartpole_dqn -- --seed 1`.
 //!
-//! Stops when a greedy evaluation over 100 episodes averages >= 475 (or at the step budget).
-//! Watch it with `tensorboard --logdir runs`; every flag is listed by `-- --help`.
+//! Stops when a greedy evaluation over 100 episodes averages >= 475, or at the step budget.
+//! Watch it with `tensorboard --logdir runs`; `-- --help` lists every flag.
 
-use clap::{CommandFactory, FromArgMatches, Parser};
-use glimpse::run::{resolve_config, summary_line, RunArgs, RunDir};
-use glimpse_dqn::{evaluate, train, Config, Dqn, DuelingQNetwork, QFunction, QNetwork};
-use glimpse_envs::cartpole_v1;
-
-const OBS: usize = 4;
-const ACTIONS: usize = 2;
-const HIDDEN: usize = 64;
-type Plain = <QNetwork<OBS, ACTIONS, HIDDEN> as dfdx::nn::BuildOnDevice<dfdx::tensor::Cpu, f32>>::Built;
-type Dueling = <DuelingQNetwork<OBS, ACTIONS, HIDDEN> as dfdx::nn::BuildOnDevice<dfdx::tensor::Cpu, f32>>::Built;
-
-#[derive(Parser)]
-#[command(about = "DQN on CartPole-v1")]
-struct Cli {
-    #[command(flatten)]
-    run: RunArgs,
-    #[command(flatten)]
-    dqn: Config,
-}
-
-/// CartPole's defaults: the library defaults with gymnasium's "solved" level.
-fn defaults() -> Config {
-    Config { solve_threshold: Some(475.0), ..Config::default() }
-}
+use glimpse_dqn::{cli::run_example, Config};
 
 fn main() {
-    if let Err(e) = run() {
+    let defaults = Config { solve_threshold: Some(475.0), ..Config::default() };
+    if let Err(e) = run_example::<_, 4, 2, 64>("cartpole_dqn", glimpse_envs::cartpole_v1, defaults) {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
-}
-
-fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let matches = Cli::command().get_matches();
-    let cli = Cli::from_arg_matches(&matches)?;
-    let cfg = resolve_config(&defaults(), &cli.dqn, cli.run.config.as_deref(), &matches)?;
-    if cfg.dueling {
-        go::<Dueling>(cli.run, cfg)
-    } else {
-        go::<Plain>(cli.run, cfg)
-    }
-}
-
-fn go<Q: QFunction<OBS, ACTIONS>>(args: RunArgs, cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
-    if let Some(dir) = &args.eval {
-        let run = RunDir::open(dir)?;
-        let mut agent = Dqn::<Q, OBS, ACTIONS>::new(cfg.clone(), args.seed)?;
-        agent.load(&run.checkpoint_dir())?;
-        let returns = evaluate::<Q, _, OBS, ACTIONS>(&agent.q, &cartpole_v1, cfg.eval_episodes, args.seed)?;
-        let mean = returns.iter().sum::<f64>() / returns.len() as f64;
-        println!("eval_mean_return={mean:.3} eval_episodes={} checkpoint={}", returns.len(), dir.display());
-        return Ok(());
-    }
-    let (mut run, mut agent) = match &args.resume {
-        Some(dir) => {
-            let run = RunDir::open(dir)?;
-            let saved: Config = glimpse::checkpoint::load_json(&run.checkpoint_dir().join("config.json"))?;
-            let mut agent = Dqn::<Q, OBS, ACTIONS>::new(saved, args.seed)?;
-            agent.load(&run.checkpoint_dir())?;
-            (run, agent)
-        }
-        None => {
-            let run = RunDir::create("cartpole_dqn", args.run_dir.clone())?;
-            run.write_config(&cfg)?;
-            (run, Dqn::<Q, OBS, ACTIONS>::new(cfg, args.seed)?)
-        }
-    };
-    let summary = train(&mut agent, &cartpole_v1, &mut run, true)?;
-    let value = serde_json::to_value(&summary)?;
-    run.write_summary(&value)?;
-    println!("{} run_dir={}", summary_line(&value), run.path().display());
-    Ok(())
 }

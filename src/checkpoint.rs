@@ -30,6 +30,14 @@ pub enum CheckpointError {
         /// What went wrong, as the safetensors reader reported it.
         message: String,
     },
+    /// A binary file (e.g. a saved replay buffer) is truncated or does not have the expected layout.
+    #[error("checkpoint file {path} is corrupt: {message}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What does not match.
+        message: String,
+    },
     /// The JSON state file is not valid JSON or does not match the expected fields.
     #[error("checkpoint state {path}: {source}")]
     State {

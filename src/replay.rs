@@ -6,7 +6,13 @@
 //! rewards summed. The TD target is then `return + discount * (1 - terminated) * V(next_obs)`
 //! whatever n is, and a truncated episode still bootstraps from its last observation.
 
+use std::path::Path;
+
 use rand::Rng;
+
+use crate::checkpoint::{write_atomic, CheckpointError};
+
+const MAGIC: &[u8; 16] = b"GLIMPSE-REPLAY1\n";
 
 /// A batch of transitions sampled into flat row-major arrays, ready to become tensors.
 ///
@@ -174,6 +180,64 @@ impl ReplayBuffer {
         }
         out.weights.fill(1.0);
         self.gather(out);
+    }
+
+    /// Saves the buffer (sizes, ring position and every array) to a binary file, atomically.
+    pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
+        let mut bytes = Vec::with_capacity(16 + 40 + self.memory_bytes());
+        bytes.extend_from_slice(MAGIC);
+        for v in [self.capacity, self.obs_dim, self.act_dim, self.next, self.len] {
+            bytes.extend_from_slice(&(v as u64).to_le_bytes());
+        }
+        for field in self.fields() {
+            for x in field {
+                bytes.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        write_atomic(path, &bytes).map_err(|source| CheckpointError::Io { path: path.into(), source })
+    }
+
+    /// Loads a buffer written by [`save`](ReplayBuffer::save); its sizes must match this buffer's.
+    pub fn load(&mut self, path: &Path) -> Result<(), CheckpointError> {
+        let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io { path: path.into(), source })?;
+        let corrupt = |message: String| CheckpointError::Corrupt { path: path.into(), message };
+        if bytes.len() < 56 || &bytes[..16] != MAGIC {
+            return Err(corrupt("not a replay buffer file (bad header)".into()));
+        }
+        let word = |i: usize| u64::from_le_bytes(bytes[16 + 8 * i..24 + 8 * i].try_into().expect("8 bytes")) as usize;
+        let (capacity, obs_dim, act_dim, next, len) = (word(0), word(1), word(2), word(3), word(4));
+        if (capacity, obs_dim, act_dim) != (self.capacity, self.obs_dim, self.act_dim) {
+            return Err(corrupt(format!(
+                "saved buffer has capacity {capacity}, obs_dim {obs_dim}, act_dim {act_dim}; expected {}, {}, {}",
+                self.capacity, self.obs_dim, self.act_dim
+            )));
+        }
+        if next >= capacity || len > capacity || bytes.len() != 56 + self.memory_bytes() {
+            return Err(corrupt(format!("{} bytes, expected {} (truncated?)", bytes.len(), 56 + self.memory_bytes())));
+        }
+        let mut floats = bytes[56..].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")));
+        for field in self.fields_mut() {
+            for x in field.iter_mut() {
+                *x = floats.next().expect("length checked above");
+            }
+        }
+        (self.next, self.len) = (next, len);
+        Ok(())
+    }
+
+    fn fields(&self) -> [&[f32]; 6] {
+        [&self.obs, &self.next_obs, &self.actions, &self.rewards, &self.terminated, &self.discounts]
+    }
+
+    fn fields_mut(&mut self) -> [&mut Vec<f32>; 6] {
+        [
+            &mut self.obs,
+            &mut self.next_obs,
+            &mut self.actions,
+            &mut self.rewards,
+            &mut self.terminated,
+            &mut self.discounts,
+        ]
     }
 
     /// Copies the transitions at `out.indices` into the batch's arrays.
@@ -438,6 +502,20 @@ impl PrioritizedReplay {
         b.gather(out);
     }
 
+    /// Saves the transitions (see [`ReplayBuffer::save`]); priorities are not saved.
+    pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
+        self.buffer.save(path)
+    }
+
+    /// Loads the transitions and gives every one the largest priority seen so far, as new ones get.
+    pub fn load(&mut self, path: &Path) -> Result<(), CheckpointError> {
+        self.buffer.load(path)?;
+        for i in 0..self.buffer.len() {
+            self.tree.set(i, self.max_priority.powf(self.alpha));
+        }
+        Ok(())
+    }
+
     /// Sets the priorities of sampled slots from their TD errors: `p = |td| + epsilon`.
     pub fn update_priorities(&mut self, indices: &[usize], td_errors: &[f32]) {
         for (&i, &td) in indices.iter().zip(td_errors) {
@@ -478,6 +556,29 @@ mod tests {
             assert_eq!(batch.discounts[k], 0.99);
         }
         assert_eq!(b.memory_bytes(), 4 * (3 * 2 * 2 + 3 + 3 * 3));
+    }
+
+    #[test]
+    fn saved_buffers_load_identically_and_bad_files_are_errors() {
+        let mut b = ReplayBuffer::new(5, 2, 1);
+        for t in 0..7 {
+            b.push(&[t as f32, 1.0], &[1.0], t as f32, &[0.5, t as f32], t % 3 == 0, 0.9);
+        }
+        let dir = std::env::temp_dir().join(format!("glimpse-replay-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("replay.bin");
+        b.save(&path).unwrap();
+        let mut c = ReplayBuffer::new(5, 2, 1);
+        c.load(&path).unwrap();
+        assert_eq!((c.len(), c.next), (b.len(), b.next));
+        assert_eq!(c.fields(), b.fields());
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 4]).unwrap();
+        assert!(matches!(c.load(&path), Err(CheckpointError::Corrupt { .. })));
+        b.save(&path).unwrap();
+        let err = ReplayBuffer::new(6, 2, 1).load(&path).unwrap_err().to_string();
+        assert!(err.contains("capacity 5") && err.contains("replay.bin"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! and one visible loop in [`train`]. The replay buffer, vector env, TensorBoard writer,
 //! checkpoints and optimizer come from the shared `glimpse` layer.
 
+pub mod cli;
 pub mod config;
 pub mod network;
 
@@ -69,6 +70,18 @@ impl Replay {
         match self {
             Replay::Uniform(b) => b.len(),
             Replay::Prioritized(p) => p.len(),
+        }
+    }
+    fn save(&self, path: &Path) -> Result<(), CheckpointError> {
+        match self {
+            Replay::Uniform(b) => b.save(path),
+            Replay::Prioritized(p) => p.save(path),
+        }
+    }
+    fn load(&mut self, path: &Path) -> Result<(), CheckpointError> {
+        match self {
+            Replay::Uniform(b) => b.load(path),
+            Replay::Prioritized(p) => p.load(path),
         }
     }
     fn push(&mut self, o: &[f32], a: &[f32], r: f32, n: &[f32], t: bool, d: f32) {
@@ -288,17 +301,20 @@ impl<Q: QFunction<O, A>, const O: usize, const A: usize> Dqn<Q, O, A> {
         checkpoint::save_weights(&self.q, &dir.join("q.safetensors"))?;
         checkpoint::save_weights(&self.target, &dir.join("target.safetensors"))?;
         self.opt.save(dir, "adam")?;
+        self.replay.save(&dir.join("replay.bin"))?;
         checkpoint::save_json(&self.cfg, &dir.join("config.json"))?;
         checkpoint::save_json(&self.state, &dir.join("state.json"))?;
         Ok(())
     }
 
-    /// Restores what [`save`](Dqn::save) wrote (the replay buffer starts empty again).
+    /// Restores what [`save`](Dqn::save) wrote. Transitions still pending n-step aggregation are
+    /// not saved: a resumed run starts new episodes.
     pub fn load(&mut self, dir: &Path) -> Result<(), DqnError> {
         let state: TrainState = checkpoint::load_json(&dir.join("state.json"))?;
         checkpoint::load_weights(&mut self.q, &dir.join("q.safetensors"))?;
         checkpoint::load_weights(&mut self.target, &dir.join("target.safetensors"))?;
         self.opt.load(dir, "adam")?;
+        self.replay.load(&dir.join("replay.bin"))?;
         self.state = state;
         self.nstep.clear();
         Ok(())
@@ -608,6 +624,7 @@ mod tests {
         assert_eq!(restored.q.2.weight.as_vec(), agent.q.2.weight.as_vec());
         assert_eq!(restored.target.4.bias.as_vec(), agent.target.4.bias.as_vec());
         assert_eq!(restored.opt.t, agent.opt.t);
+        assert_eq!(restored.replay_len(), agent.replay_len());
         assert_eq!(restored.opt.moments().0 .0.weight.as_vec(), agent.opt.moments().0 .0.weight.as_vec());
         assert_eq!(restored.opt.moments().1 .4.weight.as_vec(), agent.opt.moments().1 .4.weight.as_vec());
         // Both agents now act identically (same weights and same random stream).

@@ -1,0 +1,27 @@
+//! DQN learns Acrobot-v1: `cargo run --release --example acrobot_dqn -- --seed 1`.
+//!
+//! Stops when a greedy evaluation over 100 episodes averages >= -100, or at the step budget.
+
+use glimpse_dqn::{cli::run_example, Config};
+
+fn main() {
+    // Acrobot's episodes are long (up to 500 steps of -1) and its reward sparse: a longer budget,
+    // a larger batch and more exploration than CartPole.
+    let defaults = Config {
+        total_timesteps: 100_000,
+        learning_rate: 6.3e-4,
+        batch_size: 128,
+        target_network_frequency: 250,
+        train_frequency: 4,
+        gradient_steps: 4,
+        exploration_fraction: 0.12,
+        end_e: 0.1,
+        eval_frequency: 5000,
+        solve_threshold: Some(-100.0),
+        ..Config::default()
+    };
+    if let Err(e) = run_example::<_, 6, 3, 128>("acrobot_dqn", glimpse_envs::acrobot_v1, defaults) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
