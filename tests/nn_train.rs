@@ -82,3 +82,20 @@ fn unflatten_feeds_a_decoder() {
     let g = y.sum().backward();
     assert!(g.get(&m.2.weight).as_vec().iter().any(|v| *v != 0.0));
 }
+
+#[test]
+fn vae_style_encoder_and_decoder_shapes() {
+    let dev = Cpu::default();
+    type Encoder = ((Conv2D<1, 32, 4, 2, 1>, ReLU), (Conv2D<32, 64, 4, 2, 1>, ReLU), FlattenTo<3136>, Linear<3136, 20>);
+    type Decoder =
+        (Linear<20, 3136>, Unflatten<64, 7, 7>, (ConvTrans2D<64, 32, 4, 2, 1>, ReLU), ConvTrans2D<32, 1, 4, 2, 1>);
+    let enc = dev.build_module::<Encoder, f32>();
+    let dec = dev.build_module::<Decoder, f32>();
+    let x: Tensor<(usize, Const<1>, usize, usize), f32, Cpu> = dev.sample_uniform_like(&(3, Const, 28, 28));
+    let z = enc.forward(x.leaky_trace());
+    assert_eq!(z.shape(), &(3, Const::<20>));
+    let y = dec.forward(z);
+    assert_eq!(y.shape(), &(3, Const::<1>, 28, 28));
+    let g = y.square().mean().backward();
+    assert!(g.get(&enc.0 .0.weight).as_vec().iter().any(|v| *v != 0.0), "no gradient reached the encoder");
+}

@@ -6,7 +6,8 @@ use rand_distr::Uniform;
 use rayon::prelude::*;
 
 use super::kernels::{
-    col2im_add, im2col, matmul, raw_grad, take_contiguous, taps, tensor_vec, threads, Geometry, Mat, NnFloat,
+    col2im_rows_add, col_block_rows, im2col_rows, matmul, matmul_into_strided, raw_grad, take_contiguous, taps,
+    tensor_vec, threads, Geometry, Mat, NnFloat,
 };
 
 /// Builders (device- and dtype-free descriptions) of the convolution layers.
@@ -251,6 +252,8 @@ fn scatter_taps<E: NnFloat>(dwm: &[E], (o, i, k): (usize, usize, usize), taps: &
 }
 
 /// Convolution of a batch: `out[b] = wm · im2col(x[b]) + bias`, parallel over images.
+///
+/// The im2col matrix is built and multiplied in blocks of rows that stay in cache.
 pub(crate) fn conv_forward<E: NnFloat>(
     g: &Geometry,
     taps: &[(usize, usize)],
@@ -260,20 +263,26 @@ pub(crate) fn conv_forward<E: NnFloat>(
     out: &mut [E],
 ) {
     let (o, n, ct) = (bias.len(), g.out_hw(), g.chans * taps.len());
+    let block = col_block_rows(n, ct);
     let one_image = |col: &mut Vec<E>, x_b: &[E], out_b: &mut [E], threads: usize| {
-        im2col(g, taps, x_b, col);
         for (row, &b) in out_b.chunks_mut(n).zip(bias) {
             row.fill(b);
         }
-        matmul((o, ct, n), Mat::rows(wm, ct), Mat::rows(col, n), out_b, true, threads);
+        for r0 in (0..ct).step_by(block) {
+            let rows = r0..(r0 + block).min(ct);
+            let len = rows.len();
+            im2col_rows(g, taps, x_b, rows, col);
+            let w = Mat { ptr: wm[r0..].as_ptr(), rs: ct, cs: 1 };
+            matmul((o, len, n), w, Mat::rows(col, n), out_b, true, threads);
+        }
     };
     let batch = out.len() / (o * n).max(1);
     if batch >= threads() {
         out.par_chunks_mut(o * n)
             .zip(x.par_chunks(g.in_len()))
-            .for_each_init(|| vec![E::zero(); ct * n], |col, (out_b, x_b)| one_image(col, x_b, out_b, 1));
+            .for_each_init(|| vec![E::zero(); block * n], |col, (out_b, x_b)| one_image(col, x_b, out_b, 1));
     } else {
-        let mut col = vec![E::zero(); ct * n];
+        let mut col = vec![E::zero(); block * n];
         for (out_b, x_b) in out.chunks_mut(o * n).zip(x.chunks(g.in_len())) {
             one_image(&mut col, x_b, out_b, threads());
         }
@@ -291,6 +300,7 @@ pub(crate) fn conv_backward<E: NnFloat>(
     o: usize,
 ) -> (Vec<E>, Vec<E>) {
     let (n, ct, in_len) = (g.out_hw(), g.chans * taps.len(), g.in_len());
+    let block = col_block_rows(n, ct);
     let batch = gout.len() / (o * n).max(1);
     let groups = threads().min(batch).max(1);
     let inner_threads = if groups == 1 { threads() } else { 1 };
@@ -300,15 +310,30 @@ pub(crate) fn conv_backward<E: NnFloat>(
         .zip(x.par_chunks(per_group * in_len))
         .zip(gout.par_chunks(per_group * o * n))
         .map(|((dx_c, x_c), g_c)| {
-            let mut col = vec![E::zero(); ct * n];
-            let mut dcol = vec![E::zero(); ct * n];
+            let mut col = vec![E::zero(); block * n];
+            let mut dcol = vec![E::zero(); block * n];
             let mut dwm = vec![E::zero(); o * ct];
             let mut db = vec![E::zero(); o];
             for ((dx_b, x_b), g_b) in dx_c.chunks_mut(in_len).zip(x_c.chunks(in_len)).zip(g_c.chunks(o * n)) {
-                im2col(g, taps, x_b, &mut col);
-                matmul((o, n, ct), Mat::rows(g_b, n), Mat::rows_t(&col, n), &mut dwm, true, inner_threads);
-                matmul((ct, o, n), Mat::rows_t(wm, ct), Mat::rows(g_b, n), &mut dcol, false, inner_threads);
-                col2im_add(g, taps, &dcol, dx_b);
+                for r0 in (0..ct).step_by(block) {
+                    let rows = r0..(r0 + block).min(ct);
+                    let len = rows.len();
+                    im2col_rows(g, taps, x_b, rows.clone(), &mut col);
+                    // dwm[:, rows] += gout_b · col^T (a column block of the row-major O × ct matrix).
+                    let dw_block = &mut dwm[r0..];
+                    matmul_into_strided(
+                        (o, n, len),
+                        Mat::rows(g_b, n),
+                        Mat::rows_t(&col, n),
+                        dw_block,
+                        ct,
+                        inner_threads,
+                    );
+                    // dcol = wm[:, rows]^T · gout_b
+                    let w_t = Mat { ptr: wm[r0..].as_ptr(), rs: 1, cs: ct };
+                    matmul((len, o, n), w_t, Mat::rows(g_b, n), &mut dcol, false, inner_threads);
+                    col2im_rows_add(g, taps, rows, &dcol[..len * n], dx_b);
+                }
                 for (d, row) in db.iter_mut().zip(g_b.chunks(n)) {
                     *d += row.iter().fold(E::zero(), |a, &v| a + v);
                 }

@@ -77,6 +77,47 @@ pub(crate) fn matmul<E: NnFloat>(
     }
 }
 
+/// `dst (+)= a[m×k] · b[k×n]` accumulating into a row-major block of a wider matrix whose rows
+/// are `dst_rs` elements apart.
+pub(crate) fn matmul_into_strided<E: NnFloat>(
+    (m, k, n): (usize, usize, usize),
+    a: Mat<E>,
+    b: Mat<E>,
+    dst: &mut [E],
+    dst_rs: usize,
+    threads: usize,
+) {
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    assert!(n <= dst_rs && dst.len() >= (m - 1) * dst_rs + n, "matmul destination too small");
+    let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    // SAFETY: as in `matmul`; dst covers (m-1)*dst_rs + n elements (asserted above).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_rs as isize,
+            true,
+            a.ptr,
+            a.cs as isize,
+            a.rs as isize,
+            b.ptr,
+            b.cs as isize,
+            b.rs as isize,
+            E::one(),
+            E::one(),
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
 /// Number of rayon threads available to the kernels.
 pub(crate) fn threads() -> usize {
     rayon::current_num_threads().max(1)
@@ -138,27 +179,36 @@ pub(crate) fn taps(k: usize, keep: impl Fn(usize, usize) -> bool) -> Vec<(usize,
 
 /// Unfolds one image into `col[(c*T + t) × (out_h*out_w)]` for the taps `t` (zeros outside).
 pub(crate) fn im2col<E: NnFloat>(g: &Geometry, taps: &[(usize, usize)], x: &[E], col: &mut [E]) {
+    im2col_rows(g, taps, x, 0..g.chans * taps.len(), col);
+}
+
+/// [`im2col`] restricted to the rows `rows` of the full matrix; `col` holds just those rows.
+pub(crate) fn im2col_rows<E: NnFloat>(
+    g: &Geometry,
+    taps: &[(usize, usize)],
+    x: &[E],
+    rows: std::ops::Range<usize>,
+    col: &mut [E],
+) {
     let n = g.out_hw();
-    for c in 0..g.chans {
+    for (r, row) in rows.zip(col.chunks_mut(n)) {
+        let (c, (ki, kj)) = (r / taps.len(), taps[r % taps.len()]);
         let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
-        for (t, &(ki, kj)) in taps.iter().enumerate() {
-            let row = &mut col[(c * taps.len() + t) * n..][..n];
-            let (lo, hi) = g.valid_cols(kj);
-            for oh in 0..g.out_h {
-                let out = &mut row[oh * g.out_w..(oh + 1) * g.out_w];
-                match g.in_row(oh, ki) {
-                    None => out.fill(E::zero()),
-                    Some(ih) => {
-                        let src = &plane[ih * g.w..(ih + 1) * g.w];
-                        out[..lo].fill(E::zero());
-                        out[hi..].fill(E::zero());
-                        let first = lo * g.stride + kj - g.pad;
-                        if g.stride == 1 {
-                            out[lo..hi].copy_from_slice(&src[first..first + hi - lo]);
-                        } else {
-                            for (o, v) in out[lo..hi].iter_mut().zip(src[first..].iter().step_by(g.stride)) {
-                                *o = *v;
-                            }
+        let (lo, hi) = g.valid_cols(kj);
+        for oh in 0..g.out_h {
+            let out = &mut row[oh * g.out_w..(oh + 1) * g.out_w];
+            match g.in_row(oh, ki) {
+                None => out.fill(E::zero()),
+                Some(ih) => {
+                    let src = &plane[ih * g.w..(ih + 1) * g.w];
+                    out[..lo].fill(E::zero());
+                    out[hi..].fill(E::zero());
+                    let first = lo * g.stride + kj - g.pad;
+                    if g.stride == 1 {
+                        out[lo..hi].copy_from_slice(&src[first..first + hi - lo]);
+                    } else {
+                        for (o, v) in out[lo..hi].iter_mut().zip(src[first..].iter().step_by(g.stride)) {
+                            *o = *v;
                         }
                     }
                 }
@@ -169,32 +219,47 @@ pub(crate) fn im2col<E: NnFloat>(g: &Geometry, taps: &[(usize, usize)], x: &[E],
 
 /// Folds `col` (as produced by [`im2col`]) back into one image, adding into `x`.
 pub(crate) fn col2im_add<E: NnFloat>(g: &Geometry, taps: &[(usize, usize)], col: &[E], x: &mut [E]) {
+    col2im_rows_add(g, taps, 0..g.chans * taps.len(), col, x);
+}
+
+/// [`col2im_add`] for the rows `rows` of the full matrix; `col` holds just those rows.
+pub(crate) fn col2im_rows_add<E: NnFloat>(
+    g: &Geometry,
+    taps: &[(usize, usize)],
+    rows: std::ops::Range<usize>,
+    col: &[E],
+    x: &mut [E],
+) {
     let n = g.out_hw();
-    for c in 0..g.chans {
+    for (r, row) in rows.zip(col.chunks(n)) {
+        let (c, (ki, kj)) = (r / taps.len(), taps[r % taps.len()]);
         let plane = &mut x[c * g.h * g.w..(c + 1) * g.h * g.w];
-        for (t, &(ki, kj)) in taps.iter().enumerate() {
-            let row = &col[(c * taps.len() + t) * n..][..n];
-            let (lo, hi) = g.valid_cols(kj);
-            if lo >= hi {
-                continue;
-            }
-            for oh in 0..g.out_h {
-                let Some(ih) = g.in_row(oh, ki) else { continue };
-                let src = &row[oh * g.out_w + lo..oh * g.out_w + hi];
-                let dst = &mut plane[ih * g.w..(ih + 1) * g.w];
-                let first = lo * g.stride + kj - g.pad;
-                if g.stride == 1 {
-                    for (d, v) in dst[first..first + hi - lo].iter_mut().zip(src) {
-                        *d += *v;
-                    }
-                } else {
-                    for (d, v) in dst[first..].iter_mut().step_by(g.stride).zip(src) {
-                        *d += *v;
-                    }
+        let (lo, hi) = g.valid_cols(kj);
+        if lo >= hi {
+            continue;
+        }
+        for oh in 0..g.out_h {
+            let Some(ih) = g.in_row(oh, ki) else { continue };
+            let src = &row[oh * g.out_w + lo..oh * g.out_w + hi];
+            let dst = &mut plane[ih * g.w..(ih + 1) * g.w];
+            let first = lo * g.stride + kj - g.pad;
+            if g.stride == 1 {
+                for (d, v) in dst[first..first + hi - lo].iter_mut().zip(src) {
+                    *d += *v;
+                }
+            } else {
+                for (d, v) in dst[first..].iter_mut().step_by(g.stride).zip(src) {
+                    *d += *v;
                 }
             }
         }
     }
+}
+
+/// Rows of an im2col matrix with `n` columns processed at once, so that a block stays in cache.
+pub(crate) fn col_block_rows(n: usize, total_rows: usize) -> usize {
+    const BLOCK_ELEMS: usize = 64 * 1024;
+    (BLOCK_ELEMS / n.max(1)).max(8).min(total_rows.max(1))
 }
 
 /// Copies a tensor's values into a row-major `Vec` (a plain copy when it is contiguous).

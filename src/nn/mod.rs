@@ -6,6 +6,7 @@
 //! optimizers and save/load with safetensors. Channels, kernel, stride and padding are const
 //! generics; spatial sizes are runtime dims, images are `(batch, C, height, width)`.
 
+pub mod classifier;
 pub(crate) mod kernels;
 
 mod conv;

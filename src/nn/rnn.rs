@@ -77,6 +77,12 @@ fn sigmoid<E: NnFloat>(v: E) -> E {
     E::one() / (E::one() + (-v).exp())
 }
 
+/// `tanh` through `exp`: several times faster than libm's `tanhf`, exact at the saturated ends.
+fn tanh<E: NnFloat>(v: E) -> E {
+    let two = E::one() + E::one();
+    E::one() - two / ((two * v).exp() + E::one())
+}
+
 /// Batch rows per rayon task in the pointwise loops.
 const MIN_ROWS_PER_TASK: usize = 8;
 
@@ -301,10 +307,10 @@ impl<const I: usize, const H: usize, E: NnFloat> LSTMCell<I, H, E, Cpu> {
                 for j in 0..H {
                     i[j] = sigmoid(i[j]);
                     f[j] = sigmoid(f[j]);
-                    gg[j] = gg[j].tanh();
+                    gg[j] = tanh(gg[j]);
                     o[j] = sigmoid(o[j]);
                     c1[j] = f[j] * c0[j] + i[j] * gg[j];
-                    tc[j] = c1[j].tanh();
+                    tc[j] = tanh(c1[j]);
                     h1[j] = o[j] * tc[j];
                 }
             });
@@ -420,7 +426,7 @@ impl<const I: usize, const H: usize, E: NnFloat> GRUCell<I, H, E, Cpu> {
                 for j in 0..H {
                     let r = sigmoid(a[j] + ghr[j]);
                     let z = sigmoid(a[H + j] + ghr[H + j]);
-                    let n = (a[2 * H + j] + r * ghr[2 * H + j]).tanh();
+                    let n = tanh(a[2 * H + j] + r * ghr[2 * H + j]);
                     a[j] = r;
                     a[H + j] = z;
                     a[2 * H + j] = n;

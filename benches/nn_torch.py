@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""PyTorch reference timings for glimpse's nn benchmark (examples/nn_bench.rs).
+
+Times forward + backward (loss = output.sum(), input gradients included) for the same six cases
+as the Rust side, on the CPU with a fixed thread count, and prints one JSON object
+{case: median_milliseconds, "torch_version": ...} on the last line of stdout.
+
+    python3 benches/nn_torch.py --threads 2 --iters 20
+"""
+import argparse
+import json
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def pixelcnn_mask(k: int, include_centre: bool) -> torch.Tensor:
+    """Spatial PixelCNN mask: rows above the centre, and the centre row left of it (+ centre for B)."""
+    m = torch.zeros(k, k)
+    c = k // 2
+    m[:c, :] = 1
+    m[c, :c] = 1
+    if include_centre:
+        m[c, c] = 1
+    return m
+
+
+def cases():
+    """(name, callable, input shape, parameters) for each benchmark row."""
+    mask = pixelcnn_mask(7, True)
+    masked = torch.nn.Conv2d(64, 64, 7, padding=3)
+
+    def masked_forward(x):
+        return F.conv2d(x, masked.weight * mask, masked.bias, padding=3)
+
+    lstm = torch.nn.LSTMCell(256, 256)
+    h0, c0 = torch.zeros(128, 256), torch.zeros(128, 256)
+
+    def lstm_forward(x):
+        h, _c = lstm(x, (h0, c0))
+        return h
+
+    conv1 = torch.nn.Conv2d(1, 32, 3, padding=1)
+    conv2 = torch.nn.Conv2d(32, 64, 3, stride=2, padding=1)
+    convt = torch.nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1)
+    return [
+        ("conv 1->32 k3 p1, 64x1x28x28", conv1, (64, 1, 28, 28), conv1.parameters()),
+        ("conv 32->64 k3 s2 p1, 64x32x28x28", conv2, (64, 32, 28, 28), conv2.parameters()),
+        ("convT 64->32 k4 s2 p1, 64x64x7x7", convt, (64, 64, 7, 7), convt.parameters()),
+        ("masked 7x7 64->64, 32x64x28x28", masked_forward, (32, 64, 28, 28), masked.parameters()),
+        ("max-pool 2x2, 64x32x28x28", torch.nn.MaxPool2d(2, 2), (64, 32, 28, 28), []),
+        ("LSTM cell 256->256, batch 128", lstm_forward, (128, 256), lstm.parameters()),
+    ]
+
+
+def time_case(fn, shape, params, iters: int, warmup: int, clock) -> float:
+    x = torch.randn(*shape, requires_grad=True)
+    params = list(params)
+    samples = []
+    for i in range(warmup + iters):
+        x.grad = None
+        for p in params:
+            p.grad = None
+        start = clock()
+        fn(x).sum().backward()
+        elapsed = clock() - start
+        if i >= warmup:
+            samples.append(elapsed * 1000.0)
+    return statistics.median(samples)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--iters", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall: elapsed time; cpu: process CPU time (use with --threads 1)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    result = {"torch_version": torch.__version__, "threads": torch.get_num_threads()}
+    for name, fn, shape, params in cases():
+        clock = time.perf_counter if args.clock == "wall" else time.process_time
+        result[name] = time_case(fn, shape, params, args.iters, args.warmup, clock)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+//! A small convolutional classifier on MNIST (glimpse's own Conv2D/MaxPool2D layers), trained with
+//! Adam; prints the time per epoch and the test accuracy (>= 99.0% after 5 epochs).
+//!
+//! `cargo run --release --example mnist_cnn -- --seed 1 [--run-dir DIR] [--epochs 5] [--data-dir DIR]`
+//! MNIST is read from `--data-dir`, else `$MNIST_DIR`, else `../shared/data/mnist`.
+
+use clap::Parser;
+use dfdx::optim::Adam;
+use dfdx::prelude::*;
+use glimpse::checkpoint::save_weights;
+use glimpse::data::{Dataset, Loader, Mnist, View};
+use glimpse::nn::classifier::{accuracy, train_epoch, MnistCnn};
+use glimpse::run::{summary_line, RunArgs, RunDir};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Hyperparameters.
+#[derive(clap::Args, Serialize, Debug, Clone)]
+struct Config {
+    /// Passes over the 60,000 training images.
+    #[arg(long, default_value_t = 5)]
+    epochs: usize,
+    /// Images per Adam step.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Adam learning rate of the first epoch.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Factor applied to the learning rate after every epoch.
+    #[arg(long, default_value_t = 0.7)]
+    lr_decay: f64,
+    /// Directory holding the MNIST IDX files.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Parser)]
+struct Args {
+    #[command(flatten)]
+    run: RunArgs,
+    #[command(flatten)]
+    config: Config,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let Args { run: run_args, config } = Args::parse();
+    let mut run = RunDir::create("mnist_cnn", run_args.run_dir.clone())?;
+    run.write_config(&config)?;
+    let mnist = Mnist::load_with(Dataset::Mnist, config.data_dir.as_deref(), false)?;
+    let dev = Cpu::seed_from_u64(run_args.seed);
+    let mut model = dev.build_module::<MnistCnn, f32>();
+    let mut opt = Adam::new(&model, AdamConfig { lr: config.lr, ..Default::default() });
+    let mut loader = Loader::new(config.batch_size, View::Grey, run_args.seed);
+    println!("run dir {}; {} rayon threads", run.path().display(), rayon::current_num_threads());
+
+    let start = Instant::now();
+    let (mut train_seconds, mut test_accuracy, mut global_step) = (0.0, 0.0, 0u64);
+    for epoch in 1..=config.epochs {
+        let epoch_start = Instant::now();
+        opt.cfg.lr = config.lr * config.lr_decay.powi(epoch as i32 - 1);
+        let writer = run.writer()?;
+        let stats = train_epoch(&mut model, &mut opt, &mut loader, &mnist.train, &dev, |step, loss| {
+            if step % 100 == 0 {
+                let _ = writer.scalar("train/loss", loss as f64, global_step + step as u64);
+            }
+        })?;
+        global_step += stats.steps as u64;
+        let epoch_seconds = epoch_start.elapsed().as_secs_f64();
+        train_seconds += epoch_seconds;
+        test_accuracy = accuracy(&model, &mnist.test, &dev, 1000);
+        let writer = run.writer()?;
+        writer.scalar("test/accuracy", test_accuracy, epoch as u64)?;
+        writer.scalar("train/seconds_per_epoch", epoch_seconds, epoch as u64)?;
+        writer.flush()?;
+        println!(
+            "epoch {epoch}: train loss {:.4}, test accuracy {:.2}%, {epoch_seconds:.1} s",
+            stats.mean_loss,
+            100.0 * test_accuracy
+        );
+    }
+    std::fs::create_dir_all(run.checkpoint_dir())?;
+    save_weights(&model, &run.checkpoint_dir().join("model.safetensors"))?;
+    let summary = serde_json::json!({
+        "test_accuracy": test_accuracy,
+        "seconds_per_epoch": train_seconds / config.epochs.max(1) as f64,
+        "epochs": config.epochs,
+        "wall_seconds": start.elapsed().as_secs_f64(),
+        "seed": run_args.seed,
+    });
+    run.write_summary(&summary)?;
+    println!("{}", summary_line(&summary));
+    Ok(())
+}

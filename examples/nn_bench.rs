@@ -1,0 +1,169 @@
+//! Forward+backward timings of glimpse's nn layers, side by side with PyTorch on the same machine.
+//!
+//! `cargo run --release --example nn_bench -- [--threads 2] [--iters 20] [--torch benches/nn_torch.py] [--python python3]`
+//!
+//! With `--torch`, the PyTorch script runs in the same invocation (same threads) and the table
+//! shows both medians and their ratio (glimpse / PyTorch; below 1 means glimpse is faster).
+
+use clap::Parser;
+use dfdx::prelude::*;
+use glimpse::nn::builders::{Conv2D, ConvTrans2D, LSTMCell, MaskedConv2D, MaxPool2D};
+use glimpse::nn::{LstmState, MaskB};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Parser)]
+struct Args {
+    /// Threads for both sides (rayon here, torch.set_num_threads there).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Timed iterations per case (after warm-up).
+    #[arg(long, default_value_t = 20)]
+    iters: usize,
+    /// Warm-up iterations per case.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Path of benches/nn_torch.py; when given, PyTorch is timed too.
+    #[arg(long)]
+    torch: Option<PathBuf>,
+    /// Python interpreter with torch installed.
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// `wall` (elapsed time) or `cpu` (process CPU time, steadier on a loaded machine; use it
+    /// with `--threads 1`, as idle worker threads may spin).
+    #[arg(long, default_value = "wall")]
+    clock: Clock,
+}
+
+/// What the timings measure.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum Clock {
+    Wall,
+    Cpu,
+}
+
+/// Current time in milliseconds on `clock` (from an arbitrary origin).
+fn now_ms(clock: Clock, origin: Instant) -> f64 {
+    match clock {
+        Clock::Wall => origin.elapsed().as_secs_f64() * 1000.0,
+        Clock::Cpu => {
+            let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            // SAFETY: clock_gettime only writes the timespec we pass.
+            unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+            ts.tv_sec as f64 * 1000.0 + ts.tv_nsec as f64 / 1e6
+        }
+    }
+}
+
+/// Median milliseconds of `f` over `args.iters` runs after `args.warmup` runs.
+fn median_ms(args: &Args, mut f: impl FnMut()) -> f64 {
+    let origin = Instant::now();
+    let mut samples: Vec<f64> = (0..args.warmup + args.iters)
+        .map(|_| {
+            let start = now_ms(args.clock, origin);
+            f();
+            now_ms(args.clock, origin) - start
+        })
+        .skip(args.warmup)
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+/// Times `forward(x).sum().backward()` for a channel-preserving image layer on a random `(b, C, h, w)` input.
+fn image_case<M, const C: usize>(dev: &Cpu, m: &M, (b, h, w): (usize, usize, usize), args: &Args) -> f64
+where
+    M: Module<
+        Tensor<(usize, Const<C>, usize, usize), f32, Cpu, OwnedTape<f32, Cpu>>,
+        Output = Tensor<(usize, Const<C>, usize, usize), f32, Cpu, OwnedTape<f32, Cpu>>,
+    >,
+{
+    let x: Tensor<(usize, Const<C>, usize, usize), f32, Cpu> = dev.sample_normal_like(&(b, Const, h, w));
+    median_ms(args, || {
+        let _grads = m.forward(x.leaky_trace()).sum().backward();
+    })
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    rayon::ThreadPoolBuilder::new().num_threads(args.threads).build_global()?;
+    let dev = Cpu::seed_from_u64(0);
+    let mut rows: Vec<(&str, f64)> = Vec::new();
+
+    let conv1 = dev.build_module::<Conv2D<1, 32, 3, 1, 1>, f32>();
+    let x1: Tensor<(usize, Const<1>, usize, usize), f32, Cpu> = dev.sample_normal_like(&(64, Const, 28, 28));
+    rows.push((
+        "conv 1->32 k3 p1, 64x1x28x28",
+        median_ms(&args, || drop(conv1.forward(x1.leaky_trace()).sum().backward())),
+    ));
+
+    let conv2 = dev.build_module::<Conv2D<32, 64, 3, 2, 1>, f32>();
+    let x2: Tensor<(usize, Const<32>, usize, usize), f32, Cpu> = dev.sample_normal_like(&(64, Const, 28, 28));
+    rows.push((
+        "conv 32->64 k3 s2 p1, 64x32x28x28",
+        median_ms(&args, || drop(conv2.forward(x2.leaky_trace()).sum().backward())),
+    ));
+
+    let convt = dev.build_module::<ConvTrans2D<64, 32, 4, 2, 1>, f32>();
+    let x3: Tensor<(usize, Const<64>, usize, usize), f32, Cpu> = dev.sample_normal_like(&(64, Const, 7, 7));
+    rows.push((
+        "convT 64->32 k4 s2 p1, 64x64x7x7",
+        median_ms(&args, || drop(convt.forward(x3.leaky_trace()).sum().backward())),
+    ));
+
+    let masked = dev.build_module::<MaskedConv2D<64, 64, 7, MaskB>, f32>();
+    let x4: Tensor<(usize, Const<64>, usize, usize), f32, Cpu> = dev.sample_normal_like(&(32, Const, 28, 28));
+    rows.push((
+        "masked 7x7 64->64, 32x64x28x28",
+        median_ms(&args, || drop(masked.forward(x4.leaky_trace()).sum().backward())),
+    ));
+
+    rows.push(("max-pool 2x2, 64x32x28x28", image_case::<_, 32>(&dev, &MaxPool2D::<2, 2>, (64, 28, 28), &args)));
+
+    let lstm = dev.build_module::<LSTMCell<256, 256>, f32>();
+    let x6: Tensor<(usize, Const<256>), f32, Cpu> = dev.sample_normal_like(&(128, Const));
+    rows.push((
+        "LSTM cell 256->256, batch 128",
+        median_ms(&args, || {
+            let state = LstmState::<usize, 256, f32>::zeros(&dev, 128);
+            drop(lstm.try_step(x6.leaky_trace(), state).expect("lstm step").h.sum().backward())
+        }),
+    ));
+
+    let torch = match &args.torch {
+        Some(script) => Some(run_torch(&args, script)?),
+        None => None,
+    };
+    println!(
+        "forward+backward medians ({:?} clock) over {} iterations, {} threads",
+        args.clock, args.iters, args.threads
+    );
+    if let Some(t) = &torch {
+        println!("PyTorch {} (torch threads {})", t["torch_version"], t["threads"]);
+    }
+    println!("{:<36} {:>12} {:>12} {:>8}", "case", "glimpse ms", "torch ms", "ratio");
+    for (name, ms) in rows {
+        match torch.as_ref().and_then(|t| t[name].as_f64()) {
+            Some(t) => println!("{name:<36} {ms:>12.3} {t:>12.3} {:>8.2}", ms / t),
+            None => println!("{name:<36} {ms:>12.3} {:>12} {:>8}", "-", "-"),
+        }
+    }
+    Ok(())
+}
+
+/// Runs the PyTorch script and parses the JSON object on its last stdout line.
+fn run_torch(args: &Args, script: &PathBuf) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    let output = std::process::Command::new(&args.python)
+        .arg(script)
+        .args(["--threads", &args.threads.to_string(), "--iters", &args.iters.to_string()])
+        .args(["--warmup", &args.warmup.to_string()])
+        .args(["--clock", if matches!(args.clock, Clock::Cpu) { "cpu" } else { "wall" }])
+        .output()
+        .map_err(|e| format!("could not run {} {}: {e}", args.python, script.display()))?;
+    if !output.status.success() {
+        return Err(format!("{} failed: {}", script.display(), String::from_utf8_lossy(&output.stderr)).into());
+    }
+    let stdout = String::from_utf8(output.stdout)?;
+    let last = stdout.lines().last().ok_or("the PyTorch script printed nothing")?;
+    Ok(serde_json::from_str(last)?)
+}

@@ -1,0 +1,85 @@
+//! A small convolutional MNIST classifier: the network, a training epoch and evaluation.
+//!
+//! Besides `examples/mnist_cnn.rs`, it serves as the feature extractor for evaluating generative
+//! models on MNIST (its 128-d penultimate layer, see [`features`]).
+
+use dfdx::optim::Adam;
+use dfdx::prelude::*;
+
+use super::builders::{Conv2D, FlattenTo, MaxPool2D, Unflatten};
+use crate::data::{ImageSet, Loader, View};
+
+/// The feature layers: 28x28 image rows -> 128 features (dropout acts only in `forward_mut`).
+pub type MnistFeatures = (
+    Unflatten<1, 28, 28>,
+    (Conv2D<1, 32, 3, 1, 1>, ReLU, MaxPool2D<2, 2>),
+    (Conv2D<32, 64, 3, 1, 1>, ReLU, MaxPool2D<2, 2>, DropoutOneIn<4>),
+    (FlattenTo<3136>, Linear<3136, 128>, ReLU),
+);
+
+/// The classifier: features, dropout (p = 0.5), then 10 logits.
+pub type MnistCnn = (MnistFeatures, DropoutOneIn<2>, Linear<128, 10>);
+
+/// The built classifier on the CPU in f32.
+pub type MnistCnnModel = <MnistCnn as BuildOnDevice<Cpu, f32>>::Built;
+
+/// Statistics of one training epoch.
+#[derive(Debug, Clone, Copy)]
+pub struct EpochStats {
+    /// Mean cross-entropy over the epoch's batches.
+    pub mean_loss: f32,
+    /// Number of optimizer steps taken.
+    pub steps: usize,
+}
+
+/// One pass over `set` with Adam; `on_step(step_in_epoch, loss)` is called after every update.
+///
+/// Returns an error when the loss becomes NaN or infinite.
+pub fn train_epoch(
+    model: &mut MnistCnnModel,
+    opt: &mut Adam<MnistCnnModel, f32, Cpu>,
+    loader: &mut Loader,
+    set: &ImageSet,
+    dev: &Cpu,
+    mut on_step: impl FnMut(usize, f32),
+) -> Result<EpochStats, String> {
+    let mut grads = model.alloc_grads();
+    let (mut total, mut steps) = (0.0, 0);
+    for batch in loader.epoch(set, dev) {
+        let targets = batch.one_hot(dev);
+        let logits = model.forward_mut(batch.images.traced(grads));
+        let loss = cross_entropy_with_logits_loss(logits, targets);
+        let value = loss.array();
+        if !value.is_finite() {
+            return Err(format!("loss became {value} at step {steps}"));
+        }
+        grads = loss.backward();
+        opt.update(model, &grads).map_err(|e| format!("optimizer update failed: {e:?}"))?;
+        model.zero_grads(&mut grads);
+        on_step(steps, value);
+        total += value;
+        steps += 1;
+    }
+    Ok(EpochStats { mean_loss: total / steps.max(1) as f32, steps })
+}
+
+/// Fraction of `set` classified correctly, in batches of `batch_size`.
+pub fn accuracy(model: &MnistCnnModel, set: &ImageSet, dev: &Cpu, batch_size: usize) -> f64 {
+    let mut correct = 0usize;
+    for batch in Loader::sequential(batch_size, View::Grey).epoch(set, dev) {
+        let logits = model.forward(batch.images).as_vec();
+        for (row, &label) in logits.chunks(10).zip(&batch.labels) {
+            let pred = (0..10).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap_or(0);
+            correct += (pred == label) as usize;
+        }
+    }
+    correct as f64 / set.len().max(1) as f64
+}
+
+/// The 128-d penultimate activations of `images` (rows of 784 values in [0, 1]).
+pub fn features(
+    model: &MnistCnnModel,
+    images: Tensor<(usize, Const<784>), f32, Cpu>,
+) -> Tensor<(usize, Const<128>), f32, Cpu> {
+    model.0.forward(images)
+}
