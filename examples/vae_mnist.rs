@@ -1,0 +1,136 @@
+//! A variational autoencoder on MNIST, as PyTorch's `examples/vae` (784-400-20, batch 128, Adam 1e-3).
+//!
+//! ```sh
+//! cargo run --release --example vae_mnist                       # 10 epochs, PNGs + summary.json in runs/
+//! cargo run --release --example vae_mnist -- --latent 2         # also the 2-D latent manifold
+//! cargo run --release --example vae_mnist -- --data-view stochastic --iw-samples 5000   # log p(x) in nats
+//! cargo run --release --example vae_mnist -- --sample runs/vae_mnist-...                # new samples
+//! python3 benches/vae_torch.py --json-out torch.json && \
+//!   cargo run --release --example vae_mnist -- --compare-torch torch.json            # side by side
+//! ```
+
+use clap::{CommandFactory, FromArgMatches, Parser};
+use glimpse::run::{resolve_config, summary_line, RunArgs, RunDir};
+use glimpse_vae::train::{self, Arch, Config, Summary};
+use glimpse_vae::{MlpVae, VaeError, VaeModel};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser, Debug)]
+#[command(about = "Train a VAE on MNIST (PyTorch's examples/vae), or sample from a trained one")]
+struct Args {
+    #[command(flatten)]
+    run: RunArgs,
+    #[command(flatten)]
+    config: Config,
+    /// Draw new samples (seeded by --seed) from the checkpoint in this run directory, then exit.
+    #[arg(long)]
+    sample: Option<PathBuf>,
+    /// A JSON result of `benches/vae_torch.py --json-out`, printed beside ours with the ratio.
+    #[arg(long)]
+    compare_torch: Option<PathBuf>,
+    /// Hide the progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), VaeError> {
+    let matches = Args::command().get_matches();
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if args.run.resume.is_some() {
+        return Err(VaeError::Config(
+            "--resume is not supported by vae_mnist (a 10-epoch run takes under a minute); start a new run".into(),
+        ));
+    }
+    if let Some(dir) = args.sample.as_deref().or(args.run.eval.as_deref()) {
+        let config: Config = glimpse::checkpoint::load_json(&dir.join("config.json"))?;
+        let sample_only = args.sample.is_some();
+        return dispatch!(config, Z, M => from_checkpoint::<Z, M>(&config, dir, args.run.seed, sample_only));
+    }
+    let config = resolve_config(&args.config, &args.config, args.run.config.as_deref(), &matches)?;
+    let mut run = RunDir::create("vae_mnist", args.run.run_dir.clone())?;
+    run.write_config(&config)?;
+    println!("run directory: {}", run.path().display());
+    let summary = dispatch!(config, Z, M => train::train::<Z, M>(&config, args.run.seed, &mut run, !args.no_progress))?;
+    println!("{}", summary_line(&serde_json::to_value(&summary).expect("summary serializes")));
+    if let Some(path) = &args.compare_torch {
+        compare_with_torch(&summary, path)?;
+    }
+    Ok(())
+}
+
+/// Runs `$body` with `$z` bound to the configured latent size and `$m` to the model type.
+macro_rules! dispatch {
+    ($config:expr, $z:ident, $m:ident => $body:expr) => {
+        match ($config.arch, $config.latent) {
+            (Arch::Mlp, 2) => {
+                const $z: usize = 2;
+                type $m = MlpVae<2>;
+                $body
+            }
+            (Arch::Mlp, 20) => {
+                const $z: usize = 20;
+                type $m = MlpVae<20>;
+                $body
+            }
+            (Arch::Mlp, 50) => {
+                const $z: usize = 50;
+                type $m = MlpVae<50>;
+                $body
+            }
+            (_, latent) => Err(VaeError::Config(format!("--latent {latent} is not built in; use 2, 20 or 50"))),
+        }
+    };
+}
+use dispatch;
+
+/// Loads the checkpoint of run `dir` and either writes new samples or evaluates it on the test set.
+fn from_checkpoint<const Z: usize, M>(config: &Config, dir: &Path, seed: u64, sample_only: bool) -> Result<(), VaeError>
+where
+    M: VaeModel<Z>
+        + dfdx::nn::BuildModule<dfdx::prelude::Cpu, f32>
+        + dfdx::nn::LoadFromSafetensors<f32, dfdx::prelude::Cpu>,
+{
+    use dfdx::prelude::*;
+    let dev = Cpu::seed_from_u64(seed);
+    let mut model = M::build(&dev);
+    glimpse::checkpoint::load_weights(&mut model, &dir.join("checkpoint").join("model.safetensors"))?;
+    if sample_only {
+        let image = glimpse::image::Image::grid(&train::sample(&model, 64, &dev), 64, 1, 28, 28, 8)?;
+        let path = dir.join(format!("samples-seed{seed}.png"));
+        image.save_png(&path)?;
+        println!("wrote {}", path.display());
+        if let Some(images) = train::latent_manifold(&model, 20, &dev) {
+            let path = dir.join("manifold.png");
+            glimpse::image::Image::grid(&images, 400, 1, 28, 28, 20)?.save_png(&path)?;
+            println!("wrote {}", path.display());
+        }
+    } else {
+        let mnist = glimpse::data::Mnist::load(glimpse::data::Dataset::Mnist, config.data_dir.as_deref())?;
+        let loss = train::evaluate(&model, &mnist.test, config.batch_size, config.data_view.view(), &dev);
+        println!("test_loss={loss:.4}");
+    }
+    Ok(())
+}
+
+/// Prints our figures beside PyTorch's with the ratio of seconds per epoch.
+fn compare_with_torch(ours: &Summary, path: &Path) -> Result<(), VaeError> {
+    let torch: serde_json::Value = glimpse::checkpoint::load_json(path)?;
+    let get = |k: &str| torch[k].as_f64().unwrap_or(f64::NAN);
+    println!("{:<22} {:>12} {:>12} {:>8}", "", "glimpse", "pytorch", "ratio");
+    println!(
+        "{:<22} {:>12.3} {:>12.3} {:>8.2}",
+        "seconds per epoch",
+        ours.seconds_per_epoch,
+        get("seconds_per_epoch"),
+        ours.seconds_per_epoch / get("seconds_per_epoch")
+    );
+    println!("{:<22} {:>12.4} {:>12.4}", format!("test loss ({} ep)", ours.epochs), ours.test_loss, get("test_loss"));
+    Ok(())
+}

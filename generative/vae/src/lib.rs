@@ -1,0 +1,47 @@
+//! Variational autoencoders on MNIST (Kingma & Welling, 2014), as in PyTorch's `examples/vae`.
+//!
+//! - [`model`]: the [`VaeModel`] trait (encoder to a diagonal Gaussian, decoder to Bernoulli logits)
+//!   and the MLP architecture 784-400-Z-400-784 ([`MlpVae`]).
+//! - [`loss`]: reparameterisation, closed-form KL, the negative ELBO (summed BCE + KL).
+//! - [`iw`]: the importance-weighted log-likelihood estimate (Burda et al., 2016) in nats.
+//! - [`train`]: [`Config`] and the training loop ([`train()`]), used by `examples/vae_mnist.rs`.
+
+pub mod dense;
+pub mod iw;
+pub mod loss;
+pub mod model;
+pub mod train;
+
+pub use iw::iw_log_likelihood;
+pub use loss::{kl_divergence, negative_elbo};
+pub use model::{MlpVae, MlpVaeBuilder, VaeModel};
+pub use train::{train, Config, Summary, Trainer};
+
+/// Pixels in one MNIST image: the size of the data the models encode and decode.
+pub const PIXELS: usize = glimpse::data::mnist::PIXELS;
+
+/// Errors from training, evaluating or sampling a VAE.
+#[derive(Debug, thiserror::Error)]
+pub enum VaeError {
+    /// Loading the data set failed.
+    #[error(transparent)]
+    Data(#[from] glimpse::data::DataError),
+    /// Setting up or writing the run directory failed.
+    #[error(transparent)]
+    Run(#[from] glimpse::run::RunError),
+    /// Saving or loading a checkpoint failed.
+    #[error(transparent)]
+    Checkpoint(#[from] glimpse::checkpoint::CheckpointError),
+    /// Writing an image failed.
+    #[error(transparent)]
+    Image(#[from] glimpse::image::ImageError),
+    /// Writing TensorBoard events failed.
+    #[error("TensorBoard writer: {0}")]
+    Log(#[from] std::io::Error),
+    /// The loss became NaN or infinite.
+    #[error("the loss is not finite ({loss}) at epoch {epoch}, batch {batch}; try a lower learning rate")]
+    NonFinite { loss: f64, epoch: usize, batch: usize },
+    /// The configuration is not usable.
+    #[error("bad configuration: {0}")]
+    Config(String),
+}

@@ -1,0 +1,169 @@
+//! The VAE's pieces against independent computations, and short real training runs on MNIST.
+
+use dfdx::prelude::*;
+use glimpse::data::{Dataset, Loader, Mnist, View};
+use glimpse_vae::dense::builder::Dense;
+use glimpse_vae::loss::{bernoulli_nll, kl_divergence, negative_elbo};
+use glimpse_vae::train::{evaluate, reconstruct, save_checkpoint};
+use glimpse_vae::{iw, MlpVae, Trainer, VaeModel};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use rand_distr::StandardNormal;
+
+fn mnist() -> Mnist {
+    Mnist::load_with(Dataset::Mnist, None, false).expect("MNIST files (set MNIST_DIR)")
+}
+
+#[test]
+fn closed_form_kl_equals_a_monte_carlo_estimate() {
+    let dev = Cpu::seed_from_u64(0);
+    let (mu, logvar) = ([0.3f32, -1.2, 0.8, 0.0], [-0.5f32, 0.4, -1.5, 0.0]);
+    let kl = kl_divergence(
+        dev.tensor_from_vec(mu.to_vec(), (1, Const::<4>)),
+        dev.tensor_from_vec(logvar.to_vec(), (1, Const::<4>)),
+    );
+    let kl = kl.as_vec()[0] as f64;
+    // KL = E_q[log q(z) - log p(z)], z = mu + sigma eps; the constants cancel.
+    let mut rng = StdRng::seed_from_u64(1);
+    let n = 400_000;
+    let (mut sum, mut sum_sq) = (0.0f64, 0.0f64);
+    for _ in 0..n {
+        let mut term = 0.0f64;
+        for j in 0..4 {
+            let eps: f64 = rng.sample(StandardNormal);
+            let z = mu[j] as f64 + (0.5 * logvar[j] as f64).exp() * eps;
+            term += -0.5 * eps * eps - 0.5 * logvar[j] as f64 + 0.5 * z * z;
+        }
+        sum += term;
+        sum_sq += term * term;
+    }
+    let mean = sum / n as f64;
+    let std_err = ((sum_sq / n as f64 - mean * mean) / n as f64).sqrt();
+    assert!((kl - mean).abs() < 4.0 * std_err, "closed form {kl} vs Monte Carlo {mean} ± {std_err}");
+    assert!(kl > 1.0, "a KL of {kl} would make this test too weak");
+}
+
+#[test]
+fn dense_matches_dfdx_linear_forward_and_gradients() {
+    let dev = Cpu::seed_from_u64(3);
+    let linear = dev.build_module::<dfdx::nn::builders::Linear<7, 5>, f32>();
+    let mut dense = dev.build_module::<Dense<7, 5>, f32>();
+    dense.weight = linear.weight.clone();
+    dense.bias = linear.bias.clone();
+    let x: Tensor<(usize, Const<7>), f32, Cpu> = dev.sample_normal_like(&(6, Const::<7>));
+    let target: Tensor<(usize, Const<5>), f32, Cpu> = dev.sample_normal_like(&(6, Const::<5>));
+    let run = |out: Tensor<(usize, Const<5>), f32, Cpu, OwnedTape<f32, Cpu>>| {
+        (out.as_vec(), (out * target.clone()).sum().backward())
+    };
+    let (y1, g1) = run(linear.forward(x.leaky_trace()));
+    let (y2, g2) = run(dense.forward(x.leaky_trace()));
+    let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(a, b)| (a - b).abs() < 1e-5);
+    assert!(close(&y1, &y2));
+    assert!(close(&g1.get(&linear.weight).as_vec(), &g2.get(&dense.weight).as_vec()));
+    assert!(close(&g1.get(&linear.bias).as_vec(), &g2.get(&dense.bias).as_vec()));
+    assert!(close(&g1.get(&x).as_vec(), &g2.get(&x).as_vec()));
+}
+
+#[test]
+fn fused_bernoulli_nll_matches_dfdx_bce_and_its_gradient() {
+    let dev = Cpu::seed_from_u64(4);
+    let logits: Tensor<(usize, Const<784>), f32, Cpu> = dev.sample_normal_like(&(3, Const::<784>)) * 4.0;
+    let x: Tensor<(usize, Const<784>), f32, Cpu> = dev.sample_uniform_like(&(3, Const::<784>));
+    let reference = logits.leaky_trace().bce_with_logits(x.clone()).sum::<Rank0, _>();
+    let ours = bernoulli_nll(logits.leaky_trace(), &x);
+    let (r, o) = (reference.array(), ours.array());
+    assert!((r - o).abs() < 1e-4 * r.abs(), "{r} vs {o}");
+    let (gr, go) = (reference.backward().get(&logits).as_vec(), ours.backward().get(&logits).as_vec());
+    assert!(gr.iter().zip(&go).all(|(a, b)| (a - b).abs() < 1e-5));
+    // Without a tape it computes the same value.
+    assert!((bernoulli_nll(logits.clone(), &x).array() - o).abs() < 1e-3);
+}
+
+#[test]
+fn loss_falls_on_a_thousand_images_within_seconds() {
+    let data = mnist();
+    let (train, test) = (data.train.take(1000), data.test.take(1000));
+    let dev = Cpu::seed_from_u64(0);
+    let mut trainer = Trainer::<20, MlpVae<20>>::new(MlpVae::<20>::build(&dev), 1e-3, &dev);
+    let before = evaluate(&trainer.model, &test, 128, View::Grey, &dev);
+    let mut loader = Loader::new(128, View::Grey, 0);
+    let mut epoch_losses = Vec::new();
+    for _ in 0..10 {
+        let total: f32 = loader.epoch(&train, &dev).map(|b| trainer.step(b.images)).sum();
+        epoch_losses.push(total / train.len() as f32);
+    }
+    let after = evaluate(&trainer.model, &test, 128, View::Grey, &dev);
+    eprintln!("test loss {before:.1} -> {after:.1}; epoch losses {epoch_losses:?}");
+    // An untrained decoder gives ~784 ln 2 = 543 nats; 80 steps on 1,000 images reach well under 250.
+    assert!(before > 500.0, "untrained loss {before}");
+    assert!(
+        after < 250.0 && epoch_losses[9] < 0.5 * epoch_losses[0],
+        "test loss {before} -> {after}, epochs {epoch_losses:?}"
+    );
+}
+
+#[test]
+fn training_is_reproducible_with_a_seed() {
+    let data = mnist();
+    let train = data.train.take(512);
+    let run = |seed: u64| {
+        let dev = Cpu::seed_from_u64(seed);
+        let mut trainer = Trainer::<20, MlpVae<20>>::new(MlpVae::<20>::build(&dev), 1e-3, &dev);
+        let mut loader = Loader::new(128, View::Stochastic, seed);
+        loader.epoch(&train, &dev).map(|b| trainer.step(b.images)).collect::<Vec<f32>>()
+    };
+    assert_eq!(run(5), run(5));
+    assert_ne!(run(5), run(6));
+}
+
+#[test]
+fn checkpoint_round_trip_gives_identical_reconstructions() {
+    let data = mnist();
+    let dev = Cpu::seed_from_u64(1);
+    let mut trainer = Trainer::<20, MlpVae<20>>::new(MlpVae::<20>::build(&dev), 1e-3, &dev);
+    let mut loader = Loader::new(128, View::Grey, 1);
+    for batch in loader.epoch(&data.train.take(512), &dev) {
+        trainer.step(batch.images);
+    }
+    let dir = std::env::temp_dir().join(format!("glimpse-vae-ckpt-{}", std::process::id()));
+    let run = glimpse::run::RunDir::create("test", Some(dir.clone())).unwrap();
+    save_checkpoint(&trainer.model, &run, 1).unwrap();
+    let mut loaded = MlpVae::<20>::build(&Cpu::seed_from_u64(99));
+    let x = Loader::sequential(16, View::Grey).epoch(&data.test, &dev).next().unwrap().images;
+    assert_ne!(reconstruct(&loaded, x.clone()), reconstruct(&trainer.model, x.clone()));
+    glimpse::checkpoint::load_weights(&mut loaded, &run.checkpoint_dir().join("model.safetensors")).unwrap();
+    assert_eq!(reconstruct(&loaded, x.clone()), reconstruct(&trainer.model, x));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn importance_weighted_bound_agrees_with_the_elbo_and_tightens_with_k() {
+    let data = mnist();
+    let dev = Cpu::seed_from_u64(2);
+    let mut trainer = Trainer::<20, MlpVae<20>>::new(MlpVae::<20>::build(&dev), 1e-3, &dev);
+    let train = data.train.take(2048);
+    let mut loader = Loader::new(128, View::Stochastic, 2);
+    for _ in 0..2 {
+        for batch in loader.epoch(&train, &dev) {
+            trainer.step(batch.images);
+        }
+    }
+    let test = data.test.take(100).binarized_stochastic(0);
+    let x = Loader::sequential(100, View::Threshold(0.5)).epoch(&test, &dev).next().unwrap().images;
+    // The ELBO averaged over many noise draws, against the k = 1 estimate (an unbiased ELBO sample).
+    let draws = 50;
+    let elbo: f64 = (0..draws)
+        .map(|_| {
+            -negative_elbo(&trainer.model, x.clone(), dev.sample_normal_like(&(100, Const::<20>))).array() as f64
+                / 100.0
+        })
+        .sum::<f64>()
+        / draws as f64;
+    let k1: f64 = (0..draws).map(|s| iw::iw_log_likelihood(&trainer.model, &test, 1, s, &dev, |_| {})).sum::<f64>()
+        / draws as f64;
+    assert!((k1 - elbo).abs() < 0.01 * elbo.abs(), "k=1 {k1} vs ELBO {elbo}");
+    let k100 = iw::iw_log_likelihood(&trainer.model, &test, 100, 7, &dev, |_| {});
+    eprintln!("ELBO {elbo:.2}, IW k=1 {k1:.2}, IW k=100 {k100:.2}");
+    assert!(k100 > elbo + 1.0, "IW k=100 {k100} should be tighter than the ELBO {elbo}");
+    assert!(k100 < 0.0);
+    let _ = trainer.model.encode(x);
+}
