@@ -102,8 +102,12 @@ impl<const M: usize> GymAction for [f32; M] {
     fn check_space(space: &Space) -> Result<(), String> {
         match space {
             Space::Box(b) if b.dim() == M => Ok(()),
-            Space::Box(b) => Err(format!("action type [f32; {M}] does not fit the Box action space of shape {:?}", b.shape)),
-            Space::Discrete(d) => Err(format!("action type [f32; {M}] needs a Box action space, got Discrete({})", d.n)),
+            Space::Box(b) => {
+                Err(format!("action type [f32; {M}] does not fit the Box action space of shape {:?}", b.shape))
+            }
+            Space::Discrete(d) => {
+                Err(format!("action type [f32; {M}] needs a Box action space, got Discrete({})", d.n))
+            }
         }
     }
 
@@ -227,9 +231,9 @@ impl<const N: usize, A: GymAction> GymEnv<N, A> {
         };
         let ro = array.readonly();
         let values = ro.as_slice().map_err(|e| EnvError::Other(format!("{}: observation: {e}", self.id)))?;
-        values.try_into().map_err(|_| {
-            EnvError::Other(format!("{}: observation has {} values, expected {N}", self.id, values.len()))
-        })
+        values
+            .try_into()
+            .map_err(|_| EnvError::Other(format!("{}: observation has {} values, expected {N}", self.id, values.len())))
     }
 }
 
@@ -348,8 +352,10 @@ fn add_venv_site_packages(py: Python<'_>) {
         let Some(venv) = std::env::var_os("VIRTUAL_ENV") else { return };
         let result = (|| -> PyResult<()> {
             let sys = py.import("sys")?;
-            let (major, minor): (u32, u32) =
-                (sys.getattr("version_info")?.getattr("major")?.extract()?, sys.getattr("version_info")?.getattr("minor")?.extract()?);
+            let (major, minor): (u32, u32) = (
+                sys.getattr("version_info")?.getattr("major")?.extract()?,
+                sys.getattr("version_info")?.getattr("minor")?.extract()?,
+            );
             let dir = std::path::Path::new(&venv).join(format!("lib/python{major}.{minor}/site-packages"));
             if dir.is_dir() {
                 py.import("site")?.call_method1("addsitedir", (dir.to_string_lossy().as_ref(),))?;
