@@ -44,7 +44,8 @@ fn gym_cartpole_steps_like_our_cartpole_from_the_same_states() {
     gym.reset(Some(0)).unwrap();
     for i in 0..2000 {
         // Random states, including some beyond the termination thresholds.
-        let state = [rng.gen_range(-3.0..3.0), rng.gen_range(-3.0..3.0), rng.gen_range(-0.3..0.3), rng.gen_range(-3.0..3.0)];
+        let state =
+            [rng.gen_range(-3.0..3.0), rng.gen_range(-3.0..3.0), rng.gen_range(-0.3..0.3), rng.gen_range(-3.0..3.0)];
         let action = rng.gen_range(0..2usize);
         set_gym_state(&gym, state);
         ours.set_state(state);

@@ -8,7 +8,9 @@ mod dyn_env;
 use dyn_env::{make_env, ActionIn, DynEnv, ENVS};
 use glimpse::{EnvError, Space};
 use numpy::ndarray::Array2;
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
+};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -85,9 +87,9 @@ fn action_from<'a>(discrete: bool, action: &'a Bound<'_, PyAny>, buf: &'a mut Ve
         })?;
         return Ok(ActionIn::Discrete(a));
     }
-    let array: PyReadonlyArray1<f32> = action.extract().map_err(|_| {
-        pyo3::exceptions::PyTypeError::new_err("a continuous action must be a 1-d float32 numpy array")
-    })?;
+    let array: PyReadonlyArray1<f32> = action
+        .extract()
+        .map_err(|_| pyo3::exceptions::PyTypeError::new_err("a continuous action must be a 1-d float32 numpy array"))?;
     buf.clear();
     buf.extend(array.as_array().iter());
     Ok(ActionIn::Box(buf))
@@ -337,9 +339,9 @@ impl RustVecEnv {
         let discrete_actions: PyReadonlyArray1<i64>;
         let box_actions: PyReadonlyArray2<f32>;
         let batch = if self.envs[0].discrete() {
-            discrete_actions = actions
-                .extract()
-                .map_err(|_| pyo3::exceptions::PyTypeError::new_err("discrete actions must be an int64 array [num_envs]"))?;
+            discrete_actions = actions.extract().map_err(|_| {
+                pyo3::exceptions::PyTypeError::new_err("discrete actions must be an int64 array [num_envs]")
+            })?;
             ActionsIn::Discrete(discrete_actions.as_slice()?)
         } else {
             box_actions = actions.extract().map_err(|_| {
