@@ -11,6 +11,7 @@ use glimpse::checkpoint::save_weights;
 use glimpse::data::{Dataset, Loader, Mnist, View};
 use glimpse::nn::classifier::{accuracy, train_epoch, MnistCnn};
 use glimpse::run::{summary_line, RunArgs, RunDir};
+use rand::{rngs::StdRng, SeedableRng};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -30,6 +31,9 @@ struct Config {
     /// Factor applied to the learning rate after every epoch.
     #[arg(long, default_value_t = 0.7)]
     lr_decay: f64,
+    /// Random translation of training images, in pixels (0 turns augmentation off).
+    #[arg(long, default_value_t = 2)]
+    max_shift: usize,
     /// Directory holding the MNIST IDX files.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -52,6 +56,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut model = dev.build_module::<MnistCnn, f32>();
     let mut opt = Adam::new(&model, AdamConfig { lr: config.lr, ..Default::default() });
     let mut loader = Loader::new(config.batch_size, View::Grey, run_args.seed);
+    let mut augment_rng = StdRng::seed_from_u64(run_args.seed.wrapping_add(1));
     println!("run dir {}; {} rayon threads", run.path().display(), rayon::current_num_threads());
 
     let start = Instant::now();
@@ -60,11 +65,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let epoch_start = Instant::now();
         opt.cfg.lr = config.lr * config.lr_decay.powi(epoch as i32 - 1);
         let writer = run.writer()?;
-        let stats = train_epoch(&mut model, &mut opt, &mut loader, &mnist.train, &dev, |step, loss| {
-            if step % 100 == 0 {
-                let _ = writer.scalar("train/loss", loss as f64, global_step + step as u64);
-            }
-        })?;
+        let (train, shift) = (&mnist.train, config.max_shift);
+        let stats =
+            train_epoch(&mut model, &mut opt, &mut loader, train, &dev, shift, &mut augment_rng, |step, loss| {
+                if step % 100 == 0 {
+                    let _ = writer.scalar("train/loss", loss as f64, global_step + step as u64);
+                }
+            })?;
         global_step += stats.steps as u64;
         let epoch_seconds = epoch_start.elapsed().as_secs_f64();
         train_seconds += epoch_seconds;

@@ -153,8 +153,9 @@ impl<const N: usize, A: GymAction> GymEnv<N, A> {
     /// `gymnasium.make(id, **kwargs)`; fails with the Python message when gymnasium does, and
     /// when the spaces do not fit `N` and `A`.
     pub fn make_with(id: &str, kwargs: &[(&str, KwArg)]) -> Result<Self, EnvError> {
+        // Before attaching: the one-time setup attaches itself (see `add_venv_site_packages`).
+        add_venv_site_packages();
         Python::attach(|py| {
-            add_venv_site_packages(py);
             let err = |e: PyErr| EnvError::Other(format!("gymnasium.make({id:?}): {}", describe(py, &e)));
             let gym = py.import("gymnasium").map_err(err)?;
             let np = py.import("numpy").map_err(err)?;
@@ -346,24 +347,28 @@ fn info_from_python(info: &Bound<'_, PyAny>) -> Info {
 
 /// Puts an activated venv's `site-packages` on `sys.path` (once), since an embedded Python does
 /// not find it from `VIRTUAL_ENV` by itself.
-fn add_venv_site_packages(py: Python<'_>) {
+fn add_venv_site_packages() {
+    // Called without holding the GIL: a thread that waits on this `Once` while attached would
+    // deadlock with the thread inside it, whose imports release and retake the GIL.
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let Some(venv) = std::env::var_os("VIRTUAL_ENV") else { return };
-        let result = (|| -> PyResult<()> {
-            let sys = py.import("sys")?;
-            let (major, minor): (u32, u32) = (
-                sys.getattr("version_info")?.getattr("major")?.extract()?,
-                sys.getattr("version_info")?.getattr("minor")?.extract()?,
-            );
-            let dir = std::path::Path::new(&venv).join(format!("lib/python{major}.{minor}/site-packages"));
-            if dir.is_dir() {
-                py.import("site")?.call_method1("addsitedir", (dir.to_string_lossy().as_ref(),))?;
+        Python::attach(|py| {
+            let Some(venv) = std::env::var_os("VIRTUAL_ENV") else { return };
+            let result = (|| -> PyResult<()> {
+                let sys = py.import("sys")?;
+                let (major, minor): (u32, u32) = (
+                    sys.getattr("version_info")?.getattr("major")?.extract()?,
+                    sys.getattr("version_info")?.getattr("minor")?.extract()?,
+                );
+                let dir = std::path::Path::new(&venv).join(format!("lib/python{major}.{minor}/site-packages"));
+                if dir.is_dir() {
+                    py.import("site")?.call_method1("addsitedir", (dir.to_string_lossy().as_ref(),))?;
+                }
+                Ok(())
+            })();
+            if let Err(e) = result {
+                eprintln!("glimpse: could not add the venv's site-packages: {}", describe(py, &e));
             }
-            Ok(())
-        })();
-        if let Err(e) = result {
-            eprintln!("glimpse: could not add the venv's site-packages: {}", describe(py, &e));
-        }
+        })
     });
 }

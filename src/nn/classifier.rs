@@ -5,6 +5,7 @@
 
 use dfdx::optim::Adam;
 use dfdx::prelude::*;
+use rand::Rng;
 
 use super::builders::{Conv2D, FlattenTo, MaxPool2D, Unflatten};
 use crate::data::{ImageSet, Loader, View};
@@ -32,22 +33,57 @@ pub struct EpochStats {
     pub steps: usize,
 }
 
-/// One pass over `set` with Adam; `on_step(step_in_epoch, loss)` is called after every update.
+/// Shifts each 28x28 image (rows of 784 values) by up to `max_shift` pixels in each direction,
+/// filling with zeros: the usual translation augmentation for MNIST.
+pub fn random_shift(images: &[f32], max_shift: usize, rng: &mut impl Rng) -> Vec<f32> {
+    const SIDE: usize = 28;
+    let m = max_shift as isize;
+    let mut out = vec![0.0; images.len()];
+    for (src, dst) in images.chunks(SIDE * SIDE).zip(out.chunks_mut(SIDE * SIDE)) {
+        let (dy, dx) = (rng.gen_range(-m..=m), rng.gen_range(-m..=m));
+        for y in 0..SIDE as isize {
+            let sy = y - dy;
+            if !(0..SIDE as isize).contains(&sy) {
+                continue;
+            }
+            for x in 0..SIDE as isize {
+                let sx = x - dx;
+                if (0..SIDE as isize).contains(&sx) {
+                    dst[y as usize * SIDE + x as usize] = src[sy as usize * SIDE + sx as usize];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One pass over `set` with Adam, each batch shifted by up to `max_shift` pixels (see
+/// [`random_shift`], drawn from `rng`); `on_step(step_in_epoch, loss)` is called after every update.
 ///
 /// Returns an error when the loss becomes NaN or infinite.
+#[allow(clippy::too_many_arguments)]
 pub fn train_epoch(
     model: &mut MnistCnnModel,
     opt: &mut Adam<MnistCnnModel, f32, Cpu>,
     loader: &mut Loader,
     set: &ImageSet,
     dev: &Cpu,
+    max_shift: usize,
+    rng: &mut impl Rng,
     mut on_step: impl FnMut(usize, f32),
 ) -> Result<EpochStats, String> {
     let mut grads = model.alloc_grads();
     let (mut total, mut steps) = (0.0, 0);
     for batch in loader.epoch(set, dev) {
         let targets = batch.one_hot(dev);
-        let logits = model.forward_mut(batch.images.traced(grads));
+        let images = match max_shift {
+            0 => batch.images,
+            _ => {
+                let shifted = random_shift(&batch.images.as_vec(), max_shift, rng);
+                dev.tensor_from_vec(shifted, *batch.images.shape())
+            }
+        };
+        let logits = model.forward_mut(images.traced(grads));
         let loss = cross_entropy_with_logits_loss(logits, targets);
         let value = loss.array();
         if !value.is_finite() {

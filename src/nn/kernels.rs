@@ -30,7 +30,7 @@ impl<E> Mat<E> {
 
 /// `dst[m×n] (+)= a[m×k] · b[k×n]` with `dst` row-major with `n` columns.
 ///
-/// `threads > 1` lets gemm split the product over rayon's pool.
+/// `threads > 1` splits the product over rayon's pool.
 pub(crate) fn matmul<E: NnFloat>(
     (m, k, n): (usize, usize, usize),
     a: Mat<E>,
@@ -40,41 +40,7 @@ pub(crate) fn matmul<E: NnFloat>(
     threads: usize,
 ) {
     assert!(dst.len() >= m * n, "matmul destination too small");
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            dst[..m * n].iter_mut().for_each(|v| *v = E::zero());
-        }
-        return;
-    }
-    let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
-    // SAFETY: the caller's views cover m×k and k×n elements (checked by the kernels' shapes) and
-    // dst covers m×n elements (asserted above); gemm reads dst only when accumulating.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.ptr,
-            a.cs as isize,
-            a.rs as isize,
-            b.ptr,
-            b.cs as isize,
-            b.rs as isize,
-            E::one(),
-            E::one(),
-            false,
-            false,
-            false,
-            parallelism,
-        )
-    }
+    gemm_strided((m, k, n), a, b, dst, n, accumulate, threads);
 }
 
 /// `dst (+)= a[m×k] · b[k×n]` accumulating into a row-major block of a wider matrix whose rows
@@ -87,12 +53,76 @@ pub(crate) fn matmul_into_strided<E: NnFloat>(
     dst_rs: usize,
     threads: usize,
 ) {
-    if m == 0 || n == 0 || k == 0 {
+    if m == 0 || n == 0 {
         return;
     }
     assert!(n <= dst_rs && dst.len() >= (m - 1) * dst_rs + n, "matmul destination too small");
+    gemm_strided((m, k, n), a, b, dst, dst_rs, true, threads);
+}
+
+/// Whether the AVX-512 f32 kernel should take a product of this shape.
+fn use_avx512<E: 'static>((m, k, n): (usize, usize, usize)) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>()
+            && n >= 16
+            && m * k * n >= 1 << 15
+            && super::avx512::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (m, k, n);
+        false
+    }
+}
+
+/// The shared body of [`matmul`] and [`matmul_into_strided`]; `dst` is checked by the callers.
+fn gemm_strided<E: NnFloat>(
+    (m, k, n): (usize, usize, usize),
+    a: Mat<E>,
+    b: Mat<E>,
+    dst: &mut [E],
+    dst_rs: usize,
+    accumulate: bool,
+    threads: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst.chunks_mut(dst_rs).take(m).for_each(|row| row[..n].iter_mut().for_each(|v| *v = E::zero()));
+        }
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if use_avx512::<E>((m, k, n)) {
+        use super::avx512::{sgemm, View};
+        // Split the rows of the product over the threads; each part packs its own blocks.
+        let parts = threads.clamp(1, m.div_ceil(32));
+        let rows = m.div_ceil(parts);
+        let (a_ptr, b_ptr) = (a.ptr as usize, b.ptr as usize);
+        let run = |row0: usize, c: &mut [E]| {
+            let mr = rows.min(m - row0);
+            let av = View { ptr: (a_ptr as *const f32).wrapping_add(row0 * a.rs), rs: a.rs, cs: a.cs };
+            let bv = View { ptr: b_ptr as *const f32, rs: b.rs, cs: b.cs };
+            // SAFETY: E is f32 (checked by use_avx512, which also checked AVX-512F); the views
+            // cover the rows given (the callers' shapes) and `c` covers `mr` rows of `dst_rs`.
+            unsafe { sgemm((mr, k, n), av, bv, c.as_mut_ptr() as *mut f32, dst_rs, accumulate) };
+        };
+        let dst = &mut dst[..(m - 1) * dst_rs + n];
+        if parts == 1 {
+            run(0, dst);
+        } else {
+            use rayon::prelude::*;
+            dst.par_chunks_mut(rows * dst_rs).enumerate().for_each(|(i, c)| run(i * rows, c));
+        }
+        return;
+    }
     let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
-    // SAFETY: as in `matmul`; dst covers (m-1)*dst_rs + n elements (asserted above).
+    // SAFETY: the caller's views cover m×k and k×n elements (checked by the kernels' shapes) and
+    // dst covers (m-1)*dst_rs + n elements (asserted by the callers); gemm reads dst only when
+    // accumulating.
     unsafe {
         gemm::gemm(
             m,
@@ -101,7 +131,7 @@ pub(crate) fn matmul_into_strided<E: NnFloat>(
             dst.as_mut_ptr(),
             1,
             dst_rs as isize,
-            true,
+            accumulate,
             a.ptr,
             a.cs as isize,
             a.rs as isize,
@@ -191,26 +221,31 @@ pub(crate) fn im2col_rows<E: NnFloat>(
     col: &mut [E],
 ) {
     let n = g.out_hw();
+    let padded = g.pad > 0 || (g.out_h - 1) * g.stride >= g.h || (g.out_w - 1) * g.stride >= g.w;
     for (r, row) in rows.zip(col.chunks_mut(n)) {
         let (c, (ki, kj)) = (r / taps.len(), taps[r % taps.len()]);
         let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
         let (lo, hi) = g.valid_cols(kj);
+        if padded {
+            // One memset per row instead of two tiny ones per output row.
+            row.fill(E::zero());
+        }
+        if lo >= hi {
+            continue;
+        }
+        let first = lo * g.stride + kj - g.pad;
         for oh in 0..g.out_h {
-            let out = &mut row[oh * g.out_w..(oh + 1) * g.out_w];
-            match g.in_row(oh, ki) {
-                None => out.fill(E::zero()),
-                Some(ih) => {
-                    let src = &plane[ih * g.w..(ih + 1) * g.w];
-                    out[..lo].fill(E::zero());
-                    out[hi..].fill(E::zero());
-                    let first = lo * g.stride + kj - g.pad;
-                    if g.stride == 1 {
-                        out[lo..hi].copy_from_slice(&src[first..first + hi - lo]);
-                    } else {
-                        for (o, v) in out[lo..hi].iter_mut().zip(src[first..].iter().step_by(g.stride)) {
-                            *o = *v;
-                        }
-                    }
+            let Some(ih) = g.in_row(oh, ki) else { continue };
+            let src = &plane[ih * g.w + first..];
+            let out = &mut row[oh * g.out_w + lo..oh * g.out_w + hi];
+            if g.stride == 1 {
+                out.copy_from_slice(&src[..hi - lo]);
+            } else {
+                let last = (out.len() - 1) * g.stride;
+                assert!(last < src.len());
+                for (j, o) in out.iter_mut().enumerate() {
+                    // SAFETY: j*stride <= last < src.len() (asserted above).
+                    *o = unsafe { *src.get_unchecked(j * g.stride) };
                 }
             }
         }
@@ -248,8 +283,11 @@ pub(crate) fn col2im_rows_add<E: NnFloat>(
                     *d += *v;
                 }
             } else {
-                for (d, v) in dst[first..].iter_mut().step_by(g.stride).zip(src) {
-                    *d += *v;
+                let last = first + (src.len() - 1) * g.stride;
+                assert!(last < dst.len());
+                for (j, v) in src.iter().enumerate() {
+                    // SAFETY: first + j*stride <= last < dst.len() (asserted above).
+                    unsafe { *dst.get_unchecked_mut(first + j * g.stride) += *v };
                 }
             }
         }

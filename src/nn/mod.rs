@@ -6,6 +6,8 @@
 //! optimizers and save/load with safetensors. Channels, kernel, stride and padding are const
 //! generics; spatial sizes are runtime dims, images are `(batch, C, height, width)`.
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 pub mod classifier;
 pub(crate) mod kernels;
 

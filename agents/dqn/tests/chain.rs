@@ -120,3 +120,20 @@ fn a_resumed_run_continues_from_its_checkpoint() {
     assert_eq!(returns, vec![1.0; 3]);
     std::fs::remove_dir_all(&run_path).unwrap();
 }
+
+#[test]
+fn the_same_seed_gives_the_same_run() {
+    let weights = |seed: u64| {
+        let mut run = temp_run(&format!("repro-{seed}-{:?}", std::thread::current().id()));
+        let mut cfg = config(800);
+        cfg.prioritized = true;
+        cfg.n_step = 2;
+        let mut agent = Dqn::<Net, N, 2>::new(cfg, seed).unwrap();
+        train(&mut agent, &chain, &mut run, false).unwrap();
+        std::fs::remove_dir_all(run.path()).unwrap();
+        (agent.q.0.weight.as_vec(), agent.state.gradient_steps)
+    };
+    let (a, b, c) = (weights(11), weights(11), weights(12));
+    assert_eq!(a, b);
+    assert_ne!(a.0, c.0);
+}
