@@ -12,7 +12,7 @@
 use clap::{CommandFactory, FromArgMatches, Parser};
 use glimpse::run::{resolve_config, summary_line, RunArgs, RunDir};
 use glimpse_vae::train::{self, Arch, Config, Summary};
-use glimpse_vae::{MlpVae, VaeError, VaeModel};
+use glimpse_vae::{ConvVae, MlpVae, VaeError, VaeModel};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
@@ -84,7 +84,20 @@ macro_rules! dispatch {
                 type $m = MlpVae<50>;
                 $body
             }
-            (_, latent) => Err(VaeError::Config(format!("--latent {latent} is not built in; use 2, 20 or 50"))),
+            (Arch::Conv, 2) => {
+                const $z: usize = 2;
+                type $m = ConvVae<2>;
+                $body
+            }
+            (Arch::Conv, 20) => {
+                const $z: usize = 20;
+                type $m = ConvVae<20>;
+                $body
+            }
+            (_, latent) => Err(VaeError::Config(format!(
+                "--latent {latent} is not built in for --arch {:?}; use 2, 20 or 50 (mlp), 2 or 20 (conv)",
+                $config.arch
+            ))),
         }
     };
 }

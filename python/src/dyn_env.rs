@@ -108,8 +108,6 @@ pub trait DynEnv: Send + Sync {
     fn action_space(&self) -> Space;
     /// Starts an episode; writes the first observation into `obs`.
     fn reset(&mut self, seed: Option<u64>, obs: &mut [f32]) -> Result<(), EnvError>;
-    /// Checks that `action` is valid, without stepping.
-    fn check_action(&self, action: ActionIn<'_>) -> Result<(), EnvError>;
     /// Steps; writes the observation into `obs`; returns (reward, terminated, truncated).
     fn step(&mut self, action: ActionIn<'_>, obs: &mut [f32]) -> Result<(f64, bool, bool), EnvError>;
     /// See [`StateAccess::state_vec`].
@@ -150,17 +148,6 @@ where
         let (o, _) = self.env.reset(seed)?;
         o.write_to(obs);
         Ok(())
-    }
-    fn check_action(&self, action: ActionIn<'_>) -> Result<(), EnvError> {
-        match (action, &self.action_space) {
-            (ActionIn::Discrete(a), Space::Discrete(d)) if !d.contains(a) => {
-                Err(EnvError::InvalidAction(format!("{}: action {a} is not in Discrete({})", self.id, d.n)))
-            }
-            (ActionIn::Box(v), _) if v.iter().any(|x| !x.is_finite()) => {
-                Err(EnvError::InvalidAction(format!("{}: action {v:?} is not finite", self.id)))
-            }
-            _ => E::Act::from_action(action).map(|_| ()),
-        }
     }
     #[inline]
     fn step(&mut self, action: ActionIn<'_>, obs: &mut [f32]) -> Result<(f64, bool, bool), EnvError> {

@@ -3,8 +3,10 @@
 //! [`RustEnv`] is one glimpse environment, [`RustVecEnv`] a batch of them stepped in one call.
 //! The Python classes in `glimpse/` wrap them as `gymnasium.Env` and `gymnasium.vector.VectorEnv`.
 
+mod batch;
 mod dyn_env;
 
+use batch::{make_batch, ActionsIn, DynBatch};
 use dyn_env::{make_env, ActionIn, DynEnv, ENVS};
 use glimpse::{EnvError, Space};
 use numpy::ndarray::Array2;
@@ -48,9 +50,8 @@ fn space_dict<'py>(py: Python<'py>, space: &Space) -> PyResult<Bound<'py, PyDict
     Ok(d)
 }
 
-/// The float64 state as a numpy array (float32 where gymnasium would hold float32).
-fn state_array<'py>(py: Python<'py>, env: &dyn DynEnv) -> Bound<'py, PyAny> {
-    let (state, is_f32) = env.state();
+/// A state as a numpy array: float64, or float32 where gymnasium would hold float32.
+fn state_to_numpy(py: Python<'_>, state: Vec<f64>, is_f32: bool) -> Bound<'_, PyAny> {
     if is_f32 {
         PyArray1::from_vec(py, state.iter().map(|&v| v as f32).collect()).into_any()
     } else {
@@ -58,8 +59,8 @@ fn state_array<'py>(py: Python<'py>, env: &dyn DynEnv) -> Bound<'py, PyAny> {
     }
 }
 
-/// Sets the state from a numpy array; a float32 array is kept as float32 where the env cares.
-fn set_state_from(env: &mut dyn DynEnv, value: &Bound<'_, PyAny>) -> PyResult<()> {
+/// A state from any numeric array-like: the values in float64, and whether it was float32.
+fn state_from_numpy(value: &Bound<'_, PyAny>) -> PyResult<(Vec<f64>, bool)> {
     let py = value.py();
     let np = py.import("numpy")?;
     let array = np.call_method1("asarray", (value,))?;
@@ -71,8 +72,7 @@ fn set_state_from(env: &mut dyn DynEnv, value: &Bound<'_, PyAny>) -> PyResult<()
         )));
     }
     let flat = np.call_method1("ravel", (array.call_method1("astype", ("float64",))?,))?;
-    let values: Vec<f64> = flat.cast::<PyArray1<f64>>()?.to_vec()?;
-    env.set_state(&values, is_f32).map_err(PyValueError::new_err)
+    Ok((flat.cast::<PyArray1<f64>>()?.to_vec()?, is_f32))
 }
 
 /// Reads one action for a single environment.
@@ -156,13 +156,15 @@ impl RustEnv {
     /// The physical state, like gymnasium's `env.unwrapped.state` (a copy).
     #[getter]
     fn get_state<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
-        state_array(py, self.env.as_ref())
+        let (state, is_f32) = self.env.state();
+        state_to_numpy(py, state, is_f32)
     }
 
     /// Sets the physical state; the episode continues from it (no reset needed).
     #[setter]
     fn set_state(&mut self, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        set_state_from(self.env.as_mut(), value)?;
+        let (values, as_f32) = state_from_numpy(value)?;
+        self.env.set_state(&values, as_f32).map_err(PyValueError::new_err)?;
         self.done = false;
         Ok(())
     }
@@ -181,13 +183,9 @@ impl RustEnv {
 /// step that ends the episode and the last observation is returned as `final_obs`.
 #[pyclass(module = "glimpse._glimpse")]
 struct RustVecEnv {
-    envs: Vec<Box<dyn DynEnv>>,
+    batch: Box<dyn DynBatch>,
     same_step: bool,
-    obs_dim: usize,
     started: bool,
-    /// Envs to reset at the next step ("next_step" mode).
-    pending_reset: Vec<bool>,
-    obs: Vec<f32>,
 }
 
 /// Arrays returned by [`RustVecEnv::step`]: obs, rewards, terminated, truncated, final obs (if any).
@@ -200,77 +198,17 @@ type VecStepOut<'py> = (
 );
 
 impl RustVecEnv {
+    /// `[N, DIM]` numpy array that takes ownership of `data` (no copy).
     fn obs_array<'py>(&self, py: Python<'py>, data: Vec<f32>) -> Bound<'py, PyArray2<f32>> {
-        Array2::from_shape_vec((self.envs.len(), self.obs_dim), data).expect("N*DIM values").into_pyarray(py)
+        let shape = (self.batch.len(), self.batch.obs_dim());
+        Array2::from_shape_vec(shape, data).expect("N*DIM values").into_pyarray(py)
     }
 
-    /// Checks every action before any env steps, so that a bad one leaves all envs untouched.
-    fn check_actions(&self, actions: &ActionsIn) -> Result<(), EnvError> {
-        for (i, env) in self.envs.iter().enumerate() {
-            env.check_action(actions.get(i)).map_err(|e| match e {
-                EnvError::InvalidAction(m) => EnvError::InvalidAction(format!("env {i}: {m}")),
-                other => other,
-            })?;
+    fn check_index(&self, index: usize) -> PyResult<()> {
+        if index >= self.batch.len() {
+            return Err(PyValueError::new_err(format!("no env {index} in {} envs", self.batch.len())));
         }
         Ok(())
-    }
-
-    fn step_all(&mut self, actions: &ActionsIn) -> Result<VecStepData, EnvError> {
-        let (n, dim) = (self.envs.len(), self.obs_dim);
-        let mut out = VecStepData {
-            obs: vec![0.0; n * dim],
-            rewards: vec![0.0; n],
-            terminated: vec![false; n],
-            truncated: vec![false; n],
-            final_obs: None,
-        };
-        for (i, env) in self.envs.iter_mut().enumerate() {
-            let row = &mut out.obs[i * dim..(i + 1) * dim];
-            if self.pending_reset[i] {
-                env.reset(None, row)?;
-                self.pending_reset[i] = false;
-                continue;
-            }
-            let (r, term, trunc) = env.step(actions.get(i), row)?;
-            out.rewards[i] = r;
-            out.terminated[i] = term;
-            out.truncated[i] = trunc;
-            if term || trunc {
-                if self.same_step {
-                    let fin = out.final_obs.get_or_insert_with(|| vec![0.0; n * dim]);
-                    fin[i * dim..(i + 1) * dim].copy_from_slice(row);
-                    env.reset(None, row)?;
-                } else {
-                    self.pending_reset[i] = true;
-                }
-            }
-        }
-        self.obs.copy_from_slice(&out.obs);
-        Ok(out)
-    }
-}
-
-/// Plain-Rust results of one batched step (built without the GIL).
-struct VecStepData {
-    obs: Vec<f32>,
-    rewards: Vec<f64>,
-    terminated: Vec<bool>,
-    truncated: Vec<bool>,
-    final_obs: Option<Vec<f32>>,
-}
-
-/// A batch of actions, borrowed from numpy.
-enum ActionsIn<'a> {
-    Discrete(&'a [i64]),
-    Box { values: &'a [f32], dim: usize },
-}
-
-impl ActionsIn<'_> {
-    fn get(&self, i: usize) -> ActionIn<'_> {
-        match self {
-            ActionsIn::Discrete(a) => ActionIn::Discrete(a[i]),
-            ActionsIn::Box { values, dim } => ActionIn::Box(&values[i * dim..(i + 1) * dim]),
-        }
     }
 }
 
@@ -279,119 +217,98 @@ impl RustVecEnv {
     /// `RustVecEnv(id, num_envs, max_episode_steps, same_step=False)`.
     #[new]
     #[pyo3(signature = (env_id, num_envs, max_episode_steps, same_step = false))]
-    fn new(env_id: &str, num_envs: usize, max_episode_steps: Option<usize>, same_step: bool) -> PyResult<Self> {
-        if num_envs == 0 {
-            return Err(PyValueError::new_err("num_envs must be at least 1"));
-        }
-        let envs = (0..num_envs).map(|_| make_env(env_id, max_episode_steps)).collect::<Result<Vec<_>, _>>();
-        let envs = envs.map_err(PyValueError::new_err)?;
-        let obs_dim = envs[0].obs_dim();
-        Ok(Self {
-            envs,
-            same_step,
-            obs_dim,
-            started: false,
-            pending_reset: vec![false; num_envs],
-            obs: vec![0.0; num_envs * obs_dim],
-        })
+    fn new(env_id: &str, num_envs: usize, max_episode_steps: usize, same_step: bool) -> PyResult<Self> {
+        let batch = make_batch(env_id, num_envs, max_episode_steps).map_err(PyValueError::new_err)?;
+        Ok(Self { batch, same_step, started: false })
     }
 
     /// Number of environments.
     #[getter]
     fn num_envs(&self) -> usize {
-        self.envs.len()
+        self.batch.len()
     }
 
     /// The observation space of one environment, as a dict.
     fn observation_space<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        space_dict(py, &self.envs[0].observation_space())
+        space_dict(py, &self.batch.observation_space())
     }
 
     /// The action space of one environment, as a dict.
     fn action_space<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        space_dict(py, &self.envs[0].action_space())
+        space_dict(py, &self.batch.action_space())
     }
 
     /// Resets every env; env i gets `seeds[i]` (None: continue its random stream).
     /// Returns observations `[num_envs, obs_dim]`.
     fn reset<'py>(&mut self, py: Python<'py>, seeds: Vec<Option<u64>>) -> PyResult<Bound<'py, PyArray2<f32>>> {
-        if seeds.len() != self.envs.len() {
-            return Err(PyValueError::new_err(format!("{} seeds for {} envs", seeds.len(), self.envs.len())));
+        if seeds.len() != self.batch.len() {
+            return Err(PyValueError::new_err(format!("{} seeds for {} envs", seeds.len(), self.batch.len())));
         }
-        let dim = self.obs_dim;
-        let mut obs = vec![0.0; self.envs.len() * dim];
-        for (i, (env, seed)) in self.envs.iter_mut().zip(seeds).enumerate() {
-            env.reset(seed, &mut obs[i * dim..(i + 1) * dim]).map_err(to_py)?;
-        }
-        self.pending_reset.fill(false);
+        let obs = self.batch.reset(&seeds).map_err(to_py)?;
         self.started = true;
-        self.obs.copy_from_slice(&obs);
         Ok(self.obs_array(py, obs))
     }
 
-    /// Steps env i with `actions[i]` (int64 `[N]` or float32 `[N, act_dim]`).
-    /// Returns `(obs, rewards, terminated, truncated, final_obs or None)`.
+    /// Steps env i with `actions[i]` (int64 `[N]` or float32 `[N, act_dim]`, C-contiguous).
+    /// Returns `(obs, rewards, terminated, truncated, final_obs or None)`. A bad action raises
+    /// before any env steps.
     fn step<'py>(&mut self, py: Python<'py>, actions: &Bound<'py, PyAny>) -> PyResult<VecStepOut<'py>> {
         if !self.started {
             return Err(ResetNeeded::new_err("call reset before step"));
         }
-        let n = self.envs.len();
+        let n = self.batch.len();
         let discrete_actions: PyReadonlyArray1<i64>;
         let box_actions: PyReadonlyArray2<f32>;
-        let batch = if self.envs[0].discrete() {
-            discrete_actions = actions.extract().map_err(|_| {
-                pyo3::exceptions::PyTypeError::new_err("discrete actions must be an int64 array [num_envs]")
-            })?;
-            ActionsIn::Discrete(discrete_actions.as_slice()?)
-        } else {
-            box_actions = actions.extract().map_err(|_| {
-                pyo3::exceptions::PyTypeError::new_err("continuous actions must be a float32 array [num_envs, act_dim]")
-            })?;
-            let dim = box_actions.shape()[1];
-            ActionsIn::Box { values: box_actions.as_slice()?, dim }
-        };
-        let len = match &batch {
-            ActionsIn::Discrete(a) => a.len(),
-            ActionsIn::Box { values, dim } => values.len() / dim.max(&1),
+        let (batch, len) = match self.batch.action_space() {
+            Space::Discrete(_) => {
+                discrete_actions = actions.extract().map_err(|_| {
+                    pyo3::exceptions::PyTypeError::new_err("discrete actions must be an int64 array [num_envs]")
+                })?;
+                (ActionsIn::Discrete(discrete_actions.as_slice()?), discrete_actions.len())
+            }
+            Space::Box(b) => {
+                box_actions = actions.extract().map_err(|_| {
+                    pyo3::exceptions::PyTypeError::new_err(
+                        "continuous actions must be a float32 array [num_envs, act_dim]",
+                    )
+                })?;
+                let (rows, dim) = (box_actions.shape()[0], box_actions.shape()[1]);
+                if dim != b.dim() {
+                    return Err(PyValueError::new_err(format!(
+                        "actions have {dim} values per env, expected {}",
+                        b.dim()
+                    )));
+                }
+                (ActionsIn::Box { values: box_actions.as_slice()?, dim }, rows)
+            }
         };
         if len != n {
             return Err(PyValueError::new_err(format!("{len} actions for {n} envs")));
         }
-        if let ActionsIn::Box { dim, .. } = batch {
-            let want = self.envs[0].action_space().flat_dim();
-            if dim != want {
-                return Err(PyValueError::new_err(format!("actions have {dim} values per env, expected {want}")));
-            }
-        }
-        self.check_actions(&batch).map_err(to_py)?;
-        let data = py.detach(|| self.step_all(&batch)).map_err(to_py)?;
-        let final_obs = data.final_obs.map(|f| self.obs_array(py, f));
+        let same_step = self.same_step;
+        let out = py.detach(|| self.batch.step(&batch, same_step)).map_err(to_py)?;
+        let final_obs = out.final_obs.map(|f| self.obs_array(py, f));
         Ok((
-            self.obs_array(py, data.obs),
-            data.rewards.into_pyarray(py),
-            data.terminated.into_pyarray(py),
-            data.truncated.into_pyarray(py),
+            self.obs_array(py, out.obs),
+            out.rewards.into_pyarray(py),
+            out.terminated.into_pyarray(py),
+            out.truncated.into_pyarray(py),
             final_obs,
         ))
     }
 
-    /// The current observations `[num_envs, obs_dim]` (a copy).
-    fn observations<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<f32>> {
-        self.obs_array(py, self.obs.clone())
-    }
-
     /// The state of env `index` (a copy), like `env.unwrapped.state`.
     fn get_state<'py>(&self, py: Python<'py>, index: usize) -> PyResult<Bound<'py, PyAny>> {
-        let env = self.envs.get(index).ok_or_else(|| PyValueError::new_err(format!("no env {index}")))?;
-        Ok(state_array(py, env.as_ref()))
+        self.check_index(index)?;
+        let (state, is_f32) = self.batch.state(index);
+        Ok(state_to_numpy(py, state, is_f32))
     }
 
-    /// Sets the state of env `index`.
+    /// Sets the state of env `index`; its episode continues from there.
     fn set_state(&mut self, index: usize, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        let env = self.envs.get_mut(index).ok_or_else(|| PyValueError::new_err(format!("no env {index}")))?;
-        set_state_from(env.as_mut(), value)?;
-        self.pending_reset[index] = false;
-        Ok(())
+        self.check_index(index)?;
+        let (values, as_f32) = state_from_numpy(value)?;
+        self.batch.set_state(index, &values, as_f32).map_err(PyValueError::new_err)
     }
 }
 

@@ -203,5 +203,6 @@ class TestErrors:
             gym.make("glimpse/NoSuchEnv-v0")
         with pytest.raises(gym.error.Error):
             glimpse.VectorEnv("NoSuchEnv-v0", 2)
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # gymnasium warns first that "human" is not offered
             gym.make("glimpse/CartPole-v1", render_mode="human")

@@ -1,7 +1,7 @@
 //! Variational autoencoders on MNIST (Kingma & Welling, 2014), as in PyTorch's `examples/vae`.
 //!
 //! - [`model`]: the [`VaeModel`] trait (encoder to a diagonal Gaussian, decoder to Bernoulli logits)
-//!   and the MLP architecture 784-400-Z-400-784 ([`MlpVae`]).
+//!   the MLP architecture 784-400-Z-400-784 ([`MlpVae`]) and a convolutional one ([`ConvVae`]).
 //! - [`loss`]: reparameterisation, closed-form KL, the negative ELBO (summed BCE + KL).
 //! - [`iw`]: the importance-weighted log-likelihood estimate (Burda et al., 2016) in nats.
 //! - [`train`]: [`Config`] and the training loop ([`train()`]), used by `examples/vae_mnist.rs`.
@@ -14,7 +14,7 @@ pub mod train;
 
 pub use iw::iw_log_likelihood;
 pub use loss::{kl_divergence, negative_elbo};
-pub use model::{MlpVae, MlpVaeBuilder, VaeModel};
+pub use model::{ConvVae, ConvVaeBuilder, MlpVae, MlpVaeBuilder, VaeModel};
 pub use train::{train, Config, Summary, Trainer};
 
 /// Pixels in one MNIST image: the size of the data the models encode and decode.

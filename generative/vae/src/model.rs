@@ -3,7 +3,8 @@
 use crate::dense::{builder, Dense};
 use crate::PIXELS;
 use dfdx::nn::{builders, modules};
-use dfdx::prelude::{Const, Cpu, Module, ReLU, SplitTape, Tape, Tensor, TensorCollection};
+use dfdx::prelude::{Const, Cpu, HasShape, Module, ReLU, ReshapeTo, SplitTape, Tape, Tensor, TensorCollection};
+use glimpse::nn::{self as nn, builders as nn_builders};
 
 /// A batch of flattened images, `(batch, 784)`.
 pub type Images<T> = Tensor<(usize, Const<PIXELS>), f32, Cpu, T>;
@@ -39,6 +40,62 @@ impl<const Z: usize> VaeModel<Z> for MlpVae<Z> {
         let ((input, relu), heads) = &self.0;
         let (x, tape) = x.split_tape();
         heads.forward(relu.forward(input.forward_data(x, tape)))
+    }
+
+    fn decode<T: Tape<f32, Cpu>>(&self, z: Latents<Z, T>) -> Images<T> {
+        self.1.forward(z)
+    }
+}
+
+/// A convolutional VAE builder. Encoder: 1x28x28 -conv 4x4 s2-> 32x14x14 -conv 4x4 s2-> 64x7x7 (ReLUs), a
+/// 256-unit dense layer, then the two heads of size Z. Decoder: the mirror image with transposed
+/// convolutions, ending in 784 Bernoulli logits.
+pub type ConvVaeBuilder<const Z: usize> = (
+    (
+        (nn_builders::Conv2D<1, 32, 4, 2, 1>, builders::ReLU, nn_builders::Conv2D<32, 64, 4, 2, 1>, builders::ReLU),
+        (nn_builders::FlattenTo<3136>, builder::Dense<3136, 256>, builders::ReLU),
+        builders::SplitInto<(builder::Dense<256, Z>, builder::Dense<256, Z>)>,
+    ),
+    (
+        (
+            builder::Dense<Z, 256>,
+            builders::ReLU,
+            builder::Dense<256, 3136>,
+            builders::ReLU,
+            nn_builders::Unflatten<64, 7, 7>,
+        ),
+        (
+            nn_builders::ConvTrans2D<64, 32, 4, 2, 1>,
+            builders::ReLU,
+            nn_builders::ConvTrans2D<32, 1, 4, 2, 1>,
+            nn_builders::FlattenTo<PIXELS>,
+        ),
+    ),
+);
+
+/// The built convolutional VAE: `.0` is the encoder, `.1` the decoder (see [`ConvVaeBuilder`]).
+pub type ConvVae<const Z: usize> = (
+    (
+        (nn::Conv2D<1, 32, 4, 2, 1, f32, Cpu>, ReLU, nn::Conv2D<32, 64, 4, 2, 1, f32, Cpu>, ReLU),
+        (nn::FlattenTo<3136>, Dense<3136, 256, f32, Cpu>, ReLU),
+        modules::SplitInto<(Dense<256, Z, f32, Cpu>, Dense<256, Z, f32, Cpu>)>,
+    ),
+    (
+        (Dense<Z, 256, f32, Cpu>, ReLU, Dense<256, 3136, f32, Cpu>, ReLU, nn::Unflatten<64, 7, 7>),
+        (
+            nn::ConvTrans2D<64, 32, 4, 2, 1, 0, f32, Cpu>,
+            ReLU,
+            nn::ConvTrans2D<32, 1, 4, 2, 1, 0, f32, Cpu>,
+            nn::FlattenTo<PIXELS>,
+        ),
+    ),
+);
+
+impl<const Z: usize> VaeModel<Z> for ConvVae<Z> {
+    fn encode<T: Tape<f32, Cpu>>(&self, x: Images<T>) -> (Latents<Z, T>, Latents<Z, T>) {
+        let b = x.shape().0;
+        let images = x.reshape_like(&(b, Const::<1>, Const::<28>, Const::<28>));
+        self.0.forward(images)
     }
 
     fn decode<T: Tape<f32, Cpu>>(&self, z: Latents<Z, T>) -> Images<T> {

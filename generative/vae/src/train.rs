@@ -42,6 +42,8 @@ impl DataView {
 pub enum Arch {
     /// 784-400-Z-400-784, PyTorch's example.
     Mlp,
+    /// Convolutional encoder, transposed-convolution decoder (see `ConvVae`).
+    Conv,
 }
 
 /// Hyperparameters; the defaults are PyTorch's `examples/vae` ones.

@@ -5,7 +5,7 @@ use glimpse::data::{Dataset, Loader, Mnist, View};
 use glimpse_vae::dense::builder::Dense;
 use glimpse_vae::loss::{bernoulli_nll, kl_divergence, negative_elbo};
 use glimpse_vae::train::{evaluate, reconstruct, save_checkpoint};
-use glimpse_vae::{iw, MlpVae, Trainer, VaeModel};
+use glimpse_vae::{iw, ConvVae, MlpVae, Trainer, VaeModel};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use rand_distr::StandardNormal;
 
@@ -166,4 +166,22 @@ fn importance_weighted_bound_agrees_with_the_elbo_and_tightens_with_k() {
     assert!(k100 > elbo + 1.0, "IW k=100 {k100} should be tighter than the ELBO {elbo}");
     assert!(k100 < 0.0);
     let _ = trainer.model.encode(x);
+}
+
+#[test]
+fn conv_vae_loss_falls_on_a_thousand_images() {
+    let data = mnist();
+    let (train, test) = (data.train.take(1000), data.test.take(500));
+    let dev = Cpu::seed_from_u64(0);
+    let mut trainer = Trainer::<20, ConvVae<20>>::new(ConvVae::<20>::build(&dev), 1e-3, &dev);
+    let before = evaluate(&trainer.model, &test, 250, View::Grey, &dev);
+    let mut loader = Loader::new(128, View::Grey, 0);
+    for _ in 0..4 {
+        for batch in loader.epoch(&train, &dev) {
+            assert!(trainer.step(batch.images).is_finite());
+        }
+    }
+    let after = evaluate(&trainer.model, &test, 250, View::Grey, &dev);
+    eprintln!("conv VAE test loss {before:.1} -> {after:.1}");
+    assert!(before > 500.0 && after < 280.0, "test loss {before} -> {after}");
 }
