@@ -230,7 +230,7 @@ impl<const N: usize, A: GymAction> GymEnv<N, A> {
                 converted.cast::<PyArrayDyn<f32>>().map_err(|e| self.error(py, "observation", e.into()))?
             }
         };
-        let ro = array.readonly();
+        let ro = array.try_readonly().map_err(|e| EnvError::Other(format!("{}: observation: {e}", self.id)))?;
         let values = ro.as_slice().map_err(|e| EnvError::Other(format!("{}: observation: {e}", self.id)))?;
         values
             .try_into()
@@ -320,7 +320,8 @@ fn space_from_python(space: &Bound<'_, PyAny>) -> Result<Space, String> {
                     .and_then(|a| a.call_method1("astype", ("float32",)))
                     .map_err(msg)?;
                 let array = flat.cast::<PyArray1<f32>>().map_err(|e| msg(e.into()))?;
-                let values = array.readonly().as_slice().map_err(|e| e.to_string())?.to_vec();
+                let ro = array.try_readonly().map_err(|e| e.to_string())?;
+                let values = ro.as_slice().map_err(|e| e.to_string())?.to_vec();
                 Ok(values)
             };
             let (low, high) = (bound("low")?, bound("high")?);

@@ -127,3 +127,60 @@ fn errors_carry_the_python_message() {
     let e = GymEnv::<4>::make_with("CartPole-v1", &[("no_such_kwarg", KwArg::Int(1))]).unwrap_err().to_string();
     assert!(e.contains("TypeError") && e.contains("no_such_kwarg"), "{e}");
 }
+
+/// Registers `Grid64-v0`: float64 observations of shape (2, 2), a Box action of shape (2,), and a
+/// step that raises a `RuntimeError("boom at 3")` on its fourth call.
+fn register_grid64() {
+    Python::attach(|py| {
+        py.run(
+            cr#"
+import gymnasium as gym, numpy as np
+class Grid64(gym.Env):
+    observation_space = gym.spaces.Box(-10.0, 10.0, shape=(2, 2), dtype=np.float64)
+    action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.array([[0.1, 0.2], [0.3, 0.4]]), {"level": 7, "name": "x"}
+    def step(self, action):
+        if self.t == 3:
+            raise RuntimeError(f"boom at {self.t}")
+        self.t += 1
+        obs = np.asfortranarray(np.array([[0.0, 1.0], [2.0, 3.0]]) + float(action[0]) + self.t)
+        return obs, float(action[1]), False, False, {}
+if "Grid64-v0" not in gym.registry:
+    gym.register("Grid64-v0", entry_point=Grid64)
+"#,
+            None,
+            None,
+        )
+    })
+    .unwrap();
+}
+
+#[test]
+fn multi_dimensional_float64_observations_infos_and_python_exceptions() {
+    if gym_cartpole().is_none() {
+        return;
+    }
+    register_grid64();
+    let mut env: GymEnv<4, [f32; 2]> = GymEnv::make("Grid64-v0").unwrap();
+    let b = env.observation_space();
+    assert_eq!(b.as_box().unwrap().shape, vec![2, 2]);
+    let (obs, info) = env.reset(Some(0)).unwrap();
+    assert_eq!(obs, [0.1, 0.2, 0.3, 0.4], "float64 converted, flattened row-major");
+    assert_eq!(info.get("level"), Some(7.0));
+    assert_eq!(info.values.len(), 1, "non-numeric entries are skipped");
+    let s = env.step(&[0.5, -0.25]).unwrap();
+    assert_eq!((s.obs, s.reward), ([1.5, 2.5, 3.5, 4.5], -0.25), "Fortran-ordered arrays are read correctly");
+    assert!(matches!(env.step(&[f32::NAN, 0.0]), Err(EnvError::InvalidAction(_))));
+    env.step(&[0.0, 0.0]).unwrap();
+    env.step(&[0.0, 0.0]).unwrap();
+    let e = env.step(&[0.0, 0.0]).unwrap_err().to_string();
+    assert!(e.contains("RuntimeError: boom at 3"), "{e}");
+    // The env stays usable after a Python exception.
+    assert_eq!(env.reset(None).unwrap().0, [0.1, 0.2, 0.3, 0.4]);
+    // A wrong N names the shape.
+    let e = GymEnv::<3, [f32; 2]>::make("Grid64-v0").unwrap_err().to_string();
+    assert!(e.contains("[2, 2]") && e.contains("holds 4 values"), "{e}");
+}

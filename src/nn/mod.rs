@@ -2,7 +2,8 @@
 //!
 //! dfdx's own `Conv2D`, `ConvTrans2D` and pooling modules need its `nightly` feature, which does
 //! not build on stable; these are first-class dfdx modules with their own CPU kernels (im2col +
-//! gemm, parallel over the batch with rayon). They work in module tuples, train with dfdx
+//! matrix products, parallel over the batch with rayon; the products use the `gemm` crate, or an
+//! AVX-512 kernel for f32 where the CPU has it). They work in module tuples, train with dfdx
 //! optimizers and save/load with safetensors. Channels, kernel, stride and padding are const
 //! generics; spatial sizes are runtime dims, images are `(batch, C, height, width)`.
 
