@@ -54,6 +54,7 @@ fn run() -> Result<(), VaeError> {
         return dispatch!(config, Z, M => from_checkpoint::<Z, M>(&config, dir, args.run.seed, sample_only));
     }
     let config = resolve_config(&args.config, &args.config, args.run.config.as_deref(), &matches)?;
+    check_built_in(&config)?; // before creating the run directory
     let mut run = RunDir::create("vae_mnist", args.run.run_dir.clone())?;
     run.write_config(&config)?;
     println!("run directory: {}", run.path().display());
@@ -102,6 +103,12 @@ macro_rules! dispatch {
     };
 }
 use dispatch;
+
+/// Errors unless the architecture and latent size are among the compiled-in ones.
+#[allow(dead_code)] // the macro's Z and M are not needed here
+fn check_built_in(config: &Config) -> Result<(), VaeError> {
+    dispatch!(config, Z, M => Ok(()))
+}
 
 /// Loads the checkpoint of run `dir` and either writes new samples or evaluates it on the test set.
 fn from_checkpoint<const Z: usize, M>(config: &Config, dir: &Path, seed: u64, sample_only: bool) -> Result<(), VaeError>
