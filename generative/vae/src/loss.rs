@@ -75,9 +75,38 @@ pub fn bernoulli_nll<S: Shape, T: Tape<f32, Cpu>>(
 }
 
 /// Sum of softplus(l) - x l over a chunk; writes sigmoid(l) - x into `grad` unless it is empty.
-///
-/// Sixteen partial sums let the compiler vectorise the loop (one running sum would fix the order).
-fn nll_chunk(l: &[f32], x: &[f32], grad: &mut [f32]) -> f64 {
+/// Uses AVX-512 or AVX2 code when the CPU has it (the same source, compiled for each).
+pub(crate) fn nll_chunk(l: &[f32], x: &[f32], grad: &mut [f32]) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports the features the function is compiled for.
+            return unsafe { nll_chunk_avx512(l, x, grad) };
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: as above.
+            return unsafe { nll_chunk_avx2(l, x, grad) };
+        }
+    }
+    nll_chunk_portable(l, x, grad)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn nll_chunk_avx512(l: &[f32], x: &[f32], grad: &mut [f32]) -> f64 {
+    nll_chunk_portable(l, x, grad)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn nll_chunk_avx2(l: &[f32], x: &[f32], grad: &mut [f32]) -> f64 {
+    nll_chunk_portable(l, x, grad)
+}
+
+/// The loop itself: sixteen partial sums let the compiler vectorise it (one running sum would fix
+/// the order of the additions).
+#[inline(always)]
+fn nll_chunk_portable(l: &[f32], x: &[f32], grad: &mut [f32]) -> f64 {
     const LANES: usize = 16;
     let with_grad = !grad.is_empty();
     let mut acc = [0.0f32; LANES];

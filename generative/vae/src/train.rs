@@ -309,7 +309,17 @@ pub fn train<const Z: usize, M: VaeModel<Z> + BuildModule<Cpu, f32>>(
     let iw_log_likelihood = (config.iw_samples > 0).then(|| {
         let test = mnist.test.take(config.iw_images).binarized_stochastic(seed);
         eprintln!("importance-weighted log-likelihood: {} images x {} samples", test.len(), config.iw_samples);
-        iw_log_likelihood(&trainer.model, &test, config.iw_samples, seed, &dev, |_| {})
+        let bar = show_progress.then(|| Progress::new(test.len() as u64));
+        let estimate = iw_log_likelihood(&trainer.model, &test, config.iw_samples, seed, &dev, |done| {
+            if let Some(b) = &bar {
+                b.update(done as u64, None);
+            }
+        });
+        if let Some(b) = &bar {
+            b.finish();
+        }
+        println!("importance-weighted log-likelihood ({} samples): {estimate:.2} nats", config.iw_samples);
+        estimate
     });
     let mut sorted = epoch_seconds.clone();
     sorted.sort_by(f64::total_cmp);
