@@ -72,6 +72,7 @@ fn missing_file_without_download_names_the_variable() {
     let err = load_split(Dataset::Mnist, &dir, Split::Test, false).unwrap_err();
     assert!(matches!(err, DataError::MissingFile { .. }), "{err:?}");
     assert!(err.to_string().contains("MNIST_DIR"));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -98,6 +99,7 @@ fn truncated_files_are_reported_as_truncated() {
     write(&dir, "t10k-labels-idx1-ubyte", &labels[..labels.len() - 1]);
     let err = load_split(Dataset::Mnist, &dir, Split::Test, false).unwrap_err();
     assert!(matches!(err, DataError::Truncated { .. }), "{err:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -114,6 +116,7 @@ fn wrong_magic_number_is_reported() {
     let err = read_idx_labels(&path, None).unwrap_err();
     assert!(matches!(err, DataError::BadMagic { .. }), "{err:?}");
     assert!(err.to_string().contains("magic"));
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -134,6 +137,7 @@ fn checksum_mismatch_is_reported() {
     write(&dir, "t10k-labels-idx1-ubyte.gz", &encoder.finish().unwrap());
     let err = load_split(Dataset::Mnist, &dir, Split::Test, false).unwrap_err();
     assert!(matches!(err, DataError::Checksum { .. }), "{err:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 fn small_set(n: usize) -> ImageSet {
