@@ -79,6 +79,23 @@ fn load_config_value(path: &Path) -> Result<serde_json::Value, RunError> {
     }
 }
 
+/// Overlays the keys of a TOML/JSON config file on `base`; unknown keys are an error.
+pub fn overlay_config<T: Serialize + DeserializeOwned>(base: &T, path: &Path) -> Result<T, RunError> {
+    let bad = |message: String| RunError::Config { path: path.into(), message };
+    let mut merged = serde_json::to_value(base).map_err(|e| bad(e.to_string()))?;
+    let file = load_config_value(path)?;
+    let (Some(base), Some(over)) = (merged.as_object_mut(), file.as_object()) else {
+        return Err(bad("expected a table of settings".into()));
+    };
+    for (key, value) in over {
+        if !base.contains_key(key) {
+            return Err(bad(format!("unknown setting `{key}`")));
+        }
+        base.insert(key.clone(), value.clone());
+    }
+    serde_json::from_value(merged).map_err(|e| bad(e.to_string()))
+}
+
 /// Layers a config: `defaults`, then the config file (if any), then flags given on the command line.
 ///
 /// `cli` is the config clap parsed (its defaults filled in for flags not given); `matches` tells
@@ -93,22 +110,15 @@ pub fn resolve_config<T: Serialize + DeserializeOwned>(
 ) -> Result<T, RunError> {
     let source = file.unwrap_or(Path::new("<command line>"));
     let bad = |message: String| RunError::Config { path: source.into(), message };
-    let mut merged = serde_json::to_value(defaults).map_err(|e| bad(e.to_string()))?;
+    let mut merged = match file {
+        Some(path) => serde_json::to_value(overlay_config(defaults, path)?),
+        None => serde_json::to_value(defaults),
+    }
+    .map_err(|e| bad(e.to_string()))?;
     let given = serde_json::to_value(cli).map_err(|e| bad(e.to_string()))?;
-    let file_value = match file {
-        Some(path) => load_config_value(path)?,
-        None => serde_json::Value::Object(Default::default()),
-    };
-    let (Some(base), Some(over), Some(given)) = (merged.as_object_mut(), file_value.as_object(), given.as_object())
-    else {
+    let (Some(base), Some(given)) = (merged.as_object_mut(), given.as_object()) else {
         return Err(bad("expected a table of settings".into()));
     };
-    for (key, value) in over {
-        if !base.contains_key(key) {
-            return Err(bad(format!("unknown setting `{key}`")));
-        }
-        base.insert(key.clone(), value.clone());
-    }
     for (key, value) in given {
         let on_command_line = matches.try_get_raw(key).ok().flatten().is_some()
             && matches.value_source(key) == Some(clap::parser::ValueSource::CommandLine);

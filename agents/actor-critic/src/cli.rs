@@ -3,12 +3,11 @@
 //! `summary.json`.
 
 use std::error::Error as StdError;
-use std::path::Path;
 
 use glimpse::checkpoint::{load_json, load_weights, save_json, save_weights};
-use glimpse::run::{load_config, summary_line, Progress, RunArgs, RunDir};
+use glimpse::run::{load_config, overlay_config, summary_line, Progress, RunArgs, RunDir};
 use glimpse::Env;
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{Deserialize, Serialize};
 
 use crate::policy::ActorCritic;
 use crate::ppo::{self, evaluate, PpoConfig, UpdateStats};
@@ -53,22 +52,6 @@ struct State {
     env_steps: u64,
     updates: usize,
     wall_seconds: f64,
-}
-
-/// Overlays the keys of a TOML/JSON config file on `base` (unknown keys are an error).
-fn overlay<T: Serialize + DeserializeOwned>(base: &T, path: &Path) -> Result<T, Box<dyn StdError>> {
-    let mut merged = serde_json::to_value(base)?;
-    let file: serde_json::Value = load_config(path)?;
-    let (Some(m), Some(f)) = (merged.as_object_mut(), file.as_object()) else {
-        return Err(format!("{}: expected a table of settings", path.display()).into());
-    };
-    for (k, v) in f {
-        if !m.contains_key(k) {
-            return Err(format!("{}: unknown setting `{k}`", path.display()).into());
-        }
-        m.insert(k.clone(), v.clone());
-    }
-    Ok(serde_json::from_value(merged)?)
 }
 
 fn log_update(run: &mut RunDir, s: &UpdateStats, step_offset: u64) -> Result<(), Box<dyn StdError>> {
@@ -119,7 +102,7 @@ where
         None => cfg.set_seed(args.seed),
     }
     if let Some(path) = &args.config {
-        cfg = overlay(&cfg, path)?;
+        cfg = overlay_config(&cfg, path)?;
     }
     let weights_file = |run: &RunDir| run.checkpoint_dir().join("policy.safetensors");
 

@@ -6,7 +6,7 @@ use std::error::Error as StdError;
 use std::path::Path;
 
 use glimpse::checkpoint::{load_json, load_weights, save_json, save_weights};
-use glimpse::run::{load_config, summary_line, Progress, RunArgs, RunDir};
+use glimpse::run::{load_config, overlay_config, summary_line, Progress, RunArgs, RunDir};
 use glimpse::Env;
 use serde::{Deserialize, Serialize};
 
@@ -18,21 +18,6 @@ struct State {
     updates: usize,
     wall_seconds: f64,
     running_mean: Option<f64>,
-}
-
-fn overlay(base: &ReinforceConfig, path: &Path) -> Result<ReinforceConfig, Box<dyn StdError>> {
-    let mut merged = serde_json::to_value(base)?;
-    let file: serde_json::Value = load_config(path)?;
-    let (Some(m), Some(f)) = (merged.as_object_mut(), file.as_object()) else {
-        return Err(format!("{}: expected a table of settings", path.display()).into());
-    };
-    for (k, v) in f {
-        if !m.contains_key(k) {
-            return Err(format!("{}: unknown setting `{k}`", path.display()).into());
-        }
-        m.insert(k.clone(), v.clone());
-    }
-    Ok(serde_json::from_value(merged)?)
 }
 
 fn save<const O: usize, const A: usize>(
@@ -88,7 +73,7 @@ where
         None => cfg.seed = args.seed,
     }
     if let Some(path) = &args.config {
-        cfg = overlay(&cfg, path)?;
+        cfg = overlay_config(&cfg, path)?;
     }
     let mut agent = Reinforce::<O, A>::new(&cfg);
 
