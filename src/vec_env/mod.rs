@@ -4,8 +4,9 @@
 //! The environments are split into contiguous chunks (about 8 per worker). `workers` threads step
 //! them: the calling thread and `workers - 1` spawned ones, so `workers = 1` runs everything on the
 //! calling thread. A batch step is one hand-off per spawned thread (never one per env); each thread
-//! then claims whole chunks until none is left, so a thread that is slow to start (on a busy
-//! machine) takes fewer chunks instead of holding up the batch. Every chunk writes its rows straight
+//! steps the chunks of its own share first (the same share every step, so those envs stay in its
+//! core's cache), then claims chunks left in the others' shares, so a thread that is slow to start
+//! (on a busy machine) takes fewer chunks instead of holding up the batch. Every chunk writes its rows straight
 //! into one contiguous, row-major `[N × obs_dim]` `f32` buffer: [`VecEnv::observations`] becomes a
 //! dfdx tensor with a single copy ([`VecEnv::obs_tensor`], or [`VecEnv::copy_obs_into`] without
 //! allocating). For cheap envs such as CartPole a hand-off costs about as much as stepping a few

@@ -1,10 +1,12 @@
 //! A tiny pool of persistent threads that runs one indexed job at a time, with the calling thread.
 //!
 //! [`Pool::run`]`(n, task)` calls `task(k)` exactly once for every `k` in `0..n`, spread over the
-//! calling thread and the pool's threads, and returns once every call has finished. Indices are
-//! claimed from a shared counter, so a thread that is late (asleep, or descheduled on a busy
-//! machine) simply gets fewer of them; the calling thread never waits for a thread that has not
-//! started on the job: it closes the job and waits only for threads inside it.
+//! calling thread and the pool's threads, and returns once every call has finished. Each thread has
+//! a home range of indices (the same one every job, so the environments it steps stay in its core's
+//! cache) and, once that is done, claims indices left in the others' ranges, so a thread that is
+//! late (asleep, or descheduled on a busy machine) simply gets fewer of them; the calling thread
+//! never waits for a thread that has not started on the job: it closes the job and waits only for
+//! threads inside it.
 //!
 //! One job is one hand-off per thread (never one per index), and threads between jobs first wait
 //! actively, then sleep, so that back-to-back jobs do not pay a wake-up call each.
@@ -37,8 +39,8 @@ struct Shared {
     job: Mutex<Job>,
     /// Bumped (under the `job` lock) for each new job and for shutdown; read without the lock to wait.
     epoch: AtomicU64,
-    /// The next task index to claim in the current job.
-    next: AtomicUsize,
+    /// Per participant (0 = the calling thread, i = helper i): the next index to claim in its home range.
+    next: Vec<Padded>,
     /// Pool threads inside the current job. Incremented only under the `job` lock while the job is open.
     active: AtomicUsize,
 }
@@ -69,7 +71,7 @@ impl Pool {
         let shared = Arc::new(Shared {
             job: Mutex::new(Job::default()),
             epoch: AtomicU64::new(0),
-            next: AtomicUsize::new(0),
+            next: (0..=threads).map(|_| Padded(AtomicUsize::new(0))).collect(),
             active: AtomicUsize::new(0),
         });
         let mut pool = Self { shared, threads: Vec::with_capacity(threads) };
@@ -77,7 +79,7 @@ impl Pool {
             let shared = pool.shared.clone();
             // On failure, `pool` is dropped here, which stops the threads already started.
             let thread =
-                std::thread::Builder::new().name(format!("vec-env-{}", i + 1)).spawn(move || helper(&shared))?;
+                std::thread::Builder::new().name(format!("vec-env-{}", i + 1)).spawn(move || helper(&shared, i + 1))?;
             pool.threads.push(thread);
         }
         Ok(pool)
@@ -112,14 +114,16 @@ impl Pool {
             job.task = Some(TaskRef(erased));
             job.n = n;
             job.caller = Some(std::thread::current());
-            shared.next.store(0, Ordering::Relaxed);
+            for (p, next) in shared.next.iter().enumerate() {
+                next.0.store(home_start(p, n, shared.next.len()), Ordering::Relaxed);
+            }
             shared.epoch.fetch_add(1, Ordering::Release);
         }
         for thread in &self.threads {
             thread.thread().unpark();
         }
         let guard = CloseOnDrop(shared);
-        claim_all(shared, n, task);
+        claim_all(shared, n, task, 0);
         drop(guard);
     }
 }
@@ -137,19 +141,33 @@ impl Drop for CloseOnDrop<'_> {
     }
 }
 
-/// Runs tasks while unclaimed indices remain.
-fn claim_all(shared: &Shared, n: usize, task: &(dyn Fn(usize) + Sync)) {
-    loop {
-        let k = shared.next.fetch_add(1, Ordering::Relaxed);
-        if k >= n {
-            return;
+/// An atomic counter alone on its cache line(s), so the threads' counters do not share one.
+#[repr(align(128))]
+struct Padded(AtomicUsize);
+
+/// First index of participant `p`'s home range when `n` indices are split over `participants`.
+fn home_start(p: usize, n: usize, participants: usize) -> usize {
+    p * n / participants
+}
+
+/// Runs tasks while unclaimed indices remain: participant `me`'s home range first, then the others'.
+fn claim_all(shared: &Shared, n: usize, task: &(dyn Fn(usize) + Sync), me: usize) {
+    let participants = shared.next.len();
+    for offset in 0..participants {
+        let p = (me + offset) % participants;
+        let end = home_start(p + 1, n, participants);
+        loop {
+            let k = shared.next[p].0.fetch_add(1, Ordering::Relaxed);
+            if k >= end {
+                break;
+            }
+            task(k);
         }
-        task(k);
     }
 }
 
-/// The loop of a helper thread.
-fn helper(shared: &Shared) {
+/// The loop of helper thread `me` (participant `me` of the job; the calling thread is 0).
+fn helper(shared: &Shared, me: usize) {
     let mut seen = 0;
     loop {
         wait_until(|| shared.epoch.load(Ordering::Acquire) != seen);
@@ -172,7 +190,7 @@ fn helper(shared: &Shared) {
         let task = unsafe { &*task.0 };
         // A task is meant to catch its own panics; one that escapes must still not kill this thread
         // while it is counted in `active`, or the caller would wait forever.
-        let _ = panic::catch_unwind(AssertUnwindSafe(|| claim_all(shared, n, task)));
+        let _ = panic::catch_unwind(AssertUnwindSafe(|| claim_all(shared, n, task, me)));
         if shared.active.fetch_sub(1, Ordering::Release) == 1 {
             if let Some(caller) = caller {
                 caller.unpark();
