@@ -3,74 +3,15 @@
 
 use dfdx::prelude::*;
 use glimpse::wrappers::TimeLimit;
-use glimpse::{BoxSpace, Discrete, Env, EnvError, Info, Space, Step};
+use glimpse::{BoxSpace, Env, EnvError, Info, Space, Step};
 use glimpse_actor_critic::policy::ActorCritic;
 use glimpse_actor_critic::{a2c, ppo, A2cConfig, DiscretePolicy, GaussianPolicy, PpoConfig, SeparateDiscrete};
 use glimpse_actor_critic::{SeparateGaussian, SharedDiscrete, SharedGaussian};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-
-/// One step; arm 1 pays 1 with probability 0.8, arm 0 with probability 0.2.
-struct Bandit(StdRng);
-impl Env for Bandit {
-    type Obs = [f32; 1];
-    type Act = usize;
-    fn observation_space(&self) -> Space {
-        BoxSpace::new(vec![1.0], vec![1.0]).into()
-    }
-    fn action_space(&self) -> Space {
-        Discrete::new(2).into()
-    }
-    fn reset(&mut self, seed: Option<u64>) -> Result<([f32; 1], Info), EnvError> {
-        if let Some(s) = seed {
-            self.0 = StdRng::seed_from_u64(s);
-        }
-        Ok(([1.0], Info::default()))
-    }
-    fn step(&mut self, a: &usize) -> Result<Step<[f32; 1]>, EnvError> {
-        let p = match a {
-            0 => 0.2,
-            1 => 0.8,
-            _ => return Err(EnvError::InvalidAction(format!("{a}"))),
-        };
-        let reward = self.0.gen_bool(p) as u8 as f64;
-        Ok(Step { obs: [1.0], reward, terminated: true, truncated: false, info: Info::default() })
-    }
-}
-
-/// States 0..5 in a line, one-hot observations; action 1 moves right, 0 left; reaching state 4
-/// pays 1 and terminates; every other step costs 0.05. Truncated after 12 steps.
-struct Chain(usize);
+use glimpse_envs::toy::{Chain, TwoArmedBandit};
+/// Length of the chain the agents learn.
 const CHAIN: usize = 5;
-impl Chain {
-    fn obs(&self) -> [f32; CHAIN] {
-        std::array::from_fn(|i| (i == self.0) as u8 as f32)
-    }
-}
-impl Env for Chain {
-    type Obs = [f32; CHAIN];
-    type Act = usize;
-    fn observation_space(&self) -> Space {
-        BoxSpace::new(vec![0.0; CHAIN], vec![1.0; CHAIN]).into()
-    }
-    fn action_space(&self) -> Space {
-        Discrete::new(2).into()
-    }
-    fn reset(&mut self, _: Option<u64>) -> Result<([f32; CHAIN], Info), EnvError> {
-        self.0 = 0;
-        Ok((self.obs(), Info::default()))
-    }
-    fn step(&mut self, a: &usize) -> Result<Step<[f32; CHAIN]>, EnvError> {
-        match a {
-            0 => self.0 = self.0.saturating_sub(1),
-            1 => self.0 += 1,
-            _ => return Err(EnvError::InvalidAction(format!("{a}"))),
-        }
-        let end = self.0 == CHAIN - 1;
-        let reward = if end { 1.0 } else { -0.05 };
-        Ok(Step { obs: self.obs(), reward, terminated: end, truncated: false, info: Info::default() })
-    }
-}
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 
 /// One step; action a in [-2, 2] earns −(a − 0.7)².
 struct Target;
@@ -110,11 +51,10 @@ fn ppo_learns_a_two_armed_bandit() {
         eval_episodes: 10,
         ..PpoConfig::default()
     };
-    let envs = (0..4).map(|i| Bandit(StdRng::seed_from_u64(i))).collect();
+    let envs = (0..4).map(TwoArmedBandit::new).collect();
     let mut opt = ppo::optimizer::<1, _>(&policy, &cfg);
     let out =
-        ppo::train::<_, _, 1>(envs, &mut Bandit(StdRng::seed_from_u64(9)), &mut policy, &mut opt, &cfg, |_, _, _| {})
-            .unwrap();
+        ppo::train::<_, _, 1>(envs, &mut TwoArmedBandit::new(9), &mut policy, &mut opt, &cfg, |_, _, _| {}).unwrap();
     let p_best = bandit_policy(&policy);
     assert!(p_best > 0.9, "greedy arm 1 with probability {p_best} after {} steps", out.env_steps);
 }
@@ -132,10 +72,9 @@ fn a2c_learns_a_two_armed_bandit() {
         eval_episodes: 10,
         ..A2cConfig::default()
     };
-    let envs = (0..4).map(|i| Bandit(StdRng::seed_from_u64(i))).collect();
+    let envs = (0..4).map(TwoArmedBandit::new).collect();
     let mut opt = ppo::optimizer::<1, _>(&policy, &cfg.to_ppo());
-    a2c::train::<_, _, 1>(envs, &mut Bandit(StdRng::seed_from_u64(9)), &mut policy, &mut opt, &cfg, |_, _, _| {})
-        .unwrap();
+    a2c::train::<_, _, 1>(envs, &mut TwoArmedBandit::new(9), &mut policy, &mut opt, &cfg, |_, _, _| {}).unwrap();
     let p_best = bandit_policy(&policy);
     assert!(p_best > 0.9, "greedy arm 1 with probability {p_best}");
 }
@@ -156,8 +95,8 @@ fn ppo_learns_a_short_chain() {
         target_return: Some(1.0 - 3.0 * 0.05 - 1e-6),
         ..PpoConfig::default()
     };
-    let envs = (0..4).map(|_| TimeLimit::new(Chain(0), 12)).collect();
-    let mut eval_env = TimeLimit::new(Chain(0), 12);
+    let envs = (0..4).map(|_| TimeLimit::new(Chain::<5>::default(), 12)).collect();
+    let mut eval_env = TimeLimit::new(Chain::<5>::default(), 12);
     let mut opt = ppo::optimizer::<CHAIN, _>(&policy, &cfg);
     let out = ppo::train::<_, _, CHAIN>(envs, &mut eval_env, &mut policy, &mut opt, &cfg, |_, _, _| {}).unwrap();
     assert!(out.solved_at_step.is_some(), "not solved: eval {:?} after {} steps", out.eval_mean_return, out.env_steps);

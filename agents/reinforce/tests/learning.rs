@@ -3,68 +3,10 @@
 
 use dfdx::prelude::*;
 use glimpse::wrappers::TimeLimit;
-use glimpse::{BoxSpace, Discrete, Env, EnvError, Info, Space, Step};
+use glimpse_envs::toy::{Chain, TwoArmedBandit};
 use glimpse_reinforce::{evaluate, flat_grads, grad_variance, train, Baseline, Reinforce, ReinforceConfig};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-
-/// One step; arm 1 pays 1 with probability 0.8, arm 0 with probability 0.2.
-struct Bandit(StdRng);
-impl Env for Bandit {
-    type Obs = [f32; 1];
-    type Act = usize;
-    fn observation_space(&self) -> Space {
-        BoxSpace::new(vec![1.0], vec![1.0]).into()
-    }
-    fn action_space(&self) -> Space {
-        Discrete::new(2).into()
-    }
-    fn reset(&mut self, seed: Option<u64>) -> Result<([f32; 1], Info), EnvError> {
-        if let Some(s) = seed {
-            self.0 = StdRng::seed_from_u64(s);
-        }
-        Ok(([1.0], Info::default()))
-    }
-    fn step(&mut self, a: &usize) -> Result<Step<[f32; 1]>, EnvError> {
-        let p = [0.2, 0.8].get(*a).copied().ok_or_else(|| EnvError::InvalidAction(format!("{a}")))?;
-        let reward = self.0.gen_bool(p) as u8 as f64;
-        Ok(Step { obs: [1.0], reward, terminated: true, truncated: false, info: Info::default() })
-    }
-}
-
-/// States 0..5, one-hot; action 1 moves right; reaching 4 pays 1 and terminates; other steps −0.05.
-struct Chain(usize);
+/// Length of the chain the agents learn.
 const CHAIN: usize = 5;
-impl Env for Chain {
-    type Obs = [f32; CHAIN];
-    type Act = usize;
-    fn observation_space(&self) -> Space {
-        BoxSpace::new(vec![0.0; CHAIN], vec![1.0; CHAIN]).into()
-    }
-    fn action_space(&self) -> Space {
-        Discrete::new(2).into()
-    }
-    fn reset(&mut self, _: Option<u64>) -> Result<([f32; CHAIN], Info), EnvError> {
-        self.0 = 0;
-        Ok((std::array::from_fn(|i| (i == 0) as u8 as f32), Info::default()))
-    }
-    fn step(&mut self, a: &usize) -> Result<Step<[f32; CHAIN]>, EnvError> {
-        match a {
-            0 => self.0 = self.0.saturating_sub(1),
-            1 => self.0 += 1,
-            _ => return Err(EnvError::InvalidAction(format!("{a}"))),
-        }
-        let end = self.0 == CHAIN - 1;
-        let obs = std::array::from_fn(|i| (i == self.0) as u8 as f32);
-        Ok(Step {
-            obs,
-            reward: if end { 1.0 } else { -0.05 },
-            terminated: end,
-            truncated: false,
-            info: Info::default(),
-        })
-    }
-}
 
 #[test]
 fn policy_loss_gradient_matches_finite_differences() {
@@ -153,8 +95,8 @@ fn every_baseline_learns_a_two_armed_bandit() {
             ..Default::default()
         };
         let mut agent = Reinforce::<1, 2>::new(&cfg);
-        let envs = (0..4).map(|i| Bandit(StdRng::seed_from_u64(i))).collect();
-        let out = train(envs, &mut Bandit(StdRng::seed_from_u64(99)), &mut agent, &cfg, |_, _| {}).unwrap();
+        let envs = (0..4).map(TwoArmedBandit::new).collect();
+        let out = train(envs, &mut TwoArmedBandit::new(99), &mut agent, &cfg, |_, _| {}).unwrap();
         let p = bandit_p_best(&agent);
         assert!(p > 0.9, "{baseline:?}: P(best arm) = {p}");
         assert!(!out.grad_variances.is_empty() && out.grad_variances.iter().all(|(_, v)| v.is_finite() && *v >= 0.0));
@@ -178,8 +120,8 @@ fn reinforce_learns_a_short_chain() {
             ..Default::default()
         };
         let mut agent = Reinforce::<CHAIN, 2>::new(&cfg);
-        let envs = (0..4).map(|_| TimeLimit::new(Chain(0), 12)).collect();
-        let mut eval_env = TimeLimit::new(Chain(0), 12);
+        let envs = (0..4).map(|_| TimeLimit::new(Chain::<5>::default(), 12)).collect();
+        let mut eval_env = TimeLimit::new(Chain::<5>::default(), 12);
         let out = train(envs, &mut eval_env, &mut agent, &cfg, |_, _| {}).unwrap();
         assert!(out.solved_at_step.is_some(), "{baseline:?} not solved: {:?}", out.eval_mean_return);
         let ret = evaluate(&mut eval_env, &agent, 2, 0).unwrap();
