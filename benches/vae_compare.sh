@@ -10,6 +10,11 @@ seed="${2:-1}"
 python="${TORCH_PYTHON:-/usr/bin/python3}"   # a Python with torch (Debian: python3-torch)
 out="$(mktemp -d)"
 cargo build --release --example vae_mnist
-"$python" benches/vae_torch.py --epochs "$epochs" --threads 2 --seed "$seed" --json-out "$out/torch.json"
+# PyTorch twice: as its example is (nn.Linear's init everywhere), and with glimpse's default init of the
+# decoder's output bias (the log-odds of the mean training image), so that the losses compare like for like.
+for init in pytorch data-mean; do
+  "$python" benches/vae_torch.py --epochs "$epochs" --threads 2 --seed "$seed" --output-bias "$init" \
+    --json-out "$out/torch-$init.json"
+done
 cargo run --release --example vae_mnist -- --epochs "$epochs" --threads 2 --seed "$seed" \
-  --run-dir "$out/glimpse" --no-progress --compare-torch "$out/torch.json"
+  --run-dir "$out/glimpse" --no-progress --compare-torch "$out/torch-pytorch.json" --compare-torch "$out/torch-data-mean.json"

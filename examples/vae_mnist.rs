@@ -1,12 +1,12 @@
 //! A variational autoencoder on MNIST, as PyTorch's `examples/vae` (784-400-20, batch 128, Adam 1e-3).
+//! The decoder's output bias starts at the data's log-odds (`--output-bias pytorch` for the example's init).
 //!
 //! ```sh
 //! cargo run --release --example vae_mnist                       # 10 epochs, PNGs + summary.json in runs/
 //! cargo run --release --example vae_mnist -- --latent 2         # also the 2-D latent manifold
 //! cargo run --release --example vae_mnist -- --data-view stochastic --iw-samples 5000   # log p(x) in nats
 //! cargo run --release --example vae_mnist -- --sample runs/vae_mnist-...                # new samples
-//! python3 benches/vae_torch.py --json-out torch.json && \
-//!   cargo run --release --example vae_mnist -- --compare-torch torch.json            # side by side
+//! bash benches/vae_compare.sh 10 1                                                   # beside PyTorch
 //! ```
 
 use clap::{CommandFactory, FromArgMatches, Parser};
@@ -25,9 +25,10 @@ struct Args {
     /// Draw new samples (seeded by --seed) from the checkpoint in this run directory, then exit.
     #[arg(long)]
     sample: Option<PathBuf>,
-    /// A JSON result of `benches/vae_torch.py --json-out`, printed beside ours with the ratio.
+    /// JSON results of `benches/vae_torch.py --json-out` (repeat for several), printed beside ours with the
+    /// ratio of seconds per epoch.
     #[arg(long)]
-    compare_torch: Option<PathBuf>,
+    compare_torch: Vec<PathBuf>,
     /// Hide the progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -60,8 +61,8 @@ fn run() -> Result<(), VaeError> {
     println!("run directory: {}", run.path().display());
     let summary = dispatch!(config, Z, M => train::train::<Z, M>(&config, args.run.seed, &mut run, !args.no_progress))?;
     println!("{}", summary_line(&serde_json::to_value(&summary).expect("summary serializes")));
-    if let Some(path) = &args.compare_torch {
-        compare_with_torch(&summary, path)?;
+    if !args.compare_torch.is_empty() {
+        compare_with_torch(&summary, &args.compare_torch)?;
     }
     Ok(())
 }
@@ -139,18 +140,25 @@ where
     Ok(())
 }
 
-/// Prints our figures beside PyTorch's with the ratio of seconds per epoch.
-fn compare_with_torch(ours: &Summary, path: &Path) -> Result<(), VaeError> {
-    let torch: serde_json::Value = glimpse::checkpoint::load_json(path)?;
-    let get = |k: &str| torch[k].as_f64().unwrap_or(f64::NAN);
-    println!("{:<22} {:>12} {:>12} {:>8}", "", "glimpse", "pytorch", "ratio");
-    println!(
-        "{:<22} {:>12.3} {:>12.3} {:>8.2}",
-        "seconds per epoch",
-        ours.seconds_per_epoch,
-        get("seconds_per_epoch"),
-        ours.seconds_per_epoch / get("seconds_per_epoch")
+/// Prints our figures beside PyTorch's runs (one column each, headed by its output-bias init), with the
+/// ratio of our seconds per epoch to theirs.
+fn compare_with_torch(ours: &Summary, paths: &[PathBuf]) -> Result<(), VaeError> {
+    let runs: Vec<serde_json::Value> =
+        paths.iter().map(|p| glimpse::checkpoint::load_json(p)).collect::<Result<_, _>>()?;
+    let get = |run: &serde_json::Value, k: &str| run[k].as_f64().unwrap_or(f64::NAN);
+    let mut header = format!("{:<22} {:>12}", "", "glimpse");
+    let (mut seconds, mut ratio, mut loss) = (
+        format!("{:<22} {:>12.3}", "seconds per epoch", ours.seconds_per_epoch),
+        format!("{:<22} {:>12}", "ratio glimpse/pytorch", ""),
+        format!("{:<22} {:>12.4}", format!("test loss ({} ep)", ours.epochs), ours.test_loss),
     );
-    println!("{:<22} {:>12.4} {:>12.4}", format!("test loss ({} ep)", ours.epochs), ours.test_loss, get("test_loss"));
+    for run in &runs {
+        let init = run["output_bias"].as_str().unwrap_or("pytorch");
+        header += &format!(" {:>20}", format!("pytorch ({init})"));
+        seconds += &format!(" {:>20.3}", get(run, "seconds_per_epoch"));
+        ratio += &format!(" {:>20.2}", ours.seconds_per_epoch / get(run, "seconds_per_epoch"));
+        loss += &format!(" {:>20.4}", get(run, "test_loss"));
+    }
+    println!("{header}\n{seconds}\n{ratio}\n{loss}");
     Ok(())
 }

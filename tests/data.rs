@@ -200,3 +200,22 @@ fn views_map_grey_levels_as_documented() {
     assert_eq!(fixed, set.binarized_stochastic(1));
     assert!(fixed.pixels().iter().all(|&p| p == 0 || p == 255));
 }
+
+#[test]
+fn mean_image_averages_each_pixel_in_the_view() {
+    // Two images: pixel j is j % 256 in the first and 255 in the second.
+    let mut pixels: Vec<u8> = (0..784).map(|j| (j % 256) as u8).collect();
+    pixels.extend(std::iter::repeat_n(255u8, 784));
+    let set = ImageSet::new(pixels, vec![0, 1]).unwrap();
+    let grey = set.mean_image(View::Grey);
+    assert_eq!(grey.len(), 784);
+    for (j, &m) in grey.iter().enumerate() {
+        let expected = ((j % 256) as f64 / 255.0 + 1.0) / 2.0;
+        assert!((m as f64 - expected).abs() < 1e-6, "pixel {j}: {m} vs {expected}");
+    }
+    assert_eq!(set.mean_image(View::Stochastic), grey);
+    let threshold = set.mean_image(View::Threshold(0.5));
+    assert_eq!(threshold[0], 0.5); // 0 -> 0, 255 -> 1
+    assert_eq!(threshold[200], 1.0); // 200/255 > 0.5 in both
+    assert!(ImageSet::new(vec![], vec![]).unwrap().mean_image(View::Grey).iter().all(|&m| m == 0.0));
+}

@@ -16,6 +16,21 @@ pub enum View {
 }
 
 impl View {
+    /// The expected value of the view of one grey level: the mean this view gives the pixel over many draws.
+    ///
+    /// ```
+    /// use glimpse::data::View;
+    /// assert_eq!(View::Grey.expected(51), 0.2);
+    /// assert_eq!(View::Stochastic.expected(51), 0.2);
+    /// assert_eq!(View::Threshold(0.5).expected(51), 0.0);
+    /// ```
+    pub fn expected(self, grey: u8) -> f32 {
+        match self {
+            View::Grey | View::Stochastic => grey as f32 / 255.0,
+            View::Threshold(t) => f32::from(grey as f32 / 255.0 > t),
+        }
+    }
+
     /// Appends the view of `pixels` to `out`; `rng` is used only by [`View::Stochastic`].
     pub fn extend(self, pixels: &[u8], rng: &mut impl Rng, out: &mut Vec<f32>) {
         match self {
@@ -23,6 +38,19 @@ impl View {
             View::Threshold(t) => out.extend(pixels.iter().map(|&p| f32::from(p as f32 / 255.0 > t))),
             View::Stochastic => out.extend(pixels.iter().map(|&p| f32::from(rng.gen::<f32>() < p as f32 / 255.0))),
         }
+    }
+}
+
+impl ImageSet {
+    /// The mean image of the set in `view`: for each of the 784 pixels, its expected value over the images
+    /// (all zeros for an empty set).
+    pub fn mean_image(&self, view: View) -> Vec<f32> {
+        let mut sums = vec![0.0f64; PIXELS];
+        for image in self.pixels().chunks_exact(PIXELS) {
+            sums.iter_mut().zip(image).for_each(|(s, &p)| *s += f64::from(view.expected(p)));
+        }
+        let n = self.len().max(1) as f64;
+        sums.iter().map(|s| (s / n) as f32).collect()
     }
 }
 

@@ -14,8 +14,8 @@ pub mod train;
 
 pub use iw::iw_log_likelihood;
 pub use loss::{kl_divergence, negative_elbo};
-pub use model::{ConvVae, ConvVaeBuilder, MlpVae, MlpVaeBuilder, VaeModel};
-pub use train::{train, Config, Summary, Trainer};
+pub use model::{log_odds, ConvVae, ConvVaeBuilder, MlpVae, MlpVaeBuilder, VaeModel};
+pub use train::{train, Config, OutputBias, Summary, Trainer};
 
 /// Pixels in one MNIST image: the size of the data the models encode and decode.
 pub const PIXELS: usize = glimpse::data::mnist::PIXELS;

@@ -17,6 +17,16 @@ pub trait VaeModel<const Z: usize>: TensorCollection<f32, Cpu> + Sized {
     fn encode<T: Tape<f32, Cpu>>(&self, x: Images<T>) -> (Latents<Z, T>, Latents<Z, T>);
     /// The decoder: the logits of the 784 Bernoulli pixels of p(x|z).
     fn decode<T: Tape<f32, Cpu>>(&self, z: Latents<Z, T>) -> Images<T>;
+    /// Sets the decoder's output bias to the log-odds of `mean_image` (784 pixel means in [0, 1], see
+    /// [`log_odds`]), so that training starts from the data's marginal instead of grey 0.5 everywhere.
+    fn init_output_bias(&mut self, mean_image: &[f32]);
+}
+
+/// The log-odds ln(p / (1 - p)) of a pixel mean, with p clipped to [0.001, 0.999] as Burda et al.'s IWAE
+/// code does: pixels that are always black start at -6.9, not at minus infinity.
+pub fn log_odds(p: f32) -> f32 {
+    let p = p.clamp(1e-3, 1.0 - 1e-3);
+    (p / (1.0 - p)).ln()
 }
 
 /// The MLP VAE of PyTorch's example, as a dfdx builder: encoder 784-400 (ReLU) then two heads of size Z
@@ -44,6 +54,13 @@ impl<const Z: usize> VaeModel<Z> for MlpVae<Z> {
 
     fn decode<T: Tape<f32, Cpu>>(&self, z: Latents<Z, T>) -> Images<T> {
         self.1.forward(z)
+    }
+
+    /// One bias per pixel.
+    fn init_output_bias(&mut self, mean_image: &[f32]) {
+        assert_eq!(mean_image.len(), PIXELS, "one mean per pixel");
+        let bias: Vec<f32> = mean_image.iter().map(|&p| log_odds(p)).collect();
+        self.1 .2.bias.copy_from(&bias);
     }
 }
 
@@ -100,5 +117,12 @@ impl<const Z: usize> VaeModel<Z> for ConvVae<Z> {
 
     fn decode<T: Tape<f32, Cpu>>(&self, z: Latents<Z, T>) -> Images<T> {
         self.1.forward(z)
+    }
+
+    /// The last transposed convolution has one bias for all pixels: the log-odds of the mean pixel.
+    fn init_output_bias(&mut self, mean_image: &[f32]) {
+        assert_eq!(mean_image.len(), PIXELS, "one mean per pixel");
+        let mean = mean_image.iter().sum::<f32>() / PIXELS as f32;
+        self.1 .1 .2.bias.copy_from(&[log_odds(mean)]);
     }
 }

@@ -36,6 +36,17 @@ impl DataView {
     }
 }
 
+/// How the decoder's output bias starts.
+#[derive(clap::ValueEnum, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputBias {
+    /// The log-odds of the mean training image (Burda et al.'s IWAE code; see `VaeModel::init_output_bias`).
+    #[default]
+    DataMean,
+    /// Uniform in ±1/sqrt(fan-in), PyTorch's `nn.Linear` default, as in PyTorch's example.
+    Pytorch,
+}
+
 /// Which architecture.
 #[derive(clap::ValueEnum, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -64,6 +75,10 @@ pub struct Config {
     /// Architecture.
     #[arg(long, value_enum, default_value_t = Arch::Mlp)]
     pub arch: Arch,
+    /// Initial decoder output bias.
+    #[arg(long, value_enum, default_value_t = OutputBias::DataMean)]
+    #[serde(default)]
+    pub output_bias: OutputBias,
     /// Pixel view of the training images.
     #[arg(long, value_enum, default_value_t = DataView::Grey)]
     pub data_view: DataView,
@@ -92,6 +107,7 @@ impl Default for Config {
             lr: 1e-3,
             latent: 20,
             arch: Arch::Mlp,
+            output_bias: OutputBias::DataMean,
             data_view: DataView::Grey,
             train_images: 60_000,
             iw_samples: 0,
@@ -266,7 +282,11 @@ pub fn train<const Z: usize, M: VaeModel<Z> + BuildModule<Cpu, f32>>(
     let mnist = Mnist::load(glimpse::data::Dataset::Mnist, config.data_dir.as_deref())?;
     let train_set = mnist.train.take(config.train_images);
     let dev = Cpu::seed_from_u64(seed);
-    let mut trainer = Trainer::<Z, M>::new(M::build(&dev), config.lr, &dev);
+    let mut model = M::build(&dev);
+    if config.output_bias == OutputBias::DataMean {
+        model.init_output_bias(&train_set.mean_image(config.data_view.view()));
+    }
+    let mut trainer = Trainer::<Z, M>::new(model, config.lr, &dev);
     let mut loader = Loader::new(config.batch_size, config.data_view.view(), seed);
     let batches_per_epoch = train_set.len().div_ceil(config.batch_size);
     let progress = show_progress.then(|| Progress::new((config.epochs * batches_per_epoch) as u64));

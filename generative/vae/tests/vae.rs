@@ -5,7 +5,7 @@ use glimpse::data::{Dataset, Loader, Mnist, View};
 use glimpse_vae::dense::builder::Dense;
 use glimpse_vae::loss::{bernoulli_nll, kl_divergence, negative_elbo};
 use glimpse_vae::train::{evaluate, reconstruct, save_checkpoint};
-use glimpse_vae::{iw, ConvVae, MlpVae, Trainer, VaeModel};
+use glimpse_vae::{iw, log_odds, ConvVae, MlpVae, Trainer, VaeModel};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use rand_distr::StandardNormal;
 
@@ -99,6 +99,31 @@ fn loss_falls_on_a_thousand_images_within_seconds() {
         after < 250.0 && epoch_losses[9] < 0.5 * epoch_losses[0],
         "test loss {before} -> {after}, epochs {epoch_losses:?}"
     );
+}
+
+#[test]
+fn data_mean_output_bias_starts_from_the_pixel_marginals() {
+    let data = mnist();
+    let (train, test) = (data.train.take(5000), data.test.take(1000));
+    let mean = train.mean_image(View::Grey);
+    for model in [MlpVae::<20>::build(&Cpu::seed_from_u64(0)), MlpVae::<20>::build(&Cpu::seed_from_u64(1))] {
+        let dev = Cpu::seed_from_u64(0);
+        let before = evaluate(&model, &test, 128, View::Grey, &dev);
+        let mut model = model;
+        model.init_output_bias(&mean);
+        let bias = model.1 .2.bias.as_vec();
+        assert!(bias.iter().zip(&mean).all(|(&b, &p)| b == log_odds(p)));
+        assert!(bias.iter().all(|b| b.abs() <= 6.91), "clipped to [0.001, 0.999]");
+        // Independent pixels with the training marginals score ~201 nats on test images; the untrained
+        // decoder's outputs stay near those marginals, far below the ~543 nats of grey 0.5 everywhere.
+        let after = evaluate(&model, &test, 128, View::Grey, &dev);
+        eprintln!("untrained test loss {before:.1} -> {after:.1}");
+        assert!(before > 500.0 && after < 215.0, "untrained test loss {before} -> {after} with the data-mean bias");
+    }
+    let mut conv = ConvVae::<20>::build(&Cpu::seed_from_u64(0));
+    conv.init_output_bias(&mean);
+    let overall = mean.iter().sum::<f32>() / 784.0;
+    assert_eq!(conv.1 .1 .2.bias.as_vec(), vec![log_odds(overall)]);
 }
 
 #[test]
