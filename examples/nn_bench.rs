@@ -4,6 +4,8 @@
 //!
 //! With `--torch`, the PyTorch script runs in the same invocation (same threads) and the table
 //! shows both medians and their ratio (glimpse / PyTorch; below 1 means glimpse is faster).
+//! Both sides run with the same glibc malloc settings (`glimpse::nn::keep_freed_memory` here,
+//! `GLIBC_TUNABLES` for PyTorch), and the glimpse cases run inside a pool of `--threads` threads.
 
 use clap::Parser;
 use dfdx::prelude::*;
@@ -86,7 +88,31 @@ where
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    rayon::ThreadPoolBuilder::new().num_threads(args.threads).build_global()?;
+    glimpse::nn::keep_freed_memory();
+    let rows = glimpse::nn::in_thread_pool(Some(args.threads), || glimpse_rows(&args))?;
+    let torch = match &args.torch {
+        Some(script) => Some(run_torch(&args, script)?),
+        None => None,
+    };
+    println!(
+        "forward+backward medians ({:?} clock) over {} iterations, {} threads",
+        args.clock, args.iters, args.threads
+    );
+    if let Some(t) = &torch {
+        println!("PyTorch {} (torch threads {})", t["torch_version"], t["threads"]);
+    }
+    println!("{:<36} {:>12} {:>12} {:>8}", "case", "glimpse ms", "torch ms", "ratio");
+    for (name, ms) in rows {
+        match torch.as_ref().and_then(|t| t[name].as_f64()) {
+            Some(t) => println!("{name:<36} {ms:>12.3} {t:>12.3} {:>8.2}", ms / t),
+            None => println!("{name:<36} {ms:>12.3} {:>12} {:>8}", "-", "-"),
+        }
+    }
+    Ok(())
+}
+
+/// Times every glimpse case (run inside the benchmark's thread pool).
+fn glimpse_rows(args: &Args) -> Vec<(&'static str, f64)> {
     let dev = Cpu::seed_from_u64(0);
     let mut rows: Vec<(&str, f64)> = Vec::new();
 
@@ -130,30 +156,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }),
     ));
 
-    let torch = match &args.torch {
-        Some(script) => Some(run_torch(&args, script)?),
-        None => None,
-    };
-    println!(
-        "forward+backward medians ({:?} clock) over {} iterations, {} threads",
-        args.clock, args.iters, args.threads
-    );
-    if let Some(t) = &torch {
-        println!("PyTorch {} (torch threads {})", t["torch_version"], t["threads"]);
-    }
-    println!("{:<36} {:>12} {:>12} {:>8}", "case", "glimpse ms", "torch ms", "ratio");
-    for (name, ms) in rows {
-        match torch.as_ref().and_then(|t| t[name].as_f64()) {
-            Some(t) => println!("{name:<36} {ms:>12.3} {t:>12.3} {:>8.2}", ms / t),
-            None => println!("{name:<36} {ms:>12.3} {:>12} {:>8}", "-", "-"),
-        }
-    }
-    Ok(())
+    rows
 }
 
 /// Runs the PyTorch script and parses the JSON object on its last stdout line.
 fn run_torch(args: &Args, script: &PathBuf) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
     let output = std::process::Command::new(&args.python)
+        .env("GLIBC_TUNABLES", glimpse::nn::GLIBC_TUNABLES)
         .arg(script)
         .args(["--threads", &args.threads.to_string(), "--iters", &args.iters.to_string()])
         .args(["--warmup", &args.warmup.to_string()])

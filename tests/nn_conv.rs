@@ -59,6 +59,7 @@ fn conv2d_matches_naive_and_finite_differences() {
     check_conv::<1, 2, 5, 2, 0>(1, 9, 8); // batch 1 (single-image path)
     check_conv::<2, 2, 1, 1, 0>(4, 3, 3); // 1x1 kernel
     check_conv::<2, 3, 4, 3, 2>(2, 6, 5); // even kernel, stride 3, wide padding
+    check_conv::<2, 2, 3, 2, 1>(2, 6, 7); // stride 2, odd width (its last column is an even phase)
 }
 
 fn check_conv_trans<const I: usize, const O: usize, const K: usize, const S: usize, const P: usize, const OP: usize>(

@@ -84,3 +84,24 @@ fn pools_keep_const_channels() {
     let z = AvgPool2D::<2, 2>.forward(y);
     assert_eq!(z.shape(), &(2, Const::<4>, 7, 7));
 }
+
+#[test]
+fn max_pool_ties_go_to_the_first_maximum_and_nan_propagates() {
+    let dev = Cpu::default();
+    #[rustfmt::skip]
+    let xv = vec![
+        1.0, 3.0, 3.0, 0.0, -2.0, -2.0,
+        3.0, 2.0, f64::NAN, 5.0, -2.0, -3.0,
+    ];
+    let x = dev.tensor_from_vec(xv, (1usize, 1usize, 2usize, 6usize));
+    let out = MaxPool2D::<2, 2>.forward(x.trace(Gradients::leaky()));
+    let values = out.as_vec();
+    assert_eq!(values[0], 3.0);
+    assert!(values[1].is_nan(), "a NaN in the window gives NaN, got {}", values[1]);
+    assert_eq!(values[2], -2.0);
+    let gx = out.sum().backward().get(&x).as_vec();
+    // The gradient of each window goes to exactly one input: the first maximum in row-major
+    // order (index 1, not 2 or 6), the NaN (index 8), the first of the tied -2s (index 4).
+    let expected = [0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0];
+    assert_eq!(gx, expected);
+}

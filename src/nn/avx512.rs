@@ -53,16 +53,49 @@ pub(crate) unsafe fn sgemm(
     if k == 0 {
         return;
     }
-    let mut packed_b = vec![0.0f32; KC * NC.min(n.div_ceil(NR) * NR)];
-    let mut packed_a = vec![0.0f32; MC.min(m.div_ceil(MR) * MR) * KC];
+    PACKED.with_borrow_mut(|(packed_a, packed_b)| {
+        // Packing writes every element it later reads (zero padding included), so the buffers
+        // are reused across calls without clearing.
+        grow(packed_b, KC * NC.min(n.div_ceil(NR) * NR));
+        grow(packed_a, MC.min(m.div_ceil(MR) * MR) * KC);
+        blocked((m, k, n), a, b, c, ldc, packed_a, packed_b);
+    });
+}
+
+thread_local! {
+    /// Each thread's packing buffers for `A` and `B`, kept between calls: allocating and
+    /// zeroing ~1 MB per product cost more than small products themselves.
+    static PACKED: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Makes `v` at least `len` long.
+fn grow(v: &mut Vec<f32>, len: usize) {
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+}
+
+/// The blocked loops of [`sgemm`] with its packing buffers.
+///
+/// # Safety
+/// As [`sgemm`], with `k > 0` and buffers at least as large as [`sgemm`] makes them.
+unsafe fn blocked(
+    (m, k, n): (usize, usize, usize),
+    a: View,
+    b: View,
+    c: *mut f32,
+    ldc: usize,
+    packed_a: &mut [f32],
+    packed_b: &mut [f32],
+) {
     for jc in (0..n).step_by(NC) {
         let nc = NC.min(n - jc);
         for pc in (0..k).step_by(KC) {
             let kc = KC.min(k - pc);
-            pack_b(b, (pc, jc), (kc, nc), &mut packed_b);
+            pack_b(b, (pc, jc), (kc, nc), packed_b);
             for ic in (0..m).step_by(MC) {
                 let mc = MC.min(m - ic);
-                pack_a(a, (ic, pc), (mc, kc), &mut packed_a);
+                pack_a(a, (ic, pc), (mc, kc), packed_a);
                 for jr in (0..nc).step_by(NR) {
                     let nr = NR.min(nc - jr);
                     let bp = packed_b.as_ptr().add(jr * kc);

@@ -6,8 +6,8 @@ use rand_distr::Uniform;
 use rayon::prelude::*;
 
 use super::kernels::{
-    col2im_rows_add, col_block_rows, im2col_rows, matmul, matmul_into_strided, raw_grad, take_contiguous, taps,
-    tensor_vec, threads, Geometry, Mat, NnFloat,
+    col2im_rows_add, col_block_rows, im2col_rows, matmul, matmul_into_strided, merge_phases_add, phase_source,
+    raw_grad, sum, take_contiguous, tap_sources, taps, tensor_vec, threads, Geometry, Mat, NnFloat,
 };
 
 /// Builders (device- and dtype-free descriptions) of the convolution layers.
@@ -264,27 +264,30 @@ pub(crate) fn conv_forward<E: NnFloat>(
 ) {
     let (o, n, ct) = (bias.len(), g.out_hw(), g.chans * taps.len());
     let block = col_block_rows(n, ct);
-    let one_image = |col: &mut Vec<E>, x_b: &[E], out_b: &mut [E], threads: usize| {
+    let sources = tap_sources(g, taps);
+    let one_image = |(col, phases): &mut (Vec<E>, Vec<E>), x_b: &[E], out_b: &mut [E], threads: usize| {
         for (row, &b) in out_b.chunks_mut(n).zip(bias) {
             row.fill(b);
         }
+        let src = phase_source(g, x_b, phases);
         for r0 in (0..ct).step_by(block) {
             let rows = r0..(r0 + block).min(ct);
             let len = rows.len();
-            im2col_rows(g, taps, x_b, rows, col);
+            im2col_rows(g, &sources, src, rows, col);
             let w = Mat { ptr: wm[r0..].as_ptr(), rs: ct, cs: 1 };
             matmul((o, len, n), w, Mat::rows(col, n), out_b, true, threads);
         }
     };
     let batch = out.len() / (o * n).max(1);
     if batch >= threads() {
-        out.par_chunks_mut(o * n)
-            .zip(x.par_chunks(g.in_len()))
-            .for_each_init(|| vec![E::zero(); block * n], |col, (out_b, x_b)| one_image(col, x_b, out_b, 1));
+        out.par_chunks_mut(o * n).zip(x.par_chunks(g.in_len())).for_each_init(
+            || (vec![E::zero(); block * n], Vec::new()),
+            |scratch, (out_b, x_b)| one_image(scratch, x_b, out_b, 1),
+        );
     } else {
-        let mut col = vec![E::zero(); block * n];
+        let mut scratch = (vec![E::zero(); block * n], Vec::new());
         for (out_b, x_b) in out.chunks_mut(o * n).zip(x.chunks(g.in_len())) {
-            one_image(&mut col, x_b, out_b, threads());
+            one_image(&mut scratch, x_b, out_b, threads());
         }
     }
 }
@@ -301,6 +304,7 @@ pub(crate) fn conv_backward<E: NnFloat>(
 ) -> (Vec<E>, Vec<E>) {
     let (n, ct, in_len) = (g.out_hw(), g.chans * taps.len(), g.in_len());
     let block = col_block_rows(n, ct);
+    let sources = tap_sources(g, taps);
     let batch = gout.len() / (o * n).max(1);
     let groups = threads().min(batch).max(1);
     let inner_threads = if groups == 1 { threads() } else { 1 };
@@ -314,11 +318,16 @@ pub(crate) fn conv_backward<E: NnFloat>(
             let mut dcol = vec![E::zero(); block * n];
             let mut dwm = vec![E::zero(); o * ct];
             let mut db = vec![E::zero(); o];
+            let (mut phases, mut dphases) =
+                (Vec::new(), vec![E::zero(); if g.stride > 1 { g.phases_len() } else { 0 }]);
             for ((dx_b, x_b), g_b) in dx_c.chunks_mut(in_len).zip(x_c.chunks(in_len)).zip(g_c.chunks(o * n)) {
+                let src = phase_source(g, x_b, &mut phases);
+                // With stride > 1 the input gradient is gathered by phase, then merged into dx.
+                dphases.fill(E::zero());
                 for r0 in (0..ct).step_by(block) {
                     let rows = r0..(r0 + block).min(ct);
                     let len = rows.len();
-                    im2col_rows(g, taps, x_b, rows.clone(), &mut col);
+                    im2col_rows(g, &sources, src, rows.clone(), &mut col);
                     // dwm[:, rows] += gout_b · col^T (a column block of the row-major O × ct matrix).
                     let dw_block = &mut dwm[r0..];
                     matmul_into_strided(
@@ -332,10 +341,14 @@ pub(crate) fn conv_backward<E: NnFloat>(
                     // dcol = wm[:, rows]^T · gout_b
                     let w_t = Mat { ptr: wm[r0..].as_ptr(), rs: 1, cs: ct };
                     matmul((len, o, n), w_t, Mat::rows(g_b, n), &mut dcol, false, inner_threads);
-                    col2im_rows_add(g, taps, rows, &dcol[..len * n], dx_b);
+                    let dst = if g.stride == 1 { &mut *dx_b } else { &mut dphases[..] };
+                    col2im_rows_add(g, &sources, rows, &dcol[..len * n], dst);
+                }
+                if g.stride > 1 {
+                    merge_phases_add(g, &dphases, dx_b);
                 }
                 for (d, row) in db.iter_mut().zip(g_b.chunks(n)) {
-                    *d += row.iter().fold(E::zero(), |a, &v| a + v);
+                    *d += sum(row);
                 }
             }
             (dwm, db)

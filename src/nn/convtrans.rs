@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use super::conv::fill_fan_in_uniform;
 use super::kernels::{
-    col2im_add, im2col, matmul, raw_grad, take_contiguous, taps, tensor_vec, threads, Geometry, Mat, NnFloat,
+    col2im_add, im2col, matmul, raw_grad, sum, take_contiguous, taps, tensor_vec, threads, Geometry, Mat, NnFloat,
 };
 
 /// Builder of [`ConvTrans2D`](super::ConvTrans2D).
@@ -228,7 +228,7 @@ fn backward<E: NnFloat>(
                 matmul((i, okk, hw), Mat::rows(wm, okk), Mat::rows(&gcol, hw), dx_b, true, inner_threads);
                 matmul((i, hw, okk), Mat::rows(x_b, hw), Mat::rows_t(&gcol, hw), &mut dwp, true, inner_threads);
                 for (d, plane) in dbp.iter_mut().zip(g_b.chunks(g.h * g.w)) {
-                    *d += plane.iter().fold(E::zero(), |a, &v| a + v);
+                    *d += sum(plane);
                 }
             }
             (dwp, dbp)

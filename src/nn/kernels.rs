@@ -148,6 +148,20 @@ fn gemm_strided<E: NnFloat>(
     }
 }
 
+/// Sum of `v` with eight independent partial sums, which the compiler turns into vector adds
+/// (a plain fold is one serial chain of scalar adds).
+pub(crate) fn sum<E: NnFloat>(v: &[E]) -> E {
+    let mut acc = [E::zero(); 8];
+    let mut chunks = v.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a = *a + x;
+        }
+    }
+    let tail = chunks.remainder().iter().fold(E::zero(), |a, &x| a + x);
+    acc.iter().fold(tail, |a, &x| a + x)
+}
+
 /// Number of rayon threads available to the kernels.
 pub(crate) fn threads() -> usize {
     rayon::current_num_threads().max(1)
@@ -189,17 +203,24 @@ impl Geometry {
     }
 
     /// Output columns `[lo, hi)` whose input column `ow*stride + kj - pad` lies inside the image.
-    fn valid_cols(&self, kj: usize) -> (usize, usize) {
-        let (s, p) = (self.stride, self.pad);
-        let lo = if kj >= p { 0 } else { (p - kj).div_ceil(s) };
-        let hi = if self.w + p > kj { ((self.w + p - kj - 1) / s + 1).min(self.out_w) } else { 0 };
-        (lo.min(hi), hi)
+    #[inline]
+    pub(crate) fn valid_cols(&self, kj: usize) -> (usize, usize) {
+        valid_range(kj, self.stride, self.pad, self.w, self.out_w)
     }
 
-    /// Input row for output row `oh` and kernel row `ki`, if inside the image.
-    fn in_row(&self, oh: usize, ki: usize) -> Option<usize> {
-        (oh * self.stride + ki).checked_sub(self.pad).filter(|&r| r < self.h)
+    /// Output rows `[lo, hi)` whose input row `oh*stride + ki - pad` lies inside the image.
+    #[inline]
+    pub(crate) fn valid_rows(&self, ki: usize) -> (usize, usize) {
+        valid_range(ki, self.stride, self.pad, self.h, self.out_h)
     }
+}
+
+/// Outputs `[lo, hi)` (of `out_len`) whose input `o*s + k - p` lies in `[0, in_len)`.
+#[inline]
+fn valid_range(k: usize, s: usize, p: usize, in_len: usize, out_len: usize) -> (usize, usize) {
+    let lo = if k >= p { 0 } else { (p - k).div_ceil(s) };
+    let hi = if in_len + p > k { ((in_len + p - k - 1) / s + 1).min(out_len) } else { 0 };
+    (lo.min(hi), hi)
 }
 
 /// Kernel taps `(ki, kj)` of a `k×k` kernel, row-major; `keep` selects which are used.
@@ -209,87 +230,173 @@ pub(crate) fn taps(k: usize, keep: impl Fn(usize, usize) -> bool) -> Vec<(usize,
 
 /// Unfolds one image into `col[(c*T + t) × (out_h*out_w)]` for the taps `t` (zeros outside).
 pub(crate) fn im2col<E: NnFloat>(g: &Geometry, taps: &[(usize, usize)], x: &[E], col: &mut [E]) {
-    im2col_rows(g, taps, x, 0..g.chans * taps.len(), col);
+    let (rows, sources) = (0..g.chans * taps.len(), tap_sources(g, taps));
+    let mut phases = Vec::new();
+    im2col_rows(g, &sources, phase_source(g, x, &mut phases), rows, col);
 }
 
-/// [`im2col`] restricted to the rows `rows` of the full matrix; `col` holds just those rows.
-pub(crate) fn im2col_rows<E: NnFloat>(
-    g: &Geometry,
-    taps: &[(usize, usize)],
-    x: &[E],
-    rows: std::ops::Range<usize>,
-    col: &mut [E],
-) {
-    let n = g.out_hw();
-    let padded = g.pad > 0 || (g.out_h - 1) * g.stride >= g.h || (g.out_w - 1) * g.stride >= g.w;
-    for (r, row) in rows.zip(col.chunks_mut(n)) {
-        let (c, (ki, kj)) = (r / taps.len(), taps[r % taps.len()]);
-        let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
-        let (lo, hi) = g.valid_cols(kj);
-        if padded {
-            // One memset per row instead of two tiny ones per output row.
-            row.fill(E::zero());
-        }
-        if lo >= hi {
-            continue;
-        }
-        let first = lo * g.stride + kj - g.pad;
-        for oh in 0..g.out_h {
-            let Some(ih) = g.in_row(oh, ki) else { continue };
-            let src = &plane[ih * g.w + first..];
-            let out = &mut row[oh * g.out_w + lo..oh * g.out_w + hi];
-            if g.stride == 1 {
-                out.copy_from_slice(&src[..hi - lo]);
+impl Geometry {
+    /// Rows and columns of one stride phase of a plane (see [`split_phases`]).
+    pub(crate) fn phase_dims(&self) -> (usize, usize) {
+        (self.h.div_ceil(self.stride), self.w.div_ceil(self.stride))
+    }
+
+    /// Length of an image split into stride phases.
+    pub(crate) fn phases_len(&self) -> usize {
+        let (hp, wp) = self.phase_dims();
+        self.chans * self.stride * self.stride * hp * wp
+    }
+}
+
+/// Splits each plane of an image into its `stride × stride` phases: phase `(pi, pj)` of channel
+/// `c` (at `((c*S + pi)*S + pj) * hp*wp`) holds `x[c][a*S + pi][b*S + pj]` at `(a, b)`.
+///
+/// With stride `S`, the inputs that one kernel tap reads along an output row are `S` apart in
+/// the image but consecutive in one phase, so im2col and col2im copy and add whole slices
+/// instead of every `S`-th element. Stride 1 needs no split: the image is its only phase.
+pub(crate) fn split_phases<E: NnFloat>(g: &Geometry, x: &[E], phases: &mut [E]) {
+    let (s, (hp, wp)) = (g.stride, g.phase_dims());
+    for (c, plane) in x.chunks(g.h * g.w).enumerate().take(g.chans) {
+        for (ih, row) in plane.chunks(g.w).enumerate() {
+            let (pi, a) = (ih % s, ih / s);
+            let first = ((c * s + pi) * s * hp + a) * wp;
+            if s == 2 {
+                // Even and odd columns in one pass (the common case, which vectorizes).
+                let (even, odd) = phases[first..].split_at_mut(hp * wp);
+                for ((e, o), pair) in even.iter_mut().zip(odd.iter_mut()).zip(row.chunks_exact(2)) {
+                    (*e, *o) = (pair[0], pair[1]);
+                }
+                if g.w % 2 == 1 {
+                    even[g.w / 2] = row[g.w - 1];
+                }
             } else {
-                let last = (out.len() - 1) * g.stride;
-                assert!(last < src.len());
-                for (j, o) in out.iter_mut().enumerate() {
-                    // SAFETY: j*stride <= last < src.len() (asserted above).
-                    *o = unsafe { *src.get_unchecked(j * g.stride) };
+                for (iw, &v) in row.iter().enumerate() {
+                    phases[first + (iw % s) * hp * wp + iw / s] = v;
                 }
             }
         }
     }
 }
 
-/// Folds `col` (as produced by [`im2col`]) back into one image, adding into `x`.
-pub(crate) fn col2im_add<E: NnFloat>(g: &Geometry, taps: &[(usize, usize)], col: &[E], x: &mut [E]) {
-    col2im_rows_add(g, taps, 0..g.chans * taps.len(), col, x);
-}
-
-/// [`col2im_add`] for the rows `rows` of the full matrix; `col` holds just those rows.
-pub(crate) fn col2im_rows_add<E: NnFloat>(
-    g: &Geometry,
-    taps: &[(usize, usize)],
-    rows: std::ops::Range<usize>,
-    col: &[E],
-    x: &mut [E],
-) {
-    let n = g.out_hw();
-    for (r, row) in rows.zip(col.chunks(n)) {
-        let (c, (ki, kj)) = (r / taps.len(), taps[r % taps.len()]);
-        let plane = &mut x[c * g.h * g.w..(c + 1) * g.h * g.w];
-        let (lo, hi) = g.valid_cols(kj);
-        if lo >= hi {
-            continue;
-        }
-        for oh in 0..g.out_h {
-            let Some(ih) = g.in_row(oh, ki) else { continue };
-            let src = &row[oh * g.out_w + lo..oh * g.out_w + hi];
-            let dst = &mut plane[ih * g.w..(ih + 1) * g.w];
-            let first = lo * g.stride + kj - g.pad;
-            if g.stride == 1 {
-                for (d, v) in dst[first..first + hi - lo].iter_mut().zip(src) {
-                    *d += *v;
+/// Adds an image split into phases (see [`split_phases`]) back into `x`.
+pub(crate) fn merge_phases_add<E: NnFloat>(g: &Geometry, phases: &[E], x: &mut [E]) {
+    let (s, (hp, wp)) = (g.stride, g.phase_dims());
+    for (c, plane) in x.chunks_mut(g.h * g.w).enumerate().take(g.chans) {
+        for (ih, row) in plane.chunks_mut(g.w).enumerate() {
+            let (pi, a) = (ih % s, ih / s);
+            let first = ((c * s + pi) * s * hp + a) * wp;
+            if s == 2 {
+                let (even, odd) = phases[first..].split_at(hp * wp);
+                for ((e, o), pair) in even.iter().zip(odd).zip(row.chunks_exact_mut(2)) {
+                    pair[0] += *e;
+                    pair[1] += *o;
+                }
+                if g.w % 2 == 1 {
+                    row[g.w - 1] += even[g.w / 2];
                 }
             } else {
-                let last = first + (src.len() - 1) * g.stride;
-                assert!(last < dst.len());
-                for (j, v) in src.iter().enumerate() {
-                    // SAFETY: first + j*stride <= last < dst.len() (asserted above).
-                    unsafe { *dst.get_unchecked_mut(first + j * g.stride) += *v };
+                for (iw, v) in row.iter_mut().enumerate() {
+                    *v += phases[first + (iw % s) * hp * wp + iw / s];
                 }
             }
+        }
+    }
+}
+
+/// The image `x` as [`im2col_rows`] reads it: `x` itself for stride 1, else its phases, split
+/// into `buf`.
+pub(crate) fn phase_source<'a, E: NnFloat>(g: &Geometry, x: &'a [E], buf: &'a mut Vec<E>) -> &'a [E] {
+    if g.stride == 1 {
+        return x;
+    }
+    buf.resize(g.phases_len(), E::zero());
+    split_phases(g, x, buf);
+    buf
+}
+
+/// Where one row of the im2col matrix reads its inputs (see [`tap_sources`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TapSource {
+    /// Offset of the first valid output's input in the phase-split image.
+    start: usize,
+    /// Output rows `[top, bottom)` whose input is inside the image.
+    rows: (usize, usize),
+    /// Output columns `[lo, hi)` whose input is inside the image.
+    cols: (usize, usize),
+}
+
+/// The [`TapSource`] of every im2col row (channel-major, then taps), `None` for a tap that
+/// reads only padding; computed once per layer call rather than per image.
+pub(crate) fn tap_sources(g: &Geometry, taps: &[(usize, usize)]) -> Vec<Option<TapSource>> {
+    let (s, (hp, wp)) = (g.stride, g.phase_dims());
+    (0..g.chans * taps.len())
+        .map(|r| {
+            let (c, (ki, kj)) = (r / taps.len(), taps[r % taps.len()]);
+            let (cols, rows) = (g.valid_cols(kj), g.valid_rows(ki));
+            if cols.0 >= cols.1 || rows.0 >= rows.1 {
+                return None;
+            }
+            // Input row and column of the first valid output, and the phase they fall in.
+            let (first_row, first_col) = (rows.0 * s + ki - g.pad, cols.0 * s + kj - g.pad);
+            let phase = ((c * s + first_row % s) * s + first_col % s) * hp * wp;
+            Some(TapSource { start: phase + (first_row / s) * wp + first_col / s, rows, cols })
+        })
+        .collect()
+}
+
+/// [`im2col`] restricted to the rows `rows` of the full matrix (`sources` from [`tap_sources`]),
+/// reading an image split into phases by [`split_phases`] (the image itself for stride 1);
+/// `col` holds just those rows.
+pub(crate) fn im2col_rows<E: NnFloat>(
+    g: &Geometry,
+    sources: &[Option<TapSource>],
+    phases: &[E],
+    rows: std::ops::Range<usize>,
+    col: &mut [E],
+) {
+    let (n, s, wp) = (g.out_hw(), g.stride, g.phase_dims().1);
+    let padded = g.pad > 0 || (g.out_h - 1) * s >= g.h || (g.out_w - 1) * s >= g.w;
+    for (source, row) in sources[rows].iter().zip(col.chunks_mut(n)) {
+        if padded {
+            // One memset per row instead of two tiny ones per output row.
+            row.fill(E::zero());
+        }
+        let Some(TapSource { start, rows: (top, bottom), cols: (lo, hi) }) = *source else { continue };
+        for (i, oh) in (top..bottom).enumerate() {
+            let src = &phases[start + i * wp..][..hi - lo];
+            row[oh * g.out_w + lo..oh * g.out_w + hi].copy_from_slice(src);
+        }
+    }
+}
+
+/// Folds `col` (as produced by [`im2col`]) back into one image, adding into `x`.
+pub(crate) fn col2im_add<E: NnFloat>(g: &Geometry, taps: &[(usize, usize)], col: &[E], x: &mut [E]) {
+    let (rows, sources) = (0..g.chans * taps.len(), tap_sources(g, taps));
+    if g.stride == 1 {
+        col2im_rows_add(g, &sources, rows, col, x);
+    } else {
+        let mut phases = vec![E::zero(); g.phases_len()];
+        col2im_rows_add(g, &sources, rows, col, &mut phases);
+        merge_phases_add(g, &phases, x);
+    }
+}
+
+/// [`col2im_add`] for the rows `rows` of the full matrix (`sources` from [`tap_sources`]),
+/// adding into an image split into phases (see [`split_phases`]; the image itself for stride 1);
+/// `col` holds just those rows.
+pub(crate) fn col2im_rows_add<E: NnFloat>(
+    g: &Geometry,
+    sources: &[Option<TapSource>],
+    rows: std::ops::Range<usize>,
+    col: &[E],
+    phases: &mut [E],
+) {
+    let (n, wp) = (g.out_hw(), g.phase_dims().1);
+    for (source, row) in sources[rows].iter().zip(col.chunks(n)) {
+        let Some(TapSource { start, rows: (top, bottom), cols: (lo, hi) }) = *source else { continue };
+        for (i, oh) in (top..bottom).enumerate() {
+            let dst = &mut phases[start + i * wp..][..hi - lo];
+            dst.iter_mut().zip(&row[oh * g.out_w + lo..oh * g.out_w + hi]).for_each(|(d, v)| *d += *v);
         }
     }
 }

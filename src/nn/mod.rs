@@ -17,6 +17,7 @@ mod convtrans;
 mod pool;
 mod reshape;
 mod rnn;
+mod runtime;
 
 pub use conv::{pixelcnn_mask_taps, Conv2D, MaskA, MaskB, MaskKind, MaskedConv2D};
 pub use convtrans::ConvTrans2D;
@@ -24,6 +25,7 @@ pub use kernels::NnFloat;
 pub use pool::{AvgPool2D, MaxPool2D};
 pub use reshape::{Flatten, FlattenTo, Unflatten};
 pub use rnn::{split_steps, stack_steps, GRUCell, LSTMCell, LstmState, MergeTapes};
+pub use runtime::{in_thread_pool, keep_freed_memory, GLIBC_TUNABLES};
 
 /// Device- and dtype-free layer descriptions, to use in module tuples with `dev.build_module`.
 pub mod builders {

@@ -37,6 +37,38 @@ fn window(o: usize, g: &Geometry, k: usize, n: usize) -> (usize, usize) {
     (start.saturating_sub(g.pad), (start + k).saturating_sub(g.pad).min(n))
 }
 
+/// Max pooling of one plane: the maxima into `out` and their input indices into `argmax`.
+///
+/// The first maximum of a window in row-major order wins, and a NaN wins over numbers (the last
+/// NaN if several). Each window tap is applied to a whole output row at once with a conditional
+/// move instead of a branch: on real data a compare-and-branch mispredicts about every other time.
+fn max_pool_plane<E: NnFloat>(g: &Geometry, k: usize, xp: &[E], out: &mut [E], argmax: &mut [u32]) {
+    let first_cols: Vec<usize> = (0..g.out_w).map(|ow| window(ow, g, k, g.w).0).collect();
+    let tap_cols: Vec<(usize, usize)> = (0..k).map(|kj| g.valid_cols(kj)).collect();
+    for oh in 0..g.out_h {
+        let (r0, r1) = window(oh, g, k, g.h);
+        let best_at = &mut argmax[oh * g.out_w..][..g.out_w];
+        for (b, &c0) in best_at.iter_mut().zip(&first_cols) {
+            *b = (r0 * g.w + c0) as u32;
+        }
+        for r in r0..r1 {
+            for (kj, &(lo, hi)) in tap_cols.iter().enumerate() {
+                for ow in lo..hi {
+                    let at = (r * g.w + ow * g.stride + kj - g.pad) as u32;
+                    let v = xp[at as usize];
+                    // The window's first element is compared with itself first, which keeps it
+                    // unless it is NaN (then it is taken again: the same index).
+                    let take = (v > xp[best_at[ow] as usize]) | v.is_nan();
+                    best_at[ow] = std::hint::select_unpredictable(take, at, best_at[ow]);
+                }
+            }
+        }
+        for (o, &at) in out[oh * g.out_w..][..g.out_w].iter_mut().zip(best_at.iter()) {
+            *o = xp[at as usize];
+        }
+    }
+}
+
 impl<const K: usize, const S: usize, const P: usize, E, B, C, H, W, T> Module<Tensor<(B, C, H, W), E, Cpu, T>>
     for MaxPool2D<K, S, P>
 where
@@ -63,24 +95,7 @@ where
             .zip(argmax.par_chunks_mut(out_plane))
             .zip(xs.par_chunks(plane))
             .with_min_len(MIN_PLANES_PER_TASK)
-            .for_each(|((o, a), xp)| {
-                for oh in 0..g.out_h {
-                    let (r0, r1) = window(oh, &g, K, g.h);
-                    for ow in 0..g.out_w {
-                        let (c0, c1) = window(ow, &g, K, g.w);
-                        let mut best = r0 * g.w + c0;
-                        for r in r0..r1 {
-                            for (i, v) in xp[r * g.w + c0..r * g.w + c1].iter().enumerate() {
-                                if *v > xp[best] || v.is_nan() {
-                                    best = r * g.w + c0 + i;
-                                }
-                            }
-                        }
-                        o[oh * g.out_w + ow] = xp[best];
-                        a[oh * g.out_w + ow] = best as u32;
-                    }
-                }
-            });
+            .for_each(|((o, a), xp)| max_pool_plane(&g, K, xp, o, a));
         let out = x.device().try_tensor_from_vec(out, (b, c, g.out_h, g.out_w))?;
         if T::OWNS_TAPE {
             let (x_g, out_g) = (x.ghost(), out.ghost());
