@@ -5,7 +5,7 @@ use dfdx::prelude::{BuildOnDevice, Cpu};
 use glimpse::run::{resolve_config, summary_line, RunArgs, RunDir};
 use glimpse::Env;
 
-use crate::{evaluate, train_until, Config, Dqn, DuelingQNetwork, QFunction, QNetwork, Summary};
+use crate::{evaluate, saved_config, train_until, Config, Dqn, DuelingQNetwork, QFunction, QNetwork, Summary};
 
 /// The flags of a DQN example.
 #[derive(Parser, Debug)]
@@ -20,12 +20,6 @@ pub struct Cli {
     /// DQN settings.
     #[command(flatten)]
     pub dqn: Config,
-}
-
-/// The config saved in the checkpoint of run directory `run`.
-fn saved_config(run: &RunDir) -> Result<Config, glimpse::checkpoint::CheckpointError> {
-    let snapshot = glimpse::checkpoint::current_snapshot(&run.checkpoint_dir())?;
-    glimpse::checkpoint::load_json(&snapshot.join("config.json"))
 }
 
 /// Parses the command line (defaults < `--config` file < flags) and trains, resumes or evaluates
@@ -48,7 +42,7 @@ where
     let cfg = resolve_config(&defaults, &cli.dqn, cli.run.config.as_deref(), &matches)?;
     // A resumed or evaluated run uses its saved network kind, whatever the flags say.
     let dueling = match cli.run.resume.as_ref().or(cli.run.eval.as_ref()) {
-        Some(dir) => saved_config(&RunDir::open(dir)?)?.dueling,
+        Some(dir) => saved_config(&RunDir::open(dir)?.checkpoint_dir())?.dueling,
         None => cfg.dueling,
     };
     if dueling {
@@ -71,7 +65,7 @@ where
     let args: RunArgs = cli.run;
     if let Some(dir) = &args.eval {
         let run = RunDir::open(dir)?;
-        let saved = saved_config(&run)?;
+        let saved = saved_config(&run.checkpoint_dir())?;
         let mut agent = Dqn::<Q, O, A>::new(saved, args.seed)?;
         agent.load(&run.checkpoint_dir())?;
         let returns = evaluate::<Q, E, O, A>(&agent.q, &make_env, cfg.eval_episodes, args.seed)?;
@@ -82,7 +76,7 @@ where
     let (mut run, mut agent) = match &args.resume {
         Some(dir) => {
             let run = RunDir::open(dir)?;
-            let mut saved = saved_config(&run)?;
+            let mut saved = saved_config(&run.checkpoint_dir())?;
             // The step budget may be raised when resuming (this changes the epsilon and beta
             // schedules, so the run is then no longer the same as one with that budget from the
             // start); everything else stays as saved.

@@ -385,6 +385,12 @@ impl<Q: QFunction<O, A>, const O: usize, const A: usize> Dqn<Q, O, A> {
     }
 }
 
+/// The config saved in checkpoint directory `dir` (by [`Dqn::save`]).
+pub fn saved_config(dir: &Path) -> Result<Config, DqnError> {
+    let snapshot = checkpoint::current_snapshot(dir)?;
+    Ok(checkpoint::load_json(&snapshot.join("config.json"))?)
+}
+
 /// Greedy actions of `q` for a batch of observations `[rows * O]`.
 pub fn greedy_actions<Q: QFunction<O, A>, const O: usize, const A: usize>(q: &Q, dev: &Cpu, obs: &[f32]) -> Vec<usize> {
     let rows = obs.len() / O;
