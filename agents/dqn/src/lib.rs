@@ -98,7 +98,7 @@ impl Replay {
 /// A scalar loss carrying the tape of the online network.
 type TracedLoss = Tensor<Rank0, f32, Cpu, OwnedTape<f32, Cpu>>;
 
-/// Counters and random state saved in `checkpoint/state.json`.
+/// Counters and random state saved in the checkpoint's `state.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainState {
     /// Environment steps taken (all envs together).
