@@ -6,13 +6,17 @@
 use clap::Parser;
 use dfdx::prelude::*;
 use glimpse::run::RunArgs;
-use glimpse_actor_critic::cli::{run_example, AlgoConfig};
+use glimpse_actor_critic::cli::{run_example_until, AlgoConfig};
 use glimpse_actor_critic::{DiscretePolicy, PpoConfig, SeparateDiscrete};
 
 #[derive(Parser)]
 struct Args {
     #[command(flatten)]
     run: RunArgs,
+    /// Stop after the update that reaches this many env steps (checkpoint, no summary);
+    /// `--resume DIR` then continues exactly as if uninterrupted.
+    #[arg(long)]
+    stop_after: Option<u64>,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -20,6 +24,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dev = Cpu::seed_from_u64(args.run.seed);
     let policy = DiscretePolicy::new(dev.build_module::<SeparateDiscrete<4, 2, 64>, f32>(), dev);
     let cfg = AlgoConfig::Ppo(PpoConfig::cartpole());
-    run_example::<_, _, 4>("cartpole_ppo", &args.run, cfg, glimpse_envs::cartpole_v1, policy)?;
+    run_example_until::<_, _, 4>("cartpole_ppo", &args.run, cfg, glimpse_envs::cartpole_v1, policy, args.stop_after)?;
     Ok(())
 }

@@ -74,7 +74,7 @@ fn go<Q: QFunction<OBS, ACTIONS>>(args: RunArgs, cfg: Config) -> Result<(), Box<
     let (mut run, mut agent) = match &args.resume {
         Some(dir) => {
             let run = RunDir::open(dir)?;
-            let saved: Config = glimpse::checkpoint::load_json(&run.checkpoint_dir().join("config.json"))?;
+            let saved = glimpse_dqn::saved_config(&run.checkpoint_dir())?;
             let mut agent = Dqn::<Q, OBS, ACTIONS>::new(saved, args.seed)?;
             agent.load(&run.checkpoint_dir())?;
             (run, agent)

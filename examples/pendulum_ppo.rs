@@ -6,13 +6,17 @@
 use clap::Parser;
 use dfdx::prelude::*;
 use glimpse::run::RunArgs;
-use glimpse_actor_critic::cli::{run_example, AlgoConfig};
+use glimpse_actor_critic::cli::{run_example_until, AlgoConfig};
 use glimpse_actor_critic::{GaussianPolicy, PpoConfig, SeparateGaussian};
 
 #[derive(Parser)]
 struct Args {
     #[command(flatten)]
     run: RunArgs,
+    /// Stop after the update that reaches this many env steps (checkpoint, no summary);
+    /// `--resume DIR` then continues exactly as if uninterrupted.
+    #[arg(long)]
+    stop_after: Option<u64>,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -21,6 +25,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let net = dev.build_module::<SeparateGaussian<3, 1, 64>, f32>();
     let policy = GaussianPolicy::new(net, dev, [-2.0], [2.0]);
     let cfg = AlgoConfig::Ppo(PpoConfig::pendulum());
-    run_example::<_, _, 3>("pendulum_ppo", &args.run, cfg, glimpse_envs::pendulum_v1, policy)?;
+    run_example_until::<_, _, 3>("pendulum_ppo", &args.run, cfg, glimpse_envs::pendulum_v1, policy, args.stop_after)?;
     Ok(())
 }

@@ -115,6 +115,97 @@ pub fn load_json<T: DeserializeOwned>(path: &Path) -> Result<T, CheckpointError>
     serde_json::from_slice(&bytes).map_err(|source| CheckpointError::State { path: path.to_path_buf(), source })
 }
 
+/// The file in a checkpoint directory naming its current snapshot (see [`save_snapshot`]).
+pub const LATEST: &str = "LATEST";
+
+/// The file in a snapshot listing its files with their sizes and CRC-32C.
+pub const MANIFEST: &str = "MANIFEST.json";
+
+/// One file of a snapshot, as the manifest records it.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+struct ManifestEntry {
+    name: String,
+    bytes: u64,
+    crc32c: u32,
+}
+
+/// Saves a checkpoint made of several files so that a crash at any moment leaves a complete one:
+/// `write` fills a fresh snapshot directory inside `dir`; a manifest of every file's size and
+/// CRC-32C is added; then `dir/LATEST` (written atomically) names the new snapshot, and older
+/// snapshots are removed. Returns the snapshot's path. Load with [`current_snapshot`].
+pub fn save_snapshot<E: From<CheckpointError>>(
+    dir: &Path,
+    write: impl FnOnce(&Path) -> Result<(), E>,
+) -> Result<PathBuf, E> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CheckpointError::Io { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let name = format!("snap-{stamp:x}-{}", std::process::id());
+    let tmp = dir.join(format!(".tmp-{name}"));
+    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    write(&tmp)?;
+    let mut entries = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(&tmp)
+        .map_err(io(&tmp))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(io(&tmp))?;
+    files.sort();
+    for path in files {
+        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        entries.push(ManifestEntry { name, bytes: bytes.len() as u64, crc32c: crc32c::crc32c(&bytes) });
+    }
+    save_json(&entries, &tmp.join(MANIFEST))?;
+    let snapshot = dir.join(&name);
+    std::fs::rename(&tmp, &snapshot).map_err(io(&snapshot))?;
+    write_atomic(&dir.join(LATEST), name.as_bytes()).map_err(io(&dir.join(LATEST)))?;
+    // Older snapshots (and leftovers of interrupted saves) are no longer needed.
+    if let Ok(old) = std::fs::read_dir(dir) {
+        for entry in old.flatten() {
+            let n = entry.file_name().to_string_lossy().into_owned();
+            if (n.starts_with("snap-") || n.starts_with(".tmp-snap-")) && n != name {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    Ok(snapshot)
+}
+
+/// The current snapshot in checkpoint directory `dir` (see [`save_snapshot`]), after checking
+/// every file against its manifest: a missing, truncated or altered file is a
+/// [`CheckpointError::Corrupt`] naming it. A directory without `LATEST` (a checkpoint written
+/// before snapshots existed) is returned unchecked.
+pub fn current_snapshot(dir: &Path) -> Result<PathBuf, CheckpointError> {
+    let latest = dir.join(LATEST);
+    if !latest.exists() {
+        return Ok(dir.to_path_buf());
+    }
+    let name =
+        std::fs::read_to_string(&latest).map_err(|source| CheckpointError::Io { path: latest.clone(), source })?;
+    let name = name.trim();
+    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        return Err(CheckpointError::Corrupt { path: latest, message: format!("{name:?} is not a snapshot name") });
+    }
+    let snapshot = dir.join(name);
+    let entries: Vec<ManifestEntry> = load_json(&snapshot.join(MANIFEST))?;
+    for e in entries {
+        let path = snapshot.join(&e.name);
+        let bytes = std::fs::read(&path).map_err(|source| CheckpointError::Io { path: path.clone(), source })?;
+        if bytes.len() as u64 != e.bytes {
+            let message = format!("{} bytes, the manifest says {} (truncated?)", bytes.len(), e.bytes);
+            return Err(CheckpointError::Corrupt { path, message });
+        }
+        if crc32c::crc32c(&bytes) != e.crc32c {
+            return Err(CheckpointError::Corrupt { path, message: "its checksum does not match the manifest".into() });
+        }
+    }
+    Ok(snapshot)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +263,38 @@ mod tests {
         std::fs::write(&path, b"{\"step\": 7, \"ep").unwrap();
         let err = load_json::<State>(&path).unwrap_err();
         assert!(matches!(err, CheckpointError::State { .. }) && err.to_string().contains("state.json"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn snapshots_replace_each_other_whole_and_damage_is_named() {
+        let dir = temp_dir("snap");
+        let first = save_snapshot::<CheckpointError>(&dir, |d| save_json(&1u32, &d.join("a.json"))).unwrap();
+        assert_eq!(current_snapshot(&dir).unwrap(), first);
+        // A save that fails half-way leaves the previous snapshot current and intact.
+        let failed = save_snapshot::<CheckpointError>(&dir, |d| {
+            save_json(&2u32, &d.join("a.json"))?;
+            Err(CheckpointError::Corrupt { path: d.into(), message: "simulated crash".into() })
+        });
+        assert!(failed.is_err());
+        let current = current_snapshot(&dir).unwrap();
+        assert_eq!(load_json::<u32>(&current.join("a.json")).unwrap(), 1);
+        let second = save_snapshot::<CheckpointError>(&dir, |d| save_json(&[3u32; 8], &d.join("a.json"))).unwrap();
+        assert_eq!(current_snapshot(&dir).unwrap(), second);
+        assert!(!first.exists(), "the old snapshot is removed");
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        // Only LATEST and the new snapshot are left.
+        assert_eq!(left.len(), 2, "{left:?}");
+        // Truncation and bit flips are named.
+        let file = second.join("a.json");
+        let bytes = std::fs::read(&file).unwrap();
+        std::fs::write(&file, &bytes[..1]).unwrap();
+        let err = current_snapshot(&dir).unwrap_err().to_string();
+        assert!(err.contains("a.json") && err.contains("truncated"), "{err}");
+        let mut flipped = bytes.clone();
+        flipped[0] ^= 1;
+        std::fs::write(&file, &flipped).unwrap();
+        assert!(current_snapshot(&dir).unwrap_err().to_string().contains("checksum"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

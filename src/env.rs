@@ -14,9 +14,30 @@ pub enum EnvError {
     /// A worker thread's environment panicked; the message is the panic payload.
     #[error("environment {index} panicked: {message}")]
     Panicked { index: usize, message: String },
+    /// The environment cannot do what was asked, e.g. save its state for an exact resume.
+    #[error("not supported: {0}")]
+    Unsupported(String),
+    /// A saved state (see [`Env::save_state`]) does not fit this environment.
+    #[error("bad saved environment state: {0}")]
+    BadState(String),
     /// Any other failure (for example an exception raised by a Python environment).
     #[error("{0}")]
     Other(String),
+}
+
+/// An environment's complete saved state (see [`Env::save_state`]): plain JSON, so that it can go
+/// into a checkpoint next to the agent's own state.
+pub type EnvState = serde_json::Value;
+
+/// Serializes `state` for [`Env::save_state`]; `name` names the env in the error.
+pub fn to_env_state<T: serde::Serialize>(name: &str, state: &T) -> Result<EnvState, EnvError> {
+    serde_json::to_value(state).map_err(|e| EnvError::BadState(format!("{name}: cannot serialize the state: {e}")))
+}
+
+/// Deserializes what [`to_env_state`] wrote, for [`Env::restore_state`]; `name` names the env in
+/// the error.
+pub fn from_env_state<T: serde::de::DeserializeOwned>(name: &str, state: &EnvState) -> Result<T, EnvError> {
+    T::deserialize(state).map_err(|e| EnvError::BadState(format!("{name}: {e}")))
 }
 
 /// Return and length of one finished episode (gymnasium's `info["episode"]`).
@@ -137,6 +158,25 @@ pub trait Env: Send {
     fn reset(&mut self, seed: Option<u64>) -> Result<(Self::Obs, Info), EnvError>;
     /// Advances the episode by one action.
     fn step(&mut self, action: &Self::Act) -> Result<Step<Self::Obs>, EnvError>;
+
+    /// Everything that decides this environment's future: physical state, random generator,
+    /// counters, so that [`restore_state`](Env::restore_state) on a freshly built env of the same
+    /// kind continues bit-identically (the next steps and the next `reset(None)` agree). Agents
+    /// save it in checkpoints to resume a run exactly.
+    ///
+    /// The default returns [`EnvError::Unsupported`]: an env that cannot save its state (an
+    /// external simulator, say) makes an exact resume fail with that error instead of silently
+    /// diverging. Wrappers forward to the env they wrap and add their own counters.
+    fn save_state(&self) -> Result<EnvState, EnvError> {
+        Err(EnvError::Unsupported(format!("{} cannot save its state", std::any::type_name::<Self>())))
+    }
+
+    /// Restores a state written by [`save_state`](Env::save_state) of the same kind of env.
+    /// A state that does not fit gives [`EnvError::BadState`].
+    fn restore_state(&mut self, state: &EnvState) -> Result<(), EnvError> {
+        let _ = state;
+        Err(EnvError::Unsupported(format!("{} cannot restore a saved state", std::any::type_name::<Self>())))
+    }
 }
 
 impl<E: Env + ?Sized> Env for Box<E> {
@@ -153,5 +193,11 @@ impl<E: Env + ?Sized> Env for Box<E> {
     }
     fn step(&mut self, action: &Self::Act) -> Result<Step<Self::Obs>, EnvError> {
         (**self).step(action)
+    }
+    fn save_state(&self) -> Result<EnvState, EnvError> {
+        (**self).save_state()
+    }
+    fn restore_state(&mut self, state: &EnvState) -> Result<(), EnvError> {
+        (**self).restore_state(state)
     }
 }

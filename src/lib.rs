@@ -22,6 +22,6 @@ pub mod spaces;
 pub mod vec_env;
 pub mod wrappers;
 
-pub use env::{Env, EnvError, EpisodeStats, Info, Observation, Step};
+pub use env::{Env, EnvError, EnvState, EpisodeStats, Info, Observation, Step};
 pub use spaces::{BoxSpace, Discrete, Space};
-pub use vec_env::{VecEnv, VecStep};
+pub use vec_env::{VecEnv, VecEnvState, VecStep};

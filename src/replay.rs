@@ -9,10 +9,12 @@
 use std::path::Path;
 
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{write_atomic, CheckpointError};
 
 const MAGIC: &[u8; 16] = b"GLIMPSE-REPLAY1\n";
+const PRIORITIES_MAGIC: &[u8; 16] = b"GLIMPSE-PRIOS01\n";
 
 /// A batch of transitions sampled into flat row-major arrays, ready to become tensors.
 ///
@@ -351,6 +353,73 @@ impl NStep {
         self.count.fill(0);
         self.start.fill(0);
     }
+
+    /// The pending steps, for a checkpoint (see [`restore`](NStep::restore)).
+    pub fn save_state(&self) -> NStepState {
+        let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect();
+        NStepState {
+            n: self.n,
+            gamma: self.gamma as f64,
+            obs_dim: self.obs_dim,
+            act_dim: self.act_dim,
+            obs: widen(&self.obs),
+            actions: widen(&self.actions),
+            rewards: widen(&self.rewards),
+            start: self.start.clone(),
+            count: self.count.clone(),
+        }
+    }
+
+    /// Restores pending steps saved by [`save_state`](NStep::save_state) from an `NStep` built
+    /// with the same sizes; anything else is an error saying what differs.
+    pub fn restore(&mut self, state: &NStepState) -> Result<(), String> {
+        let mine = (self.n, self.gamma as f64, self.obs_dim, self.act_dim, self.start.len());
+        let saved = (state.n, state.gamma, state.obs_dim, state.act_dim, state.start.len());
+        if mine != saved {
+            return Err(format!(
+                "saved n-step state has (n, gamma, obs_dim, act_dim, envs) = {saved:?}, expected {mine:?}"
+            ));
+        }
+        let lengths_ok = state.obs.len() == self.obs.len()
+            && state.actions.len() == self.actions.len()
+            && state.rewards.len() == self.rewards.len()
+            && state.count.len() == self.count.len()
+            && state.start.iter().chain(&state.count).all(|&k| k <= self.n);
+        if !lengths_ok {
+            return Err("saved n-step state has arrays of the wrong length".into());
+        }
+        let narrow = |dst: &mut Vec<f32>, src: &[f64]| dst.iter_mut().zip(src).for_each(|(d, &x)| *d = x as f32);
+        narrow(&mut self.obs, &state.obs);
+        narrow(&mut self.actions, &state.actions);
+        narrow(&mut self.rewards, &state.rewards);
+        self.start.clone_from(&state.start);
+        self.count.clone_from(&state.count);
+        Ok(())
+    }
+}
+
+/// The pending steps of an [`NStep`] (f32 values widened to f64, exact in JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NStepState {
+    /// Steps summed per transition.
+    pub n: usize,
+    /// Discount.
+    pub gamma: f64,
+    /// Values per observation.
+    pub obs_dim: usize,
+    /// Values per action.
+    pub act_dim: usize,
+    /// Per env, a ring of n observations.
+    pub obs: Vec<f64>,
+    /// Per env, a ring of n actions.
+    pub actions: Vec<f64>,
+    /// Per env, a ring of n rewards.
+    pub rewards: Vec<f64>,
+    /// Per env, the ring position of the oldest pending step.
+    pub start: Vec<usize>,
+    /// Per env, the number of pending steps.
+    pub count: Vec<usize>,
 }
 
 /// A binary tree over `capacity` non-negative priorities giving sums over prefixes in O(log n).
@@ -502,17 +571,66 @@ impl PrioritizedReplay {
         b.gather(out);
     }
 
-    /// Saves the transitions (see [`ReplayBuffer::save`]); priorities are not saved.
-    pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
-        self.buffer.save(path)
+    /// Where [`save`](PrioritizedReplay::save) puts the priorities: `<path>.priorities`.
+    pub fn priorities_path(path: &Path) -> std::path::PathBuf {
+        let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        name.push(".priorities");
+        path.with_file_name(name)
     }
 
-    /// Loads the transitions and gives every one the largest priority seen so far, as new ones get.
+    /// Saves the transitions to `path` (see [`ReplayBuffer::save`]) and, to
+    /// [`priorities_path`](PrioritizedReplay::priorities_path), the priority of every stored slot,
+    /// the largest priority seen, alpha and epsilon: a loaded buffer samples exactly as this one.
+    pub fn save(&self, path: &Path) -> Result<(), CheckpointError> {
+        self.buffer.save(path)?;
+        let len = self.buffer.len();
+        let mut bytes = Vec::with_capacity(16 + 32 + 8 * len);
+        bytes.extend_from_slice(PRIORITIES_MAGIC);
+        bytes.extend_from_slice(&(len as u64).to_le_bytes());
+        for x in [self.max_priority, self.alpha, self.epsilon].into_iter().chain((0..len).map(|i| self.tree.get(i))) {
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+        let ppath = Self::priorities_path(path);
+        write_atomic(&ppath, &bytes).map_err(|source| CheckpointError::Io { path: ppath, source })
+    }
+
+    /// Loads what [`save`](PrioritizedReplay::save) wrote: transitions and priorities.
     pub fn load(&mut self, path: &Path) -> Result<(), CheckpointError> {
         self.buffer.load(path)?;
-        for i in 0..self.buffer.len() {
-            self.tree.set(i, self.max_priority.powf(self.alpha));
+        let ppath = Self::priorities_path(path);
+        let bytes = std::fs::read(&ppath).map_err(|source| CheckpointError::Io { path: ppath.clone(), source })?;
+        let corrupt = |message: String| CheckpointError::Corrupt { path: ppath.clone(), message };
+        let len = self.buffer.len();
+        if bytes.len() < 48 || &bytes[..16] != PRIORITIES_MAGIC {
+            return Err(corrupt("not a priorities file (bad header)".into()));
         }
+        let word = |i: usize| u64::from_le_bytes(bytes[16 + 8 * i..24 + 8 * i].try_into().expect("8 bytes"));
+        if word(0) as usize != len || bytes.len() != 48 + 8 * len {
+            return Err(corrupt(format!(
+                "{} bytes for {} priorities; the replay buffer holds {len} transitions (truncated?)",
+                bytes.len(),
+                word(0)
+            )));
+        }
+        let (max_priority, alpha, epsilon) =
+            (f64::from_bits(word(1)), f64::from_bits(word(2)), f64::from_bits(word(3)));
+        if alpha != self.alpha || epsilon != self.epsilon {
+            return Err(corrupt(format!(
+                "saved with alpha {alpha}, epsilon {epsilon}; this buffer has {}, {}",
+                self.alpha, self.epsilon
+            )));
+        }
+        let priorities: Vec<f64> = (0..len).map(|i| f64::from_bits(word(4 + i))).collect();
+        if !max_priority.is_finite() || priorities.iter().any(|p| !(p.is_finite() && *p >= 0.0)) {
+            return Err(corrupt("priorities must be finite and non-negative".into()));
+        }
+        // Rebuilding from the leaves gives the very same sums: every inner node is the sum of its
+        // two children, whatever order the leaves were set in.
+        self.tree = SumTree::new(self.buffer.capacity());
+        for (i, &p) in priorities.iter().enumerate() {
+            self.tree.set(i, p);
+        }
+        self.max_priority = max_priority;
         Ok(())
     }
 
@@ -718,5 +836,65 @@ mod tests {
         // New transitions get the largest priority seen (4 + eps).
         per.push(&[9.0], &[0.0], 0.0, &[0.0], false, 1.0);
         assert!((per.tree().get(0) - 4.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn saved_priorities_sample_identically_and_a_cut_file_is_an_error() {
+        let mut per = PrioritizedReplay::new(8, 1, 1, 0.6);
+        for i in 0..11 {
+            per.push(&[i as f32], &[0.0], 0.0, &[0.0], false, 1.0);
+        }
+        per.update_priorities(&[0, 3, 5], &[0.3, 7.0, 0.01]);
+        let dir = std::env::temp_dir().join(format!("glimpse-per-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("replay.bin");
+        per.save(&path).unwrap();
+        let mut loaded = PrioritizedReplay::new(8, 1, 1, 0.6);
+        loaded.load(&path).unwrap();
+        assert_eq!(loaded.tree().sums, per.tree().sums);
+        assert_eq!(loaded.tree().mins, per.tree().mins);
+        let (mut a, mut b) = (Batch::default(), Batch::default());
+        per.sample(16, 0.5, &mut StdRng::seed_from_u64(3), &mut a);
+        loaded.sample(16, 0.5, &mut StdRng::seed_from_u64(3), &mut b);
+        assert_eq!((a.indices, a.weights), (b.indices, b.weights));
+        // New pushes get the same (restored) largest priority.
+        per.push(&[1.0], &[0.0], 0.0, &[0.0], false, 1.0);
+        loaded.push(&[1.0], &[0.0], 0.0, &[0.0], false, 1.0);
+        assert_eq!(loaded.tree().sums, per.tree().sums);
+        // Truncated priorities file.
+        let ppath = PrioritizedReplay::priorities_path(&path);
+        let bytes = std::fs::read(&ppath).unwrap();
+        std::fs::write(&ppath, &bytes[..bytes.len() - 3]).unwrap();
+        let err = loaded.load(&path).unwrap_err().to_string();
+        assert!(err.contains("replay.bin.priorities") && err.contains("truncated"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn restored_n_step_queues_emit_the_same_transitions() {
+        let mut a = NStep::new(2, 3, 0.9, 1, 1);
+        let mut sink = Vec::new();
+        for t in 0..5 {
+            a.push(t % 2, &[t as f32 * 0.1], &[1.0], t as f32, &[0.0], false, false, |o, _, r, _, _, d| {
+                sink.push((o[0], r, d))
+            });
+        }
+        let saved = serde_json::to_string(&a.save_state()).unwrap();
+        let mut b = NStep::new(2, 3, 0.9, 1, 1);
+        b.restore(&serde_json::from_str(&saved).unwrap()).unwrap();
+        let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
+        for t in 5..9 {
+            let last = t == 8;
+            a.push(t % 2, &[t as f32 * 0.1], &[1.0], t as f32, &[9.0], last, false, |o, _, r, _, te, d| {
+                out_a.push((o[0], r, te, d))
+            });
+            b.push(t % 2, &[t as f32 * 0.1], &[1.0], t as f32, &[9.0], last, false, |o, _, r, _, te, d| {
+                out_b.push((o[0], r, te, d))
+            });
+        }
+        assert!(out_a.len() >= 3, "{out_a:?}");
+        assert_eq!(out_a, out_b);
+        let err = NStep::new(2, 2, 0.9, 1, 1).restore(&a.save_state()).unwrap_err();
+        assert!(err.contains("expected"), "{err}");
     }
 }

@@ -2,8 +2,9 @@
 
 use std::f64::consts::PI;
 
+use glimpse::env::{from_env_state, to_env_state};
 use glimpse::wrappers::TimeLimit;
-use glimpse::{BoxSpace, Discrete, Env, EnvError, Info, Space, Step};
+use glimpse::{BoxSpace, Discrete, Env, EnvError, EnvState, Info, Space, Step};
 
 use crate::np_random::{reseed, NpRandom};
 use crate::numpy_scalar::{self, pow2};
@@ -26,7 +27,10 @@ const AVAIL_TORQUE: [f64; 3] = [-1.0, 0.0, 1.0];
 
 /// Two links hanging from a fixed joint; torque -1, 0 or +1 on the middle joint; reward -1 per
 /// step until the free end rises one link length above the fixed joint.
-#[derive(Debug, Clone)]
+///
+/// Serializes (all fields, RNG included) for [`Env::save_state`].
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Acrobot {
     /// `[theta1, theta2, dtheta1, dtheta2]`, like gymnasium's `env.unwrapped.state` (float32
     /// values right after a reset, float64 after a step).
@@ -139,6 +143,15 @@ impl Env for Acrobot {
 
     fn action_space(&self) -> Space {
         Discrete::new(3).into()
+    }
+
+    fn save_state(&self) -> Result<EnvState, EnvError> {
+        to_env_state("Acrobot", self)
+    }
+
+    fn restore_state(&mut self, state: &EnvState) -> Result<(), EnvError> {
+        *self = from_env_state("Acrobot", state)?;
+        Ok(())
     }
 
     fn reset(&mut self, seed: Option<u64>) -> Result<([f32; 6], Info), EnvError> {

@@ -1,7 +1,8 @@
 //! CartPole-v1 (Barto, Sutton & Anderson), as gymnasium's `CartPoleEnv`.
 
+use glimpse::env::{from_env_state, to_env_state};
 use glimpse::wrappers::TimeLimit;
-use glimpse::{BoxSpace, Discrete, Env, EnvError, Info, Space, Step};
+use glimpse::{BoxSpace, Discrete, Env, EnvError, EnvState, Info, Space, Step};
 
 use crate::np_random::{reseed, NpRandom};
 
@@ -19,7 +20,10 @@ pub const THETA_THRESHOLD: f64 = 12.0 * 2.0 * std::f64::consts::PI / 360.0;
 pub const X_THRESHOLD: f64 = 2.4;
 
 /// A pole balanced on a cart; action 0 pushes left, 1 pushes right; reward 1 per step.
-#[derive(Debug, Clone)]
+///
+/// Serializes (all fields, RNG included) for [`Env::save_state`].
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CartPole {
     /// `[x, x_dot, theta, theta_dot]` in float64, like gymnasium's `env.unwrapped.state`.
     pub state: [f64; 4],
@@ -64,6 +68,15 @@ impl Env for CartPole {
 
     fn action_space(&self) -> Space {
         Discrete::new(2).into()
+    }
+
+    fn save_state(&self) -> Result<EnvState, EnvError> {
+        to_env_state("CartPole", self)
+    }
+
+    fn restore_state(&mut self, state: &EnvState) -> Result<(), EnvError> {
+        *self = from_env_state("CartPole", state)?;
+        Ok(())
     }
 
     fn reset(&mut self, seed: Option<u64>) -> Result<([f32; 4], Info), EnvError> {

@@ -19,7 +19,7 @@ use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::sync::Once;
 
-use glimpse::{BoxSpace, Discrete, Env, EnvError, Info, Space, Step};
+use glimpse::{BoxSpace, Discrete, Env, EnvError, EnvState, Info, Space, Step};
 use numpy::{PyArray1, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
@@ -248,6 +248,13 @@ impl<const N: usize, A: GymAction> Env for GymEnv<N, A> {
 
     fn action_space(&self) -> Space {
         self.action_space.clone()
+    }
+
+    fn save_state(&self) -> Result<EnvState, EnvError> {
+        Err(EnvError::Unsupported(format!(
+            "GymEnv({}): a Python gymnasium env cannot save its internal state, so a run on it cannot resume exactly",
+            self.id
+        )))
     }
 
     fn reset(&mut self, seed: Option<u64>) -> Result<([f32; N], Info), EnvError> {

@@ -1,7 +1,8 @@
 //! MountainCar-v0 (Moore 1990), as gymnasium's `MountainCarEnv`.
 
+use glimpse::env::{from_env_state, to_env_state};
 use glimpse::wrappers::TimeLimit;
-use glimpse::{BoxSpace, Discrete, Env, EnvError, Info, Space, Step};
+use glimpse::{BoxSpace, Discrete, Env, EnvError, EnvState, Info, Space, Step};
 
 use crate::np_random::{reseed, NpRandom};
 
@@ -18,7 +19,10 @@ const GRAVITY: f64 = 0.0025;
 
 /// A car in a valley that must rock back and forth to reach the flag; action 0 accelerates left,
 /// 1 not at all, 2 right; reward -1 per step.
-#[derive(Debug, Clone)]
+///
+/// Serializes (all fields, RNG included) for [`Env::save_state`].
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MountainCar {
     /// `[position, velocity]` in float64, like gymnasium's `env.unwrapped.state`.
     pub state: [f64; 2],
@@ -55,6 +59,15 @@ impl Env for MountainCar {
 
     fn action_space(&self) -> Space {
         Discrete::new(3).into()
+    }
+
+    fn save_state(&self) -> Result<EnvState, EnvError> {
+        to_env_state("MountainCar", self)
+    }
+
+    fn restore_state(&mut self, state: &EnvState) -> Result<(), EnvError> {
+        *self = from_env_state("MountainCar", state)?;
+        Ok(())
     }
 
     fn reset(&mut self, seed: Option<u64>) -> Result<([f32; 2], Info), EnvError> {

@@ -5,8 +5,9 @@
 //! float stays float32, while a float32 combined with a float64 array element becomes float64.
 //! [`Scalar`] follows those rules so that every step rounds exactly where gymnasium's does.
 
+use glimpse::env::{from_env_state, to_env_state};
 use glimpse::wrappers::TimeLimit;
-use glimpse::{BoxSpace, Env, EnvError, Info, Space, Step};
+use glimpse::{BoxSpace, Env, EnvError, EnvState, Info, Space, Step};
 
 use crate::np_random::{reseed, NpRandom};
 use crate::numpy_scalar::pow2;
@@ -95,7 +96,10 @@ impl Scalar {
 ///
 /// Actions outside [-1, 1] are clipped for the dynamics but penalised unclipped, as in gymnasium;
 /// non-finite actions are rejected.
-#[derive(Debug, Clone)]
+///
+/// Serializes (all fields, RNG included) for [`Env::save_state`].
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MountainCarContinuous {
     /// `[position, velocity]`, like gymnasium's `env.unwrapped.state`.
     pub state: [f64; 2],
@@ -143,6 +147,15 @@ impl Env for MountainCarContinuous {
 
     fn action_space(&self) -> Space {
         BoxSpace::new(vec![-1.0], vec![1.0]).into()
+    }
+
+    fn save_state(&self) -> Result<EnvState, EnvError> {
+        to_env_state("MountainCarContinuous", self)
+    }
+
+    fn restore_state(&mut self, state: &EnvState) -> Result<(), EnvError> {
+        *self = from_env_state("MountainCarContinuous", state)?;
+        Ok(())
     }
 
     fn reset(&mut self, seed: Option<u64>) -> Result<([f32; 2], Info), EnvError> {

@@ -2,8 +2,9 @@
 
 use std::f64::consts::PI;
 
+use glimpse::env::{from_env_state, to_env_state};
 use glimpse::wrappers::TimeLimit;
-use glimpse::{BoxSpace, Env, EnvError, Info, Space, Step};
+use glimpse::{BoxSpace, Env, EnvError, EnvState, Info, Space, Step};
 
 use crate::np_random::{reseed, NpRandom};
 use crate::numpy_scalar::{pow2, pow2_f32};
@@ -40,7 +41,10 @@ fn angle_normalize(x: f64) -> f64 {
 /// `-(θ² + 0.1·θ̇² + 0.001·u²)` with θ normalised to [-π, π).
 ///
 /// Actions outside [-2, 2] are clipped, as in gymnasium; non-finite actions are rejected.
-#[derive(Debug, Clone)]
+///
+/// Serializes (all fields, RNG included) for [`Env::save_state`].
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Pendulum {
     /// `[theta, theta_dot]` in float64, like gymnasium's `env.unwrapped.state`.
     pub state: [f64; 2],
@@ -83,6 +87,15 @@ impl Env for Pendulum {
 
     fn action_space(&self) -> Space {
         BoxSpace::new(vec![-MAX_TORQUE], vec![MAX_TORQUE]).into()
+    }
+
+    fn save_state(&self) -> Result<EnvState, EnvError> {
+        to_env_state("Pendulum", self)
+    }
+
+    fn restore_state(&mut self, state: &EnvState) -> Result<(), EnvError> {
+        *self = from_env_state("Pendulum", state)?;
+        Ok(())
     }
 
     fn reset(&mut self, seed: Option<u64>) -> Result<([f32; 3], Info), EnvError> {

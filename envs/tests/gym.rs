@@ -184,3 +184,11 @@ fn multi_dimensional_float64_observations_infos_and_python_exceptions() {
     let e = GymEnv::<3, [f32; 2]>::make("Grid64-v0").unwrap_err().to_string();
     assert!(e.contains("[2, 2]") && e.contains("holds 4 values"), "{e}");
 }
+
+#[test]
+fn a_gym_env_says_it_cannot_save_its_state() {
+    let Some(gym) = gym_cartpole() else { return };
+    let env = glimpse::wrappers::TimeLimit::new(gym, 500);
+    let err = env.save_state().unwrap_err();
+    assert!(matches!(&err, EnvError::Unsupported(m) if m.contains("CartPole-v1") && m.contains("resume")), "{err}");
+}

@@ -42,8 +42,10 @@ pub(crate) struct Chunk<E> {
     /// Index of the first env in the whole batch.
     pub start: usize,
     pub envs: Vec<E>,
-    returns: Vec<f64>,
-    lengths: Vec<usize>,
+    /// Return so far of each env's current episode.
+    pub returns: Vec<f64>,
+    /// Length so far of each env's current episode.
+    pub lengths: Vec<usize>,
     /// Episodes that ended in the last step (batch-wide env index).
     pub episodes: Vec<(usize, EpisodeStats)>,
     /// The outcome of the last reset or step.
@@ -145,11 +147,13 @@ impl<E: Env> Chunk<E> {
 }
 
 /// Prefixes an env's error with its index in the batch.
-fn at_env(index: usize, e: EnvError) -> EnvError {
+pub(crate) fn at_env(index: usize, e: EnvError) -> EnvError {
     match e {
         EnvError::InvalidAction(m) => EnvError::InvalidAction(format!("env {index}: {m}")),
         EnvError::NeedsReset(m) => EnvError::NeedsReset(format!("env {index}: {m}")),
         EnvError::Other(m) => EnvError::Other(format!("env {index}: {m}")),
+        EnvError::Unsupported(m) => EnvError::Unsupported(format!("env {index}: {m}")),
+        EnvError::BadState(m) => EnvError::BadState(format!("env {index}: {m}")),
         EnvError::Panicked { message, .. } => EnvError::Panicked { index, message },
     }
 }

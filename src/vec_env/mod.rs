@@ -26,6 +26,11 @@
 //! each env's own random stream. No state is shared between envs, so the same seed and actions give
 //! bit-identical results whatever the number of workers.
 //!
+//! # Saving and restoring
+//! [`VecEnv::save_state`] captures every env's [`Env::save_state`], the running episode returns and
+//! lengths and the current observations; [`VecEnv::restore_state`] on a `VecEnv` built the same way
+//! continues bit-identically (an agent's checkpoint uses this for an exact resume).
+//!
 //! # Failures
 //! - An env that panics gives [`EnvError::Panicked`] with its index; the `VecEnv` is then poisoned
 //!   and every later call returns that error. Dropping it still joins its threads promptly.
@@ -76,9 +81,11 @@ use std::sync::{Mutex, MutexGuard};
 use dfdx::shapes::{Const, HasShape};
 use dfdx::tensor::{CopySlice, Tensor, TensorFromVec};
 
-use crate::env::{Env, EnvError, EpisodeStats, Observation};
+use serde::{Deserialize, Serialize};
+
+use crate::env::{Env, EnvError, EnvState, EpisodeStats, Observation};
 use crate::spaces::Space;
-use chunk::{Buffers, Chunk, RawRows};
+use chunk::{at_env, Buffers, Chunk, RawRows};
 use pool::Pool;
 
 /// Chunks per worker: enough that threads finishing at different times even out the work, few
@@ -107,6 +114,20 @@ impl VecStep<'_> {
     pub fn done(&self, i: usize) -> bool {
         self.terminated[i] || self.truncated[i]
     }
+}
+
+/// A [`VecEnv`]'s complete state, from [`VecEnv::save_state`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VecEnvState {
+    /// Each env's [`Env::save_state`], in env order.
+    pub envs: Vec<EnvState>,
+    /// Return so far of each env's current episode.
+    pub returns: Vec<f64>,
+    /// Length so far of each env's current episode.
+    pub lengths: Vec<usize>,
+    /// Current observations `[N × DIM]`, widened to f64 (exact in JSON).
+    pub obs: Vec<f64>,
 }
 
 /// N environments stepped as a batch on worker threads, with contiguous output buffers.
@@ -280,6 +301,74 @@ impl<E: Env + 'static> VecEnv<E> {
                 Err(e)
             }
         }
+    }
+
+    /// Saves every env's state, the running episode statistics and the current observations.
+    ///
+    /// Fails with the first env's error when an env cannot save its state
+    /// ([`EnvError::Unsupported`]), or when the batch needs a reset (nothing consistent to save).
+    pub fn save_state(&self) -> Result<VecEnvState, EnvError> {
+        if let Some(e) = &self.poisoned {
+            return Err(e.clone());
+        }
+        if self.needs_reset {
+            return Err(EnvError::NeedsReset("VecEnv: nothing to save before the first reset".into()));
+        }
+        let mut state = VecEnvState {
+            envs: Vec::with_capacity(self.num_envs),
+            returns: Vec::with_capacity(self.num_envs),
+            lengths: Vec::with_capacity(self.num_envs),
+            obs: self.bufs.obs.iter().map(|&x| x as f64).collect(),
+        };
+        for chunk in &self.chunks {
+            let chunk = lock(chunk);
+            for (j, env) in chunk.envs.iter().enumerate() {
+                state.envs.push(env.save_state().map_err(|e| at_env(chunk.start + j, e))?);
+            }
+            state.returns.extend_from_slice(&chunk.returns);
+            state.lengths.extend_from_slice(&chunk.lengths);
+        }
+        Ok(state)
+    }
+
+    /// Restores what [`save_state`](Self::save_state) wrote, in place of a [`reset`](Self::reset):
+    /// the next [`step`](Self::step) continues the saved episodes. The number of envs and the
+    /// observation size must match.
+    pub fn restore_state(&mut self, state: &VecEnvState) -> Result<(), EnvError> {
+        if let Some(e) = &self.poisoned {
+            return Err(e.clone());
+        }
+        let n = self.num_envs;
+        let sizes = (state.envs.len(), state.returns.len(), state.lengths.len(), state.obs.len());
+        if sizes != (n, n, n, n * E::Obs::DIM) {
+            return Err(EnvError::BadState(format!(
+                "VecEnv: the saved state has {} envs, {} returns, {} lengths and {} observation values; \
+                 this VecEnv has {n} envs of {} values",
+                sizes.0,
+                sizes.1,
+                sizes.2,
+                sizes.3,
+                E::Obs::DIM
+            )));
+        }
+        self.needs_reset = true;
+        for chunk in &self.chunks {
+            let mut chunk = lock(chunk);
+            let start = chunk.start;
+            let len = chunk.envs.len();
+            for (j, env) in chunk.envs.iter_mut().enumerate() {
+                env.restore_state(&state.envs[start + j]).map_err(|e| at_env(start + j, e))?;
+            }
+            chunk.returns.copy_from_slice(&state.returns[start..start + len]);
+            chunk.lengths.copy_from_slice(&state.lengths[start..start + len]);
+        }
+        for (dst, &x) in self.bufs.obs.iter_mut().zip(&state.obs) {
+            *dst = x as f32;
+        }
+        self.bufs.final_obs.copy_from_slice(&self.bufs.obs);
+        self.episodes.clear();
+        self.needs_reset = false;
+        Ok(())
     }
 
     /// Current observations `[N × DIM]`, row-major (env i in row i).

@@ -9,10 +9,11 @@ use std::time::Instant;
 use dfdx::prelude::*;
 use glimpse::optim::{Adam, AdamConfig};
 use glimpse::rollout::{normalize, Minibatch, RolloutBuffer};
-use glimpse::vec_env::VecEnv;
+use glimpse::vec_env::{VecEnv, VecEnvState};
 use glimpse::{Env, EpisodeStats, Observation};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use rand_chacha::ChaCha12Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::policy::{ActorCritic, Column, Evaluation, Traced};
@@ -253,6 +254,36 @@ pub fn optimizer<const O: usize, P: ActorCritic<O>>(policy: &P, cfg: &PpoConfig)
     Adam::new(policy.net(), AdamConfig { lr: cfg.learning_rate as f32, eps: 1e-5, ..Default::default() })
 }
 
+/// Where [`train_from`]'s loop stood after an update. Saved with the policy and optimizer, it lets
+/// a run continue bit-identically: same updates, same learning-rate schedule, same episodes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoopState {
+    /// Updates done.
+    pub update: usize,
+    /// Env steps done.
+    pub env_steps: u64,
+    /// The environments (states, running episode statistics, observations), or why they could not
+    /// be saved (e.g. a Python env): continuing then fails with that reason.
+    pub envs: Result<VecEnvState, String>,
+    /// The sampling stream (actions and minibatch order); `StdRng` is this generator.
+    pub rng: ChaCha12Rng,
+    /// The learning curve so far (see [`TrainOutcome::curve`]).
+    pub curve: Vec<(u64, f64)>,
+}
+
+/// What [`train_from`] passes to its callback after each update.
+pub struct UpdateContext<'a, P: ActorCritic<O>, const O: usize> {
+    /// The update's statistics.
+    pub stats: &'a UpdateStats,
+    /// The current policy.
+    pub policy: &'a P,
+    /// The optimizer.
+    pub opt: &'a Adam<P::Net>,
+    /// Saves the loop's state (for a checkpoint), computed only when called.
+    pub loop_state: &'a dyn Fn() -> LoopState,
+}
+
 /// Trains `policy` with PPO on `envs` (stepped as a [`VecEnv`]) using `opt` (see [`optimizer`]),
 /// evaluating greedily on `eval_env`. `on_update` sees every update's statistics, the current policy
 /// and the optimizer (for logging and checkpoints).
@@ -263,6 +294,28 @@ pub fn train<E, P, const O: usize>(
     opt: &mut Adam<P::Net>,
     cfg: &PpoConfig,
     mut on_update: impl FnMut(&UpdateStats, &P, &Adam<P::Net>),
+) -> Result<TrainOutcome, Error>
+where
+    E: Env + 'static,
+    P: ActorCritic<O, Action = E::Act>,
+{
+    train_from(envs, eval_env, policy, opt, cfg, None, |c: &UpdateContext<'_, P, O>| {
+        on_update(c.stats, c.policy, c.opt);
+        false
+    })
+}
+
+/// [`train`], continuing from `resume` (a [`LoopState`] saved by an earlier call, with the policy
+/// and optimizer restored by the caller) when given. `on_update` returns `true` to stop after this
+/// update (the outcome then covers the updates done so far).
+pub fn train_from<E, P, const O: usize>(
+    envs: Vec<E>,
+    eval_env: &mut E,
+    policy: &mut P,
+    opt: &mut Adam<P::Net>,
+    cfg: &PpoConfig,
+    resume: Option<&LoopState>,
+    mut on_update: impl FnMut(&UpdateContext<'_, P, O>) -> bool,
 ) -> Result<TrainOutcome, Error>
 where
     E: Env + 'static,
@@ -279,13 +332,22 @@ where
     let dev = Cpu::default();
     let (n, t_len) = (cfg.num_envs, cfg.num_steps);
     let mut venv = VecEnv::new(envs, cfg.workers)?;
-    let mut rng = StdRng::seed_from_u64(cfg.seed);
     let mut buf = RolloutBuffer::new(n, t_len, O, P::ACT_DIM);
-    let mut obs = venv.reset(Some(cfg.seed))?.to_vec();
     let num_updates = (cfg.total_timesteps / (n * t_len) as u64).max(1) as usize;
     let mut out = TrainOutcome::default();
+    let (mut rng, mut obs, first_update) = match resume {
+        None => (ChaCha12Rng::seed_from_u64(cfg.seed), venv.reset(Some(cfg.seed))?.to_vec(), 1),
+        Some(saved) => {
+            let envs = saved.envs.as_ref().map_err(|why| {
+                Error::Config(format!("cannot resume exactly: the checkpoint holds no environment state because {why}"))
+            })?;
+            venv.restore_state(envs)?;
+            (out.env_steps, out.updates, out.curve) = (saved.env_steps, saved.update, saved.curve.clone());
+            (saved.rng.clone(), venv.observations().to_vec(), saved.update + 1)
+        }
+    };
 
-    for update in 1..=num_updates {
+    for update in first_update..=num_updates {
         if cfg.anneal_lr {
             opt.cfg.lr = (cfg.learning_rate * (1.0 - (update - 1) as f64 / num_updates as f64)) as f32;
         }
@@ -322,8 +384,15 @@ where
         }
         stats.wall_seconds = start.elapsed().as_secs_f64();
         out.updates = update;
-        on_update(&stats, policy, opt);
-        if out.solved_at_step.is_some() {
+        let loop_state = || LoopState {
+            update,
+            env_steps: out.env_steps,
+            envs: venv.save_state().map_err(|e| e.to_string()),
+            rng: rng.clone(),
+            curve: out.curve.clone(),
+        };
+        let stop = on_update(&UpdateContext { stats: &stats, policy, opt, loop_state: &loop_state });
+        if out.solved_at_step.is_some() || stop {
             break;
         }
     }
@@ -423,7 +492,7 @@ fn learn<const O: usize, P: ActorCritic<O>>(
     buf: &RolloutBuffer,
     cfg: &PpoConfig,
     dev: &Cpu,
-    rng: &mut StdRng,
+    rng: &mut ChaCha12Rng,
 ) -> Result<UpdateStats, Error> {
     let mb_size = buf.batch_size().div_ceil(cfg.num_minibatches);
     let mut sums = UpdateStats::default();

@@ -5,7 +5,7 @@ use dfdx::prelude::{BuildOnDevice, Cpu};
 use glimpse::run::{resolve_config, summary_line, RunArgs, RunDir};
 use glimpse::Env;
 
-use crate::{evaluate, train, Config, Dqn, DuelingQNetwork, QFunction, QNetwork, Summary};
+use crate::{evaluate, saved_config, train_until, Config, Dqn, DuelingQNetwork, QFunction, QNetwork, Summary};
 
 /// The flags of a DQN example.
 #[derive(Parser, Debug)]
@@ -13,6 +13,10 @@ pub struct Cli {
     /// Seed, run directory, resume, eval, config file.
     #[command(flatten)]
     pub run: RunArgs,
+    /// Stop after this many env steps: write a checkpoint and exit without a summary.
+    /// `--resume DIR` then continues exactly as if the run had never stopped.
+    #[arg(long)]
+    pub stop_after: Option<u64>,
     /// DQN settings.
     #[command(flatten)]
     pub dqn: Config,
@@ -36,26 +40,32 @@ where
     let matches = Cli::command().about(format!("DQN example {name}")).get_matches();
     let cli = Cli::from_arg_matches(&matches)?;
     let cfg = resolve_config(&defaults, &cli.dqn, cli.run.config.as_deref(), &matches)?;
-    if cfg.dueling {
-        go::<<DuelingQNetwork<O, A, H> as BuildOnDevice<Cpu, f32>>::Built, E, O, A>(name, make_env, cli.run, cfg)
+    // A resumed or evaluated run uses its saved network kind, whatever the flags say.
+    let dueling = match cli.run.resume.as_ref().or(cli.run.eval.as_ref()) {
+        Some(dir) => saved_config(&RunDir::open(dir)?.checkpoint_dir())?.dueling,
+        None => cfg.dueling,
+    };
+    if dueling {
+        go::<<DuelingQNetwork<O, A, H> as BuildOnDevice<Cpu, f32>>::Built, E, O, A>(name, make_env, cli, cfg)
     } else {
-        go::<<QNetwork<O, A, H> as BuildOnDevice<Cpu, f32>>::Built, E, O, A>(name, make_env, cli.run, cfg)
+        go::<<QNetwork<O, A, H> as BuildOnDevice<Cpu, f32>>::Built, E, O, A>(name, make_env, cli, cfg)
     }
 }
 
 fn go<Q, E, const O: usize, const A: usize>(
     name: &str,
     make_env: fn() -> E,
-    args: RunArgs,
+    cli: Cli,
     cfg: Config,
 ) -> Result<Option<Summary>, Box<dyn std::error::Error>>
 where
     Q: QFunction<O, A>,
     E: Env<Act = usize> + 'static,
 {
+    let args: RunArgs = cli.run;
     if let Some(dir) = &args.eval {
         let run = RunDir::open(dir)?;
-        let saved: Config = glimpse::checkpoint::load_json(&run.checkpoint_dir().join("config.json"))?;
+        let saved = saved_config(&run.checkpoint_dir())?;
         let mut agent = Dqn::<Q, O, A>::new(saved, args.seed)?;
         agent.load(&run.checkpoint_dir())?;
         let returns = evaluate::<Q, E, O, A>(&agent.q, &make_env, cfg.eval_episodes, args.seed)?;
@@ -66,8 +76,10 @@ where
     let (mut run, mut agent) = match &args.resume {
         Some(dir) => {
             let run = RunDir::open(dir)?;
-            let mut saved: Config = glimpse::checkpoint::load_json(&run.checkpoint_dir().join("config.json"))?;
-            // The step budget may be raised when resuming; everything else stays as saved.
+            let mut saved = saved_config(&run.checkpoint_dir())?;
+            // The step budget may be raised when resuming (this changes the epsilon and beta
+            // schedules, so the run is then no longer the same as one with that budget from the
+            // start); everything else stays as saved.
             saved.total_timesteps = saved.total_timesteps.max(cfg.total_timesteps);
             let mut agent = Dqn::<Q, O, A>::new(saved, args.seed)?;
             agent.load(&run.checkpoint_dir())?;
@@ -80,7 +92,10 @@ where
             (run, Dqn::<Q, O, A>::new(cfg, args.seed)?)
         }
     };
-    let summary = train(&mut agent, &make_env, &mut run, true)?;
+    let Some(summary) = train_until(&mut agent, &make_env, &mut run, true, cli.stop_after)? else {
+        println!("stopped at env step {}; continue with --resume {}", agent.state.global_step, run.path().display());
+        return Ok(None);
+    };
     let value = serde_json::to_value(&summary)?;
     run.write_summary(&value)?;
     println!("{} run_dir={}", summary_line(&value), run.path().display());

@@ -1,9 +1,10 @@
 //! DQN learns a small deterministic chain MDP, and a run resumed from its checkpoint continues.
 
 use dfdx::prelude::*;
+use glimpse::env::{from_env_state, to_env_state};
 use glimpse::run::RunDir;
 use glimpse::wrappers::TimeLimit;
-use glimpse::{BoxSpace, Discrete, Env, EnvError, Info, Space, Step};
+use glimpse::{BoxSpace, Discrete, Env, EnvError, EnvState, Info, Space, Step};
 use glimpse_dqn::{evaluate, train, Config, Dqn, QFunction, QNetwork};
 
 const N: usize = 6;
@@ -35,6 +36,13 @@ impl Env for Chain {
     fn reset(&mut self, _: Option<u64>) -> Result<([f32; N], Info), EnvError> {
         self.pos = 0;
         Ok((self.obs(), Info::default()))
+    }
+    fn save_state(&self) -> Result<EnvState, EnvError> {
+        to_env_state("Chain", &self.pos)
+    }
+    fn restore_state(&mut self, state: &EnvState) -> Result<(), EnvError> {
+        self.pos = from_env_state("Chain", state)?;
+        Ok(())
     }
     fn step(&mut self, a: &usize) -> Result<Step<[f32; N]>, EnvError> {
         match a {

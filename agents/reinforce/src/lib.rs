@@ -18,10 +18,11 @@ use dfdx::prelude::*;
 use glimpse::distributions::Categorical;
 use glimpse::optim::{Adam, AdamConfig};
 use glimpse::rollout::{PolicyStep, RolloutBuffer};
-use glimpse::vec_env::VecEnv;
+use glimpse::vec_env::{VecEnv, VecEnvState};
 use glimpse::{Env, EnvError, Observation};
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
 use serde::{Deserialize, Serialize};
 
 /// Two tanh hidden layers of width `H` to `A` logits.
@@ -169,7 +170,7 @@ pub struct UpdateStats {
 }
 
 /// The result of a training run.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrainOutcome {
     /// Environment steps taken.
     pub env_steps: u64,
@@ -221,7 +222,7 @@ impl<const O: usize, const A: usize> Reinforce<O, A> {
     }
 
     /// Samples (or, when `greedy`, takes the most probable) actions for `obs` (flat `[N * O]`).
-    pub fn act(&self, obs: &[f32], greedy: bool, rng: &mut StdRng) -> Vec<usize> {
+    pub fn act<R: Rng + ?Sized>(&self, obs: &[f32], greedy: bool, rng: &mut R) -> Vec<usize> {
         let dist = Categorical::from_logits(self.policy.forward(self.batch(obs)));
         if greedy {
             dist.mode()
@@ -328,6 +329,21 @@ where
     Ok(total / episodes.max(1) as f64)
 }
 
+/// Where [`train_from`]'s loop stood after an update. Saved with the networks, optimizers and
+/// running mean, it lets a run continue bit-identically.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoopState {
+    /// Updates done.
+    pub update: usize,
+    /// The environments, or why they could not be saved (continuing then fails with that reason).
+    pub envs: Result<VecEnvState, String>,
+    /// The sampling stream; `StdRng` is this generator.
+    pub rng: ChaCha12Rng,
+    /// The outcome so far (curves and counters).
+    pub outcome: TrainOutcome,
+}
+
 /// Trains `agent` with REINFORCE on `envs` (a [`VecEnv`]); `on_update` sees every update.
 pub fn train<E, const O: usize, const A: usize>(
     envs: Vec<E>,
@@ -335,6 +351,26 @@ pub fn train<E, const O: usize, const A: usize>(
     agent: &mut Reinforce<O, A>,
     cfg: &ReinforceConfig,
     mut on_update: impl FnMut(&UpdateStats, &Reinforce<O, A>),
+) -> Result<TrainOutcome, Error>
+where
+    E: Env<Act = usize> + 'static,
+{
+    train_from(envs, eval_env, agent, cfg, None, |s, a, _| {
+        on_update(s, a);
+        false
+    })
+}
+
+/// [`train`], continuing from `resume` (saved by an earlier call; the caller restores the agent)
+/// when given. `on_update` also gets the loop's state (computed when called, for checkpoints) and
+/// returns `true` to stop after this update.
+pub fn train_from<E, const O: usize, const A: usize>(
+    envs: Vec<E>,
+    eval_env: &mut E,
+    agent: &mut Reinforce<O, A>,
+    cfg: &ReinforceConfig,
+    resume: Option<&LoopState>,
+    mut on_update: impl FnMut(&UpdateStats, &Reinforce<O, A>, &dyn Fn() -> LoopState) -> bool,
 ) -> Result<TrainOutcome, Error>
 where
     E: Env<Act = usize> + 'static,
@@ -351,14 +387,23 @@ where
     let start = Instant::now();
     let (n, t_len) = (cfg.num_envs, cfg.num_steps);
     let mut venv = VecEnv::new(envs, cfg.workers)?;
-    let mut rng = StdRng::seed_from_u64(cfg.seed);
     let mut buf = RolloutBuffer::new(n, t_len, O, 1);
-    let mut obs = venv.reset(Some(cfg.seed))?.to_vec();
     let num_updates = (cfg.total_timesteps / (n * t_len) as u64).max(1) as usize;
-    let mut out = TrainOutcome::default();
+    let (mut rng, mut obs, mut out, first_update) = match resume {
+        None => {
+            (ChaCha12Rng::seed_from_u64(cfg.seed), venv.reset(Some(cfg.seed))?.to_vec(), TrainOutcome::default(), 1)
+        }
+        Some(saved) => {
+            let envs = saved.envs.as_ref().map_err(|why| {
+                Error::Config(format!("cannot resume exactly: the checkpoint holds no environment state because {why}"))
+            })?;
+            venv.restore_state(envs)?;
+            (saved.rng.clone(), venv.observations().to_vec(), saved.outcome.clone(), saved.update + 1)
+        }
+    };
     let zeros = vec![0.0; n];
 
-    for update in 1..=num_updates {
+    for update in first_update..=num_updates {
         // Monte-Carlo returns: an episode's return is what it earned, with no bootstrap.
         let act = |o: &[f32]| {
             let env_actions = agent.act(o, false, &mut rng);
@@ -405,8 +450,14 @@ where
         }
         stats.wall_seconds = start.elapsed().as_secs_f64();
         out.updates = update;
-        on_update(&stats, agent);
-        if out.solved_at_step.is_some() {
+        let loop_state = || LoopState {
+            update,
+            envs: venv.save_state().map_err(|e| e.to_string()),
+            rng: rng.clone(),
+            outcome: TrainOutcome { wall_seconds: 0.0, ..out.clone() },
+        };
+        let stop = on_update(&stats, agent, &loop_state);
+        if out.solved_at_step.is_some() || stop {
             break;
         }
     }
