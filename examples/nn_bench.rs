@@ -120,37 +120,37 @@ fn glimpse_rows(args: &Args) -> Vec<(&'static str, f64)> {
     let x1: Tensor<(usize, Const<1>, usize, usize), f32, Cpu> = dev.sample_normal_like(&(64, Const, 28, 28));
     rows.push((
         "conv 1->32 k3 p1, 64x1x28x28",
-        median_ms(&args, || drop(conv1.forward(x1.leaky_trace()).sum().backward())),
+        median_ms(args, || drop(conv1.forward(x1.leaky_trace()).sum().backward())),
     ));
 
     let conv2 = dev.build_module::<Conv2D<32, 64, 3, 2, 1>, f32>();
     let x2: Tensor<(usize, Const<32>, usize, usize), f32, Cpu> = dev.sample_normal_like(&(64, Const, 28, 28));
     rows.push((
         "conv 32->64 k3 s2 p1, 64x32x28x28",
-        median_ms(&args, || drop(conv2.forward(x2.leaky_trace()).sum().backward())),
+        median_ms(args, || drop(conv2.forward(x2.leaky_trace()).sum().backward())),
     ));
 
     let convt = dev.build_module::<ConvTrans2D<64, 32, 4, 2, 1>, f32>();
     let x3: Tensor<(usize, Const<64>, usize, usize), f32, Cpu> = dev.sample_normal_like(&(64, Const, 7, 7));
     rows.push((
         "convT 64->32 k4 s2 p1, 64x64x7x7",
-        median_ms(&args, || drop(convt.forward(x3.leaky_trace()).sum().backward())),
+        median_ms(args, || drop(convt.forward(x3.leaky_trace()).sum().backward())),
     ));
 
     let masked = dev.build_module::<MaskedConv2D<64, 64, 7, MaskB>, f32>();
     let x4: Tensor<(usize, Const<64>, usize, usize), f32, Cpu> = dev.sample_normal_like(&(32, Const, 28, 28));
     rows.push((
         "masked 7x7 64->64, 32x64x28x28",
-        median_ms(&args, || drop(masked.forward(x4.leaky_trace()).sum().backward())),
+        median_ms(args, || drop(masked.forward(x4.leaky_trace()).sum().backward())),
     ));
 
-    rows.push(("max-pool 2x2, 64x32x28x28", image_case::<_, 32>(&dev, &MaxPool2D::<2, 2>, (64, 28, 28), &args)));
+    rows.push(("max-pool 2x2, 64x32x28x28", image_case::<_, 32>(&dev, &MaxPool2D::<2, 2>, (64, 28, 28), args)));
 
     let lstm = dev.build_module::<LSTMCell<256, 256>, f32>();
     let x6: Tensor<(usize, Const<256>), f32, Cpu> = dev.sample_normal_like(&(128, Const));
     rows.push((
         "LSTM cell 256->256, batch 128",
-        median_ms(&args, || {
+        median_ms(args, || {
             let state = LstmState::<usize, 256, f32>::zeros(&dev, 128);
             drop(lstm.try_step(x6.leaky_trace(), state).expect("lstm step").h.sum().backward())
         }),

@@ -155,7 +155,7 @@ pub(crate) fn sum<E: NnFloat>(v: &[E]) -> E {
     let mut chunks = v.chunks_exact(8);
     for c in &mut chunks {
         for (a, &x) in acc.iter_mut().zip(c) {
-            *a = *a + x;
+            *a += x;
         }
     }
     let tail = chunks.remainder().iter().fold(E::zero(), |a, &x| a + x);
