@@ -1,19 +1,21 @@
 //! Tiny MDPs with known optimal policies, for testing that an agent learns at all, in seconds.
 
-use glimpse::{BoxSpace, Discrete, Env, EnvError, Info, Space, Step};
-use rand::rngs::StdRng;
+use glimpse::env::{from_env_state, to_env_state};
+use glimpse::{BoxSpace, Discrete, Env, EnvError, EnvState, Info, Space, Step};
 use rand::{Rng, SeedableRng};
+// ChaCha12 is what `rand::rngs::StdRng` runs (the same stream), and it can be saved.
+use rand_chacha::ChaCha12Rng;
 
 /// A one-step, two-armed bandit: arm 1 pays 1 with probability 0.8, arm 0 with probability 0.2.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TwoArmedBandit {
-    rng: StdRng,
+    rng: ChaCha12Rng,
 }
 
 impl TwoArmedBandit {
     /// A bandit whose rewards are drawn from a generator seeded with `seed` (reseeded by `reset(Some(..))`).
     pub fn new(seed: u64) -> Self {
-        Self { rng: StdRng::seed_from_u64(seed) }
+        Self { rng: ChaCha12Rng::seed_from_u64(seed) }
     }
 }
 
@@ -28,9 +30,16 @@ impl Env for TwoArmedBandit {
     }
     fn reset(&mut self, seed: Option<u64>) -> Result<([f32; 1], Info), EnvError> {
         if let Some(s) = seed {
-            self.rng = StdRng::seed_from_u64(s);
+            self.rng = ChaCha12Rng::seed_from_u64(s);
         }
         Ok(([1.0], Info::default()))
+    }
+    fn save_state(&self) -> Result<EnvState, EnvError> {
+        to_env_state("TwoArmedBandit", self)
+    }
+    fn restore_state(&mut self, state: &EnvState) -> Result<(), EnvError> {
+        *self = from_env_state("TwoArmedBandit", state)?;
+        Ok(())
     }
     fn step(&mut self, a: &usize) -> Result<Step<[f32; 1]>, EnvError> {
         let p = [0.2, 0.8]
@@ -65,6 +74,16 @@ impl<const N: usize> Env for Chain<N> {
     fn action_space(&self) -> Space {
         Discrete::new(2).into()
     }
+    fn save_state(&self) -> Result<EnvState, EnvError> {
+        to_env_state("Chain", &self.state)
+    }
+    fn restore_state(&mut self, state: &EnvState) -> Result<(), EnvError> {
+        self.state = from_env_state("Chain", state)?;
+        if self.state >= N {
+            return Err(EnvError::BadState(format!("Chain: state {} is not below {N}", self.state)));
+        }
+        Ok(())
+    }
     fn reset(&mut self, _: Option<u64>) -> Result<([f32; N], Info), EnvError> {
         self.state = 0;
         Ok((self.obs(), Info::default()))
@@ -93,6 +112,23 @@ mod tests {
         assert_eq!(steps.iter().map(|s| s.reward).sum::<f64>(), 1.0 - 3.0 * 0.05);
         assert!(steps[3].terminated && steps[3].obs == [0.0, 0.0, 0.0, 0.0, 1.0]);
         assert!(env.step(&2).is_err());
+    }
+
+    #[test]
+    fn toy_states_restore_exactly() {
+        let mut bandit = TwoArmedBandit::new(5);
+        bandit.step(&1).unwrap();
+        let mut copy = TwoArmedBandit::new(0);
+        copy.restore_state(&bandit.save_state().unwrap()).unwrap();
+        let rewards = |env: &mut TwoArmedBandit| (0..64).map(|_| env.step(&1).unwrap().reward).collect::<Vec<_>>();
+        assert_eq!(rewards(&mut bandit), rewards(&mut copy));
+        let mut chain = Chain::<5>::default();
+        chain.reset(None).unwrap();
+        chain.step(&1).unwrap();
+        let mut other = Chain::<5>::default();
+        other.restore_state(&chain.save_state().unwrap()).unwrap();
+        assert_eq!(other.state, 1);
+        assert!(Chain::<3>::default().restore_state(&serde_json::json!(7)).is_err());
     }
 
     #[test]
