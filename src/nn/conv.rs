@@ -251,7 +251,8 @@ fn scatter_taps<E: NnFloat>(dwm: &[E], (o, i, k): (usize, usize, usize), taps: &
     }
 }
 
-/// Convolution of a batch: `out[b] = wm · im2col(x[b]) + bias`, parallel over images.
+/// Convolution of a batch: `out[b] += wm · im2col(x[b])`, parallel over images; `out` holds the
+/// bias of each output channel on entry.
 ///
 /// The im2col matrix is built and multiplied in blocks of rows that stay in cache.
 pub(crate) fn conv_forward<E: NnFloat>(
@@ -265,10 +266,8 @@ pub(crate) fn conv_forward<E: NnFloat>(
     let (o, n, ct) = (bias.len(), g.out_hw(), g.chans * taps.len());
     let block = col_block_rows(n, ct);
     let sources = tap_sources(g, taps);
+    // `out` starts as the bias of each output channel (see `conv2d`).
     let one_image = |(col, phases): &mut (Vec<E>, Vec<E>), x_b: &[E], out_b: &mut [E], threads: usize| {
-        for (row, &b) in out_b.chunks_mut(n).zip(bias) {
-            row.fill(b);
-        }
         let src = phase_source(g, x_b, phases);
         for r0 in (0..ct).step_by(block) {
             let rows = r0..(r0 + block).min(ct);
@@ -386,8 +385,14 @@ where
     let (x, xs) = take_contiguous(x)?;
     let (x, mut tape) = x.split_tape();
     let wm = gather_taps(&tensor_vec(weight)?, (O, I, K), taps);
-    let mut out = vec![E::zero(); b.size() * O * g.out_hw()];
-    conv_forward(&g, taps, &xs, &wm, &tensor_vec(bias)?, &mut out);
+    let bias_values = tensor_vec(bias)?;
+    let mut out = Vec::with_capacity(b.size() * O * g.out_hw());
+    for _ in 0..b.size() {
+        for &v in &bias_values {
+            out.extend(std::iter::repeat_n(v, g.out_hw()));
+        }
+    }
+    conv_forward(&g, taps, &xs, &wm, &bias_values, &mut out);
     let out = x.device().try_tensor_from_vec(out, (b, Const::<O>, g.out_h, g.out_w))?;
     if T::OWNS_TAPE {
         let (x_g, w_g, b_g, out_g) = (x.ghost(), weight.ghost(), bias.ghost(), out.ghost());

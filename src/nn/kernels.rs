@@ -354,17 +354,19 @@ pub(crate) fn im2col_rows<E: NnFloat>(
     rows: std::ops::Range<usize>,
     col: &mut [E],
 ) {
-    let (n, s, wp) = (g.out_hw(), g.stride, g.phase_dims().1);
-    let padded = g.pad > 0 || (g.out_h - 1) * s >= g.h || (g.out_w - 1) * s >= g.w;
+    let (n, wp, ow) = (g.out_hw(), g.phase_dims().1, g.out_w);
     for (source, row) in sources[rows].iter().zip(col.chunks_mut(n)) {
-        if padded {
-            // One memset per row instead of two tiny ones per output row.
+        let Some(TapSource { start, rows: (top, bottom), cols: (lo, hi) }) = *source else {
             row.fill(E::zero());
-        }
-        let Some(TapSource { start, rows: (top, bottom), cols: (lo, hi) }) = *source else { continue };
-        for (i, oh) in (top..bottom).enumerate() {
-            let src = &phases[start + i * wp..][..hi - lo];
-            row[oh * g.out_w + lo..oh * g.out_w + hi].copy_from_slice(src);
+            continue;
+        };
+        // Zeros where the tap reads padding, copies elsewhere: each element is written once.
+        row[..top * ow].fill(E::zero());
+        row[bottom * ow..].fill(E::zero());
+        for (i, out) in row[top * ow..bottom * ow].chunks_exact_mut(ow).enumerate() {
+            out[..lo].iter_mut().for_each(|v| *v = E::zero());
+            out[lo..hi].copy_from_slice(&phases[start + i * wp..][..hi - lo]);
+            out[hi..].iter_mut().for_each(|v| *v = E::zero());
         }
     }
 }
