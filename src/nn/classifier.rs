@@ -7,19 +7,19 @@ use dfdx::optim::Adam;
 use dfdx::prelude::*;
 use rand::Rng;
 
-use super::builders::{Conv2D, FlattenTo, MaxPool2D, Unflatten};
+use super::builders::{Conv2D, FlattenTo, HashDropout, MaxPool2D, Unflatten};
 use crate::data::{ImageSet, Loader, View};
 
 /// The feature layers: 28x28 image rows -> 128 features (dropout acts only in `forward_mut`).
 pub type MnistFeatures = (
     Unflatten<1, 28, 28>,
     (Conv2D<1, 32, 3, 1, 1>, ReLU, MaxPool2D<2, 2>),
-    (Conv2D<32, 64, 3, 1, 1>, ReLU, MaxPool2D<2, 2>, DropoutOneIn<4>),
+    (Conv2D<32, 64, 3, 1, 1>, ReLU, MaxPool2D<2, 2>, HashDropout<4>),
     (FlattenTo<3136>, Linear<3136, 128>, ReLU),
 );
 
 /// The classifier: features, dropout (p = 0.5), then 10 logits.
-pub type MnistCnn = (MnistFeatures, DropoutOneIn<2>, Linear<128, 10>);
+pub type MnistCnn = (MnistFeatures, HashDropout<2>, Linear<128, 10>);
 
 /// The built classifier on the CPU in f32.
 pub type MnistCnnModel = <MnistCnn as BuildOnDevice<Cpu, f32>>::Built;

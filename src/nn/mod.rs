@@ -14,6 +14,7 @@ pub(crate) mod kernels;
 
 mod conv;
 mod convtrans;
+mod dropout;
 mod pool;
 mod reshape;
 mod rnn;
@@ -21,6 +22,7 @@ mod runtime;
 
 pub use conv::{pixelcnn_mask_taps, Conv2D, MaskA, MaskB, MaskKind, MaskedConv2D};
 pub use convtrans::ConvTrans2D;
+pub use dropout::HashDropout;
 pub use kernels::NnFloat;
 pub use pool::{AvgPool2D, MaxPool2D};
 pub use reshape::{Flatten, FlattenTo, Unflatten};
@@ -31,6 +33,7 @@ pub use runtime::{in_thread_pool, keep_freed_memory, GLIBC_TUNABLES};
 pub mod builders {
     pub use super::conv::builder::{Conv2D, MaskedConv2D};
     pub use super::convtrans::builder::ConvTrans2D;
+    pub use super::dropout::HashDropout;
     pub use super::pool::{AvgPool2D, MaxPool2D};
     pub use super::reshape::{Flatten, FlattenTo, Unflatten};
     pub use super::rnn::builder::{GRUCell, LSTMCell};
