@@ -6,8 +6,8 @@ use rand_distr::Uniform;
 use rayon::prelude::*;
 
 use super::kernels::{
-    col2im_rows_add, col_block_rows, im2col_rows, matmul, matmul_into_strided, merge_phases_add, phase_source,
-    raw_grad, sum, take_contiguous, tap_sources, taps, tensor_vec, threads, Geometry, Mat, NnFloat,
+    col2im_rows_add, col_block_rows, im2col_rows, matmul, merge_phases_add, phase_source, raw_grad, sum,
+    take_contiguous, tap_sources, taps, tensor_vec, threads, Geometry, Mat, NnFloat,
 };
 
 /// Builders (device- and dtype-free descriptions) of the convolution layers.
@@ -315,7 +315,10 @@ pub(crate) fn conv_backward<E: NnFloat>(
         .map(|((dx_c, x_c), g_c)| {
             let mut col = vec![E::zero(); block * n];
             let mut dcol = vec![E::zero(); block * n];
-            let mut dwm = vec![E::zero(); o * ct];
+            // The weight gradient transposed (ct × O): its products read the im2col block as
+            // it lies (row-major) and the small gout^T strided, which packs much faster than
+            // reading the large im2col block transposed.
+            let mut dwm_t = vec![E::zero(); ct * o];
             let mut db = vec![E::zero(); o];
             let (mut phases, mut dphases) =
                 (Vec::new(), vec![E::zero(); if g.stride > 1 { g.phases_len() } else { 0 }]);
@@ -327,16 +330,9 @@ pub(crate) fn conv_backward<E: NnFloat>(
                     let rows = r0..(r0 + block).min(ct);
                     let len = rows.len();
                     im2col_rows(g, &sources, src, rows.clone(), &mut col);
-                    // dwm[:, rows] += gout_b · col^T (a column block of the row-major O × ct matrix).
-                    let dw_block = &mut dwm[r0..];
-                    matmul_into_strided(
-                        (o, n, len),
-                        Mat::rows(g_b, n),
-                        Mat::rows_t(&col, n),
-                        dw_block,
-                        ct,
-                        inner_threads,
-                    );
+                    // dwm^T[rows, :] += col · gout_b^T
+                    let (col_block, gout_t) = (Mat::rows(&col, n), Mat::rows_t(g_b, n));
+                    matmul((len, n, o), col_block, gout_t, &mut dwm_t[r0 * o..], true, inner_threads);
                     // dcol = wm[:, rows]^T · gout_b
                     let w_t = Mat { ptr: wm[r0..].as_ptr(), rs: 1, cs: ct };
                     matmul((len, o, n), w_t, Mat::rows(g_b, n), &mut dcol, false, inner_threads);
@@ -350,13 +346,17 @@ pub(crate) fn conv_backward<E: NnFloat>(
                     *d += sum(row);
                 }
             }
-            (dwm, db)
+            (dwm_t, db)
         })
         .collect();
     let mut dwm = vec![E::zero(); o * ct];
     let mut db = vec![E::zero(); o];
-    for (pw, pb) in partials {
-        dwm.iter_mut().zip(pw).for_each(|(a, b)| *a += b);
+    for (pw_t, pb) in partials {
+        for (r, row) in pw_t.chunks(o).enumerate() {
+            for (oc, v) in row.iter().enumerate() {
+                dwm[oc * ct + r] += *v;
+            }
+        }
         db.iter_mut().zip(pb).for_each(|(a, b)| *a += b);
     }
     (dwm, db)

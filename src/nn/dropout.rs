@@ -66,7 +66,7 @@ fn apply_mask<E: NnFloat, const N: usize>(seed: u64, v: &mut [E]) {
     let scales = [E::zero(), E::from(N).unwrap() / E::from(N - 1).unwrap()];
     v.par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
         for (i, x) in chunk.iter_mut().enumerate() {
-            *x = *x * scales[!dropped::<N>(seed, (c * CHUNK + i) as u64) as usize];
+            *x *= scales[!dropped::<N>(seed, (c * CHUNK + i) as u64) as usize];
         }
     });
 }

@@ -43,23 +43,6 @@ pub(crate) fn matmul<E: NnFloat>(
     gemm_strided((m, k, n), a, b, dst, n, accumulate, threads);
 }
 
-/// `dst (+)= a[m×k] · b[k×n]` accumulating into a row-major block of a wider matrix whose rows
-/// are `dst_rs` elements apart.
-pub(crate) fn matmul_into_strided<E: NnFloat>(
-    (m, k, n): (usize, usize, usize),
-    a: Mat<E>,
-    b: Mat<E>,
-    dst: &mut [E],
-    dst_rs: usize,
-    threads: usize,
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    assert!(n <= dst_rs && dst.len() >= (m - 1) * dst_rs + n, "matmul destination too small");
-    gemm_strided((m, k, n), a, b, dst, dst_rs, true, threads);
-}
-
 /// Whether the AVX-512 f32 kernel should take a product of this shape.
 fn use_avx512<E: 'static>((m, k, n): (usize, usize, usize)) -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -76,7 +59,7 @@ fn use_avx512<E: 'static>((m, k, n): (usize, usize, usize)) -> bool {
     }
 }
 
-/// The shared body of [`matmul`] and [`matmul_into_strided`]; `dst` is checked by the callers.
+/// The body of [`matmul`], writing rows `dst_rs` apart; `dst` is checked by the caller.
 fn gemm_strided<E: NnFloat>(
     (m, k, n): (usize, usize, usize),
     a: Mat<E>,
