@@ -402,9 +402,14 @@ pub(crate) fn tensor_vec<S: Shape, E: NnFloat, T: Tape<E, Cpu>>(t: &Tensor<S, E,
 
 /// Makes `t` contiguous (recording the copy on its tape when needed) and returns its values.
 #[allow(clippy::type_complexity)]
+///
+/// Every layer's forward pass goes through here, so this is also where the layers apply
+/// [`super::keep_freed_memory`] once per process.
 pub(crate) fn take_contiguous<S: Shape, E: NnFloat, T: Tape<E, Cpu>>(
     t: Tensor<S, E, Cpu, T>,
 ) -> Result<(Tensor<S, E, Cpu, T>, Vec<E>), CpuError> {
+    static ALLOCATOR: std::sync::Once = std::sync::Once::new();
+    ALLOCATOR.call_once(super::keep_freed_memory);
     let t = t.try_contiguous()?;
     let mut buf = vec![E::zero(); t.shape().num_elements()];
     t.copy_into(&mut buf);

@@ -6,8 +6,11 @@
 /// malloc gives the top of its heap back to the kernel once more than its trim threshold (128 KiB
 /// to 64 MiB, adjusted as it goes) is free there, so every step faulted all those pages in again:
 /// on the MNIST CNN that was 20 s of system time per epoch, more than half of the total. This
-/// sets fixed thresholds (trim at 1 GiB, `mmap` only above 32 MiB); it affects the whole process,
-/// which is why it is a separate call. Does nothing on other C libraries.
+/// sets fixed thresholds (trim at 1 GiB, `mmap` only above 32 MiB) for the whole process. The
+/// layers of this module call it themselves the first time one of them runs (before, the 1 MiB
+/// packing buffers that every matrix product allocated raised glibc's adaptive thresholds as a
+/// side effect); call it first thing to cover allocations made before that. Does nothing on other
+/// C libraries.
 pub fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes malloc's tuning parameters; both values are in range.
