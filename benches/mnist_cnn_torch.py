@@ -14,7 +14,6 @@ Prints one line per epoch and a final JSON object with seconds_per_epoch (mean o
 training time, evaluation excluded, as mnist_cnn's summary.json) and test_accuracy.
 """
 import argparse
-import gzip
 import json
 import os
 import time
@@ -24,22 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def read_idx(path):
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    dims = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
-
-
-def load(directory, name):
-    for candidate in (name, name + ".gz"):
-        path = os.path.join(directory, candidate)
-        if os.path.exists(path):
-            return read_idx(path)
-    raise SystemExit(f"{name}[.gz] not found in {directory}; set MNIST_DIR")
+from mnist_idx import load
 
 
 def images(directory, name):

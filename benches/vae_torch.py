@@ -11,7 +11,6 @@ Prints one line per epoch and a final JSON object with seconds_per_epoch (median
 training time, evaluation excluded) and test_loss after the last epoch.
 """
 import argparse
-import gzip
 import json
 import os
 import statistics
@@ -22,22 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def read_idx(path):
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    dims = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+from mnist_idx import load
 
 
 def load_images(directory, name):
-    for candidate in (name, name + ".gz"):
-        path = os.path.join(directory, candidate)
-        if os.path.exists(path):
-            return torch.from_numpy(read_idx(path).reshape(-1, 784).astype(np.float32) / 255.0)
-    raise SystemExit(f"{name}[.gz] not found in {directory}; set MNIST_DIR")
+    return torch.from_numpy(load(directory, name).reshape(-1, 784).astype(np.float32) / 255.0)
 
 
 class VAE(nn.Module):
