@@ -129,6 +129,9 @@ pub struct LoopState {
     pub stat_count: u64,
     /// The last (up to 20) episode returns, for the progress bar.
     pub recent_returns: std::collections::VecDeque<f64>,
+    /// Set in the final checkpoint of a run that reached `solve_threshold`: such a run is finished.
+    #[serde(default)]
+    pub solved_at_step: Option<u64>,
 }
 
 /// What a checkpoint holds besides networks, optimizer, replay and [`TrainState`].
@@ -526,6 +529,11 @@ where
     }
     let mut lp = match agent.train_loop.take() {
         Some(saved) => {
+            if let Some(step) = saved.solved_at_step {
+                return Err(DqnError::Resume(format!(
+                    "the run is finished: it was solved at env step {step}; start a new run to train further"
+                )));
+            }
             let state = saved
                 .envs
                 .as_ref()
@@ -548,6 +556,7 @@ where
                 stat_sums: [0.0; 3],
                 stat_count: 0,
                 recent_returns: Default::default(),
+                solved_at_step: None,
             }
         }
     };
@@ -672,6 +681,7 @@ where
         }
         _ => (f64::NAN, f64::NAN),
     };
+    lp.solved_at_step = solved_at_step;
     save(agent, &envs, &mut lp, run)?;
     let writer = run.writer()?;
     writer.scalar("eval/final_mean_return", eval_mean_return, agent.state.global_step)?;

@@ -275,3 +275,18 @@ fn resuming_on_an_env_without_saved_state_fails_clearly() {
     assert!(matches!(err, DqnError::Resume(_)), "{err}");
     std::fs::remove_dir_all(run.path()).unwrap();
 }
+
+#[test]
+fn resuming_a_solved_run_is_refused() {
+    // A threshold every evaluation reaches: the run is solved at its first evaluation (step 400).
+    let cfg = Config { solve_threshold: Some(0.0), ..config() };
+    let mut run = temp_run("solved");
+    let mut agent = Agent::new(cfg.clone(), 3).unwrap();
+    let summary = train(&mut agent, &cartpole_v1, &mut run, false).unwrap();
+    assert_eq!(summary.solved_at_step, Some(400));
+    let mut resumed = Agent::new(cfg, 3).unwrap();
+    resumed.load(&run.checkpoint_dir()).unwrap();
+    let err = train(&mut resumed, &cartpole_v1, &mut run, false).unwrap_err();
+    assert!(matches!(err, DqnError::Resume(_)) && err.to_string().contains("solved at env step 400"), "{err}");
+    std::fs::remove_dir_all(run.path()).unwrap();
+}
