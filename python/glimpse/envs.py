@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import gymnasium as gym
@@ -20,6 +21,10 @@ class GlimpseEnv(gym.Env):
     ``state`` reads and writes the physical state like gymnasium's ``env.unwrapped.state``
     (reading returns a copy: assign a whole array to change it). Unlike gymnasium's classic
     control, stepping after the episode terminated raises :class:`glimpse.ResetNeeded`.
+
+    ``copy.deepcopy`` and ``pickle`` copy the complete state (physics, random generator, whether
+    a reset is due): the copy continues exactly as the original would. ``get_state_json`` and
+    ``set_state_json`` save and restore that state explicitly.
     """
 
     metadata = {"render_modes": [], "render_fps": 50}
@@ -54,6 +59,17 @@ class GlimpseEnv(gym.Env):
     def state(self, value) -> None:
         self._core.state = value
 
+    def get_state_json(self) -> str:
+        """The complete state as a JSON string: physical state, random generator, whether a reset
+        is due. Wrappers (``TimeLimit``'s step count) are not included: copy the wrapped env with
+        ``copy.deepcopy`` or ``pickle`` to keep them."""
+        return self._core.get_state_json()
+
+    def set_state_json(self, state: str) -> None:
+        """Restores a state from :meth:`get_state_json` of an env with the same id; the env
+        continues exactly from there. Raises ``ValueError`` (env unchanged) if it does not fit."""
+        self._core.set_state_json(state)
+
 
 def _box_action(action, shape: tuple[int, ...]) -> np.ndarray:
     """A continuous action as a flat float32 array, or a clear error."""
@@ -75,13 +91,11 @@ ENV_CLASSES: dict[str, type[GlimpseEnv]] = {env_id: _env_class(env_id) for env_i
 globals().update({cls.__name__: cls for cls in ENV_CLASSES.values()})
 
 
-def _vector_creator(env_id: str):
-    def create(num_envs: int = 1, max_episode_steps: int | None = None, **kwargs):
-        from glimpse.vector import VectorEnv
+def _make_vector(env_id: str, num_envs: int = 1, max_episode_steps: int | None = None, **kwargs):
+    """``gym.make_vec``'s entry point: a :class:`glimpse.VectorEnv` of ``env_id``."""
+    from glimpse.vector import VectorEnv
 
-        return VectorEnv(env_id, num_envs, max_episode_steps=max_episode_steps, **kwargs)
-
-    return create
+    return VectorEnv(env_id, num_envs, max_episode_steps=max_episode_steps, **kwargs)
 
 
 def register_envs() -> None:
@@ -93,6 +107,7 @@ def register_envs() -> None:
         gym.register(
             id=full_id,
             entry_point=f"{__name__}:{ENV_CLASSES[env_id].__name__}",
-            vector_entry_point=_vector_creator(env_id),
+            # A module-level function (not a closure): the env's spec, and so the env, pickles.
+            vector_entry_point=functools.partial(_make_vector, env_id),
             max_episode_steps=steps,
         )

@@ -23,6 +23,10 @@ class VectorEnv(gym.vector.VectorEnv):
     are reset automatically, on the next step (``AutoresetMode.NEXT_STEP``, the default: that
     step ignores the env's action and gives reward 0) or in the same step
     (``AutoresetMode.SAME_STEP``: the last observation is in ``info["final_obs"]``).
+
+    ``copy.deepcopy`` and ``pickle`` copy the complete state of every env (physics, random
+    generators, step counts, pending autoresets); ``get_state_json``/``set_state_json`` save and
+    restore it explicitly.
     """
 
     def __init__(
@@ -94,3 +98,14 @@ class VectorEnv(gym.vector.VectorEnv):
     def set_state(self, index: int, value) -> None:
         """Sets the physical state of env ``index``."""
         self._core.set_state(index, value)
+
+    def get_state_json(self) -> str:
+        """The complete state of every env (physics, random generators, time limit counters,
+        pending autoresets) as a JSON string."""
+        return self._core.get_state_json()
+
+    def set_state_json(self, state: str) -> None:
+        """Restores a state from :meth:`get_state_json` of a vector env built with the same id,
+        ``num_envs``, ``max_episode_steps`` and autoreset mode; it continues exactly from there.
+        Raises ``ValueError`` (vector env unchanged) if it does not fit."""
+        self._core.set_state_json(state)

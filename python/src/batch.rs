@@ -1,8 +1,9 @@
 //! [`DynBatch`]: N copies of one environment type stepped in a monomorphised loop (one dynamic
 //! call per batch, not per env), with gymnasium's vector autoreset modes.
 
+use glimpse::env::{from_env_state, to_env_state};
 use glimpse::wrappers::TimeLimit;
-use glimpse::{Env, EnvError, Observation, Space};
+use glimpse::{Env, EnvError, EnvState, Observation, Space};
 use glimpse_envs::{Acrobot, CartPole, MountainCar, MountainCarContinuous, Pendulum};
 
 use crate::dyn_env::{ActionIn, FromAction, StateAccess};
@@ -57,6 +58,20 @@ pub trait DynBatch: Send + Sync {
     fn state(&self, i: usize) -> (Vec<f64>, bool);
     /// Sets the state of env `i`, see [`StateAccess::set_state_slice`].
     fn set_state(&mut self, i: usize, state: &[f64], as_f32: bool) -> Result<(), String>;
+    /// Every env's complete state and the pending autoresets.
+    fn save_state(&self) -> Result<EnvState, EnvError>;
+    /// Restores what [`save_state`](DynBatch::save_state) wrote for a batch of the same size.
+    fn restore_state(&mut self, state: &EnvState) -> Result<(), EnvError>;
+}
+
+/// What [`DynBatch::save_state`] writes.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchState {
+    /// Each env's [`Env::save_state`].
+    envs: Vec<EnvState>,
+    /// Envs that the next step resets ("next_step" mode).
+    pending_reset: Vec<bool>,
 }
 
 struct Batch<E> {
@@ -160,6 +175,28 @@ where
     fn set_state(&mut self, i: usize, state: &[f64], as_f32: bool) -> Result<(), String> {
         self.envs[i].set_state_slice(state, as_f32)?;
         self.pending_reset[i] = false;
+        Ok(())
+    }
+
+    fn save_state(&self) -> Result<EnvState, EnvError> {
+        let envs = self.envs.iter().map(|env| env.save_state()).collect::<Result<_, _>>()?;
+        to_env_state("batch", &BatchState { envs, pending_reset: self.pending_reset.clone() })
+    }
+
+    fn restore_state(&mut self, state: &EnvState) -> Result<(), EnvError> {
+        let s: BatchState = from_env_state("batch", state)?;
+        let n = self.envs.len();
+        if s.envs.len() != n || s.pending_reset.len() != n {
+            return Err(EnvError::BadState(format!(
+                "batch: the state holds {} envs ({} autoreset flags), this batch has {n}",
+                s.envs.len(),
+                s.pending_reset.len()
+            )));
+        }
+        for (i, (env, saved)) in self.envs.iter_mut().zip(&s.envs).enumerate() {
+            env.restore_state(saved).map_err(|e| EnvError::BadState(format!("env {i}: {e}")))?;
+        }
+        self.pending_reset = s.pending_reset;
         Ok(())
     }
 }

@@ -2,7 +2,7 @@
 //! observation buffers, so that Python can drive any of them without generics.
 
 use glimpse::wrappers::TimeLimit;
-use glimpse::{Env, EnvError, Observation, Space};
+use glimpse::{Env, EnvError, EnvState, Observation, Space};
 use glimpse_envs::{Acrobot, CartPole, MountainCar, MountainCarContinuous, Pendulum};
 
 /// One action, borrowed from Python.
@@ -114,11 +114,18 @@ pub trait DynEnv: Send + Sync {
     fn state(&self) -> (Vec<f64>, bool);
     /// See [`StateAccess::set_state_slice`].
     fn set_state(&mut self, state: &[f64], as_f32: bool) -> Result<(), String>;
+    /// The time limit it was built with, if any.
+    fn time_limit(&self) -> Option<usize>;
+    /// Everything that decides its future (see [`Env::save_state`]).
+    fn save_state(&self) -> Result<EnvState, EnvError>;
+    /// Restores what [`save_state`](DynEnv::save_state) wrote (see [`Env::restore_state`]).
+    fn restore_state(&mut self, state: &EnvState) -> Result<(), EnvError>;
 }
 
 /// An [`Env`] with its id, seen as a [`DynEnv`].
 struct Named<E> {
     id: &'static str,
+    time_limit: Option<usize>,
     env: E,
     discrete: bool,
     action_space: Space,
@@ -161,6 +168,15 @@ where
     fn set_state(&mut self, state: &[f64], as_f32: bool) -> Result<(), String> {
         self.env.set_state_slice(state, as_f32)
     }
+    fn time_limit(&self) -> Option<usize> {
+        self.time_limit
+    }
+    fn save_state(&self) -> Result<EnvState, EnvError> {
+        self.env.save_state()
+    }
+    fn restore_state(&mut self, state: &EnvState) -> Result<(), EnvError> {
+        self.env.restore_state(state)
+    }
 }
 
 fn named<E>(id: &'static str, env: E, time_limit: Option<usize>) -> Box<dyn DynEnv>
@@ -168,18 +184,18 @@ where
     E: Env + StateAccess + Sync + 'static,
     E::Act: FromAction,
 {
-    fn boxed<E>(id: &'static str, env: E) -> Box<dyn DynEnv>
+    fn boxed<E>(id: &'static str, time_limit: Option<usize>, env: E) -> Box<dyn DynEnv>
     where
         E: Env + StateAccess + Sync + 'static,
         E::Act: FromAction,
     {
         let action_space = env.action_space();
         let discrete = action_space.as_discrete().is_some();
-        Box::new(Named { id, env, discrete, action_space })
+        Box::new(Named { id, time_limit, env, discrete, action_space })
     }
     match time_limit {
-        Some(steps) => boxed(id, TimeLimit::new(env, steps)),
-        None => boxed(id, env),
+        Some(steps) => boxed(id, time_limit, TimeLimit::new(env, steps)),
+        None => boxed(id, None, env),
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod batch;
 mod dyn_env;
+mod saved;
 
 use batch::{make_batch, ActionsIn, DynBatch};
 use dyn_env::{make_env, ActionIn, DynEnv, ENVS};
@@ -17,6 +18,7 @@ use pyo3::create_exception;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use saved::{check_same, parse, to_json, SavedEnv, SavedVecEnv, ENV_KIND, VEC_ENV_KIND};
 
 create_exception!(_glimpse, InvalidAction, PyValueError, "An action outside the environment's action space.");
 create_exception!(_glimpse, ResetNeeded, PyRuntimeError, "`step` before `reset`, or after the episode ended.");
@@ -174,6 +176,48 @@ impl RustEnv {
     fn id(&self) -> &'static str {
         self.env.id()
     }
+
+    /// The complete state as JSON (physics, random generator, time limit counter, whether a reset
+    /// is due): `set_state_json` on an env of the same id and time limit continues exactly from here.
+    fn get_state_json(&self) -> PyResult<String> {
+        let saved = SavedEnv {
+            kind: ENV_KIND.into(),
+            id: self.env.id().into(),
+            max_episode_steps: self.env.time_limit(),
+            done: self.done,
+            env: self.env.save_state().map_err(to_py)?,
+        };
+        to_json(&saved).map_err(GlimpseEnvError::new_err)
+    }
+
+    /// Restores a state written by `get_state_json`; a state that does not fit (bad JSON, another
+    /// env, another time limit) raises ValueError and leaves this env as it was.
+    fn set_state_json(&mut self, json: &str) -> PyResult<()> {
+        let saved: SavedEnv = parse(json, ENV_KIND).map_err(PyValueError::new_err)?;
+        let (id, limit) = (self.env.id(), self.env.time_limit());
+        check_same("id", saved.id.as_str(), id).map_err(PyValueError::new_err)?;
+        check_same("max_episode_steps", saved.max_episode_steps, limit).map_err(PyValueError::new_err)?;
+        let mut env = make_env(id, limit).map_err(PyValueError::new_err)?;
+        env.restore_state(&saved.env).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        self.env = env;
+        self.done = saved.done;
+        Ok(())
+    }
+
+    /// Arguments that rebuild an empty env of this kind (pickle, `copy.deepcopy`).
+    fn __getnewargs__(&self) -> (&'static str, Option<usize>) {
+        (self.env.id(), self.env.time_limit())
+    }
+
+    /// Pickle's state: `get_state_json`.
+    fn __getstate__(&self) -> PyResult<String> {
+        self.get_state_json()
+    }
+
+    /// Restores pickle's state: `set_state_json`.
+    fn __setstate__(&mut self, state: &str) -> PyResult<()> {
+        self.set_state_json(state)
+    }
 }
 
 /// `num_envs` copies of one registered environment (with its time limit), stepped in one call.
@@ -184,6 +228,8 @@ impl RustEnv {
 #[pyclass(module = "glimpse._glimpse")]
 struct RustVecEnv {
     batch: Box<dyn DynBatch>,
+    env_id: String,
+    max_episode_steps: usize,
     same_step: bool,
     started: bool,
 }
@@ -219,7 +265,7 @@ impl RustVecEnv {
     #[pyo3(signature = (env_id, num_envs, max_episode_steps, same_step = false))]
     fn new(env_id: &str, num_envs: usize, max_episode_steps: usize, same_step: bool) -> PyResult<Self> {
         let batch = make_batch(env_id, num_envs, max_episode_steps).map_err(PyValueError::new_err)?;
-        Ok(Self { batch, same_step, started: false })
+        Ok(Self { batch, env_id: env_id.to_string(), max_episode_steps, same_step, started: false })
     }
 
     /// Number of environments.
@@ -309,6 +355,54 @@ impl RustVecEnv {
         self.check_index(index)?;
         let (values, as_f32) = state_from_numpy(value)?;
         self.batch.set_state(index, &values, as_f32).map_err(PyValueError::new_err)
+    }
+
+    /// The complete state of every env as JSON (physics, random generators, time limit counters,
+    /// pending autoresets): `set_state_json` on a vector env built with the same arguments
+    /// continues exactly from here.
+    fn get_state_json(&self) -> PyResult<String> {
+        let saved = SavedVecEnv {
+            kind: VEC_ENV_KIND.into(),
+            id: self.env_id.clone(),
+            num_envs: self.batch.len(),
+            max_episode_steps: self.max_episode_steps,
+            same_step: self.same_step,
+            started: self.started,
+            batch: self.batch.save_state().map_err(to_py)?,
+        };
+        to_json(&saved).map_err(GlimpseEnvError::new_err)
+    }
+
+    /// Restores a state written by `get_state_json`; a state that does not fit raises ValueError
+    /// and leaves this vector env as it was.
+    fn set_state_json(&mut self, json: &str) -> PyResult<()> {
+        let saved: SavedVecEnv = parse(json, VEC_ENV_KIND).map_err(PyValueError::new_err)?;
+        let n = self.batch.len();
+        let fits = check_same("id", saved.id.as_str(), self.env_id.as_str())
+            .and(check_same("num_envs", saved.num_envs, n))
+            .and(check_same("max_episode_steps", saved.max_episode_steps, self.max_episode_steps))
+            .and(check_same("same_step autoreset", saved.same_step, self.same_step));
+        fits.map_err(PyValueError::new_err)?;
+        let mut batch = make_batch(&self.env_id, n, self.max_episode_steps).map_err(PyValueError::new_err)?;
+        batch.restore_state(&saved.batch).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        self.batch = batch;
+        self.started = saved.started;
+        Ok(())
+    }
+
+    /// Arguments that rebuild a fresh vector env of this kind (pickle, `copy.deepcopy`).
+    fn __getnewargs__(&self) -> (String, usize, usize, bool) {
+        (self.env_id.clone(), self.batch.len(), self.max_episode_steps, self.same_step)
+    }
+
+    /// Pickle's state: `get_state_json`.
+    fn __getstate__(&self) -> PyResult<String> {
+        self.get_state_json()
+    }
+
+    /// Restores pickle's state: `set_state_json`.
+    fn __setstate__(&mut self, state: &str) -> PyResult<()> {
+        self.set_state_json(state)
     }
 }
 
