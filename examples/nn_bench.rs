@@ -35,6 +35,16 @@ struct Args {
     /// with `--threads 1`, as idle worker threads may spin).
     #[arg(long, default_value = "wall")]
     clock: Clock,
+    /// Only run the cases whose name contains this text (e.g. `s2` or `LSTM`; all when absent).
+    #[arg(long)]
+    case: Option<String>,
+}
+
+impl Args {
+    /// Whether the case `name` was selected by `--case`.
+    fn selected(&self, name: &str) -> bool {
+        self.case.as_ref().is_none_or(|c| name.contains(c.as_str()))
+    }
 }
 
 /// What the timings measure.
@@ -118,43 +128,55 @@ fn glimpse_rows(args: &Args) -> Vec<(&'static str, f64)> {
 
     let conv1 = dev.build_module::<Conv2D<1, 32, 3, 1, 1>, f32>();
     let x1: Tensor<(usize, Const<1>, usize, usize), f32, Cpu> = dev.sample_normal_like(&(64, Const, 28, 28));
-    rows.push((
-        "conv 1->32 k3 p1, 64x1x28x28",
-        median_ms(args, || drop(conv1.forward(x1.leaky_trace()).sum().backward())),
-    ));
+    if args.selected("conv 1->32 k3 p1, 64x1x28x28") {
+        rows.push((
+            "conv 1->32 k3 p1, 64x1x28x28",
+            median_ms(args, || drop(conv1.forward(x1.leaky_trace()).sum().backward())),
+        ));
+    }
 
     let conv2 = dev.build_module::<Conv2D<32, 64, 3, 2, 1>, f32>();
     let x2: Tensor<(usize, Const<32>, usize, usize), f32, Cpu> = dev.sample_normal_like(&(64, Const, 28, 28));
-    rows.push((
-        "conv 32->64 k3 s2 p1, 64x32x28x28",
-        median_ms(args, || drop(conv2.forward(x2.leaky_trace()).sum().backward())),
-    ));
+    if args.selected("conv 32->64 k3 s2 p1, 64x32x28x28") {
+        rows.push((
+            "conv 32->64 k3 s2 p1, 64x32x28x28",
+            median_ms(args, || drop(conv2.forward(x2.leaky_trace()).sum().backward())),
+        ));
+    }
 
     let convt = dev.build_module::<ConvTrans2D<64, 32, 4, 2, 1>, f32>();
     let x3: Tensor<(usize, Const<64>, usize, usize), f32, Cpu> = dev.sample_normal_like(&(64, Const, 7, 7));
-    rows.push((
-        "convT 64->32 k4 s2 p1, 64x64x7x7",
-        median_ms(args, || drop(convt.forward(x3.leaky_trace()).sum().backward())),
-    ));
+    if args.selected("convT 64->32 k4 s2 p1, 64x64x7x7") {
+        rows.push((
+            "convT 64->32 k4 s2 p1, 64x64x7x7",
+            median_ms(args, || drop(convt.forward(x3.leaky_trace()).sum().backward())),
+        ));
+    }
 
     let masked = dev.build_module::<MaskedConv2D<64, 64, 7, MaskB>, f32>();
     let x4: Tensor<(usize, Const<64>, usize, usize), f32, Cpu> = dev.sample_normal_like(&(32, Const, 28, 28));
-    rows.push((
-        "masked 7x7 64->64, 32x64x28x28",
-        median_ms(args, || drop(masked.forward(x4.leaky_trace()).sum().backward())),
-    ));
+    if args.selected("masked 7x7 64->64, 32x64x28x28") {
+        rows.push((
+            "masked 7x7 64->64, 32x64x28x28",
+            median_ms(args, || drop(masked.forward(x4.leaky_trace()).sum().backward())),
+        ));
+    }
 
-    rows.push(("max-pool 2x2, 64x32x28x28", image_case::<_, 32>(&dev, &MaxPool2D::<2, 2>, (64, 28, 28), args)));
+    if args.selected("max-pool 2x2, 64x32x28x28") {
+        rows.push(("max-pool 2x2, 64x32x28x28", image_case::<_, 32>(&dev, &MaxPool2D::<2, 2>, (64, 28, 28), args)));
+    }
 
     let lstm = dev.build_module::<LSTMCell<256, 256>, f32>();
     let x6: Tensor<(usize, Const<256>), f32, Cpu> = dev.sample_normal_like(&(128, Const));
-    rows.push((
-        "LSTM cell 256->256, batch 128",
-        median_ms(args, || {
-            let state = LstmState::<usize, 256, f32>::zeros(&dev, 128);
-            drop(lstm.try_step(x6.leaky_trace(), state).expect("lstm step").h.sum().backward())
-        }),
-    ));
+    if args.selected("LSTM cell 256->256, batch 128") {
+        rows.push((
+            "LSTM cell 256->256, batch 128",
+            median_ms(args, || {
+                let state = LstmState::<usize, 256, f32>::zeros(&dev, 128);
+                drop(lstm.try_step(x6.leaky_trace(), state).expect("lstm step").h.sum().backward())
+            }),
+        ));
+    }
 
     rows
 }

@@ -245,12 +245,15 @@ pub(crate) fn split_phases<E: NnFloat>(g: &Geometry, x: &[E], phases: &mut [E]) 
             let first = ((c * s + pi) * s * hp + a) * wp;
             if s == 2 {
                 // Even and odd columns in one pass (the common case, which vectorizes).
+                let half = g.w / 2;
                 let (even, odd) = phases[first..].split_at_mut(hp * wp);
-                for ((e, o), pair) in even.iter_mut().zip(odd.iter_mut()).zip(row.chunks_exact(2)) {
-                    (*e, *o) = (pair[0], pair[1]);
+                let (even, odd, pairs) = (&mut even[..half], &mut odd[..half], &row[..2 * half]);
+                for j in 0..half {
+                    even[j] = pairs[2 * j];
+                    odd[j] = pairs[2 * j + 1];
                 }
                 if g.w % 2 == 1 {
-                    even[g.w / 2] = row[g.w - 1];
+                    phases[first + half] = row[g.w - 1];
                 }
             } else {
                 for (iw, &v) in row.iter().enumerate() {
@@ -269,13 +272,15 @@ pub(crate) fn merge_phases_add<E: NnFloat>(g: &Geometry, phases: &[E], x: &mut [
             let (pi, a) = (ih % s, ih / s);
             let first = ((c * s + pi) * s * hp + a) * wp;
             if s == 2 {
+                let half = g.w / 2;
                 let (even, odd) = phases[first..].split_at(hp * wp);
-                for ((e, o), pair) in even.iter().zip(odd).zip(row.chunks_exact_mut(2)) {
-                    pair[0] += *e;
-                    pair[1] += *o;
-                }
                 if g.w % 2 == 1 {
-                    row[g.w - 1] += even[g.w / 2];
+                    row[g.w - 1] += even[half];
+                }
+                let (even, odd, pairs) = (&even[..half], &odd[..half], &mut row[..2 * half]);
+                for j in 0..half {
+                    pairs[2 * j] += even[j];
+                    pairs[2 * j + 1] += odd[j];
                 }
             } else {
                 for (iw, v) in row.iter_mut().enumerate() {
