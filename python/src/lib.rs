@@ -77,6 +77,14 @@ fn state_from_numpy(value: &Bound<'_, PyAny>) -> PyResult<(Vec<f64>, bool)> {
     Ok((flat.cast::<PyArray1<f64>>()?.to_vec()?, is_f32))
 }
 
+/// A ValueError unless every value of a physical state is finite (JSON cannot hold NaN or inf).
+fn check_finite(state: &[f64], what: &str) -> PyResult<()> {
+    if state.iter().all(|v| v.is_finite()) {
+        return Ok(());
+    }
+    Err(PyValueError::new_err(format!("{what}: cannot save a state holding NaN or infinity: {state:?}")))
+}
+
 /// Reads one action for a single environment.
 fn action_from<'a>(discrete: bool, action: &'a Bound<'_, PyAny>, buf: &'a mut Vec<f32>) -> PyResult<ActionIn<'a>> {
     if discrete {
@@ -180,6 +188,7 @@ impl RustEnv {
     /// The complete state as JSON (physics, random generator, time limit counter, whether a reset
     /// is due): `set_state_json` on an env of the same id and time limit continues exactly from here.
     fn get_state_json(&self) -> PyResult<String> {
+        check_finite(&self.env.state().0, self.env.id())?;
         let saved = SavedEnv {
             kind: ENV_KIND.into(),
             id: self.env.id().into(),
@@ -361,6 +370,9 @@ impl RustVecEnv {
     /// pending autoresets): `set_state_json` on a vector env built with the same arguments
     /// continues exactly from here.
     fn get_state_json(&self) -> PyResult<String> {
+        for i in 0..self.batch.len() {
+            check_finite(&self.batch.state(i).0, &format!("{} env {i}", self.env_id))?;
+        }
         let saved = SavedVecEnv {
             kind: VEC_ENV_KIND.into(),
             id: self.env_id.clone(),

@@ -254,3 +254,17 @@ def test_vector_env_state_that_does_not_fit_raises_value_error():
     with pytest.raises(ValueError, match="env 2"):
         envs.set_state_json(json.dumps(broken))
     assert envs.get_state_json() == saved
+
+
+def test_non_finite_state_cannot_be_saved():
+    env = ENV_CLASSES["CartPole-v1"]()
+    env.reset(seed=0)
+    env.state = np.array([np.nan, 0.0, 0.0, 0.0])
+    for save in [env.get_state_json, lambda: copy.deepcopy(env), lambda: pickle.dumps(env)]:
+        with pytest.raises(ValueError, match="NaN or infinity"):
+            save()
+    envs = glimpse.VectorEnv("CartPole-v1", 2)
+    envs.reset(seed=0)
+    envs.set_state(1, np.array([0.0, np.inf, 0.0, 0.0]))
+    with pytest.raises(ValueError, match="env 1"):
+        envs.get_state_json()
