@@ -24,13 +24,12 @@ pub mod builder {
     pub struct MaskedConv2D<const I: usize, const O: usize, const K: usize, M>(PhantomData<M>);
 }
 
-/// Fills `t` from Uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)), PyTorch's default for conv layers.
-pub(crate) fn fill_fan_in_uniform<S: Shape, E: NnFloat>(
-    t: &mut Tensor<S, E, Cpu>,
-    fan_in: usize,
-) -> Result<(), CpuError>
+/// Fills `t` from Uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)), PyTorch's default for linear, conv and
+/// recurrent layers (weights and biases alike).
+pub fn fill_fan_in_uniform<S: Shape, E, D>(t: &mut Tensor<S, E, D>, fan_in: usize) -> Result<(), D::Err>
 where
-    Cpu: Device<E>,
+    E: Dtype + num_traits::Float + rand_distr::uniform::SampleUniform,
+    D: Device<E>,
 {
     let b = E::one() / E::from(fan_in.max(1)).unwrap().sqrt();
     t.try_fill_with_distr(Uniform::new(-b, b))

@@ -20,7 +20,7 @@ mod reshape;
 mod rnn;
 mod runtime;
 
-pub use conv::{pixelcnn_mask_taps, Conv2D, MaskA, MaskB, MaskKind, MaskedConv2D};
+pub use conv::{fill_fan_in_uniform, pixelcnn_mask_taps, Conv2D, MaskA, MaskB, MaskKind, MaskedConv2D};
 pub use convtrans::ConvTrans2D;
 pub use dropout::HashDropout;
 pub use kernels::NnFloat;

@@ -7,7 +7,7 @@
 
 use dfdx::nn::{BuildOnDevice, Module, NonMutableModule, TensorCollection, TensorOptions};
 use dfdx::prelude::*;
-use rand_distr::Uniform;
+use glimpse::nn::fill_fan_in_uniform;
 
 /// Device-free description of [`Dense`], for module tuples built with `dev.build_module`.
 pub mod builder {
@@ -49,19 +49,13 @@ where
                     "weight",
                     |s| &s.weight,
                     |s| &mut s.weight,
-                    TensorOptions::reset_with(|t| {
-                        let bound = E::ONE / E::from_usize(I).expect("fits").sqrt();
-                        t.try_fill_with_distr(Uniform::new(-bound, bound))
-                    }),
+                    TensorOptions::reset_with(|t| fill_fan_in_uniform(t, I)),
                 ),
                 Self::tensor(
                     "bias",
                     |s| &s.bias,
                     |s| &mut s.bias,
-                    TensorOptions::reset_with(|t| {
-                        let bound = E::ONE / E::from_usize(I).expect("fits").sqrt();
-                        t.try_fill_with_distr(Uniform::new(-bound, bound))
-                    }),
+                    TensorOptions::reset_with(|t| fill_fan_in_uniform(t, I)),
                 ),
             ),
             |(weight, bias)| Dense { weight, bias },
