@@ -13,10 +13,6 @@ use glimpse_actor_critic::{DiscretePolicy, PpoConfig, SeparateDiscrete};
 struct Args {
     #[command(flatten)]
     run: RunArgs,
-    /// Stop after the update that reaches this many env steps (checkpoint, no summary);
-    /// `--resume DIR` then continues exactly as if uninterrupted.
-    #[arg(long)]
-    stop_after: Option<u64>,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -24,6 +20,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dev = Cpu::seed_from_u64(args.run.seed);
     let policy = DiscretePolicy::new(dev.build_module::<SeparateDiscrete<4, 2, 64>, f32>(), dev);
     let cfg = AlgoConfig::Ppo(PpoConfig::cartpole());
-    run_example_until::<_, _, 4>("cartpole_ppo", &args.run, cfg, glimpse_envs::cartpole_v1, policy, args.stop_after)?;
+    run_example_until::<_, _, 4>(
+        "cartpole_ppo",
+        &args.run,
+        cfg,
+        glimpse_envs::cartpole_v1,
+        policy,
+        args.run.stop_after,
+    )?;
     Ok(())
 }

@@ -14,15 +14,11 @@ struct Args {
     /// What to subtract from the return.
     #[arg(long, value_enum, default_value_t = Baseline::Value)]
     baseline: Baseline,
-    /// Stop after the update that reaches this many env steps (checkpoint, no summary);
-    /// `--resume DIR` then continues exactly as if uninterrupted.
-    #[arg(long)]
-    stop_after: Option<u64>,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let cfg = ReinforceConfig { baseline: args.baseline, target_return: Some(475.0), ..ReinforceConfig::default() };
-    run_example_until::<_, 4, 2>("cartpole_reinforce", &args.run, cfg, glimpse_envs::cartpole_v1, args.stop_after)?;
+    run_example_until::<_, 4, 2>("cartpole_reinforce", &args.run, cfg, glimpse_envs::cartpole_v1, args.run.stop_after)?;
     Ok(())
 }

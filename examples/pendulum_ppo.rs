@@ -13,10 +13,6 @@ use glimpse_actor_critic::{GaussianPolicy, PpoConfig, SeparateGaussian};
 struct Args {
     #[command(flatten)]
     run: RunArgs,
-    /// Stop after the update that reaches this many env steps (checkpoint, no summary);
-    /// `--resume DIR` then continues exactly as if uninterrupted.
-    #[arg(long)]
-    stop_after: Option<u64>,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -25,6 +21,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let net = dev.build_module::<SeparateGaussian<3, 1, 64>, f32>();
     let policy = GaussianPolicy::new(net, dev, [-2.0], [2.0]);
     let cfg = AlgoConfig::Ppo(PpoConfig::pendulum());
-    run_example_until::<_, _, 3>("pendulum_ppo", &args.run, cfg, glimpse_envs::pendulum_v1, policy, args.stop_after)?;
+    run_example_until::<_, _, 3>(
+        "pendulum_ppo",
+        &args.run,
+        cfg,
+        glimpse_envs::pendulum_v1,
+        policy,
+        args.run.stop_after,
+    )?;
     Ok(())
 }

@@ -11,6 +11,8 @@ pub mod checkpoint;
 pub mod data;
 pub mod distributions;
 pub mod env;
+pub mod evaluate;
+pub mod finite;
 pub mod image;
 pub mod log;
 pub mod nn;

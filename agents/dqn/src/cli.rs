@@ -13,10 +13,6 @@ pub struct Cli {
     /// Seed, run directory, resume, eval, config file.
     #[command(flatten)]
     pub run: RunArgs,
-    /// Stop after this many env steps: write a checkpoint and exit without a summary.
-    /// `--resume DIR` then continues exactly as if the run had never stopped.
-    #[arg(long)]
-    pub stop_after: Option<u64>,
     /// DQN settings.
     #[command(flatten)]
     pub dqn: Config,
@@ -92,7 +88,7 @@ where
             (run, Dqn::<Q, O, A>::new(cfg, args.seed)?)
         }
     };
-    let Some(summary) = train_until(&mut agent, &make_env, &mut run, true, cli.stop_after)? else {
+    let Some(summary) = train_until(&mut agent, &make_env, &mut run, true, args.stop_after)? else {
         println!("stopped at env step {}; continue with --resume {}", agent.state.global_step, run.path().display());
         return Ok(None);
     };
