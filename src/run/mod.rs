@@ -57,7 +57,9 @@ use crate::checkpoint::CheckpointError;
 pub use config::{load_config, overlay_config, resolve_config};
 pub use dir::{default_run_dir, holds_checkpoint, utc_timestamp, RunDir, RunLock, LOCK_FILE};
 pub use progress::{summary_line, Progress};
-pub use session::{exit_on_error, Checkpoint, Cli, Control, Eval, Launch, Run, RunConfig, RunState, Unit, RUN_STATE};
+pub use session::{
+    exit_on_error, with_defaults, Checkpoint, Cli, Control, Eval, Launch, Run, RunConfig, RunState, Unit, RUN_STATE,
+};
 
 /// Errors from setting up, checkpointing or finishing a run. Each prints as one readable line.
 #[derive(Debug, thiserror::Error)]

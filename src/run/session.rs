@@ -123,12 +123,39 @@ pub enum Launch<C> {
 
 impl<C: RunConfig + clap::Args> Launch<C> {
     /// Parses the process's command line as a [`Cli<C>`] (the config's flags default to their
-    /// `--help` values) and prepares the run. `--help` and flag errors exit, as clap does.
+    /// `#[arg(default_value_t)]`s) and prepares the run. `--help` and flag errors exit, as clap does.
     pub fn from_command_line(example: &str) -> Result<Self, RunError> {
         let matches = Cli::<C>::command().bin_name(example.to_string()).get_matches();
         let cli = Cli::<C>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
         Self::new(example, &cli.run, &cli.config, &cli.config, &matches)
     }
+
+    /// [`from_command_line`](Launch::from_command_line) with an example's own defaults (e.g. tuned
+    /// hyperparameters for its env): `--help` shows them, and they sit under `--config` and flags.
+    pub fn from_command_line_with(example: &str, defaults: &C) -> Result<Self, RunError> {
+        let command = with_defaults(Cli::<C>::command().bin_name(example.to_string()), defaults);
+        let matches = command.get_matches();
+        let cli = Cli::<C>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        Self::new(example, &cli.run, &cli.config, defaults, &matches)
+    }
+}
+
+/// Sets the default of every flag whose id is a field of `defaults` to that field's value, so that
+/// `--help` documents the defaults in effect. Fields that are `null` (an unset `Option`) keep no
+/// default. Bool fields must be flags that take a value (`ArgAction::Set`).
+pub fn with_defaults<T: Serialize>(mut command: clap::Command, defaults: &T) -> clap::Command {
+    let Ok(serde_json::Value::Object(map)) = serde_json::to_value(defaults) else { return command };
+    for (key, value) in map {
+        let text = match value {
+            serde_json::Value::Null | serde_json::Value::Array(_) | serde_json::Value::Object(_) => continue,
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        };
+        if command.get_arguments().any(|a| a.get_id() == key.as_str()) {
+            command = command.mut_arg(key, |a| a.default_value(text));
+        }
+    }
+    command
 }
 
 impl<C: RunConfig> Launch<C> {
@@ -578,6 +605,18 @@ mod tests {
         for d in [a, b, parts] {
             let _ = std::fs::remove_dir_all(d);
         }
+    }
+
+    #[test]
+    fn example_defaults_show_in_help_and_sit_under_flags() {
+        let defaults = Cfg { epochs: 7, learning_rate: 0.25 };
+        let mut command = with_defaults(Cli::<Cfg>::command(), &defaults);
+        let help = command.render_help().to_string();
+        assert!(help.contains("[default: 7]") && help.contains("[default: 0.25]"), "{help}");
+        let matches = command.try_get_matches_from(["t", "--epochs", "3"]).unwrap();
+        let cli = Cli::<Cfg>::from_arg_matches(&matches).unwrap();
+        let c = resolve_config(&defaults, &cli.config, None, &matches).unwrap();
+        assert_eq!(c, Cfg { epochs: 3, learning_rate: 0.25 });
     }
 
     #[test]
