@@ -4,8 +4,13 @@
 //! - [`env`]: the [`Env`](env::Env) trait with gymnasium semantics, [`spaces`], [`wrappers`].
 //! - [`vec_env`]: batches of environments stepped on worker threads.
 //!
-//! Later layers (replay and rollout storage, layers for dfdx, data loading, logging,
-//! checkpoints) live in their own modules beside these.
+//! - [`run`]: the run layer every trainer uses (run directory, TensorBoard, checkpoints,
+//!   `--resume`/`--eval`/`--stop-after`, `summary.json`); [`evaluate`]: the shared greedy evaluation.
+//! - [`replay`], [`rollout`], [`distributions`], [`optim`]: what RL agents store and learn with.
+//! - [`nn`]: our dfdx layers (convolutions, pooling, recurrent cells); [`data`]: MNIST; [`log`]:
+//!   TensorBoard event files; [`checkpoint`]: atomic snapshots; [`image`]: PNG grids.
+//!
+//! `use glimpse::prelude::*;` brings in what the public API names.
 
 pub mod checkpoint;
 pub mod data;
@@ -14,9 +19,11 @@ pub mod env;
 pub mod evaluate;
 pub mod finite;
 pub mod image;
+pub mod limits;
 pub mod log;
 pub mod nn;
 pub mod optim;
+pub mod prelude;
 pub mod replay;
 pub mod rollout;
 pub mod run;
