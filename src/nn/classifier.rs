@@ -3,12 +3,12 @@
 //! Besides `examples/mnist_cnn.rs`, it serves as the feature extractor for evaluating generative
 //! models on MNIST (its 128-d penultimate layer, see [`features`]).
 
-use dfdx::optim::Adam;
 use dfdx::prelude::*;
 use rand::Rng;
 
 use super::builders::{Conv2D, FlattenTo, HashDropout, MaxPool2D, Unflatten};
 use crate::data::{ImageSet, Loader, View};
+use crate::optim::Adam;
 
 /// The feature layers: 28x28 image rows -> 128 features (dropout acts only in `forward_mut`).
 pub type MnistFeatures = (
@@ -64,7 +64,7 @@ pub fn random_shift(images: &[f32], max_shift: usize, rng: &mut impl Rng) -> Vec
 #[allow(clippy::too_many_arguments)]
 pub fn train_epoch(
     model: &mut MnistCnnModel,
-    opt: &mut Adam<MnistCnnModel, f32, Cpu>,
+    opt: &mut Adam<MnistCnnModel>,
     loader: &mut Loader,
     set: &ImageSet,
     dev: &Cpu,
@@ -90,7 +90,7 @@ pub fn train_epoch(
             return Err(format!("loss became {value} at step {steps}"));
         }
         grads = loss.backward();
-        opt.update(model, &grads).map_err(|e| format!("optimizer update failed: {e:?}"))?;
+        opt.update(model, &mut grads, None).map_err(|e| e.to_string())?;
         model.zero_grads(&mut grads);
         on_step(steps, value);
         total += value;

@@ -25,4 +25,7 @@ pub enum Error {
     /// A loss became NaN or infinite.
     #[error("non-finite loss: {0}")]
     NonFinite(String),
+    /// A gradient became NaN or infinite (the optimizer refused the step).
+    #[error(transparent)]
+    NonFiniteGradient(#[from] glimpse::optim::NonFiniteGradient),
 }

@@ -514,8 +514,8 @@ fn learn<const O: usize, P: ActorCritic<O>>(
             if !(pg_v.is_finite() && v_v.is_finite() && ent_v.is_finite()) {
                 return Err(Error::NonFinite(format!("policy loss {pg_v}, value loss {v_v}, entropy {ent_v}")));
             }
-            let grads = loss.backward();
-            let norm = opt.update(policy.net_mut(), &grads, cfg.max_grad_norm.map(|m| m as f32)) as f64;
+            let mut grads = loss.backward();
+            let norm = opt.update(policy.net_mut(), &mut grads, cfg.max_grad_norm.map(|m| m as f32))? as f64;
             if !norm.is_finite() {
                 return Err(Error::NonFinite(format!("gradient norm {norm}")));
             }

@@ -55,6 +55,9 @@ pub enum DqnError {
         /// Environment steps done.
         env_step: u64,
     },
+    /// A gradient became NaN or infinite (the optimizer refused the step).
+    #[error(transparent)]
+    NonFiniteGradient(#[from] glimpse::optim::NonFiniteGradient),
 }
 
 impl From<std::io::Error> for DqnError {
@@ -278,9 +281,10 @@ impl<Q: QFunction<O, A>, const O: usize, const A: usize> Dqn<Q, O, A> {
         }
         let mut grads = loss.backward();
         let max_norm = (self.cfg.max_grad_norm > 0.0).then_some(self.cfg.max_grad_norm);
-        let grad_norm = self.opt.update(&mut self.q, &grads, max_norm);
+        let grad_norm = self.opt.update(&mut self.q, &mut grads, max_norm);
         self.q.zero_grads(&mut grads);
         self.grads = Some(grads);
+        let grad_norm = grad_norm?;
         self.state.gradient_steps += 1;
 
         if let Replay::Prioritized(per) = &mut self.replay {

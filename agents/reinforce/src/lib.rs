@@ -138,6 +138,9 @@ pub enum Error {
     /// A loss became NaN or infinite.
     #[error("non-finite loss: {0}")]
     NonFinite(String),
+    /// A gradient became NaN or infinite (the optimizer refused the step).
+    #[error(transparent)]
+    NonFiniteGradient(#[from] glimpse::optim::NonFiniteGradient),
 }
 
 /// Statistics of one update.
@@ -502,8 +505,8 @@ fn learn<const O: usize, const A: usize>(
     if !loss_value.is_finite() {
         return Err(Error::NonFinite(format!("policy loss {loss_value}")));
     }
-    let grads = loss.backward();
-    stats.grad_norm = agent.policy_opt.update(&mut agent.policy, &grads, cfg.max_grad_norm) as f64;
+    let mut grads = loss.backward();
+    stats.grad_norm = agent.policy_opt.update(&mut agent.policy, &mut grads, cfg.max_grad_norm)? as f64;
     stats.policy_loss = (loss_value + cfg.ent_coef * entropy) as f64;
     stats.entropy = entropy as f64;
 
@@ -526,8 +529,8 @@ fn learn<const O: usize, const A: usize>(
                 return Err(Error::NonFinite(format!("value loss {v}")));
             }
             loss_sum += v as f64;
-            let grads = loss.backward();
-            agent.value_opt.update(&mut agent.value, &grads, cfg.max_grad_norm);
+            let mut grads = loss.backward();
+            agent.value_opt.update(&mut agent.value, &mut grads, cfg.max_grad_norm)?;
         }
         stats.value_loss = Some(loss_sum / cfg.value_epochs.max(1) as f64);
     }

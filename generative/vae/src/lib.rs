@@ -41,6 +41,9 @@ pub enum VaeError {
     /// The loss became NaN or infinite.
     #[error("the loss is not finite ({loss}) at epoch {epoch}, batch {batch}; try a lower learning rate")]
     NonFinite { loss: f64, epoch: usize, batch: usize },
+    /// A gradient became NaN or infinite; the optimizer refused the step.
+    #[error("at epoch {epoch}, batch {batch}: {source}; try a lower learning rate")]
+    NonFiniteGradient { source: glimpse::optim::NonFiniteGradient, epoch: usize, batch: usize },
     /// The configuration is not usable.
     #[error("bad configuration: {0}")]
     Config(String),

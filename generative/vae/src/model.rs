@@ -12,7 +12,7 @@ pub type Images<T> = Tensor<(usize, Const<PIXELS>), f32, Cpu, T>;
 pub type Latents<const Z: usize, T> = Tensor<(usize, Const<Z>), f32, Cpu, T>;
 
 /// A VAE with a diagonal-Gaussian encoder q(z|x) and a Bernoulli decoder p(x|z), prior N(0, I).
-pub trait VaeModel<const Z: usize>: TensorCollection<f32, Cpu> + Sized {
+pub trait VaeModel<const Z: usize>: TensorCollection<f32, Cpu> + Clone + Sized {
     /// The encoder: the mean and log-variance of q(z|x). `x` is data: no gradient flows back to it.
     fn encode<T: Tape<f32, Cpu>>(&self, x: Images<T>) -> (Latents<Z, T>, Latents<Z, T>);
     /// The decoder: the logits of the 784 Bernoulli pixels of p(x|z).

@@ -88,7 +88,7 @@ fn loss_falls_on_a_thousand_images_within_seconds() {
     let mut loader = Loader::new(128, View::Grey, 0);
     let mut epoch_losses = Vec::new();
     for _ in 0..10 {
-        let total: f32 = loader.epoch(&train, &dev).map(|b| trainer.step(b.images)).sum();
+        let total: f32 = loader.epoch(&train, &dev).map(|b| trainer.step(b.images).unwrap()).sum();
         epoch_losses.push(total / train.len() as f32);
     }
     let after = evaluate(&trainer.model, &test, 128, View::Grey, &dev);
@@ -134,7 +134,7 @@ fn training_is_reproducible_with_a_seed() {
         let dev = Cpu::seed_from_u64(seed);
         let mut trainer = Trainer::<20, MlpVae<20>>::new(MlpVae::<20>::build(&dev), 1e-3, &dev);
         let mut loader = Loader::new(128, View::Stochastic, seed);
-        loader.epoch(&train, &dev).map(|b| trainer.step(b.images)).collect::<Vec<f32>>()
+        loader.epoch(&train, &dev).map(|b| trainer.step(b.images).unwrap()).collect::<Vec<f32>>()
     };
     assert_eq!(run(5), run(5));
     assert_ne!(run(5), run(6));
@@ -147,7 +147,7 @@ fn checkpoint_round_trip_gives_identical_reconstructions() {
     let mut trainer = Trainer::<20, MlpVae<20>>::new(MlpVae::<20>::build(&dev), 1e-3, &dev);
     let mut loader = Loader::new(128, View::Grey, 1);
     for batch in loader.epoch(&data.train.take(512), &dev) {
-        trainer.step(batch.images);
+        trainer.step(batch.images).unwrap();
     }
     let dir = std::env::temp_dir().join(format!("glimpse-vae-ckpt-{}", std::process::id()));
     let run = glimpse::run::RunDir::create("test", Some(dir.clone())).unwrap();
@@ -169,7 +169,7 @@ fn importance_weighted_bound_agrees_with_the_elbo_and_tightens_with_k() {
     let mut loader = Loader::new(128, View::Stochastic, 2);
     for _ in 0..2 {
         for batch in loader.epoch(&train, &dev) {
-            trainer.step(batch.images);
+            trainer.step(batch.images).unwrap();
         }
     }
     let test = data.test.take(100).binarized_stochastic(0);
@@ -203,7 +203,7 @@ fn conv_vae_loss_falls_on_a_thousand_images() {
     let mut loader = Loader::new(128, View::Grey, 0);
     for _ in 0..4 {
         for batch in loader.epoch(&train, &dev) {
-            assert!(trainer.step(batch.images).is_finite());
+            assert!(trainer.step(batch.images).unwrap().is_finite());
         }
     }
     let after = evaluate(&trainer.model, &test, 250, View::Grey, &dev);
