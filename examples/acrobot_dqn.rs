@@ -1,12 +1,14 @@
 //! DQN learns Acrobot-v1: `cargo run --release --example acrobot_dqn -- --seed 1`.
 //!
 //! Stops when a greedy evaluation over 100 episodes averages >= -100, or at the step budget.
+//! `-- --help` shows the tuned defaults below.
 
+use glimpse::run::exit_on_error;
 use glimpse_dqn::{cli::run_example, Config};
 
 fn main() {
-    // Acrobot's episodes are long (up to 500 steps of -1) and its reward sparse: a longer budget,
-    // a larger batch and more exploration than CartPole.
+    // Acrobot's episodes are long (up to 500 steps of -1) and its reward sparse: a larger batch,
+    // more gradient steps and more exploration than CartPole.
     let defaults = Config {
         total_timesteps: 100_000,
         learning_rate: 6.3e-4,
@@ -20,8 +22,5 @@ fn main() {
         solve_threshold: Some(-100.0),
         ..Config::default()
     };
-    if let Err(e) = run_example::<_, 6, 3, 128>("acrobot_dqn", glimpse_envs::acrobot_v1, defaults) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    exit_on_error(run_example::<_, 6, 3, 128>("acrobot_dqn", glimpse_envs::acrobot_v1, &defaults));
 }

@@ -6,21 +6,20 @@
 
 use std::time::Instant;
 
-use dfdx::prelude::{BuildOnDevice, Cpu};
 use glimpse::replay::{Batch, ReplayBuffer};
-use glimpse::run::RunDir;
-use glimpse_dqn::{train, Config, Dqn, QNetwork};
+use glimpse_dqn::{Config, Dqn, MlpQ, Trainer};
 use glimpse_envs::cartpole_v1;
 use rand::SeedableRng;
 
-type Net = <QNetwork<4, 2, 64> as BuildOnDevice<Cpu, f32>>::Built;
+type Net = MlpQ<4, 2, 64>;
 
 fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    xs.sort_by(|a, b| a.total_cmp(b));
     xs[xs.len() / 2]
 }
 
 fn main() {
+    std::env::set_var("GLIMPSE_NO_PROGRESS", "1");
     let tmp = std::env::temp_dir().join(format!("glimpse-dqn-bench-{}", std::process::id()));
 
     // 1. Whole training loop: 20k env steps, default config, no evaluation.
@@ -33,10 +32,9 @@ fn main() {
             checkpoint_frequency: 0,
             ..Config::default()
         };
-        let mut agent = Dqn::<Net, 4, 2>::new(cfg, rep).unwrap();
-        let mut run = RunDir::create("bench", Some(tmp.join(format!("train-{rep}")))).unwrap();
+        let trainer = Trainer::<_, 4, 2>::new(cfg, cartpole_v1).expect("CartPole fits the network");
         let t = Instant::now();
-        let s = train(&mut agent, &cartpole_v1, &mut run, false).unwrap();
+        let s = trainer.seed(rep).run_dir(tmp.join(format!("train-{rep}"))).train().expect("training");
         let secs = t.elapsed().as_secs_f64();
         sps.push(s.env_steps as f64 / secs);
         ups.push(s.gradient_steps as f64 / secs);
@@ -50,14 +48,14 @@ fn main() {
     // 2. Gradient updates alone (batch 64, 4-64-64-2, Double DQN, Huber).
     let mut rates = vec![];
     for rep in 0..3 {
-        let mut agent = Dqn::<Net, 4, 2>::new(Config::default(), rep).unwrap();
+        let mut agent = Dqn::<Net, 4, 2>::new(Config::default(), rep).expect("default config");
         for t in 0..10_000 {
             let x = (t % 100) as f32 / 100.0;
             agent.observe(0, &[x, -x, x, 0.0], t % 2, 1.0, &[x, x, -x, 0.1], t % 100 == 99, false);
         }
         let t = Instant::now();
         for _ in 0..2000 {
-            agent.train_step(0.4).unwrap();
+            agent.train_step(0.4).expect("finite training data");
         }
         rates.push(2000.0 / t.elapsed().as_secs_f64());
     }

@@ -1,99 +1,74 @@
-//! The command line every DQN example shares: common run flags plus every [`Config`] field.
+//! The command line every DQN example shares: the run layer's flags (`--seed`, `--run-dir`,
+//! `--resume`, `--eval`, `--config`, `--stop-after`) plus every [`Config`] field, with the
+//! example's defaults shown in `--help`.
 
-use clap::{CommandFactory, FromArgMatches, Parser};
-use dfdx::prelude::{BuildOnDevice, Cpu};
-use glimpse::run::{resolve_config, summary_line, RunArgs, RunDir};
+use clap::{CommandFactory, FromArgMatches};
+use glimpse::run::{with_defaults, Cli, Launch};
 use glimpse::Env;
 
-use crate::{evaluate, saved_config, train_until, Config, Dqn, DuelingQNetwork, QFunction, QNetwork, Summary};
+use crate::{train_run, Config, DqnError, Policy, Summary};
 
-/// The flags of a DQN example.
-#[derive(Parser, Debug)]
-pub struct Cli {
-    /// Seed, run directory, resume, eval, config file.
-    #[command(flatten)]
-    pub run: RunArgs,
-    /// DQN settings.
-    #[command(flatten)]
-    pub dqn: Config,
+/// What a command line did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The run ended (solved or budget spent) with this summary.
+    Finished(Summary),
+    /// `--stop-after` stopped it; `--resume` continues it.
+    Stopped,
+    /// `--eval` printed this evaluation.
+    Evaluated(serde_json::Value),
 }
 
-/// Parses the command line (defaults < `--config` file < flags) and trains, resumes or evaluates
-/// a DQN with hidden width `H` on `make_env`. Prints the one-line summary and returns it
-/// (None for `--eval`).
+/// Parses the process's command line (defaults < `--config` file < flags; `--help` shows
+/// `defaults`) and trains, resumes or evaluates a DQN with hidden width `H` on `make_env`.
 pub fn run_example<E, const O: usize, const A: usize, const H: usize>(
     name: &str,
-    make_env: fn() -> E,
-    defaults: Config,
-) -> Result<Option<Summary>, Box<dyn std::error::Error>>
+    make_env: impl Fn() -> E,
+    defaults: &Config,
+) -> Result<Outcome, DqnError>
 where
     E: Env<Act = usize> + 'static,
-    QNetwork<O, A, H>: BuildOnDevice<Cpu, f32>,
-    DuelingQNetwork<O, A, H>: BuildOnDevice<Cpu, f32>,
-    <QNetwork<O, A, H> as BuildOnDevice<Cpu, f32>>::Built: QFunction<O, A>,
-    <DuelingQNetwork<O, A, H> as BuildOnDevice<Cpu, f32>>::Built: QFunction<O, A>,
 {
-    let matches = Cli::command().about(format!("DQN example {name}")).get_matches();
-    let cli = Cli::from_arg_matches(&matches)?;
-    let cfg = resolve_config(&defaults, &cli.dqn, cli.run.config.as_deref(), &matches)?;
-    // A resumed or evaluated run uses its saved network kind, whatever the flags say.
-    let dueling = match cli.run.resume.as_ref().or(cli.run.eval.as_ref()) {
-        Some(dir) => saved_config(&RunDir::open(dir)?.checkpoint_dir())?.dueling,
-        None => cfg.dueling,
-    };
-    if dueling {
-        go::<<DuelingQNetwork<O, A, H> as BuildOnDevice<Cpu, f32>>::Built, E, O, A>(name, make_env, cli, cfg)
-    } else {
-        go::<<QNetwork<O, A, H> as BuildOnDevice<Cpu, f32>>::Built, E, O, A>(name, make_env, cli, cfg)
-    }
+    launch::<E, O, A, H>(Launch::from_command_line_with(name, defaults)?, &make_env)
 }
 
-fn go<Q, E, const O: usize, const A: usize>(
+/// [`run_example`] on the given arguments (the first is the program name) instead of the
+/// process's; a flag error is returned rather than printed.
+pub fn run_with_args<E, const O: usize, const A: usize, const H: usize>(
     name: &str,
-    make_env: fn() -> E,
-    cli: Cli,
-    cfg: Config,
-) -> Result<Option<Summary>, Box<dyn std::error::Error>>
+    make_env: impl Fn() -> E,
+    defaults: &Config,
+    args: &[&str],
+) -> Result<Outcome, DqnError>
 where
-    Q: QFunction<O, A>,
     E: Env<Act = usize> + 'static,
 {
-    let args: RunArgs = cli.run;
-    if let Some(dir) = &args.eval {
-        let run = RunDir::open(dir)?;
-        let saved = saved_config(&run.checkpoint_dir())?;
-        let mut agent = Dqn::<Q, O, A>::new(saved, args.seed)?;
-        agent.load(&run.checkpoint_dir())?;
-        let returns = evaluate::<Q, E, O, A>(&agent.q, &make_env, cfg.eval_episodes, args.seed)?;
-        let mean = returns.iter().sum::<f64>() / returns.len().max(1) as f64;
-        println!("eval_mean_return={mean:.3} eval_episodes={} checkpoint={}", returns.len(), dir.display());
-        return Ok(None);
+    let command = with_defaults(Cli::<Config>::command().bin_name(name.to_string()), defaults);
+    let flags = |e: clap::Error| DqnError::Config(e.to_string().trim().to_string());
+    let matches = command.try_get_matches_from(args).map_err(flags)?;
+    let cli = Cli::<Config>::from_arg_matches(&matches).map_err(flags)?;
+    launch::<E, O, A, H>(Launch::new(name, &cli.run, &cli.config, defaults, &matches)?, &make_env)
+}
+
+/// Trains (a new or a resumed run) or evaluates (`--eval`, one line printed).
+fn launch<E, const O: usize, const A: usize, const H: usize>(
+    launch: Launch<Config>,
+    make_env: &dyn Fn() -> E,
+) -> Result<Outcome, DqnError>
+where
+    E: Env<Act = usize> + 'static,
+{
+    match launch {
+        Launch::Train(run) => Ok(train_run::<E, O, A, H>(run, make_env)?.map_or(Outcome::Stopped, Outcome::Finished)),
+        Launch::Eval(eval) => {
+            let policy = Policy::<O, A, H>::from_eval(&eval)?;
+            let result = policy.evaluate(make_env, eval.config.eval_episodes, eval.seed)?;
+            Ok(Outcome::Evaluated(eval.report(&serde_json::json!({
+                "eval_mean_return": result.mean(),
+                "eval_std_return": result.std(),
+                "eval_episodes": result.returns.len(),
+                "env_steps": eval.done,
+            }))))
+        }
     }
-    let (mut run, mut agent) = match &args.resume {
-        Some(dir) => {
-            let run = RunDir::open(dir)?;
-            let mut saved = saved_config(&run.checkpoint_dir())?;
-            // The step budget may be raised when resuming (this changes the epsilon and beta
-            // schedules, so the run is then no longer the same as one with that budget from the
-            // start); everything else stays as saved.
-            saved.total_timesteps = saved.total_timesteps.max(cfg.total_timesteps);
-            let mut agent = Dqn::<Q, O, A>::new(saved, args.seed)?;
-            agent.load(&run.checkpoint_dir())?;
-            eprintln!("resuming {} at env step {}", dir.display(), agent.state.global_step);
-            (run, agent)
-        }
-        None => {
-            let run = RunDir::create(name, args.run_dir.clone())?;
-            run.write_config(&cfg)?;
-            (run, Dqn::<Q, O, A>::new(cfg, args.seed)?)
-        }
-    };
-    let Some(summary) = train_until(&mut agent, &make_env, &mut run, true, args.stop_after)? else {
-        println!("stopped at env step {}; continue with --resume {}", agent.state.global_step, run.path().display());
-        return Ok(None);
-    };
-    let value = serde_json::to_value(&summary)?;
-    run.write_summary(&value)?;
-    println!("{} run_dir={}", summary_line(&value), run.path().display());
-    Ok(Some(summary))
 }

@@ -1,5 +1,6 @@
 //! DQN hyperparameters: one struct, loadable from TOML/JSON (`--config`) and overridable by flags.
 
+use glimpse::run::{RunConfig, Unit};
 use serde::{Deserialize, Serialize};
 
 /// The TD loss.
@@ -12,8 +13,15 @@ pub enum Loss {
     Mse,
 }
 
+/// The most parallel environments a run may ask for.
+pub const MAX_NUM_ENVS: usize = 1 << 16;
+/// The most episodes one greedy evaluation may run side by side.
+pub const MAX_EVAL_EPISODES: usize = 1 << 20;
+/// The longest n-step return.
+pub const MAX_N_STEP: usize = 1 << 12;
+
 /// DQN settings. The defaults solve CartPole-v1 (greedy mean return >= 475 over 100 episodes)
-/// in about 10-20k environment steps.
+/// in about 20-75k environment steps. The seed is not a setting: it is the run's (`--seed`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -87,13 +95,13 @@ pub struct Config {
     /// Environment steps between greedy evaluations (0 disables them).
     #[arg(long, default_value_t = 2000)]
     pub eval_frequency: u64,
-    /// Episodes per greedy evaluation.
+    /// Episodes per greedy evaluation (0: none, also none at the end).
     #[arg(long, default_value_t = 100)]
     pub eval_episodes: usize,
     /// Stop once a greedy evaluation's mean return reaches this (the environment's "solved" level).
     #[arg(long)]
     pub solve_threshold: Option<f64>,
-    /// Environment steps between checkpoints (0: only at the end).
+    /// Environment steps between checkpoints (0: only at --stop-after and at the end).
     #[arg(long, default_value_t = 10_000)]
     pub checkpoint_frequency: u64,
 }
@@ -131,24 +139,78 @@ impl Default for Config {
     }
 }
 
+/// `Err("NAME must ...")` unless `ok`.
+fn require(ok: bool, message: impl FnOnce() -> String) -> Result<(), String> {
+    if ok {
+        Ok(())
+    } else {
+        Err(message())
+    }
+}
+
 impl Config {
-    /// Checks the settings, naming the first bad one.
+    /// Checks every setting, naming the first bad one and what is allowed. The replay buffer is
+    /// checked against the memory available for the smallest observation (one value); the agent
+    /// checks it again for its real observation size before allocating ([`Config::check_memory`]).
     pub fn validate(&self) -> Result<(), String> {
-        let checks: [(bool, &str); 9] = [
-            (self.num_envs >= 1, "num_envs must be at least 1"),
-            (self.batch_size >= 1, "batch_size must be at least 1"),
-            (self.buffer_size >= self.batch_size, "buffer_size must be at least batch_size"),
-            (self.learning_rate > 0.0 && self.learning_rate.is_finite(), "learning_rate must be positive"),
-            ((0.0..=1.0).contains(&self.gamma), "gamma must lie in [0, 1]"),
-            (self.tau > 0.0 && self.tau <= 1.0, "tau must lie in (0, 1]"),
-            (self.n_step >= 1, "n_step must be at least 1"),
-            (self.train_frequency >= 1 && self.target_network_frequency >= 1, "frequencies must be at least 1"),
-            ((0.0..=1.0).contains(&self.exploration_fraction), "exploration_fraction must lie in [0, 1]"),
-        ];
-        match checks.iter().find(|(ok, _)| !ok) {
-            Some((_, msg)) => Err((*msg).to_string()),
-            None => Ok(()),
+        let unit = |x: f64| (0.0..=1.0).contains(&x);
+        require(self.total_timesteps >= 1, || "total_timesteps must be at least 1".into())?;
+        require((1..=MAX_NUM_ENVS).contains(&self.num_envs), || {
+            format!("num_envs must be between 1 and {MAX_NUM_ENVS}, got {}", self.num_envs)
+        })?;
+        require(self.learning_rate > 0.0 && self.learning_rate.is_finite(), || {
+            format!("learning_rate must be positive and finite, got {}", self.learning_rate)
+        })?;
+        require(self.buffer_size >= 1, || "buffer_size must be at least 1".into())?;
+        require((1..=self.buffer_size).contains(&self.batch_size), || {
+            format!("batch_size must be between 1 and buffer_size ({}), got {}", self.buffer_size, self.batch_size)
+        })?;
+        require(unit(self.gamma as f64), || format!("gamma must lie in [0, 1], got {}", self.gamma))?;
+        require(self.tau > 0.0 && self.tau <= 1.0, || format!("tau must lie in (0, 1], got {}", self.tau))?;
+        require(self.target_network_frequency >= 1, || "target_network_frequency must be at least 1".into())?;
+        require(unit(self.start_e), || format!("start_e must lie in [0, 1], got {}", self.start_e))?;
+        require(unit(self.end_e), || format!("end_e must lie in [0, 1], got {}", self.end_e))?;
+        require(unit(self.exploration_fraction), || {
+            format!("exploration_fraction must lie in [0, 1], got {}", self.exploration_fraction)
+        })?;
+        require(self.train_frequency >= 1, || "train_frequency must be at least 1".into())?;
+        require(self.gradient_steps >= 1, || "gradient_steps must be at least 1".into())?;
+        require((1..=MAX_N_STEP).contains(&self.n_step), || {
+            format!("n_step must be between 1 and {MAX_N_STEP}, got {}", self.n_step)
+        })?;
+        require(unit(self.per_alpha), || format!("per_alpha must lie in [0, 1], got {}", self.per_alpha))?;
+        require(unit(self.per_beta), || format!("per_beta must lie in [0, 1], got {}", self.per_beta))?;
+        require(self.max_grad_norm >= 0.0 && self.max_grad_norm.is_finite(), || {
+            format!("max_grad_norm must be finite and >= 0 (0 disables clipping), got {}", self.max_grad_norm)
+        })?;
+        require(self.eval_episodes <= MAX_EVAL_EPISODES, || {
+            format!("eval_episodes must be at most {MAX_EVAL_EPISODES}, got {}", self.eval_episodes)
+        })?;
+        require(self.solve_threshold.is_none_or(f64::is_finite), || {
+            format!("solve_threshold must be finite, got {:?}", self.solve_threshold)
+        })?;
+        self.check_memory(1)
+    }
+
+    /// Bytes of one stored transition with `obs_dim` observation values (observation and next
+    /// observation, action, reward, terminated flag, discount: `f32` each), plus its share of the
+    /// priority sum tree (two `f64` trees of twice the next power of two of `buffer_size` leaves).
+    pub fn transition_bytes(&self, obs_dim: usize) -> u128 {
+        let plain = 4 * (2 * obs_dim as u128 + 4);
+        if !self.prioritized {
+            return plain;
         }
+        let leaves = (self.buffer_size.max(1) as u128).next_power_of_two();
+        plain + (2 * 2 * 8 * leaves).div_ceil(self.buffer_size.max(1) as u128)
+    }
+
+    /// Checks that the replay buffer (twice: a checkpoint writes a copy of it) and the pending
+    /// n-step transitions fit in the memory available, for observations of `obs_dim` values.
+    pub fn check_memory(&self, obs_dim: usize) -> Result<(), String> {
+        let item = self.transition_bytes(obs_dim);
+        glimpse::limits::check_memory("buffer_size", 2 * self.buffer_size as u128, item)
+            .map_err(|e| format!("{e} (twice the replay buffer: a checkpoint copies it); lower buffer_size"))?;
+        glimpse::limits::check_memory("num_envs × n_step", (self.num_envs * self.n_step) as u128, item)
     }
 
     /// Epsilon after `step` environment steps: linear from `start_e` to `end_e`.
@@ -159,6 +221,25 @@ impl Config {
         }
         let frac = (step as f64 / duration).min(1.0);
         self.start_e + frac * (self.end_e - self.start_e)
+    }
+
+    /// The importance-sampling exponent of prioritized replay after `step` env steps: linear
+    /// from `per_beta` to 1 over the run.
+    pub fn beta(&self, step: u64) -> f64 {
+        self.per_beta + (1.0 - self.per_beta) * (step as f64 / self.total_timesteps as f64).min(1.0)
+    }
+}
+
+impl RunConfig for Config {
+    const UNIT: Unit = Unit::EnvSteps;
+    fn budget(&self) -> u64 {
+        self.total_timesteps
+    }
+    fn validate(&self) -> Result<(), String> {
+        Config::validate(self)
+    }
+    fn checkpoint_every(&self) -> u64 {
+        self.checkpoint_frequency
     }
 }
 
@@ -180,8 +261,57 @@ mod tests {
         let m = Cli::command().get_matches_from(["x", "--double-dqn", "false", "--loss", "mse", "--n-step", "3"]);
         let cfg = Cli::from_arg_matches(&m).unwrap().cfg;
         assert!(!cfg.double_dqn && cfg.loss == Loss::Mse && cfg.n_step == 3);
+        let help = Cli::command().render_help().to_string();
+        assert!(help.contains("--learning-rate <LEARNING_RATE>") && help.contains("[default: 0.001]"), "{help}");
+    }
+
+    #[test]
+    fn every_setting_out_of_range_is_named() {
         assert!(Config::default().validate().is_ok());
-        assert!(Config { gamma: 1.5, ..Default::default() }.validate().unwrap_err().contains("gamma"));
+        let d = Config::default;
+        let bad = [
+            (Config { total_timesteps: 0, ..d() }, "total_timesteps"),
+            (Config { num_envs: 0, ..d() }, "num_envs"),
+            (Config { num_envs: MAX_NUM_ENVS + 1, ..d() }, "num_envs"),
+            (Config { learning_rate: f32::NAN, ..d() }, "learning_rate"),
+            (Config { learning_rate: 0.0, ..d() }, "learning_rate"),
+            (Config { buffer_size: 0, ..d() }, "buffer_size"),
+            (Config { batch_size: 0, ..d() }, "batch_size"),
+            (Config { batch_size: 100, buffer_size: 99, ..d() }, "batch_size"),
+            (Config { gamma: 1.5, ..d() }, "gamma"),
+            (Config { tau: 0.0, ..d() }, "tau"),
+            (Config { target_network_frequency: 0, ..d() }, "target_network_frequency"),
+            (Config { start_e: -0.1, ..d() }, "start_e"),
+            (Config { end_e: 2.0, ..d() }, "end_e"),
+            (Config { exploration_fraction: 1.1, ..d() }, "exploration_fraction"),
+            (Config { train_frequency: 0, ..d() }, "train_frequency"),
+            (Config { gradient_steps: 0, ..d() }, "gradient_steps"),
+            (Config { n_step: 0, ..d() }, "n_step"),
+            (Config { n_step: MAX_N_STEP + 1, ..d() }, "n_step"),
+            (Config { per_alpha: f64::NAN, ..d() }, "per_alpha"),
+            (Config { per_beta: -1.0, ..d() }, "per_beta"),
+            (Config { max_grad_norm: f32::INFINITY, ..d() }, "max_grad_norm"),
+            (Config { eval_episodes: MAX_EVAL_EPISODES + 1, ..d() }, "eval_episodes"),
+            (Config { solve_threshold: Some(f64::NAN), ..d() }, "solve_threshold"),
+        ];
+        for (cfg, field) in bad {
+            let err = cfg.validate().unwrap_err();
+            assert!(err.starts_with(field), "{field}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_replay_buffer_beyond_memory_is_refused_before_allocating() {
+        let huge = Config { buffer_size: usize::MAX / 2, batch_size: 1, ..Config::default() };
+        let err = huge.validate().unwrap_err();
+        assert!(err.starts_with("buffer_size needs") && err.contains("memory available"), "{err}");
+        // What fits for one observation value may not fit for many.
+        let available = glimpse::limits::available_memory() as usize;
+        let big = Config { buffer_size: available / 64, ..Config::default() };
+        assert!(big.check_memory(1).is_ok());
+        assert!(big.check_memory(1000).unwrap_err().starts_with("buffer_size"));
+        let per = Config { prioritized: true, ..Config::default() };
+        assert!(per.transition_bytes(4) > Config::default().transition_bytes(4));
     }
 
     #[test]
@@ -192,5 +322,6 @@ mod tests {
         assert!((c.epsilon(250) - 0.55).abs() < 1e-12);
         assert!((c.epsilon(500) - 0.1).abs() < 1e-12);
         assert!((c.epsilon(900) - 0.1).abs() < 1e-12);
+        assert_eq!((c.beta(0), c.beta(1000), c.beta(5000)), (0.4, 1.0, 1.0));
     }
 }

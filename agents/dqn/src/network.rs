@@ -29,10 +29,11 @@ pub trait QFunction<const O: usize, const A: usize>:
     fn q_values<T: Tape<f32, Cpu> + Merge<T>>(&self, obs: Obs<O, T>) -> QValues<A, T>;
 }
 
-type Mlp<const O: usize, const A: usize, const H: usize> =
+/// The built [`QNetwork`] on the CPU: what an agent holds (`<QNetwork<O, A, H> as BuildOnDevice<..>>::Built`).
+pub type MlpQ<const O: usize, const A: usize, const H: usize> =
     (Linear<O, H, f32, Cpu>, ReLU, Linear<H, H, f32, Cpu>, ReLU, Linear<H, A, f32, Cpu>);
 
-impl<const O: usize, const A: usize, const H: usize> QFunction<O, A> for Mlp<O, A, H> {
+impl<const O: usize, const A: usize, const H: usize> QFunction<O, A> for MlpQ<O, A, H> {
     fn build(dev: &Cpu) -> Self {
         dev.build_module::<QNetwork<O, A, H>, f32>()
     }
@@ -41,10 +42,11 @@ impl<const O: usize, const A: usize, const H: usize> QFunction<O, A> for Mlp<O, 
     }
 }
 
-type Dueling<const O: usize, const A: usize, const H: usize> =
+/// The built [`DuelingQNetwork`] on the CPU.
+pub type DuelingQ<const O: usize, const A: usize, const H: usize> =
     ((Linear<O, H, f32, Cpu>, ReLU, Linear<H, H, f32, Cpu>, ReLU), (Linear<H, 1, f32, Cpu>, Linear<H, A, f32, Cpu>));
 
-impl<const O: usize, const A: usize, const H: usize> QFunction<O, A> for Dueling<O, A, H> {
+impl<const O: usize, const A: usize, const H: usize> QFunction<O, A> for DuelingQ<O, A, H> {
     fn build(dev: &Cpu) -> Self {
         dev.build_module::<DuelingQNetwork<O, A, H>, f32>()
     }
@@ -73,8 +75,8 @@ pub fn argmax_rows<const A: usize>(values: &[f32]) -> Vec<usize> {
 mod tests {
     use super::*;
 
-    type Plain = <QNetwork<3, 4, 16> as BuildOnDevice<Cpu, f32>>::Built;
-    type Duel = <DuelingQNetwork<3, 4, 16> as BuildOnDevice<Cpu, f32>>::Built;
+    type Plain = MlpQ<3, 4, 16>;
+    type Duel = DuelingQ<3, 4, 16>;
 
     #[test]
     fn dueling_combines_value_and_centered_advantage_and_trains_every_layer() {

@@ -1,9 +1,7 @@
-//! DQN learns a small deterministic chain MDP, and a run resumed from its checkpoint continues.
+//! DQN learns a small deterministic chain MDP through the library API a user of their own env
+//! writes (`Trainer`, `Policy`: no dfdx, no command line), and its runs are reproducible.
 
-use dfdx::prelude::*;
-use glimpse::run::RunDir;
-use glimpse::wrappers::TimeLimit;
-use glimpse_dqn::{evaluate, train, Config, Dqn, QFunction, QNetwork};
+use glimpse_dqn::prelude::*;
 use glimpse_envs::toy::Chain;
 
 const N: usize = 6;
@@ -16,8 +14,6 @@ const STEP_COST: f32 = -0.05;
 fn chain() -> TimeLimit<Chain<N>> {
     TimeLimit::new(Chain::default(), 20)
 }
-
-type Net = <QNetwork<N, 2, 32> as BuildOnDevice<Cpu, f32>>::Built;
 
 fn config(total: u64) -> Config {
     Config {
@@ -37,23 +33,32 @@ fn config(total: u64) -> Config {
     }
 }
 
-fn temp_run(name: &str) -> RunDir {
+fn temp(name: &str) -> std::path::PathBuf {
+    std::env::set_var("GLIMPSE_NO_PROGRESS", "1");
     let dir = std::env::temp_dir().join(format!("glimpse-dqn-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    RunDir::create("test", Some(dir)).unwrap()
+    dir
+}
+
+/// The greedy policy walks right: N - 2 step costs, then the reward of 1.
+fn best_return() -> f64 {
+    1.0 + (N - 2) as f64 * STEP_COST as f64
 }
 
 #[test]
-fn dqn_learns_the_optimal_q_values_of_a_chain() {
-    let mut run = temp_run("chain");
-    let mut agent = Dqn::<Net, N, 2>::new(config(4000), 3).unwrap();
-    let summary = train(&mut agent, &chain, &mut run, false).unwrap();
-    assert_eq!(summary.env_steps, 4000);
-    // The greedy policy walks right: N - 2 step costs, then the reward of 1.
-    let best = 1.0 + (N - 2) as f64 * STEP_COST as f64;
-    assert!((summary.eval_mean_return - best).abs() < 1e-6, "greedy return {}", summary.eval_mean_return);
-    // V*(s) = Q*(s, right): STEP_COST for each of the N - 2 - s steps before the last, then 1, discounted;
-    // Q*(s, left) = STEP_COST + gamma * V*(max(s-1, 0)).
+fn dqn_learns_the_optimal_q_values_of_a_chain_through_the_library_api() {
+    let dir = temp("chain");
+    let summary = Trainer::<_, N, 2, 32>::new(config(4000), chain).unwrap().seed(3).run_dir(&dir).train().unwrap();
+    assert_eq!((summary.env_steps, summary.seed, summary.solved_at_step), (4000, 3, None));
+    let mean = summary.eval_mean_return.unwrap();
+    assert!((mean - best_return()).abs() < 1e-6, "greedy return {mean}");
+    // What train() returned is what it wrote.
+    let written: Summary = serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(written, summary);
+
+    // The saved policy: Q* everywhere. V*(s) = Q*(s, right): STEP_COST for each of the N - 2 - s
+    // steps before the last, then 1, discounted; Q*(s, left) = STEP_COST + gamma * V*(max(s-1, 0)).
+    let policy = Policy::<N, 2, 32>::load(&dir).unwrap();
     let v = |s: usize| {
         let k = (N - 2 - s) as i32;
         STEP_COST * (1.0 - GAMMA.powi(k)) / (1.0 - GAMMA) + GAMMA.powi(k)
@@ -61,52 +66,52 @@ fn dqn_learns_the_optimal_q_values_of_a_chain() {
     for s in 0..N - 1 {
         let mut o = vec![0.0; N];
         o[s] = 1.0;
-        let q = agent.q.q_values(Cpu::default().tensor_from_vec(o, (1, Const::<N>))).as_vec();
+        let q = policy.q_values(&o).unwrap();
         let want = [STEP_COST + GAMMA * v(s.saturating_sub(1)), v(s)];
         for a in 0..2 {
             assert!((q[a] - want[a]).abs() < 0.1, "Q({s}, {a}) = {} but Q* = {}", q[a], want[a]);
         }
+        assert_eq!(policy.actions(&o).unwrap(), vec![1]);
     }
-    std::fs::remove_dir_all(run.path()).unwrap();
+    let result = policy.evaluate(&chain, 3, 0).unwrap();
+    assert!(result.returns.iter().all(|r| (r - best_return()).abs() < 1e-6), "{result:?}");
+    assert_eq!(result.lengths, vec![N - 1; 3]);
+    assert!(policy.actions(&[0.0; N + 1]).is_err(), "a partial observation is an error");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
-fn a_resumed_run_continues_from_its_checkpoint() {
-    let mut run = temp_run("resume");
-    let mut agent = Dqn::<Net, N, 2>::new(config(1500), 5).unwrap();
-    train(&mut agent, &chain, &mut run, false).unwrap();
-    let (steps, grad_steps) = (agent.state.global_step, agent.state.gradient_steps);
-
-    // A new process would do this: open the run, rebuild the agent, load, raise the budget, go on.
-    let run_path = run.path().to_path_buf();
-    let mut reopened = RunDir::open(&run_path).unwrap();
-    let mut resumed = Dqn::<Net, N, 2>::new(config(3000), 77).unwrap();
-    resumed.load(&reopened.checkpoint_dir()).unwrap();
-    assert_eq!(resumed.state, agent.state);
-    assert_eq!(resumed.q.0.weight.as_vec(), agent.q.0.weight.as_vec());
-    assert_eq!(resumed.opt.moments().1 .2.weight.as_vec(), agent.opt.moments().1 .2.weight.as_vec());
-    let summary = train(&mut resumed, &chain, &mut reopened, false).unwrap();
-    assert_eq!(summary.env_steps, 3000);
-    assert!(resumed.state.gradient_steps > grad_steps && steps == 1500);
-    let returns = evaluate::<Net, _, N, 2>(&resumed.q, &chain, 3, 0).unwrap();
-    let best = 1.0 + (N - 2) as f64 * STEP_COST as f64;
-    assert!(returns.iter().all(|r| (r - best).abs() < 1e-6), "{returns:?}");
-    std::fs::remove_dir_all(&run_path).unwrap();
+fn a_run_stopped_from_code_resumes_to_the_same_end() {
+    let (whole, split) = (temp("api-whole"), temp("api-split"));
+    let cfg = Config { prioritized: true, n_step: 2, ..config(1500) };
+    let expected = Trainer::<_, N, 2, 32>::new(cfg.clone(), chain).unwrap().seed(5).run_dir(&whole).train().unwrap();
+    let trainer = Trainer::<_, N, 2, 32>::new(cfg.clone(), chain).unwrap().seed(5).run_dir(&split);
+    assert_eq!(trainer.train_until(Some(777)).unwrap(), None);
+    // Resuming keeps the saved seed and config: the ones given here are not used.
+    let other = Config { learning_rate: 0.5, ..cfg };
+    let resumed = Trainer::<_, N, 2, 32>::new(other, chain).unwrap().seed(99).resume(&split).train().unwrap();
+    assert_eq!(Summary { wall_seconds: 0.0, ..resumed }, Summary { wall_seconds: 0.0, ..expected });
+    let weights = |d: &std::path::Path| {
+        let snap = glimpse::checkpoint::current_snapshot(&d.join("checkpoint")).unwrap();
+        std::fs::read(snap.join("q.safetensors")).unwrap()
+    };
+    assert!(weights(&whole) == weights(&split), "the final weights differ");
+    for d in [whole, split] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
 }
 
 #[test]
 fn the_same_seed_gives_the_same_run() {
-    let weights = |seed: u64| {
-        let mut run = temp_run(&format!("repro-{seed}-{:?}", std::thread::current().id()));
-        let mut cfg = config(800);
-        cfg.prioritized = true;
-        cfg.n_step = 2;
-        let mut agent = Dqn::<Net, N, 2>::new(cfg, seed).unwrap();
-        train(&mut agent, &chain, &mut run, false).unwrap();
-        std::fs::remove_dir_all(run.path()).unwrap();
-        (agent.q.0.weight.as_vec(), agent.state.gradient_steps)
+    let weights = |seed: u64, name: &str| {
+        let dir = temp(&format!("repro-{name}"));
+        let cfg = Config { prioritized: true, n_step: 2, ..config(800) };
+        let s = Trainer::<_, N, 2, 32>::new(cfg, chain).unwrap().seed(seed).run_dir(&dir).train().unwrap();
+        let q = Policy::<N, 2, 32>::load(&dir).unwrap().q_values(&[1.0, 0.0, 0.0, 0.0, 0.0, 0.0]).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        (q, s.gradient_steps, s.eval_mean_return)
     };
-    let (a, b, c) = (weights(11), weights(11), weights(12));
+    let (a, b, c) = (weights(11, "a"), weights(11, "b"), weights(12, "c"));
     assert_eq!(a, b);
     assert_ne!(a.0, c.0);
 }

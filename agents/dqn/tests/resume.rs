@@ -1,19 +1,17 @@
-//! `--resume` is exact: a run stopped half-way (mid-episode, with n-step transitions pending) and
-//! continued by a fresh agent ends with bit-for-bit the weights, optimizer state, counters, logged
-//! scalars and summary of the same run done in one go.
+//! `--resume` is exact: a run stopped half-way with `--stop-after` (mid-episode, with n-step
+//! transitions pending) and continued with `--resume` ends with the uninterrupted run's
+//! `summary.json` (wall time aside), byte-identical checkpoint files (weights, optimizer,
+//! replay, counters) and the same logged scalars. And the run layer's guards, seen from DQN.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use dfdx::prelude::*;
 use glimpse::checkpoint::current_snapshot;
-use glimpse::run::RunDir;
+use glimpse::run::{RunError, RunLock};
 use glimpse::wrappers::TimeLimit;
 use glimpse::{BoxSpace, Discrete, Env, EnvError, Info, Space, Step};
-use glimpse_dqn::{train, train_until, Config, Dqn, DqnError, QNetwork, Summary};
+use glimpse_dqn::cli::{run_with_args, Outcome};
+use glimpse_dqn::{Config, DqnError};
 use glimpse_envs::cartpole_v1;
-
-type Net = <QNetwork<4, 2, 32> as BuildOnDevice<Cpu, f32>>::Built;
-type Agent = Dqn<Net, 4, 2>;
 
 fn config() -> Config {
     Config {
@@ -34,10 +32,38 @@ fn config() -> Config {
     }
 }
 
-fn temp_run(name: &str) -> RunDir {
+fn temp(name: &str) -> PathBuf {
+    std::env::set_var("GLIMPSE_NO_PROGRESS", "1");
     let dir = std::env::temp_dir().join(format!("glimpse-dqn-resume-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    RunDir::create("test", Some(dir)).unwrap()
+    dir
+}
+
+/// The cartpole example's command line (hidden width 32) with `cfg` as its defaults.
+fn cartpole(cfg: &Config, args: &[&str]) -> Result<Outcome, DqnError> {
+    let args: Vec<&str> = ["cartpole_dqn"].into_iter().chain(args.iter().copied()).collect();
+    run_with_args::<_, 4, 2, 32>("cartpole_dqn", cartpole_v1, cfg, &args)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// Every file of the run's current snapshot but `run.json` (which holds the wall time), by name.
+fn snapshot_files(run: &Path) -> Vec<(String, Vec<u8>)> {
+    let snap = current_snapshot(&run.join("checkpoint")).unwrap();
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&snap)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !["run.json", "MANIFEST.json"].contains(&p.file_name().unwrap().to_str().unwrap()))
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .collect();
+    files.sort();
+    files
 }
 
 /// Every scalar in the run's TensorBoard event files as (tag, step, value bits), sorted;
@@ -139,65 +165,68 @@ fn fields(mut msg: &[u8]) -> Vec<(u64, Field<'_>)> {
     out
 }
 
-/// Every tensor of the online and target networks and of Adam's moments, plus Adam's step count.
-fn everything(agent: &Agent) -> (Vec<Vec<f32>>, u64) {
-    let layers = |m: &Net| {
-        vec![
-            m.0.weight.as_vec(),
-            m.0.bias.as_vec(),
-            m.2.weight.as_vec(),
-            m.2.bias.as_vec(),
-            m.4.weight.as_vec(),
-            m.4.bias.as_vec(),
-        ]
-    };
-    let (m1, m2) = agent.opt.moments();
-    let tensors = [layers(&agent.q), layers(&agent.target), layers(m1), layers(m2)].concat();
-    (tensors, agent.opt.t)
+fn without_wall_time(mut summary: serde_json::Value) -> serde_json::Value {
+    summary.as_object_mut().unwrap().remove("wall_seconds").expect("summary.json has wall_seconds");
+    summary
 }
 
-fn without_wall_time(s: &Summary) -> Summary {
-    Summary { wall_seconds: 0.0, ..s.clone() }
-}
-
-/// Runs `cfg` in one go and stopped at `stop` then resumed by a fresh agent; compares everything.
+/// Runs `cfg` in one go, and stopped at `stop` then resumed (after a rejected `--config`);
+/// compares the summaries, the final snapshots and the logged scalars.
 fn check_exact_resume(name: &str, cfg: Config, stop: u64) {
-    let mut whole_run = temp_run(&format!("{name}-whole"));
-    let mut whole = Agent::new(cfg.clone(), 9).unwrap();
-    let expected = train(&mut whole, &cartpole_v1, &mut whole_run, false).unwrap();
+    let (whole, split) = (temp(&format!("{name}-whole")), temp(&format!("{name}-split")));
+    let Outcome::Finished(expected) = cartpole(&cfg, &["--seed", "9", "--run-dir", s(&whole)]).unwrap() else {
+        panic!("the uninterrupted run did not finish")
+    };
+    let stop_flag = stop.to_string();
+    let outcome = cartpole(&cfg, &["--seed", "9", "--run-dir", s(&split), "--stop-after", &stop_flag]).unwrap();
+    assert_eq!(outcome, Outcome::Stopped);
 
-    let mut first_run = temp_run(&format!("{name}-split"));
-    let mut first = Agent::new(cfg.clone(), 9).unwrap();
-    assert!(train_until(&mut first, &cartpole_v1, &mut first_run, false, Some(stop)).unwrap().is_none());
-    assert_eq!(first.state.global_step, stop.next_multiple_of(2), "stops after the step that reaches `stop`");
-
-    // The checkpoint was taken mid-episode with n-step transitions pending.
-    let snapshot = current_snapshot(&first_run.checkpoint_dir()).unwrap();
-    let pending: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(snapshot.join("pending.json")).unwrap()).unwrap();
+    // The checkpoint was taken after the step that reached `stop`, mid-episode, with n-step
+    // transitions pending.
+    let snapshot = current_snapshot(&split.join("checkpoint")).unwrap();
+    assert_eq!(json(&snapshot.join("run.json"))["done"], stop.next_multiple_of(2));
+    let pending = json(&snapshot.join("pending.json"));
     let count: u64 = pending["nstep"]["count"].as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).sum();
     assert!(count > 0, "no n-step transition pending at the stop");
-    let lengths = &pending["train_loop"]["envs"]["Ok"]["lengths"];
+    let lengths = &json(&snapshot.join("loop.json"))["envs"]["Ok"]["lengths"];
     assert!(lengths.as_array().unwrap().iter().all(|l| l.as_u64().unwrap() > 0), "an episode just began: {lengths}");
-    drop(first);
 
-    // A new process: reopen the run, build an agent with another seed, load, continue.
-    let path = first_run.path().to_path_buf();
-    drop(first_run);
-    let mut reopened = RunDir::open(&path).unwrap();
-    let mut resumed = Agent::new(cfg, 1234).unwrap();
-    resumed.load(&reopened.checkpoint_dir()).unwrap();
-    let got = train(&mut resumed, &cartpole_v1, &mut reopened, false).unwrap();
+    // A config rejected on --resume changes nothing: the run stays resumable, config.json as it was.
+    let config_before = std::fs::read(split.join("config.json")).unwrap();
+    let bad = split.with_extension("bad.json");
+    std::fs::write(&bad, r#"{ "gamma": 2.0 }"#).unwrap();
+    let err = cartpole(&cfg, &["--resume", s(&split), "--config", s(&bad)]).unwrap_err();
+    assert!(matches!(err, DqnError::Run(RunError::Config { .. })) && err.to_string().contains("gamma"), "{err}");
+    assert_eq!(std::fs::read(split.join("config.json")).unwrap(), config_before);
+    std::fs::remove_file(&bad).unwrap();
 
-    assert_eq!(without_wall_time(&got), without_wall_time(&expected));
-    assert_eq!(resumed.state, whole.state, "counters and random stream");
-    assert_eq!(everything(&resumed), everything(&whole), "weights and optimizer state");
-    let (a, b) = (logged_scalars(whole_run.path()), logged_scalars(&path));
+    let Outcome::Finished(got) = cartpole(&cfg, &["--resume", s(&split)]).unwrap() else {
+        panic!("the resumed run did not finish")
+    };
+    assert_eq!(got.seed, 9, "a resumed run keeps its seed");
+    let (a, b) = (json(&whole.join("summary.json")), json(&split.join("summary.json")));
+    assert_eq!(without_wall_time(a), without_wall_time(b), "summary.json");
+    assert_eq!((got.env_steps, got.gradient_steps), (expected.env_steps, expected.gradient_steps));
+    let (files_a, files_b) = (snapshot_files(&whole), snapshot_files(&split));
+    let names: Vec<&str> = files_a.iter().map(|(n, _)| n.as_str()).collect();
+    for name in ["q.safetensors", "target.safetensors", "adam_m1.safetensors", "replay.bin", "state.json", "loop.json"]
+    {
+        assert!(names.contains(&name), "{name} is not in the snapshot: {names:?}");
+    }
+    for ((name, x), (_, y)) in files_a.iter().zip(&files_b) {
+        assert!(x == y, "{name} differs between the uninterrupted and the resumed run");
+    }
+    assert_eq!(files_a.len(), files_b.len());
+    let (a, b) = (logged_scalars(&whole), logged_scalars(&split));
     assert!(a.iter().filter(|(t, ..)| t == "charts/episodic_return").count() > 20);
     assert!(a.iter().any(|(t, ..)| t == "losses/td_loss") && a.iter().any(|(t, ..)| t == "eval/mean_return"));
     assert_eq!(a, b, "logged scalars");
-    std::fs::remove_dir_all(whole_run.path()).unwrap();
-    std::fs::remove_dir_all(&path).unwrap();
+
+    // A finished run is not resumed, even with a larger budget.
+    let err = cartpole(&cfg, &["--resume", s(&split), "--total-timesteps", "5000"]).unwrap_err();
+    assert!(matches!(err, DqnError::Run(RunError::Finished { .. })), "{err}");
+    std::fs::remove_dir_all(&whole).unwrap();
+    std::fs::remove_dir_all(&split).unwrap();
 }
 
 #[test]
@@ -206,33 +235,60 @@ fn resume_is_exact_with_uniform_replay_and_n_step_returns() {
 }
 
 #[test]
-fn resume_is_exact_with_prioritized_replay() {
-    let cfg = Config { prioritized: true, n_step: 2, dueling: false, ..config() };
-    check_exact_resume("per", cfg, 707);
+fn resume_is_exact_with_prioritized_replay_and_dueling_heads() {
+    let cfg = Config { prioritized: true, n_step: 2, dueling: true, ..config() };
+    check_exact_resume("per", cfg, 709);
+}
+
+#[test]
+fn a_new_run_into_a_checkpointed_dir_and_a_second_writer_are_refused() {
+    let dir = temp("guards");
+    assert_eq!(cartpole(&config(), &["--run-dir", s(&dir), "--stop-after", "300"]).unwrap(), Outcome::Stopped);
+    let err = cartpole(&config(), &["--run-dir", s(&dir)]).unwrap_err();
+    assert!(matches!(err, DqnError::Run(RunError::HasCheckpoint { .. })), "{err}");
+    assert!(err.to_string().contains("--resume"), "{err}");
+    // While another process holds the directory's lock, a resume is refused.
+    let lock = RunLock::acquire(&dir).unwrap();
+    let err = cartpole(&config(), &["--resume", s(&dir)]).unwrap_err();
+    assert!(matches!(err, DqnError::Run(RunError::Locked { .. })), "{err}");
+    drop(lock);
+    // --eval reads the checkpoint and writes nothing into the run directory.
+    let listing = |d: &Path| {
+        let mut v: Vec<_> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name()).collect();
+        v.sort();
+        v
+    };
+    let before = listing(&dir);
+    let Outcome::Evaluated(eval) = cartpole(&config(), &["--eval", s(&dir), "--eval-episodes", "4"]).unwrap() else {
+        panic!("not an evaluation")
+    };
+    assert_eq!((eval["eval_episodes"].as_u64(), eval["env_steps"].as_u64()), (Some(4), Some(300)));
+    assert!(eval["eval_mean_return"].as_f64().unwrap() >= 5.0, "{eval}");
+    assert_eq!(listing(&dir), before);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn a_damaged_checkpoint_is_a_clear_error() {
-    let mut run = temp_run("damaged");
-    let mut agent = Agent::new(Config { prioritized: true, ..config() }, 2).unwrap();
-    train_until(&mut agent, &cartpole_v1, &mut run, false, Some(300)).unwrap();
-    let snapshot = current_snapshot(&run.checkpoint_dir()).unwrap();
+    let dir = temp("damaged");
+    let cfg = Config { prioritized: true, ..config() };
+    assert_eq!(cartpole(&cfg, &["--run-dir", s(&dir), "--stop-after", "300"]).unwrap(), Outcome::Stopped);
+    let snapshot = current_snapshot(&dir.join("checkpoint")).unwrap();
     for file in
-        ["q.safetensors", "replay.bin", "replay.bin.priorities", "pending.json", "state.json", "adam_m1.safetensors"]
+        ["q.safetensors", "replay.bin", "replay.bin.priorities", "pending.json", "loop.json", "adam_m1.safetensors"]
     {
         let path = snapshot.join(file);
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() * 2 / 3]).unwrap();
-        let mut fresh = Agent::new(Config { prioritized: true, ..config() }, 2).unwrap();
-        let err = fresh.load(&run.checkpoint_dir()).unwrap_err().to_string();
+        let err = cartpole(&cfg, &["--resume", s(&dir)]).unwrap_err().to_string();
         assert!(err.contains(file) && err.contains("truncated"), "{file}: {err}");
         std::fs::write(&path, &bytes).unwrap();
     }
-    // A missing manifest or LATEST pointing nowhere is an error too, never a silent fresh start.
-    std::fs::write(run.checkpoint_dir().join("LATEST"), "snap-gone").unwrap();
-    let err = Agent::new(config(), 2).unwrap().load(&run.checkpoint_dir()).unwrap_err().to_string();
+    // LATEST pointing nowhere is an error too, never a silent fresh start.
+    std::fs::write(dir.join("checkpoint").join("LATEST"), "snap-gone").unwrap();
+    let err = cartpole(&cfg, &["--resume", s(&dir)]).unwrap_err().to_string();
     assert!(err.contains("snap-gone"), "{err}");
-    std::fs::remove_dir_all(run.path()).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// An env that cannot save its state (like a Python gymnasium env).
@@ -258,35 +314,30 @@ impl Env for Opaque {
 }
 
 #[test]
-fn resuming_on_an_env_without_saved_state_fails_clearly() {
+fn resuming_on_an_env_without_saved_state_fails_clearly_but_it_evaluates() {
+    let dir = temp("opaque");
     let make = || TimeLimit::new(Opaque(0), 10);
-    let mut run = temp_run("opaque");
-    let mut agent = Agent::new(config(), 4).unwrap();
-    assert!(train_until(&mut agent, &make, &mut run, false, Some(300)).unwrap().is_none());
-    let mut resumed = Agent::new(config(), 4).unwrap();
-    resumed.load(&run.checkpoint_dir()).unwrap();
-    let err = train(&mut resumed, &make, &mut run, false).unwrap_err();
+    let opaque = |args: &[&str]| {
+        let args: Vec<&str> = ["opaque"].into_iter().chain(args.iter().copied()).collect();
+        run_with_args::<_, 4, 2, 32>("opaque", make, &config(), &args)
+    };
+    assert_eq!(opaque(&["--run-dir", s(&dir), "--stop-after", "300"]).unwrap(), Outcome::Stopped);
+    let err = opaque(&["--resume", s(&dir)]).unwrap_err();
     assert!(matches!(err, DqnError::Resume(_)), "{err}");
     assert!(err.to_string().contains("Opaque cannot save its state"), "{err}");
-    // An agent that stepped outside `train` cannot be continued by it either.
-    let mut stepped = Agent::new(config(), 4).unwrap();
-    stepped.state.global_step = 10;
-    let err = train(&mut stepped, &cartpole_v1, &mut run, false).unwrap_err();
-    assert!(matches!(err, DqnError::Resume(_)), "{err}");
-    std::fs::remove_dir_all(run.path()).unwrap();
+    let Outcome::Evaluated(eval) = opaque(&["--eval", s(&dir)]).unwrap() else { panic!("not an evaluation") };
+    assert_eq!(eval["eval_mean_return"].as_f64(), Some(10.0), "every episode lasts 10 steps of reward 1");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn resuming_a_solved_run_is_refused() {
     // A threshold every evaluation reaches: the run is solved at its first evaluation (step 400).
     let cfg = Config { solve_threshold: Some(0.0), ..config() };
-    let mut run = temp_run("solved");
-    let mut agent = Agent::new(cfg.clone(), 3).unwrap();
-    let summary = train(&mut agent, &cartpole_v1, &mut run, false).unwrap();
-    assert_eq!(summary.solved_at_step, Some(400));
-    let mut resumed = Agent::new(cfg, 3).unwrap();
-    resumed.load(&run.checkpoint_dir()).unwrap();
-    let err = train(&mut resumed, &cartpole_v1, &mut run, false).unwrap_err();
-    assert!(matches!(err, DqnError::Resume(_)) && err.to_string().contains("solved at env step 400"), "{err}");
-    std::fs::remove_dir_all(run.path()).unwrap();
+    let dir = temp("solved");
+    let Outcome::Finished(summary) = cartpole(&cfg, &["--run-dir", s(&dir)]).unwrap() else { panic!("not finished") };
+    assert_eq!((summary.solved_at_step, summary.env_steps), (Some(400), 400));
+    let err = cartpole(&cfg, &["--resume", s(&dir)]).unwrap_err();
+    assert!(matches!(err, DqnError::Run(RunError::Finished { done: 400, .. })), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
