@@ -1,32 +1,11 @@
-//! A2C (synchronous, n-step, GAE, envs on worker threads) on CartPole-v1 with a shared
-//! actor-critic trunk; stops once the greedy policy averages at least 475 over 100 episodes.
+//! A2C (synchronous, n-step, envs on worker threads) on CartPole-v1; stops once the greedy policy
+//! averages at least 475 over 100 evaluation episodes.
 //!
-//! `cargo run --release --example cartpole_a2c -- --seed 1 [--run-dir DIR] [--config FILE]`
+//! `cargo run --release --example cartpole_a2c -- --seed 1 [--run-dir DIR] [--config FILE] [--help]`
 
-use clap::Parser;
-use dfdx::prelude::*;
-use glimpse::run::RunArgs;
-use glimpse_actor_critic::cli::{run_example_until, AlgoConfig};
-use glimpse_actor_critic::{A2cConfig, DiscretePolicy, SeparateDiscrete};
+use glimpse_actor_critic::{exit_on_error, A2cConfig, Trainer};
 
-#[derive(Parser)]
-struct Args {
-    #[command(flatten)]
-    run: RunArgs,
-}
-
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::parse();
-    let dev = Cpu::seed_from_u64(args.run.seed);
-    let policy = DiscretePolicy::new(dev.build_module::<SeparateDiscrete<4, 2, 64>, f32>(), dev);
-    let cfg = AlgoConfig::A2c(A2cConfig::cartpole());
-    run_example_until::<_, _, 4>(
-        "cartpole_a2c",
-        &args.run,
-        cfg,
-        glimpse_envs::cartpole_v1,
-        policy,
-        args.run.stop_after,
-    )?;
-    Ok(())
+fn main() {
+    let trainer = Trainer::discrete::<4, 2>(A2cConfig::cartpole(), glimpse_envs::cartpole_v1);
+    exit_on_error(trainer.and_then(|t| t.run_command_line("cartpole_a2c")));
 }

@@ -14,7 +14,29 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 
 use crate::env::{Env, EnvError, EpisodeStats};
+use crate::finite::{check_finite, NonFinite};
 use crate::vec_env::VecEnv;
+
+/// Why [`RolloutBuffer::collect`] stopped.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RolloutError {
+    /// An environment failed.
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    /// An observation or a reward is NaN or infinite (the policy never saw it).
+    #[error(transparent)]
+    NonFinite(#[from] NonFinite),
+}
+
+/// [`check_finite`] on rows of `width` values (one per env), naming the env in the error.
+fn check_rows(what: &str, values: &[f32], width: usize, step: u64) -> Result<(), NonFinite> {
+    check_finite(what, values, step).map_err(|e| NonFinite {
+        what: format!("{what} of env {}", e.index / width.max(1)),
+        index: e.index % width.max(1),
+        len: width,
+        ..e
+    })
+}
 
 /// An action that can be stored as a flat row of `f32` (discrete index or continuous vector).
 pub trait FlatAction: Clone + Send + Sync + std::fmt::Debug + 'static {
@@ -245,13 +267,19 @@ impl RolloutBuffer {
     /// `value_of` gives V for a batch of observation rows: it is asked for the final observations
     /// of truncated (not terminated) episodes, and for the observations after the last step
     /// ([`finish`](Self::finish)). Returns the episodes that ended.
+    ///
+    /// Every observation (the current ones, each step's next and final ones) and every reward is
+    /// checked before the policy or the buffer sees it: a NaN or an infinity stops the rollout with
+    /// [`RolloutError::NonFinite`], naming the env and the env step (`env_steps`, the steps of all
+    /// envs done before this rollout, plus the steps taken in it).
     pub fn collect<E: Env + 'static>(
         &mut self,
         venv: &mut VecEnv<E>,
         obs: &mut [f32],
+        env_steps: u64,
         mut act: impl FnMut(&[f32]) -> PolicyStep<E::Act>,
         mut value_of: impl FnMut(&[f32]) -> Vec<f32>,
-    ) -> Result<Vec<EpisodeStats>, EnvError> {
+    ) -> Result<Vec<EpisodeStats>, RolloutError> {
         let (n, d) = (self.num_envs, self.obs_dim);
         if venv.num_envs() != n || venv.obs_dim() != d || obs.len() != n * d {
             return Err(EnvError::Other(format!(
@@ -259,14 +287,20 @@ impl RolloutBuffer {
                 venv.num_envs(),
                 venv.obs_dim(),
                 obs.len()
-            )));
+            ))
+            .into());
         }
+        check_rows("observation", obs, d, env_steps)?;
         self.clear();
         let mut episodes = Vec::new();
         let mut bootstrap = vec![0.0; n];
-        for _ in 0..self.num_steps {
+        for t in 0..self.num_steps {
             let p = act(obs);
             let step = venv.step(&p.env_actions)?;
+            let at = env_steps + ((t + 1) * n) as u64;
+            check_rows("reward", step.rewards, 1, at)?;
+            check_rows("observation", step.final_obs, d, at)?;
+            check_rows("observation after a reset", step.obs, d, at)?;
             let cut: Vec<usize> = (0..n).filter(|&i| step.truncated[i] && !step.terminated[i]).collect();
             bootstrap.iter_mut().for_each(|b| *b = 0.0);
             if !cut.is_empty() {
@@ -599,6 +633,7 @@ mod tests {
             .collect(
                 &mut venv,
                 &mut obs,
+                0,
                 |_| PolicyStep {
                     env_actions: vec![0, 0],
                     actions: vec![0.0; 2],
@@ -622,6 +657,55 @@ mod tests {
         assert!(close(&env_column(&buf, &buf.returns, 1), &[14.625, 27.25, 52.5, 51.5]));
         // A buffer of the wrong shape is an error, not a panic.
         let mut wrong = RolloutBuffer::new(3, 4, 1, 1);
-        assert!(wrong.collect(&mut venv, &mut obs, |_| unreachable!(), |_| unreachable!()).is_err());
+        assert!(wrong.collect(&mut venv, &mut obs, 0, |_| unreachable!(), |_| unreachable!()).is_err());
+    }
+
+    #[test]
+    fn collect_stops_at_a_non_finite_reward_or_observation_naming_env_and_step() {
+        /// Env 1 of 2 reaches NaN in its observation (`nan_obs`) or reward at its third step.
+        struct Bad(u32, bool);
+        impl Env for Bad {
+            type Obs = [f32; 2];
+            type Act = usize;
+            fn observation_space(&self) -> crate::Space {
+                crate::BoxSpace::new(vec![0.0; 2], vec![10.0; 2]).into()
+            }
+            fn action_space(&self) -> crate::Space {
+                crate::Discrete::new(1).into()
+            }
+            fn reset(&mut self, seed: Option<u64>) -> Result<([f32; 2], crate::Info), EnvError> {
+                // Seeds are `seed + i`: env 1 is the faulty one.
+                if let Some(s) = seed {
+                    self.0 = if s == 1 { 0 } else { 1000 };
+                }
+                Ok(([0.0; 2], crate::Info::default()))
+            }
+            fn step(&mut self, _: &usize) -> Result<crate::Step<[f32; 2]>, EnvError> {
+                self.0 += 1;
+                let bad = self.0 == 3;
+                let (obs, reward) = match (bad, self.1) {
+                    (true, true) => ([1.0, f32::NAN], 1.0),
+                    (true, false) => ([1.0, 1.0], f64::INFINITY),
+                    _ => ([1.0, 1.0], 1.0),
+                };
+                Ok(crate::Step { obs, reward, terminated: false, truncated: false, info: crate::Info::default() })
+            }
+        }
+        for nan_obs in [true, false] {
+            let mut venv = VecEnv::new(vec![Bad(0, nan_obs), Bad(0, nan_obs)], 1).unwrap();
+            let mut obs = venv.reset(Some(0)).unwrap().to_vec();
+            let mut buf = RolloutBuffer::new(2, 8, 2, 1);
+            let policy = |_: &[f32]| PolicyStep {
+                env_actions: vec![0, 0],
+                actions: vec![0.0; 2],
+                log_probs: vec![0.0; 2],
+                values: vec![0.0; 2],
+            };
+            let err = buf.collect(&mut venv, &mut obs, 100, policy, |r| vec![0.0; r.len() / 2]).unwrap_err();
+            let RolloutError::NonFinite(e) = err else { panic!("{err}") };
+            let what = if nan_obs { "observation of env 1" } else { "reward of env 1" };
+            assert_eq!((e.what.as_str(), e.step, e.index), (what, 106, if nan_obs { 1 } else { 0 }), "{e}");
+            assert!(obs.iter().all(|v| v.is_finite()), "the NaN never reached the policy's observations");
+        }
     }
 }

@@ -149,6 +149,7 @@ pub fn with_defaults<T: Serialize>(mut command: clap::Command, defaults: &T) -> 
         let text = match value {
             serde_json::Value::Null | serde_json::Value::Array(_) | serde_json::Value::Object(_) => continue,
             serde_json::Value::String(s) => s,
+            serde_json::Value::Number(n) if n.is_f64() => float_text(n.as_f64().unwrap_or(f64::NAN)),
             other => other.to_string(),
         };
         if command.get_arguments().any(|a| a.get_id() == key.as_str()) {
@@ -156,6 +157,18 @@ pub fn with_defaults<T: Serialize>(mut command: clap::Command, defaults: &T) -> 
         }
     }
     command
+}
+
+/// A float default as `--help` shows it: serde widens an `f32` field to `f64` (0.98 becomes
+/// 0.9800000190734863), so a value that is exactly an `f32` is written as that `f32` (`0.98`),
+/// which parses back to the same `f32`.
+fn float_text(v: f64) -> String {
+    let narrow = v as f32;
+    if narrow as f64 == v {
+        narrow.to_string()
+    } else {
+        v.to_string()
+    }
 }
 
 impl<C: RunConfig> Launch<C> {
@@ -613,6 +626,14 @@ mod tests {
         let mut command = with_defaults(Cli::<Cfg>::command(), &defaults);
         let help = command.render_help().to_string();
         assert!(help.contains("[default: 7]") && help.contains("[default: 0.25]"), "{help}");
+        // An f32 setting shows the value it was written as, not its f64 widening.
+        #[derive(Serialize)]
+        struct Narrow {
+            learning_rate: f32,
+        }
+        let help = with_defaults(Cli::<Cfg>::command(), &Narrow { learning_rate: 0.98 }).render_help().to_string();
+        assert!(help.contains("[default: 0.98]"), "{help}");
+        assert_eq!((float_text(1e-3), float_text(0.1f32 as f64)), ("0.001".to_string(), "0.1".to_string()));
         let matches = command.try_get_matches_from(["t", "--epochs", "3"]).unwrap();
         let cli = Cli::<Cfg>::from_arg_matches(&matches).unwrap();
         let c = resolve_config(&defaults, &cli.config, None, &matches).unwrap();

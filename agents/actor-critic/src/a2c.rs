@@ -4,58 +4,75 @@
 //!
 //! The loop is PPO's ([`crate::ppo::train`]) with one epoch over one full batch and no clipping:
 //! at the behaviour policy the ratio is 1 and its gradient is that of `log π`, so the clipped
-//! machinery reduces exactly to the A2C gradient.
+//! machinery reduces exactly to the A2C gradient. [`A2cConfig::to_ppo`] is that reduction.
 
-use glimpse::optim::Adam;
+use glimpse::run::{Run, RunConfig, Unit};
 use glimpse::Env;
 use serde::{Deserialize, Serialize};
 
+use crate::agent::{Agent, Outcome};
 use crate::policy::ActorCritic;
-use crate::ppo::{self, PpoConfig, TrainOutcome, UpdateStats};
-use crate::Error;
+use crate::ppo::{self, PpoConfig};
+use crate::trainer::Algorithm;
+use crate::{check, Error};
 
 /// A2C hyperparameters (defaults after SB3/RL-Zoo's CartPole A2C; Adam instead of RMSprop).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
 pub struct A2cConfig {
-    /// Seed of the envs, the network init and the sampling.
-    pub seed: u64,
-    /// Number of parallel environments.
+    /// Number of parallel environments (env i is first reset with seed + i).
+    #[arg(long, default_value_t = 8)]
     pub num_envs: usize,
-    /// Threads stepping the environments (including the learner's).
+    /// Threads stepping the environments, the learner's included (results do not depend on it).
+    #[arg(long, default_value_t = 1)]
     pub workers: usize,
     /// n of the n-step rollout (steps per env per update).
+    #[arg(long, default_value_t = 5)]
     pub num_steps: usize,
-    /// Environment steps to train for at most.
+    /// Environment steps (all envs together) to train for at most.
+    #[arg(long, default_value_t = 500_000)]
     pub total_timesteps: u64,
-    /// Adam learning rate (initial value when annealed).
+    /// Adam learning rate (its starting value when annealed).
+    #[arg(long, default_value_t = 7e-4)]
     pub learning_rate: f64,
-    /// Anneal the learning rate linearly to 0.
+    /// Anneal the learning rate linearly to 0 over `total_timesteps`.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub anneal_lr: bool,
     /// Discount factor.
+    #[arg(long, default_value_t = 0.99)]
     pub gamma: f32,
     /// GAE λ (1.0: plain n-step returns).
+    #[arg(long, default_value_t = 1.0)]
     pub gae_lambda: f32,
     /// Normalise advantages per update.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     pub norm_adv: bool,
     /// Entropy bonus coefficient.
+    #[arg(long, default_value_t = 0.0)]
     pub ent_coef: f32,
     /// Value loss coefficient.
+    #[arg(long, default_value_t = 0.5)]
     pub vf_coef: f32,
-    /// Global gradient-norm clip.
-    pub max_grad_norm: Option<f64>,
-    /// Evaluate every this many updates.
-    pub eval_every: usize,
-    /// Greedy episodes in an evaluation.
+    /// Clip the global gradient norm to this (0: no clipping).
+    #[arg(long, default_value_t = 0.5)]
+    pub max_grad_norm: f32,
+    /// Environment steps between greedy evaluations (0: only at the end).
+    #[arg(long, default_value_t = 10_000)]
+    pub eval_frequency: u64,
+    /// Episodes per greedy evaluation (run side by side, episode i seeded with seed + i).
+    #[arg(long, default_value_t = 100)]
     pub eval_episodes: usize,
-    /// Stop once the greedy evaluation mean return reaches this.
-    pub target_return: Option<f64>,
+    /// Stop once a greedy evaluation's mean return reaches this (unset: train the whole budget).
+    #[arg(long)]
+    pub solve_threshold: Option<f64>,
+    /// Environment steps between checkpoints (0: only at `--stop-after` and at the end).
+    #[arg(long, default_value_t = 10_000)]
+    pub checkpoint_frequency: u64,
 }
 
 impl Default for A2cConfig {
     fn default() -> Self {
         Self {
-            seed: 1,
             num_envs: 8,
             workers: 1,
             num_steps: 5,
@@ -67,10 +84,11 @@ impl Default for A2cConfig {
             norm_adv: false,
             ent_coef: 0.0,
             vf_coef: 0.5,
-            max_grad_norm: Some(0.5),
-            eval_every: 250,
+            max_grad_norm: 0.5,
+            eval_frequency: 10_000,
             eval_episodes: 100,
-            target_return: None,
+            solve_threshold: None,
+            checkpoint_frequency: 10_000,
         }
     }
 }
@@ -78,13 +96,12 @@ impl Default for A2cConfig {
 impl A2cConfig {
     /// CartPole-v1: 8 envs × 5 steps on 2 worker threads, γ 0.99, λ 1 (n-step returns), lr 7e-4.
     pub fn cartpole() -> Self {
-        Self { workers: 2, total_timesteps: 500_000, target_return: Some(475.0), ..Self::default() }
+        Self { workers: 2, solve_threshold: Some(475.0), ..Self::default() }
     }
 
-    /// The same run expressed as a PPO configuration (1 epoch, 1 minibatch, no clipping).
+    /// The same run as a PPO configuration: one epoch over one minibatch, no clipping.
     pub fn to_ppo(&self) -> PpoConfig {
         PpoConfig {
-            seed: self.seed,
             num_envs: self.num_envs,
             workers: self.workers,
             num_steps: self.num_steps,
@@ -102,25 +119,80 @@ impl A2cConfig {
             vf_coef: self.vf_coef,
             max_grad_norm: self.max_grad_norm,
             target_kl: None,
-            eval_every: self.eval_every,
+            eval_frequency: self.eval_frequency,
             eval_episodes: self.eval_episodes,
-            target_return: self.target_return,
+            solve_threshold: self.solve_threshold,
+            checkpoint_frequency: self.checkpoint_frequency,
         }
+    }
+
+    /// Checks every setting; the message names the first bad one and what is allowed.
+    pub fn validate(&self) -> Result<(), String> {
+        check::rollout(self.num_envs, self.workers, self.num_steps, self.total_timesteps)?;
+        check::positive("learning_rate", self.learning_rate)?;
+        check::unit_interval("gamma", self.gamma)?;
+        check::unit_interval("gae_lambda", self.gae_lambda)?;
+        check::non_negative("ent_coef", self.ent_coef as f64)?;
+        check::non_negative("vf_coef", self.vf_coef as f64)?;
+        check::non_negative("max_grad_norm", self.max_grad_norm as f64)?;
+        check::evaluation(self.eval_episodes, self.solve_threshold)
     }
 }
 
-/// Trains `policy` with A2C; see [`ppo::train`] for the arguments.
+impl RunConfig for A2cConfig {
+    const UNIT: Unit = Unit::EnvSteps;
+    fn budget(&self) -> u64 {
+        self.total_timesteps
+    }
+    fn validate(&self) -> Result<(), String> {
+        A2cConfig::validate(self)
+    }
+    fn checkpoint_every(&self) -> u64 {
+        self.checkpoint_frequency
+    }
+}
+
+impl Algorithm for A2cConfig {
+    const NAME: &'static str = "a2c";
+    fn to_ppo(&self) -> PpoConfig {
+        A2cConfig::to_ppo(self)
+    }
+}
+
+/// Trains `agent` with A2C: [`ppo::train`] on [`A2cConfig::to_ppo`].
 pub fn train<E, P, const O: usize>(
-    envs: Vec<E>,
-    eval_env: &mut E,
-    policy: &mut P,
-    opt: &mut Adam<P::Net>,
-    cfg: &A2cConfig,
-    on_update: impl FnMut(&UpdateStats, &P, &Adam<P::Net>),
-) -> Result<TrainOutcome, Error>
+    run: Run<A2cConfig>,
+    agent: &mut Agent<E, P, O>,
+    make_env: &dyn Fn() -> E,
+) -> Result<Outcome, Error>
 where
     E: Env + 'static,
     P: ActorCritic<O, Action = E::Act>,
 {
-    ppo::train::<E, P, O>(envs, eval_env, policy, opt, &cfg.to_ppo(), on_update)
+    ppo::train(run, agent, make_env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        cfg: A2cConfig,
+    }
+
+    #[test]
+    fn flag_defaults_are_the_documented_defaults_and_the_ppo_form_is_valid() {
+        assert_eq!(Cli::parse_from(["x"]).cfg, A2cConfig::default());
+        for cfg in [A2cConfig::default(), A2cConfig::cartpole()] {
+            assert_eq!(cfg.validate(), Ok(()));
+            let ppo = cfg.to_ppo();
+            assert_eq!(ppo.validate(), Ok(()));
+            assert_eq!((ppo.update_epochs, ppo.num_minibatches, ppo.clip_coef), (1, 1, None));
+        }
+        let err = A2cConfig { vf_coef: f32::INFINITY, ..Default::default() }.validate().unwrap_err();
+        assert!(err.contains("vf_coef"), "{err}");
+    }
 }

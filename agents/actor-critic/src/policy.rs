@@ -8,7 +8,17 @@ use dfdx::nn::tensor_collection::TensorCollection;
 use dfdx::prelude::*;
 use glimpse::distributions::{builder::GaussianHead, Categorical, DiagGaussian};
 use glimpse::rollout::PolicyStep;
+use glimpse::Space;
 use rand::Rng;
+
+/// The module an architecture (a tuple of dfdx layer types) builds on the CPU in `f32`.
+pub type Built<Arch> = <Arch as BuildOnDevice<Cpu, f32>>::Built;
+/// The hidden width of [`DiscreteMlp`] and [`GaussianMlp`] (CleanRL's and SB3's default).
+pub const HIDDEN: usize = 64;
+/// A categorical policy over `A` actions with separate 64-64 tanh actor and critic MLPs.
+pub type DiscreteMlp<const O: usize, const A: usize> = DiscretePolicy<Built<SeparateDiscrete<O, A, HIDDEN>>, A>;
+/// A diagonal-Gaussian policy over `[f32; A]` with separate 64-64 tanh actor and critic MLPs.
+pub type GaussianMlp<const O: usize, const A: usize> = GaussianPolicy<Built<SeparateGaussian<O, A, HIDDEN>>, A>;
 
 /// The tape of a traced forward pass.
 pub type Traced = OwnedTape<f32, Cpu>;
@@ -57,6 +67,10 @@ pub trait ActorCritic<const O: usize> {
     /// Values per stored action.
     const ACT_DIM: usize;
 
+    /// Checks that an env with these spaces fits the network: its observations have `O` values
+    /// and its actions are what the policy outputs. The message says what differs.
+    fn check_spaces(&self, observation: &Space, action: &Space) -> Result<(), String>;
+
     /// The network.
     fn net(&self) -> &Self::Net;
     /// The network, mutably (for the optimizer).
@@ -67,6 +81,14 @@ pub trait ActorCritic<const O: usize> {
     fn values(&self, obs: &[f32]) -> Vec<f32>;
     /// Log-probs, entropies and values of stored `actions` in traced observations.
     fn evaluate(&self, obs: ObsBatch<O, Traced>, actions: &[f32]) -> Evaluation;
+}
+
+/// The checks every policy shares: a network that reads `O` observation values.
+fn check_observation<const O: usize>(observation: &Space) -> Result<(), String> {
+    match observation.flat_dim() {
+        n if n == O => Ok(()),
+        n => Err(format!("the network reads {O} observation values, the env's observation space has {n}")),
+    }
 }
 
 fn obs_batch<const O: usize>(dev: &Cpu, obs: &[f32]) -> ObsBatch<O> {
@@ -92,6 +114,12 @@ impl<M, const A: usize> DiscretePolicy<M, A> {
     pub fn new(net: M, dev: Cpu) -> Self {
         Self { net, dev }
     }
+
+    /// Builds architecture `Arch` (e.g. [`SeparateDiscrete`]) with weights drawn from `seed`.
+    pub fn build<Arch: BuildOnDevice<Cpu, f32, Built = M>>(seed: u64) -> Self {
+        let dev = Cpu::seed_from_u64(seed);
+        Self { net: dev.build_module::<Arch, f32>(), dev }
+    }
 }
 
 impl<const O: usize, const A: usize, M> ActorCritic<O> for DiscretePolicy<M, A>
@@ -104,6 +132,20 @@ where
     type Action = usize;
     type Net = M;
     const ACT_DIM: usize = 1;
+
+    fn check_spaces(&self, observation: &Space, action: &Space) -> Result<(), String> {
+        check_observation::<O>(observation)?;
+        match action {
+            Space::Discrete(d) if d.n == A && d.start == 0 => Ok(()),
+            Space::Discrete(d) if d.n == A => {
+                Err(format!("the policy picks actions 0..{A}, the env's actions start at {}", d.start))
+            }
+            Space::Discrete(d) => Err(format!("the policy has {A} actions, the env's action space has {}", d.n)),
+            Space::Box(b) => {
+                Err(format!("the policy is discrete ({A} actions), the env's action space is a box of {}", b.dim()))
+            }
+        }
+    }
 
     fn net(&self) -> &M {
         &self.net
@@ -155,6 +197,25 @@ impl<M, const A: usize> GaussianPolicy<M, A> {
     pub fn new(net: M, dev: Cpu, low: [f32; A], high: [f32; A]) -> Self {
         Self { net, low, high, dev }
     }
+
+    /// Builds architecture `Arch` (e.g. [`SeparateGaussian`]) with weights drawn from `seed`,
+    /// for actions in `[low, high]`.
+    pub fn build<Arch: BuildOnDevice<Cpu, f32, Built = M>>(seed: u64, low: [f32; A], high: [f32; A]) -> Self {
+        let dev = Cpu::seed_from_u64(seed);
+        Self { net: dev.build_module::<Arch, f32>(), low, high, dev }
+    }
+}
+
+/// The bounds of a box action space of `A` values, or why it is not one.
+pub fn action_bounds<const A: usize>(action: &Space) -> Result<([f32; A], [f32; A]), String> {
+    match action {
+        Space::Box(b) if b.dim() == A => Ok((std::array::from_fn(|j| b.low[j]), std::array::from_fn(|j| b.high[j]))),
+        Space::Box(b) => Err(format!("the policy outputs {A} action values, the env's action box has {}", b.dim())),
+        Space::Discrete(d) => Err(format!(
+            "the policy is continuous ({A} action values), the env's action space is discrete ({} actions)",
+            d.n
+        )),
+    }
 }
 
 impl<const O: usize, const A: usize, M> ActorCritic<O> for GaussianPolicy<M, A>
@@ -167,6 +228,11 @@ where
     type Action = [f32; A];
     type Net = M;
     const ACT_DIM: usize = A;
+
+    fn check_spaces(&self, observation: &Space, action: &Space) -> Result<(), String> {
+        check_observation::<O>(observation)?;
+        action_bounds::<A>(action).map(|_| ())
+    }
 
     fn net(&self) -> &M {
         &self.net

@@ -3,74 +3,95 @@
 //! clipped surrogate objective, an (optionally clipped) value loss and an entropy bonus.
 //!
 //! A2C is the same loop with one epoch over one full batch and no clipping (see [`crate::a2c`]).
-
-use std::time::Instant;
+//! [`train`] is the whole loop; the run layer ([`glimpse::run`]) does its logging, checkpoints,
+//! `--stop-after` and `summary.json`.
 
 use dfdx::prelude::*;
-use glimpse::optim::{Adam, AdamConfig};
+use glimpse::finite::check_finite_f64;
+use glimpse::optim::{check_finite_params, Adam};
 use glimpse::rollout::{normalize, Minibatch, RolloutBuffer};
-use glimpse::vec_env::{VecEnv, VecEnvState};
-use glimpse::{Env, EpisodeStats, Observation};
-use rand::rngs::StdRng;
-use rand::SeedableRng;
+use glimpse::run::{Control, Run, RunConfig, Unit};
+use glimpse::{Env, EpisodeStats};
 use rand_chacha::ChaCha12Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::agent::{evaluate_policy, Agent, EvalStats, Outcome};
 use crate::policy::{ActorCritic, Column, Evaluation, Traced};
-use crate::Error;
+use crate::trainer::Algorithm;
+use crate::{check, Error};
 
 /// PPO hyperparameters. `Default` is CleanRL's `ppo.py`; the presets are RL-Zoo's tuned values.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
 pub struct PpoConfig {
-    /// Seed of the envs (env i gets `seed + i`), the network init and the sampling.
-    pub seed: u64,
-    /// Number of parallel environments.
+    /// Number of parallel environments (env i is first reset with seed + i).
+    #[arg(long, default_value_t = 4)]
     pub num_envs: usize,
-    /// Threads stepping the environments (including the learner's).
+    /// Threads stepping the environments, the learner's included (results do not depend on it).
+    #[arg(long, default_value_t = 1)]
     pub workers: usize,
     /// Steps per env per rollout.
+    #[arg(long, default_value_t = 128)]
     pub num_steps: usize,
-    /// Environment steps to train for at most.
+    /// Environment steps (all envs together) to train for at most.
+    #[arg(long, default_value_t = 500_000)]
     pub total_timesteps: u64,
-    /// Adam learning rate (initial value when annealed).
+    /// Adam learning rate (its starting value when annealed).
+    #[arg(long, default_value_t = 2.5e-4)]
     pub learning_rate: f64,
     /// Anneal the learning rate linearly to 0 over `total_timesteps`.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub anneal_lr: bool,
     /// Discount factor.
+    #[arg(long, default_value_t = 0.99)]
     pub gamma: f32,
     /// GAE λ.
+    #[arg(long, default_value_t = 0.95)]
     pub gae_lambda: f32,
     /// Passes over each rollout.
+    #[arg(long, default_value_t = 4)]
     pub update_epochs: usize,
     /// Minibatches per pass.
+    #[arg(long, default_value_t = 4)]
     pub num_minibatches: usize,
     /// Normalise advantages per minibatch.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub norm_adv: bool,
-    /// Surrogate clipping ε; `None` gives the unclipped policy gradient (A2C).
+    /// Surrogate clipping ε (`null` in a config file: no clipping, the A2C loss).
+    #[arg(long, default_value = "0.2")]
     pub clip_coef: Option<f32>,
     /// Clip the value update to ±`clip_coef` around the old value.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub clip_vloss: bool,
     /// Entropy bonus coefficient.
+    #[arg(long, default_value_t = 0.01)]
     pub ent_coef: f32,
     /// Value loss coefficient.
+    #[arg(long, default_value_t = 0.5)]
     pub vf_coef: f32,
-    /// Global gradient-norm clip.
-    pub max_grad_norm: Option<f64>,
-    /// Stop an update's epochs early when the approximate KL exceeds this.
+    /// Clip the global gradient norm to this (0: no clipping).
+    #[arg(long, default_value_t = 0.5)]
+    pub max_grad_norm: f32,
+    /// Stop an update's epochs early once their mean approximate KL exceeds this (unset: never).
+    #[arg(long)]
     pub target_kl: Option<f32>,
-    /// Evaluate every this many updates (0: only at the end).
-    pub eval_every: usize,
-    /// Greedy episodes in an evaluation.
+    /// Environment steps between greedy evaluations (0: only at the end).
+    #[arg(long, default_value_t = 5120)]
+    pub eval_frequency: u64,
+    /// Episodes per greedy evaluation (run side by side, episode i seeded with seed + i).
+    #[arg(long, default_value_t = 100)]
     pub eval_episodes: usize,
-    /// Stop once the greedy evaluation mean return reaches this.
-    pub target_return: Option<f64>,
+    /// Stop once a greedy evaluation's mean return reaches this (unset: train the whole budget).
+    #[arg(long)]
+    pub solve_threshold: Option<f64>,
+    /// Environment steps between checkpoints (0: only at `--stop-after` and at the end).
+    #[arg(long, default_value_t = 10_000)]
+    pub checkpoint_frequency: u64,
 }
 
 impl Default for PpoConfig {
     fn default() -> Self {
         Self {
-            seed: 1,
             num_envs: 4,
             workers: 1,
             num_steps: 128,
@@ -86,11 +107,12 @@ impl Default for PpoConfig {
             clip_vloss: true,
             ent_coef: 0.01,
             vf_coef: 0.5,
-            max_grad_norm: Some(0.5),
+            max_grad_norm: 0.5,
             target_kl: None,
-            eval_every: 10,
+            eval_frequency: 5120,
             eval_episodes: 100,
-            target_return: None,
+            solve_threshold: None,
+            checkpoint_frequency: 10_000,
         }
     }
 }
@@ -108,8 +130,8 @@ impl PpoConfig {
             update_epochs: 20,
             num_minibatches: 1,
             ent_coef: 0.0,
-            eval_every: 5,
-            target_return: Some(475.0),
+            eval_frequency: 1280,
+            solve_threshold: Some(475.0),
             ..Self::default()
         }
     }
@@ -126,8 +148,8 @@ impl PpoConfig {
             update_epochs: 4,
             num_minibatches: 16,
             ent_coef: 0.0,
-            eval_every: 2,
-            target_return: Some(-100.0),
+            eval_frequency: 8192,
+            solve_threshold: Some(-100.0),
             ..Self::default()
         }
     }
@@ -146,258 +168,217 @@ impl PpoConfig {
             num_minibatches: 64,
             ent_coef: 0.0,
             clip_vloss: false,
-            eval_every: 1,
+            eval_frequency: 4096,
             eval_episodes: 100,
-            target_return: Some(-200.0),
+            solve_threshold: Some(-200.0),
             ..Self::default()
         }
     }
 
-    fn validate(&self) -> Result<(), Error> {
-        let bad = |m: &str| Err(Error::Config(m.to_string()));
-        if self.num_envs == 0 || self.num_steps == 0 || self.workers == 0 {
-            return bad("num_envs, num_steps and workers must be positive");
+    /// Transitions per rollout, `num_envs × num_steps`.
+    pub fn batch_size(&self) -> usize {
+        self.num_envs.saturating_mul(self.num_steps)
+    }
+
+    /// Checks every setting; the message names the first bad one and what is allowed.
+    pub fn validate(&self) -> Result<(), String> {
+        check::rollout(self.num_envs, self.workers, self.num_steps, self.total_timesteps)?;
+        check::positive("learning_rate", self.learning_rate)?;
+        check::unit_interval("gamma", self.gamma)?;
+        check::unit_interval("gae_lambda", self.gae_lambda)?;
+        check::at_least("update_epochs", self.update_epochs as u64, 1)?;
+        if self.num_minibatches == 0 || self.num_minibatches > self.batch_size() {
+            return Err(format!(
+                "num_minibatches must be in 1..={} (num_envs × num_steps), got {}",
+                self.batch_size(),
+                self.num_minibatches
+            ));
         }
-        if self.num_minibatches == 0 || self.num_minibatches > self.num_envs * self.num_steps {
-            return bad("num_minibatches must be in 1..=num_envs*num_steps");
+        if let Some(c) = self.clip_coef {
+            check::positive("clip_coef", c as f64)?;
         }
-        if self.update_epochs == 0 {
-            return bad("update_epochs must be positive");
+        check::non_negative("ent_coef", self.ent_coef as f64)?;
+        check::non_negative("vf_coef", self.vf_coef as f64)?;
+        check::non_negative("max_grad_norm", self.max_grad_norm as f64)?;
+        if let Some(k) = self.target_kl {
+            check::positive("target_kl", k as f64)?;
         }
-        if self.learning_rate.is_nan()
-            || self.learning_rate <= 0.0
-            || !(0.0..=1.0).contains(&self.gamma)
-            || !(0.0..=1.0).contains(&self.gae_lambda)
-        {
-            return bad("learning_rate must be > 0, gamma and gae_lambda in [0, 1]");
-        }
-        Ok(())
+        check::evaluation(self.eval_episodes, self.solve_threshold)
     }
 }
 
-/// What the trainer reports after each update.
+impl RunConfig for PpoConfig {
+    const UNIT: Unit = Unit::EnvSteps;
+    fn budget(&self) -> u64 {
+        self.total_timesteps
+    }
+    fn validate(&self) -> Result<(), String> {
+        PpoConfig::validate(self)
+    }
+    fn checkpoint_every(&self) -> u64 {
+        self.checkpoint_frequency
+    }
+}
+
+impl Algorithm for PpoConfig {
+    const NAME: &'static str = "ppo";
+    fn to_ppo(&self) -> PpoConfig {
+        self.clone()
+    }
+}
+
+/// The means of one update's minibatch statistics.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct UpdateStats {
-    /// Update number, from 1.
-    pub update: usize,
-    /// Environment steps so far (all envs).
-    pub env_steps: u64,
-    /// Seconds since training started.
-    pub wall_seconds: f64,
-    /// Learning rate used.
-    pub learning_rate: f64,
-    /// Mean surrogate policy loss.
+    /// Surrogate policy loss.
     pub policy_loss: f64,
-    /// Mean value loss.
+    /// Value loss.
     pub value_loss: f64,
-    /// Mean policy entropy.
+    /// Policy entropy.
     pub entropy: f64,
-    /// Mean approximate KL(old ‖ new) (`(r − 1) − log r`).
+    /// Approximate KL(old ‖ new) (`(r − 1) − log r`).
     pub approx_kl: f64,
     /// Fraction of samples whose ratio was clipped.
     pub clip_fraction: f64,
-    /// Mean gradient norm before clipping.
+    /// Gradient norm before clipping.
     pub grad_norm: f64,
-    /// Explained variance of the value predictions on this rollout.
-    pub explained_variance: f64,
-    /// Training episodes that ended during this rollout.
-    #[serde(skip)]
-    pub episodes: Vec<EpisodeStats>,
-    /// Greedy evaluation mean return, when one ran after this update.
-    pub eval_mean_return: Option<f64>,
 }
 
-/// The result of a training run.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct TrainOutcome {
-    /// Environment steps taken.
-    pub env_steps: u64,
-    /// Seconds spent.
-    pub wall_seconds: f64,
-    /// Updates done.
-    pub updates: usize,
-    /// Env steps at which the evaluation first reached `target_return`.
-    pub solved_at_step: Option<u64>,
-    /// Mean return of the last greedy evaluation.
-    pub eval_mean_return: Option<f64>,
-    /// `(env_steps, mean training episode return)` after each update that ended episodes.
-    pub curve: Vec<(u64, f64)>,
-}
-
-/// Greedy evaluation: mean return over `episodes` episodes of `env` (first reset seeded with `seed`).
-pub fn evaluate<E, P, const O: usize>(env: &mut E, policy: &P, episodes: usize, seed: u64) -> Result<f64, Error>
+/// Trains `agent` with PPO (with A2C when the run's config is an [`A2cConfig`](crate::A2cConfig))
+/// until the budget is spent or a greedy evaluation on envs from `make_env` reaches
+/// `solve_threshold`. `run` logs, checkpoints, stops at `--stop-after` and writes the summary.
+pub fn train<C, E, P, const O: usize>(
+    mut run: Run<C>,
+    agent: &mut Agent<E, P, O>,
+    make_env: &dyn Fn() -> E,
+) -> Result<Outcome, Error>
 where
-    E: Env,
-    P: ActorCritic<O, Action = E::Act>,
-{
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut obs = vec![0.0f32; O];
-    let mut total = 0.0;
-    for ep in 0..episodes {
-        let (o, _) = env.reset(if ep == 0 { Some(seed) } else { None })?;
-        o.write_to(&mut obs);
-        loop {
-            let action = policy.act(&obs, true, &mut rng).env_actions.remove(0);
-            let step = env.step(&action)?;
-            total += step.reward;
-            if step.done() {
-                break;
-            }
-            step.obs.write_to(&mut obs);
-        }
-    }
-    Ok(total / episodes.max(1) as f64)
-}
-
-/// A fresh Adam optimizer for `policy` with the configured learning rate (ε = 1e-5, as CleanRL).
-pub fn optimizer<const O: usize, P: ActorCritic<O>>(policy: &P, cfg: &PpoConfig) -> Adam<P::Net> {
-    Adam::new(policy.net(), AdamConfig { lr: cfg.learning_rate as f32, eps: 1e-5, ..Default::default() })
-}
-
-/// Where [`train_from`]'s loop stood after an update. Saved with the policy and optimizer, it lets
-/// a run continue bit-identically: same updates, same learning-rate schedule, same episodes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LoopState {
-    /// Updates done.
-    pub update: usize,
-    /// Env steps done.
-    pub env_steps: u64,
-    /// The environments (states, running episode statistics, observations), or why they could not
-    /// be saved (e.g. a Python env): continuing then fails with that reason.
-    pub envs: Result<VecEnvState, String>,
-    /// The sampling stream (actions and minibatch order); `StdRng` is this generator.
-    pub rng: ChaCha12Rng,
-    /// The learning curve so far (see [`TrainOutcome::curve`]).
-    pub curve: Vec<(u64, f64)>,
-}
-
-/// What [`train_from`] passes to its callback after each update.
-pub struct UpdateContext<'a, P: ActorCritic<O>, const O: usize> {
-    /// The update's statistics.
-    pub stats: &'a UpdateStats,
-    /// The current policy.
-    pub policy: &'a P,
-    /// The optimizer.
-    pub opt: &'a Adam<P::Net>,
-    /// Saves the loop's state (for a checkpoint), computed only when called.
-    pub loop_state: &'a dyn Fn() -> LoopState,
-}
-
-/// Trains `policy` with PPO on `envs` (stepped as a [`VecEnv`]) using `opt` (see [`optimizer`]),
-/// evaluating greedily on `eval_env`. `on_update` sees every update's statistics, the current policy
-/// and the optimizer (for logging and checkpoints).
-pub fn train<E, P, const O: usize>(
-    envs: Vec<E>,
-    eval_env: &mut E,
-    policy: &mut P,
-    opt: &mut Adam<P::Net>,
-    cfg: &PpoConfig,
-    mut on_update: impl FnMut(&UpdateStats, &P, &Adam<P::Net>),
-) -> Result<TrainOutcome, Error>
-where
+    C: Algorithm,
     E: Env + 'static,
     P: ActorCritic<O, Action = E::Act>,
 {
-    train_from(envs, eval_env, policy, opt, cfg, None, |c: &UpdateContext<'_, P, O>| {
-        on_update(c.stats, c.policy, c.opt);
-        false
-    })
-}
-
-/// [`train`], continuing from `resume` (a [`LoopState`] saved by an earlier call, with the policy
-/// and optimizer restored by the caller) when given. `on_update` returns `true` to stop after this
-/// update (the outcome then covers the updates done so far).
-pub fn train_from<E, P, const O: usize>(
-    envs: Vec<E>,
-    eval_env: &mut E,
-    policy: &mut P,
-    opt: &mut Adam<P::Net>,
-    cfg: &PpoConfig,
-    resume: Option<&LoopState>,
-    mut on_update: impl FnMut(&UpdateContext<'_, P, O>) -> bool,
-) -> Result<TrainOutcome, Error>
-where
-    E: Env + 'static,
-    P: ActorCritic<O, Action = E::Act>,
-{
-    cfg.validate()?;
-    if envs.len() != cfg.num_envs {
-        return Err(Error::Config(format!("got {} envs, config says num_envs = {}", envs.len(), cfg.num_envs)));
-    }
-    if E::Obs::DIM != O {
-        return Err(Error::Config(format!("env observations have {} values, the network expects {O}", E::Obs::DIM)));
-    }
-    let start = Instant::now();
+    let cfg = run.config.to_ppo();
+    agent.check_resumable()?;
     let dev = Cpu::default();
-    let (n, t_len) = (cfg.num_envs, cfg.num_steps);
-    let mut venv = VecEnv::new(envs, cfg.workers)?;
-    let mut buf = RolloutBuffer::new(n, t_len, O, P::ACT_DIM);
-    let num_updates = (cfg.total_timesteps / (n * t_len) as u64).max(1) as usize;
-    let mut out = TrainOutcome::default();
-    let (mut rng, mut obs, first_update) = match resume {
-        None => (ChaCha12Rng::seed_from_u64(cfg.seed), venv.reset(Some(cfg.seed))?.to_vec(), 1),
-        Some(saved) => {
-            let envs = saved.envs.as_ref().map_err(|why| {
-                Error::Config(format!("cannot resume exactly: the checkpoint holds no environment state because {why}"))
-            })?;
-            venv.restore_state(envs)?;
-            (out.env_steps, out.updates, out.curve) = (saved.env_steps, saved.update, saved.curve.clone());
-            (saved.rng.clone(), venv.observations().to_vec(), saved.update + 1)
-        }
-    };
-
-    for update in first_update..=num_updates {
+    let batch = cfg.batch_size() as u64;
+    let num_updates = cfg.total_timesteps / batch;
+    while agent.progress.updates < num_updates {
+        let update = agent.progress.updates + 1;
         if cfg.anneal_lr {
-            opt.cfg.lr = (cfg.learning_rate * (1.0 - (update - 1) as f64 / num_updates as f64)) as f32;
+            agent.opt.cfg.lr = (cfg.learning_rate * (1.0 - (update - 1) as f64 / num_updates as f64)) as f32;
         }
-        let episodes = buf.collect(&mut venv, &mut obs, |o| policy.act(o, false, &mut rng), |o| policy.values(o))?;
-        out.env_steps += (n * t_len) as u64;
-        buf.compute_gae(cfg.gamma, cfg.gae_lambda);
+        // Rollout: `num_steps` steps of every env with the current (stochastic) policy, then GAE.
+        let steps_before = agent.progress.env_steps;
+        let Agent { policy, rng, envs, rollout, obs, .. } = &mut *agent;
+        let episodes = rollout.collect(envs, obs, steps_before, |o| policy.act(o, false, rng), |o| policy.values(o))?;
+        let step = steps_before + batch;
+        rollout.compute_gae(cfg.gamma, cfg.gae_lambda);
 
-        let mut stats = learn::<O, P>(policy, opt, &buf, cfg, &dev, &mut rng)?;
-        stats.update = update;
-        stats.env_steps = out.env_steps;
-        stats.learning_rate = opt.cfg.lr as f64;
-        stats.explained_variance = explained_variance(&buf.values, &buf.returns);
-        if !episodes.is_empty() {
-            let mean = episodes.iter().map(|e| e.ret).sum::<f64>() / episodes.len() as f64;
-            out.curve.push((out.env_steps, mean));
+        // Learn: `update_epochs` passes of minibatch steps on the clipped surrogate.
+        let stats = learn(&mut agent.policy, &mut agent.opt, &agent.rollout, &cfg, &dev, &mut agent.rng, step)?;
+        check_finite_params(agent.policy.net()).map_err(|source| Error::NonFiniteParams { env_step: step, source })?;
+        agent.progress.updates = update;
+        agent.progress.env_steps = step;
+        let ev = explained_variance(&agent.rollout.values, &agent.rollout.returns);
+        log_update(&mut run, step, agent.opt.cfg.lr, &stats, ev, &episodes)?;
+        if let Some(mean) = mean_return(&episodes) {
+            agent.progress.curve.push((step, mean));
         }
-        stats.episodes = episodes;
 
-        // Evaluate: a cheap 10-episode check first, the full evaluation only when it passes.
-        let last = update == num_updates;
-        if (cfg.eval_every > 0 && update % cfg.eval_every == 0) || last {
-            let quick = evaluate::<E, P, O>(eval_env, policy, cfg.eval_episodes.min(10), cfg.seed + 10_000)?;
-            let full_needed = cfg.target_return.is_none_or(|t| quick >= t) || last;
-            let mean = if full_needed && cfg.eval_episodes > 10 {
-                evaluate::<E, P, O>(eval_env, policy, cfg.eval_episodes, cfg.seed + 20_000)?
-            } else {
-                quick
-            };
-            stats.eval_mean_return = Some(mean);
-            out.eval_mean_return = Some(mean);
-            if full_needed && cfg.target_return.is_some_and(|t| mean >= t) {
-                out.solved_at_step = Some(out.env_steps);
+        // Evaluate greedily every `eval_frequency` steps and after the last update.
+        let due = cfg.eval_frequency > 0 && step / cfg.eval_frequency > steps_before / cfg.eval_frequency;
+        if due || update == num_updates {
+            let eval = evaluate(&agent.policy, make_env, &cfg, run.seed, update == num_updates)?;
+            run.scalar("eval/mean_return", eval.mean_return, step)?;
+            run.progress().message(format!("eval {:.1}", eval.mean_return));
+            if eval.solved {
+                agent.progress.solved_at_step = Some(step);
             }
+            agent.progress.last_eval = Some(eval.stats);
         }
-        stats.wall_seconds = start.elapsed().as_secs_f64();
-        out.updates = update;
-        let loop_state = || LoopState {
-            update,
-            env_steps: out.env_steps,
-            envs: venv.save_state().map_err(|e| e.to_string()),
-            rng: rng.clone(),
-            curve: out.curve.clone(),
-        };
-        let stop = on_update(&UpdateContext { stats: &stats, policy, opt, loop_state: &loop_state });
-        if out.solved_at_step.is_some() || stop {
+        if agent.progress.solved_at_step.is_some() {
             break;
         }
+        if run.tick(step, agent)? == Control::Stop {
+            return Ok(Outcome::Stopped { env_steps: step });
+        }
     }
-    out.wall_seconds = start.elapsed().as_secs_f64();
-    Ok(out)
+    finish(run, agent, &cfg)
+}
+
+/// Ends the run: the final checkpoint and `summary.json` (see [`crate::Summary`]).
+fn finish<C: RunConfig, E: Env + 'static, P: ActorCritic<O>, const O: usize>(
+    run: Run<C>,
+    agent: &Agent<E, P, O>,
+    cfg: &PpoConfig,
+) -> Result<Outcome, Error> {
+    let metrics = agent.progress.metrics(cfg.solve_threshold);
+    let summary = run.finish(agent.progress.env_steps, agent, &metrics)?;
+    Ok(Outcome::Finished(crate::agent::Summary::from_json(summary)?))
+}
+
+/// What one evaluation during training found.
+struct Evaluated {
+    stats: EvalStats,
+    mean_return: f64,
+    solved: bool,
+}
+
+/// The greedy evaluation during training: a cheap 10-episode check first, the full
+/// `eval_episodes` only when it reaches the threshold (or at the end); the episodes are the same
+/// at every evaluation of a run.
+fn evaluate<E: Env, P: ActorCritic<O, Action = E::Act>, const O: usize>(
+    policy: &P,
+    make_env: &dyn Fn() -> E,
+    cfg: &PpoConfig,
+    seed: u64,
+    last: bool,
+) -> Result<Evaluated, Error> {
+    let quick = evaluate_policy(policy, make_env, cfg.eval_episodes.min(10), seed.wrapping_add(10_000))?;
+    let full_needed = cfg.solve_threshold.is_none_or(|t| quick.mean_return >= t) || last;
+    let stats = if full_needed && cfg.eval_episodes > 10 {
+        evaluate_policy(policy, make_env, cfg.eval_episodes, seed.wrapping_add(20_000))?
+    } else {
+        quick
+    };
+    let solved = full_needed && cfg.solve_threshold.is_some_and(|t| stats.mean_return >= t);
+    Ok(Evaluated { mean_return: stats.mean_return, stats, solved })
+}
+
+/// Mean return of the episodes that ended, if any did.
+fn mean_return(episodes: &[EpisodeStats]) -> Option<f64> {
+    (!episodes.is_empty()).then(|| episodes.iter().map(|e| e.ret).sum::<f64>() / episodes.len() as f64)
+}
+
+/// One update's TensorBoard scalars (CleanRL's tags) and the training episodes that ended.
+fn log_update<C: RunConfig>(
+    run: &mut Run<C>,
+    step: u64,
+    learning_rate: f32,
+    s: &UpdateStats,
+    explained_variance: f64,
+    episodes: &[EpisodeStats],
+) -> Result<(), Error> {
+    for (tag, v) in [
+        ("charts/learning_rate", learning_rate as f64),
+        ("losses/policy_loss", s.policy_loss),
+        ("losses/value_loss", s.value_loss),
+        ("losses/entropy", s.entropy),
+        ("losses/approx_kl", s.approx_kl),
+        ("losses/clip_fraction", s.clip_fraction),
+        ("losses/grad_norm", s.grad_norm),
+        ("losses/explained_variance", explained_variance),
+    ] {
+        if v.is_finite() {
+            run.scalar(tag, v, step)?;
+        }
+    }
+    for e in episodes {
+        run.scalar("charts/episodic_return", e.ret, step)?;
+        run.scalar("charts/episodic_length", e.len as f64, step)?;
+    }
+    run.progress().update(step, mean_return(episodes));
+    Ok(())
 }
 
 /// `1 − Var(returns − values) / Var(returns)`.
@@ -485,7 +466,8 @@ pub fn loss(
     (pg_loss + v_loss * cfg.vf_coef - entropy * cfg.ent_coef, parts)
 }
 
-/// The PPO/A2C update over one rollout.
+/// The PPO/A2C update over one rollout: `update_epochs` passes of shuffled minibatches, each one
+/// Adam step on [`loss`]. `step` (env steps) names where a non-finite value appeared.
 fn learn<const O: usize, P: ActorCritic<O>>(
     policy: &mut P,
     opt: &mut Adam<P::Net>,
@@ -493,8 +475,10 @@ fn learn<const O: usize, P: ActorCritic<O>>(
     cfg: &PpoConfig,
     dev: &Cpu,
     rng: &mut ChaCha12Rng,
+    step: u64,
 ) -> Result<UpdateStats, Error> {
     let mb_size = buf.batch_size().div_ceil(cfg.num_minibatches);
+    let max_norm = (cfg.max_grad_norm > 0.0).then_some(cfg.max_grad_norm);
     let mut sums = UpdateStats::default();
     let mut count = 0usize;
     'epochs: for _ in 0..cfg.update_epochs {
@@ -508,24 +492,20 @@ fn learn<const O: usize, P: ActorCritic<O>>(
             }
             let grads = policy.net().alloc_grads();
             let obs = dev.tensor_from_vec(mb.obs.clone(), (b, Const::<O>)).traced(grads);
-            let ev = policy.evaluate(obs, &mb.actions);
-            let (loss, parts) = loss(ev, &mb, &adv, cfg, dev);
-            let (pg_v, v_v, ent_v) = (parts.policy_loss, parts.value_loss, parts.entropy);
-            if !(pg_v.is_finite() && v_v.is_finite() && ent_v.is_finite()) {
-                return Err(Error::NonFinite(format!("policy loss {pg_v}, value loss {v_v}, entropy {ent_v}")));
-            }
+            let (loss, parts) = loss(policy.evaluate(obs, &mb.actions), &mb, &adv, cfg, dev);
+            let values = [parts.policy_loss, parts.value_loss, parts.entropy];
+            check_finite_f64("the loss (policy loss, value loss, entropy)", &values, step)?;
             let mut grads = loss.backward();
-            let norm = opt.update(policy.net_mut(), &mut grads, cfg.max_grad_norm.map(|m| m as f32))? as f64;
-            if !norm.is_finite() {
-                return Err(Error::NonFinite(format!("gradient norm {norm}")));
-            }
+            let norm = opt
+                .update(policy.net_mut(), &mut grads, max_norm)
+                .map_err(|source| Error::NonFiniteGradient { env_step: step, source })?;
 
-            sums.policy_loss += pg_v;
-            sums.value_loss += v_v;
-            sums.entropy += ent_v;
+            sums.policy_loss += parts.policy_loss;
+            sums.value_loss += parts.value_loss;
+            sums.entropy += parts.entropy;
             sums.approx_kl += parts.approx_kl;
             sums.clip_fraction += parts.clip_fraction;
-            sums.grad_norm += norm;
+            sums.grad_norm += norm as f64;
             count += 1;
             epoch_kl.push(parts.approx_kl);
         }
@@ -543,18 +523,59 @@ fn learn<const O: usize, P: ActorCritic<O>>(
         approx_kl: sums.approx_kl / c,
         clip_fraction: sums.clip_fraction / c,
         grad_norm: sums.grad_norm / c,
-        ..Default::default()
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::{CommandFactory, FromArgMatches, Parser};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        cfg: PpoConfig,
+    }
 
     #[test]
     fn explained_variance_is_one_for_perfect_values_and_zero_for_the_mean() {
         let returns = [1.0, 2.0, 3.0, 6.0];
         assert!((explained_variance(&returns, &returns) - 1.0).abs() < 1e-12);
         assert!(explained_variance(&[3.0; 4], &returns).abs() < 1e-12);
+    }
+
+    #[test]
+    fn flag_defaults_are_the_documented_defaults_and_every_preset_is_valid() {
+        assert_eq!(Cli::parse_from(["x"]).cfg, PpoConfig::default());
+        let help = Cli::command().render_help().to_string();
+        for flag in ["--learning-rate <LEARNING_RATE>", "[default: 0.00025]", "--clip-coef", "[default: 0.2]"] {
+            assert!(help.contains(flag), "{flag} missing from\n{help}");
+        }
+        let m = Cli::command().get_matches_from(["x", "--norm-adv", "false", "--target-kl", "0.02"]);
+        let cfg = Cli::from_arg_matches(&m).unwrap().cfg;
+        assert!(!cfg.norm_adv && cfg.target_kl == Some(0.02));
+        for preset in [PpoConfig::default(), PpoConfig::cartpole(), PpoConfig::acrobot(), PpoConfig::pendulum()] {
+            assert_eq!(preset.validate(), Ok(()));
+        }
+    }
+
+    #[test]
+    fn every_bad_setting_is_named() {
+        let bad: [(&str, PpoConfig); 10] = [
+            ("num_envs", PpoConfig { num_envs: 0, ..Default::default() }),
+            ("workers", PpoConfig { workers: 0, ..Default::default() }),
+            ("learning_rate", PpoConfig { learning_rate: f64::NAN, ..Default::default() }),
+            ("gamma", PpoConfig { gamma: 1.5, ..Default::default() }),
+            ("gae_lambda", PpoConfig { gae_lambda: -0.1, ..Default::default() }),
+            ("num_minibatches", PpoConfig { num_minibatches: 513, ..Default::default() }),
+            ("clip_coef", PpoConfig { clip_coef: Some(0.0), ..Default::default() }),
+            ("max_grad_norm", PpoConfig { max_grad_norm: -1.0, ..Default::default() }),
+            ("total_timesteps", PpoConfig { total_timesteps: 100, ..Default::default() }),
+            ("num_steps", PpoConfig { num_envs: 1 << 20, num_steps: 1 << 40, ..Default::default() }),
+        ];
+        for (field, cfg) in bad {
+            let err = cfg.validate().unwrap_err();
+            assert!(err.contains(field), "{field}: {err}");
+        }
     }
 }

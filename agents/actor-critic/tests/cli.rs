@@ -1,135 +1,166 @@
-//! The run conventions of the actor-critic examples: a run writes config, TensorBoard events,
-//! a checkpoint and summary.json; `--eval` reads the checkpoint back; `--resume` continues the
-//! step count; bad input is an error.
+//! PPO and A2C on the run layer: a run writes config, TensorBoard events, checkpoints and
+//! summary.json; `--eval` reads the checkpoint back and writes nothing; the guards refuse what
+//! cannot continue exactly; a run stopped with `--stop-after` and resumed ends exactly like the
+//! uninterrupted one.
 
-use dfdx::prelude::*;
-use glimpse::checkpoint::current_snapshot;
-use glimpse::run::RunArgs;
-use glimpse_actor_critic::cli::{run_example, run_example_until, AlgoConfig};
-use glimpse_actor_critic::{DiscretePolicy, PpoConfig, SeparateDiscrete};
+use std::path::{Path, PathBuf};
 
-fn policy() -> DiscretePolicy<<SeparateDiscrete<4, 2, 16> as BuildOnDevice<Cpu, f32>>::Built, 2> {
-    let dev = Cpu::seed_from_u64(0);
-    DiscretePolicy::new(dev.build_module::<SeparateDiscrete<4, 2, 16>, f32>(), dev)
-}
+use glimpse::run::RunError;
+use glimpse_actor_critic::{A2cConfig, Algorithm, Error, Outcome, PpoConfig, RunArgs, Trainer};
 
-fn cfg(total: u64) -> AlgoConfig {
-    AlgoConfig::Ppo(PpoConfig {
+fn ppo(total: u64) -> PpoConfig {
+    PpoConfig {
         num_envs: 2,
         num_steps: 64,
         total_timesteps: total,
-        eval_every: 4,
+        eval_frequency: 512,
         eval_episodes: 3,
+        checkpoint_frequency: 0,
         ..PpoConfig::default()
-    })
+    }
+}
+
+fn a2c() -> A2cConfig {
+    A2cConfig { num_envs: 4, total_timesteps: 2000, eval_frequency: 800, eval_episodes: 3, ..A2cConfig::default() }
+}
+
+fn temp(name: &str) -> PathBuf {
+    std::env::set_var("GLIMPSE_NO_PROGRESS", "1");
+    let dir = std::env::temp_dir().join(format!("glimpse-ac-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn run_in<C: Algorithm>(cfg: C, args: RunArgs) -> Result<Outcome, Error> {
+    Trainer::discrete::<4, 2>(cfg, glimpse_envs::cartpole_v1)?.run(&args)
+}
+
+fn new_run(dir: &Path, seed: u64, stop_after: Option<u64>) -> RunArgs {
+    RunArgs { seed, run_dir: Some(dir.to_path_buf()), stop_after, ..RunArgs::default() }
+}
+
+fn resume(dir: &Path, config: Option<PathBuf>) -> RunArgs {
+    RunArgs { resume: Some(dir.to_path_buf()), config, ..RunArgs::default() }
+}
+
+/// The files of the current snapshot, by name (run.json without its wall time; not the
+/// manifest, whose CRC of run.json covers the wall time).
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let snap = glimpse::checkpoint::current_snapshot(&dir.join("checkpoint")).unwrap();
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&snap)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name() != glimpse::checkpoint::MANIFEST)
+        .map(|e| {
+            let path = e.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            let mut bytes = std::fs::read(&path).unwrap();
+            if name == "run.json" {
+                let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                v.as_object_mut().unwrap().remove("wall_seconds");
+                bytes = v.to_string().into_bytes();
+            }
+            (name, bytes)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+fn state(dir: &Path) -> serde_json::Value {
+    let snap = glimpse::checkpoint::current_snapshot(&dir.join("checkpoint")).unwrap();
+    serde_json::from_slice(&std::fs::read(snap.join("state.json")).unwrap()).unwrap()
 }
 
 #[test]
-fn run_eval_and_resume_follow_the_run_directory_conventions() {
-    let dir = std::env::temp_dir().join(format!("glimpse-ac-cli-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let args = RunArgs { seed: 4, run_dir: Some(dir.clone()), ..RunArgs::default() };
-    let summary = run_example::<_, _, 4>("test", &args, cfg(512), glimpse_envs::cartpole_v1, policy()).unwrap();
-    assert_eq!(summary["env_steps"], 512);
-    assert!(summary["eval_mean_return"].as_f64().unwrap() >= 8.0);
+fn a_run_its_eval_and_the_guards_follow_the_run_directory_conventions() {
+    let dir = temp("conventions");
+    let Outcome::Finished(summary) = run_in(ppo(512), new_run(&dir, 4, None)).unwrap() else { panic!("not finished") };
+    assert_eq!((summary.env_steps, summary.updates, summary.seed), (512, 4, 4));
+    assert_eq!(summary.eval_episodes, Some(3));
+    assert!(summary.eval_mean_return.unwrap() >= 8.0 && !summary.solved, "{summary:?}");
     for f in ["config.json", "summary.json"] {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
-    let snapshot = current_snapshot(&dir.join("checkpoint")).unwrap();
-    for f in ["policy.safetensors", "adam_m1.safetensors", "state.json"] {
-        assert!(snapshot.join(f).is_file(), "checkpoint {f} missing");
+    let names: Vec<String> = snapshot(&dir).into_iter().map(|f| f.0).collect();
+    for f in ["policy.safetensors", "adam_m1.safetensors", "adam_m2.safetensors", "adam.json", "state.json", "run.json"]
+    {
+        assert!(names.iter().any(|n| n == f), "checkpoint {f} missing: {names:?}");
     }
     let events = std::fs::read_dir(&dir)
         .unwrap()
         .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("events.out.tfevents"));
     assert_eq!(events.count(), 1);
 
-    let eval = RunArgs { seed: 4, eval: Some(dir.clone()), ..RunArgs::default() };
-    let e = run_example::<_, _, 4>("test", &eval, cfg(512), glimpse_envs::cartpole_v1, policy()).unwrap();
-    assert!(e["eval_mean_return"].as_f64().is_some());
-    assert!(dir.join("eval.json").is_file());
+    // --eval reads the checkpoint and writes nothing into the run directory.
+    let listing = |d: &Path| {
+        let mut v: Vec<_> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name()).collect();
+        v.sort();
+        v
+    };
+    let before = listing(&dir);
+    let eval = RunArgs { seed: 11, eval: Some(dir.clone()), ..RunArgs::default() };
+    let Outcome::Evaluated(report) = run_in(ppo(512), eval).unwrap() else { panic!("not an evaluation") };
+    assert_eq!((report.env_steps, report.eval_episodes, report.seed), (512, 3, 11));
+    assert_eq!(listing(&dir), before);
+    let trainer = Trainer::discrete::<4, 2>(ppo(512), glimpse_envs::cartpole_v1).unwrap();
+    let again = trainer.evaluate(&dir, 3, 11).unwrap();
+    assert_eq!((again.mean_return, again.episodes), (report.eval_mean_return, 3));
 
-    // Resuming uses the saved configuration (the one passed in is ignored) with --config on top.
+    // A finished run is not resumed, even with a larger budget; a new run into it is refused.
     let more = dir.with_extension("more.json");
     std::fs::write(&more, r#"{"total_timesteps": 1024}"#).unwrap();
-    let resume = RunArgs { seed: 9, resume: Some(dir.clone()), config: Some(more.clone()), ..RunArgs::default() };
-    let r = run_example::<_, _, 4>("test", &resume, cfg(99_999), glimpse_envs::cartpole_v1, policy()).unwrap();
-    assert_eq!(r["env_steps"], 1024);
-    assert_eq!(r["seed"], 4);
-    // Nothing left to train is an error, and so is a directory that is not a run.
-    assert!(run_example::<_, _, 4>("test", &resume, cfg(1024), glimpse_envs::cartpole_v1, policy()).is_err());
+    let err = run_in(ppo(512), resume(&dir, Some(more.clone()))).unwrap_err();
+    assert!(matches!(err, Error::Run(RunError::Finished { .. })), "{err}");
+    let err = run_in(ppo(512), new_run(&dir, 4, None)).unwrap_err();
+    assert!(matches!(err, Error::Run(RunError::HasCheckpoint { .. })), "{err}");
+    // A directory that is not a run.
     let not_a_run = RunArgs { eval: Some(dir.join("checkpoint")), ..RunArgs::default() };
-    assert!(run_example::<_, _, 4>("test", &not_a_run, cfg(1024), glimpse_envs::cartpole_v1, policy()).is_err());
+    assert!(matches!(run_in(ppo(512), not_a_run), Err(Error::Run(RunError::NotARun { .. }))));
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::remove_file(&more).unwrap();
 }
 
-/// The final checkpoint's files, except `state.json`'s wall time.
-fn final_checkpoint(dir: &std::path::Path) -> (Vec<Vec<u8>>, serde_json::Value) {
-    let snap = current_snapshot(&dir.join("checkpoint")).unwrap();
-    let files = ["policy.safetensors", "adam_m1.safetensors", "adam_m2.safetensors", "adam.json"];
-    let bytes = files.iter().map(|f| std::fs::read(snap.join(f)).unwrap()).collect();
-    let mut state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(snap.join("state.json")).unwrap()).unwrap();
-    state.as_object_mut().unwrap().remove("wall_seconds");
-    (bytes, state)
+/// Trains `cfg` in one go, and stopped at 700 steps then resumed by a trainer with `other`
+/// settings: the summaries and final snapshots are the same.
+fn whole_and_resumed<C: Algorithm + Clone>(name: &str, cfg: C, other: C) {
+    let base = temp(name);
+    let (whole, split) = (base.join("whole"), base.join("split"));
+    let Outcome::Finished(mut expected) = run_in(cfg.clone(), new_run(&whole, 6, None)).unwrap() else {
+        panic!("{name}: not finished")
+    };
+    let Outcome::Stopped { env_steps } = run_in(cfg.clone(), new_run(&split, 6, Some(700))).unwrap() else {
+        panic!("{name}: not stopped")
+    };
+    assert!((700..1000).contains(&env_steps), "{name}: stopped at {env_steps}");
+    assert!(!split.join("summary.json").exists());
+    let lengths = &state(&split)["envs"]["Ok"]["lengths"];
+    assert!(lengths.as_array().unwrap().iter().all(|l| l.as_u64().unwrap() > 0), "mid-episode: {lengths}");
+
+    // A rejected config on --resume changes nothing and leaves the run resumable.
+    let config_before = std::fs::read(split.join("config.json")).unwrap();
+    let bad = base.join("bad.json");
+    std::fs::write(&bad, r#"{"learning_rate": -1.0}"#).unwrap();
+    let err = run_in(cfg.clone(), resume(&split, Some(bad))).unwrap_err();
+    assert!(matches!(err, Error::Run(RunError::Config { .. })) && err.to_string().contains("learning_rate"), "{err}");
+    assert_eq!(std::fs::read(split.join("config.json")).unwrap(), config_before);
+
+    // Another process: its trainer has other settings and another seed; the saved ones count.
+    let trainer = Trainer::discrete::<4, 2>(other, glimpse_envs::cartpole_v1).unwrap().seed(77);
+    let mut got = trainer.resume(&split).unwrap();
+    got.wall_seconds = 0.0;
+    expected.wall_seconds = 0.0;
+    assert_eq!(got, expected, "{name}: summary");
+    assert_eq!(snapshot(&split), snapshot(&whole), "{name}: weights, optimizer, envs, learning curve");
+    assert!(state(&whole)["progress"]["curve"].as_array().unwrap().len() > 5);
+    std::fs::remove_dir_all(&base).unwrap();
 }
 
 #[test]
-fn a_stopped_and_resumed_run_equals_the_uninterrupted_one() {
-    use rand::{Rng, SeedableRng};
-    // The trainer's generator is ChaCha12, the very stream `StdRng` gave before it was saved.
-    let (mut a, mut b) = (rand::rngs::StdRng::seed_from_u64(5), rand_chacha::ChaCha12Rng::seed_from_u64(5));
-    assert_eq!((0..4).map(|_| a.gen::<u64>()).collect::<Vec<_>>(), (0..4).map(|_| b.gen::<u64>()).collect::<Vec<_>>());
+fn a_stopped_and_resumed_ppo_run_equals_the_uninterrupted_one() {
+    whole_and_resumed("exact-ppo", ppo(2048), PpoConfig { learning_rate: 0.1, ..ppo(4096) });
+}
 
-    for (name, algo) in [
-        ("ppo", cfg(2048)),
-        (
-            "a2c",
-            AlgoConfig::A2c(glimpse_actor_critic::A2cConfig {
-                num_envs: 4,
-                total_timesteps: 2000,
-                eval_every: 20,
-                eval_episodes: 3,
-                ..Default::default()
-            }),
-        ),
-    ] {
-        let base = std::env::temp_dir().join(format!("glimpse-ac-exact-{name}-{}", std::process::id()));
-        let (whole, split) = (base.join("whole"), base.join("split"));
-        let _ = std::fs::remove_dir_all(&base);
-        let args = |dir: &std::path::PathBuf| RunArgs { seed: 6, run_dir: Some(dir.clone()), ..RunArgs::default() };
-        let mut expected =
-            run_example::<_, _, 4>("test", &args(&whole), algo.clone(), glimpse_envs::cartpole_v1, policy()).unwrap();
-
-        let stopped = run_example_until::<_, _, 4>(
-            "test",
-            &args(&split),
-            algo.clone(),
-            glimpse_envs::cartpole_v1,
-            policy(),
-            Some(700),
-        )
-        .unwrap();
-        let at = stopped["stopped_at_step"].as_u64().unwrap();
-        assert!((700..1000).contains(&at), "{stopped}");
-        assert!(!split.join("summary.json").exists());
-        let (_, state) = final_checkpoint(&split);
-        let lengths = &state["train_loop"]["envs"]["Ok"]["lengths"];
-        assert!(lengths.as_array().unwrap().iter().all(|l| l.as_u64().unwrap() > 0), "mid-episode: {lengths}");
-
-        // Another process: the policy passed in is freshly initialised with another seed.
-        let dev = Cpu::seed_from_u64(77);
-        let fresh = DiscretePolicy::new(dev.build_module::<SeparateDiscrete<4, 2, 16>, f32>(), dev);
-        let resume = RunArgs { resume: Some(split.clone()), ..RunArgs::default() };
-        let mut got = run_example::<_, _, 4>("test", &resume, cfg(1), glimpse_envs::cartpole_v1, fresh).unwrap();
-        for s in [&mut expected, &mut got] {
-            s.as_object_mut().unwrap().remove("wall_seconds");
-        }
-        assert_eq!(got, expected, "{name}: summary");
-        assert_eq!(final_checkpoint(&split), final_checkpoint(&whole), "{name}: weights, optimizer, learning curve");
-        let (_, state) = final_checkpoint(&whole);
-        assert!(state["train_loop"]["curve"].as_array().unwrap().len() > 5);
-        std::fs::remove_dir_all(&base).unwrap();
-    }
+#[test]
+fn a_stopped_and_resumed_a2c_run_equals_the_uninterrupted_one() {
+    whole_and_resumed("exact-a2c", a2c(), A2cConfig { num_envs: 3, ..a2c() });
 }

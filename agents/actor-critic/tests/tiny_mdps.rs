@@ -1,17 +1,26 @@
 //! PPO and A2C learn tiny MDPs (a two-armed bandit, a short chain, a 1-D continuous target) in
-//! seconds.
+//! seconds, through the same [`Trainer`] a user's own env goes through.
 
-use dfdx::prelude::*;
+use dfdx::tensor::AsArray;
 use glimpse::wrappers::TimeLimit;
 use glimpse::{BoxSpace, Env, EnvError, Info, Space, Step};
-use glimpse_actor_critic::policy::ActorCritic;
-use glimpse_actor_critic::{a2c, ppo, A2cConfig, DiscretePolicy, GaussianPolicy, PpoConfig, SeparateDiscrete};
-use glimpse_actor_critic::{SeparateGaussian, SharedDiscrete, SharedGaussian};
+use glimpse_actor_critic::{
+    A2cConfig, ActorCritic, Algorithm, DiscretePolicy, GaussianPolicy, PpoConfig, SeparateDiscrete, SeparateGaussian,
+    SharedDiscrete, SharedGaussian, Trainer,
+};
 use glimpse_envs::toy::{Chain, TwoArmedBandit};
-/// Length of the chain the agents learn.
-const CHAIN: usize = 5;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+
+/// Length of the chain the agents learn.
+const CHAIN: usize = 5;
+
+fn temp(name: &str) -> std::path::PathBuf {
+    std::env::set_var("GLIMPSE_NO_PROGRESS", "1");
+    let dir = std::env::temp_dir().join(format!("glimpse-ac-mdp-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
 
 /// One step; action a in [-2, 2] earns −(a − 0.7)².
 struct Target;
@@ -33,108 +42,114 @@ impl Env for Target {
     }
 }
 
+/// Probability that the greedy action of a bandit policy is arm 1 (negative if arm 0 is greedy).
 fn bandit_policy<P: ActorCritic<1, Action = usize>>(p: &P) -> f32 {
     let out = p.act(&[1.0], true, &mut StdRng::seed_from_u64(0));
     out.log_probs[0].exp() * if out.env_actions[0] == 1 { 1.0 } else { -1.0 }
 }
 
+/// Trains on the bandit in `name`'s run directory and returns the trained policy.
+fn bandit<C: Algorithm, P: ActorCritic<1, Action = usize> + 'static>(name: &str, cfg: C, build: fn(u64) -> P) -> P {
+    let dir = temp(name);
+    let trainer = Trainer::new(cfg, || TwoArmedBandit::new(0), build).unwrap().run_dir(&dir);
+    trainer.train().unwrap();
+    let policy = trainer.load_policy(&dir).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    policy
+}
+
 #[test]
 fn ppo_learns_a_two_armed_bandit() {
-    let dev = Cpu::default();
-    let mut policy = DiscretePolicy::<_, 2>::new(dev.build_module::<SeparateDiscrete<1, 2, 16>, f32>(), dev.clone());
     let cfg = PpoConfig {
         num_envs: 4,
         num_steps: 16,
         total_timesteps: 4_000,
         learning_rate: 3e-3,
-        eval_every: 0,
+        eval_frequency: 0,
         eval_episodes: 10,
         ..PpoConfig::default()
     };
-    let envs = (0..4).map(TwoArmedBandit::new).collect();
-    let mut opt = ppo::optimizer::<1, _>(&policy, &cfg);
-    let out =
-        ppo::train::<_, _, 1>(envs, &mut TwoArmedBandit::new(9), &mut policy, &mut opt, &cfg, |_, _, _| {}).unwrap();
+    let policy = bandit("ppo-bandit", cfg, DiscretePolicy::<_, 2>::build::<SeparateDiscrete<1, 2, 16>>);
     let p_best = bandit_policy(&policy);
-    assert!(p_best > 0.9, "greedy arm 1 with probability {p_best} after {} steps", out.env_steps);
+    assert!(p_best > 0.9, "greedy arm 1 with probability {p_best}");
 }
 
 #[test]
 fn a2c_learns_a_two_armed_bandit() {
-    let dev = Cpu::default();
-    let mut policy = DiscretePolicy::<_, 2>::new(dev.build_module::<SharedDiscrete<1, 2, 16>, f32>(), dev.clone());
     let cfg = A2cConfig {
         num_envs: 4,
         num_steps: 5,
         total_timesteps: 6_000,
         learning_rate: 3e-3,
-        eval_every: 0,
+        eval_frequency: 0,
         eval_episodes: 10,
         ..A2cConfig::default()
     };
-    let envs = (0..4).map(TwoArmedBandit::new).collect();
-    let mut opt = ppo::optimizer::<1, _>(&policy, &cfg.to_ppo());
-    a2c::train::<_, _, 1>(envs, &mut TwoArmedBandit::new(9), &mut policy, &mut opt, &cfg, |_, _, _| {}).unwrap();
+    let policy = bandit("a2c-bandit", cfg, DiscretePolicy::<_, 2>::build::<SharedDiscrete<1, 2, 16>>);
     let p_best = bandit_policy(&policy);
     assert!(p_best > 0.9, "greedy arm 1 with probability {p_best}");
 }
 
 #[test]
 fn ppo_learns_a_short_chain() {
-    let dev = Cpu::default();
-    let mut policy =
-        DiscretePolicy::<_, 2>::new(dev.build_module::<SeparateDiscrete<CHAIN, 2, 16>, f32>(), dev.clone());
     let cfg = PpoConfig {
         num_envs: 4,
         num_steps: 32,
         total_timesteps: 20_000,
         learning_rate: 3e-3,
         gamma: 0.95,
-        eval_every: 2,
+        eval_frequency: 256,
         eval_episodes: 5,
-        target_return: Some(1.0 - 3.0 * 0.05 - 1e-6),
+        solve_threshold: Some(1.0 - 3.0 * 0.05 - 1e-6),
         ..PpoConfig::default()
     };
-    let envs = (0..4).map(|_| TimeLimit::new(Chain::<5>::default(), 12)).collect();
-    let mut eval_env = TimeLimit::new(Chain::<5>::default(), 12);
-    let mut opt = ppo::optimizer::<CHAIN, _>(&policy, &cfg);
-    let out = ppo::train::<_, _, CHAIN>(envs, &mut eval_env, &mut policy, &mut opt, &cfg, |_, _, _| {}).unwrap();
-    assert!(out.solved_at_step.is_some(), "not solved: eval {:?} after {} steps", out.eval_mean_return, out.env_steps);
-    let ret = ppo::evaluate::<_, _, CHAIN>(&mut eval_env, &policy, 3, 0).unwrap();
-    assert!((ret - 0.85).abs() < 1e-6, "optimal return is 0.85, got {ret}");
+    let dir = temp("chain");
+    let make_env = || TimeLimit::new(Chain::<CHAIN>::default(), 12);
+    let trainer = Trainer::discrete::<CHAIN, 2>(cfg, make_env).unwrap().run_dir(&dir);
+    let summary = trainer.train().unwrap();
+    assert!(summary.solved, "not solved: {summary:?}");
+    assert!(summary.env_steps < 20_000 && summary.solved_at_step == Some(summary.env_steps));
+    let eval = trainer.evaluate(&dir, 3, 0).unwrap();
+    assert!((eval.mean_return - 0.85).abs() < 1e-6, "optimal return is 0.85, got {eval:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Trains a Gaussian policy on [`Target`] and returns its greedy action.
-fn train_on_target<P: ActorCritic<1, Action = [f32; 1]>>(policy: &mut P) -> f32 {
+/// Trains a Gaussian policy on [`Target`] and returns it.
+fn train_on_target<P: ActorCritic<1, Action = [f32; 1]> + 'static>(
+    name: &str,
+    build: impl Fn(u64) -> P + 'static,
+) -> P {
     let cfg = PpoConfig {
         num_envs: 4,
         num_steps: 32,
         total_timesteps: 12_000,
         learning_rate: 3e-3,
         ent_coef: 0.0,
-        eval_every: 0,
+        eval_frequency: 0,
         eval_episodes: 1,
         ..PpoConfig::default()
     };
-    let envs = (0..4).map(|_| Target).collect();
-    let mut opt = ppo::optimizer::<1, _>(policy, &cfg);
-    ppo::train::<_, _, 1>(envs, &mut Target, policy, &mut opt, &cfg, |_, _, _| {}).unwrap();
-    policy.act(&[0.0], true, &mut StdRng::seed_from_u64(0)).actions[0]
+    let dir = temp(name);
+    let trainer = Trainer::new(cfg, || Target, build).unwrap().run_dir(&dir);
+    let summary = trainer.train().unwrap();
+    assert!(summary.eval_mean_return.unwrap() > -0.01, "{summary:?}");
+    let policy = trainer.load_policy(&dir).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    policy
 }
 
 #[test]
 fn ppo_gaussian_policy_finds_a_continuous_target() {
-    let dev = Cpu::default();
-    let net = dev.build_module::<SeparateGaussian<1, 1, 16>, f32>();
-    let mut policy = GaussianPolicy::new(net, dev.clone(), [-2.0], [2.0]);
-    let a = train_on_target(&mut policy);
+    let build = |seed| GaussianPolicy::build::<SeparateGaussian<1, 1, 16>>(seed, [-2.0], [2.0]);
+    let policy = train_on_target("separate", build);
+    let a = policy.act(&[0.0], true, &mut StdRng::seed_from_u64(0)).actions[0];
     assert!((a - 0.7).abs() < 0.1, "separate networks: greedy action {a}, want 0.7");
     let std = policy.net.0 .0 .1.log_std.array()[0].exp();
     assert!(std < 0.6, "exploration std should shrink from 1, got {std}");
 
-    let net = dev.build_module::<SharedGaussian<1, 1, 16>, f32>();
-    let mut policy = GaussianPolicy::new(net, dev.clone(), [-2.0], [2.0]);
-    let a = train_on_target(&mut policy);
+    let build = |seed| GaussianPolicy::build::<SharedGaussian<1, 1, 16>>(seed, [-2.0], [2.0]);
+    let policy = train_on_target("shared", build);
+    let a = policy.act(&[0.0], true, &mut StdRng::seed_from_u64(0)).actions[0];
     assert!((a - 0.7).abs() < 0.1, "shared trunk: greedy action {a}, want 0.7");
     let std = policy.net.1 .0 .0.log_std.array()[0].exp();
     assert!(std < 0.6, "exploration std should shrink from 1, got {std}");

@@ -413,7 +413,9 @@ where
             let actions = env_actions.iter().map(|&a| a as f32).collect();
             PolicyStep { env_actions, actions, log_probs: zeros.clone(), values: zeros.clone() }
         };
-        let episodes = buf.collect(&mut venv, &mut obs, act, |o| vec![0.0; o.len() / O])?;
+        let episodes = buf
+            .collect(&mut venv, &mut obs, out.env_steps, act, |o| vec![0.0; o.len() / O])
+            .map_err(|e| Error::Config(e.to_string()))?;
         let episode_returns: Vec<f64> = episodes.iter().map(|e| e.ret).collect();
         out.env_steps += (n * t_len) as u64;
         buf.compute_returns(cfg.gamma);
