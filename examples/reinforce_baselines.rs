@@ -4,15 +4,18 @@
 //! `grad_variance.png` (log10 of each run's estimated policy-gradient variance),
 //! `same_batch_variance.png` (log10 of each baseline's variance relative to no baseline, measured
 //! on the same batches, pooled over all runs), `curves.csv`, `grad_variance.json` and
-//! `summary.json`. Each run also has its own sub-directory.
+//! `summary.json`. Each run is a run of its own (TensorBoard events, checkpoints, summary) in a
+//! sub-directory `<baseline>-seed<N>`.
 //!
 //! `cargo run --release --example reinforce_baselines -- [--seeds 5] [--total-timesteps 150000] [--run-dir DIR]`
-//! (`--seed` is not used: the runs take seeds 1..=N.)
+//! Every REINFORCE setting is a flag (`--help`); `--baseline` is not used (every baseline is
+//! trained), nor `--seed` (the runs take seeds 1..=N). The sub-runs are not resumed as a whole:
+//! `cartpole_reinforce --resume DIR/<baseline>-seed<N>` continues one of them.
 
-use clap::Parser;
-use glimpse::run::{RunArgs, RunDir};
+use clap::{CommandFactory, FromArgMatches, Parser};
+use glimpse::run::{resolve_config, with_defaults, RunArgs, RunConfig, RunDir};
 use glimpse_reinforce::plot::{aggregate, plot_series, Labels, Series};
-use glimpse_reinforce::{cli::run_example, Baseline, ReinforceConfig};
+use glimpse_reinforce::{exit_on_error, Baseline, Outcome, ReinforceConfig, Trainer};
 
 #[derive(Parser)]
 struct Args {
@@ -21,22 +24,45 @@ struct Args {
     /// Seeds 1..=N for each baseline.
     #[arg(long, default_value_t = 5)]
     seeds: u64,
-    /// Environment steps per run.
-    #[arg(long, default_value_t = 150_000)]
-    total_timesteps: u64,
+    #[command(flatten)]
+    config: ReinforceConfig,
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::parse();
-    if args.run.resume.is_some() || args.run.eval.is_some() {
-        return Err("reinforce_baselines runs seeds 1..=N afresh: use --resume/--eval on one of its sub-runs \
-                    with cartpole_reinforce instead"
+fn main() {
+    exit_on_error(run());
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    // 150k steps per run, the variance of every baseline measured every second update, one
+    // evaluation at the end.
+    let defaults = ReinforceConfig {
+        total_timesteps: 150_000,
+        grad_variance_frequency: 4096,
+        eval_frequency: 0,
+        ..ReinforceConfig::default()
+    };
+    let matches = with_defaults(Args::command().bin_name("reinforce_baselines"), &defaults).get_matches();
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if args.run.resume.is_some() || args.run.eval.is_some() || args.run.stop_after.is_some() {
+        return Err("reinforce_baselines runs seeds 1..=N afresh: use --resume/--eval/--stop-after on one of its \
+                    sub-runs with cartpole_reinforce instead"
             .into());
     }
-    let run = RunDir::create("reinforce_baselines", args.run.run_dir.clone())?;
+    let cfg = resolve_config(&defaults, &args.config, args.run.config.as_deref(), &matches)?;
+    RunConfig::validate(&cfg).map_err(|m| format!("invalid configuration: {m}"))?;
+    if args.seeds == 0 {
+        return Err("--seeds must be at least 1".into());
+    }
+    if cfg.grad_variance_frequency == 0 {
+        return Err("grad_variance_frequency must be positive here: the gradient variance is what is compared".into());
+    }
+    let mut run = RunDir::create("reinforce_baselines", args.run.run_dir.clone())?;
+    run.lock()?;
+    run.write_config(&cfg)?;
+    let total_timesteps = cfg.total_timesteps;
     let variants =
         [(Baseline::None, (214, 39, 40)), (Baseline::RunningMean, (31, 119, 180)), (Baseline::Value, (44, 160, 44))];
-    let grid: Vec<f64> = (1..=60).map(|k| args.total_timesteps as f64 * k as f64 / 60.0).collect();
+    let grid: Vec<f64> = (1..=60).map(|k| total_timesteps as f64 * k as f64 / 60.0).collect();
     let (mut curves, mut variances) = (Vec::new(), Vec::new());
     // Per run, log10(var_b / var_none) on the same batches, for b = running mean and value.
     let (mut ratio_mean, mut ratio_value) = (Vec::new(), Vec::new());
@@ -45,32 +71,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (baseline, color) in variants {
         let (mut runs, mut vars, mut evals, mut mean_vars) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for seed in 1..=args.seeds {
-            let cfg = ReinforceConfig {
-                baseline,
-                total_timesteps: args.total_timesteps,
-                grad_variance_every: 2,
-                eval_every: 0,
-                ..ReinforceConfig::default()
-            };
             let sub = RunArgs {
                 seed,
                 run_dir: Some(run.path().join(format!("{}-seed{seed}", baseline.name()))),
-                config: args.run.config.clone(),
                 ..RunArgs::default()
             };
-            let (summary, outcome) =
-                run_example::<_, 4, 2>("cartpole_reinforce", &sub, cfg, glimpse_envs::cartpole_v1)?;
-            evals.push(summary["eval_mean_return"].as_f64().unwrap_or(f64::NAN));
+            let trainer =
+                Trainer::<_, 4, 2>::new(ReinforceConfig { baseline, ..cfg.clone() }, glimpse_envs::cartpole_v1)?;
+            let Outcome::Finished { summary, progress } = trainer.run(&sub)? else {
+                return Err("a sub-run without --stop-after did not finish".into());
+            };
+            evals.push(summary.eval_mean_return.unwrap_or(f64::NAN));
             let logs: Vec<(u64, f64)> =
-                outcome.grad_variances.iter().map(|&(s, v)| (s, v.max(1e-30).log10())).collect();
+                progress.grad_variances.iter().map(|&(s, v)| (s, v.max(1e-30).log10())).collect();
             mean_vars.push(logs.iter().map(|p| p.1).sum::<f64>() / logs.len().max(1) as f64);
             vars.push(logs);
             let ratio = |k: usize| -> Vec<(u64, f64)> {
-                outcome.same_batch_grad_variances.iter().map(|&(s, v)| (s, (v[k] / v[0]).log10())).collect()
+                progress.same_batch_grad_variances.iter().map(|&(s, v)| (s, (v[k] / v[0]).log10())).collect()
             };
             ratio_mean.push(ratio(1));
             ratio_value.push(ratio(2));
-            runs.push(outcome.curve);
+            runs.push(progress.curve);
         }
         let (m, lo, hi) = aggregate(&runs, &grid);
         for (i, x) in grid.iter().enumerate() {

@@ -10,10 +10,10 @@ use glimpse::run::{Run, RunConfig, Unit};
 use glimpse::Env;
 use serde::{Deserialize, Serialize};
 
-use crate::agent::{Agent, Outcome};
 use crate::policy::ActorCritic;
 use crate::ppo::{self, PpoConfig};
 use crate::trainer::Algorithm;
+use crate::training::{Outcome, Training};
 use crate::{check, Error};
 
 /// A2C hyperparameters (defaults after SB3/RL-Zoo's CartPole A2C; Adam instead of RMSprop).
@@ -162,7 +162,7 @@ impl Algorithm for A2cConfig {
 /// Trains `agent` with A2C: [`ppo::train`] on [`A2cConfig::to_ppo`].
 pub fn train<E, P, const O: usize>(
     run: Run<A2cConfig>,
-    agent: &mut Agent<E, P, O>,
+    agent: &mut Training<E, P, O>,
     make_env: &dyn Fn() -> E,
 ) -> Result<Outcome, Error>
 where

@@ -14,14 +14,13 @@
 //! ```
 
 pub mod a2c;
-pub mod agent;
 mod check;
 pub mod policy;
 pub mod ppo;
 pub mod trainer;
+pub mod training;
 
 pub use a2c::A2cConfig;
-pub use agent::{evaluate_policy, Agent, EvalReport, EvalStats, Outcome, Progress, Summary};
 pub use glimpse::run::{exit_on_error, Launch, RunArgs};
 pub use policy::{
     ActorCritic, Built, DiscreteMlp, DiscretePolicy, GaussianMlp, GaussianPolicy, SeparateDiscrete, SeparateGaussian,
@@ -29,6 +28,7 @@ pub use policy::{
 };
 pub use ppo::{PpoConfig, UpdateStats};
 pub use trainer::{Algorithm, Trainer};
+pub use training::{evaluate_policy, EvalReport, EvalStats, Outcome, Progress, Summary, Training};
 
 use glimpse::checkpoint::CheckpointError;
 use glimpse::finite::NonFinite;

@@ -15,9 +15,9 @@ use glimpse::{Env, EpisodeStats};
 use rand_chacha::ChaCha12Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::agent::{evaluate_policy, Agent, EvalStats, Outcome};
 use crate::policy::{ActorCritic, Column, Evaluation, Traced};
 use crate::trainer::Algorithm;
+use crate::training::{evaluate_policy, EvalStats, Outcome, Training};
 use crate::{check, Error};
 
 /// PPO hyperparameters. `Default` is CleanRL's `ppo.py`; the presets are RL-Zoo's tuned values.
@@ -249,7 +249,7 @@ pub struct UpdateStats {
 /// `solve_threshold`. `run` logs, checkpoints, stops at `--stop-after` and writes the summary.
 pub fn train<C, E, P, const O: usize>(
     mut run: Run<C>,
-    agent: &mut Agent<E, P, O>,
+    agent: &mut Training<E, P, O>,
     make_env: &dyn Fn() -> E,
 ) -> Result<Outcome, Error>
 where
@@ -269,7 +269,7 @@ where
         }
         // Rollout: `num_steps` steps of every env with the current (stochastic) policy, then GAE.
         let steps_before = agent.progress.env_steps;
-        let Agent { policy, rng, envs, rollout, obs, .. } = &mut *agent;
+        let Training { policy, rng, envs, rollout, obs, .. } = &mut *agent;
         let episodes = rollout.collect(envs, obs, steps_before, |o| policy.act(o, false, rng), |o| policy.values(o))?;
         let step = steps_before + batch;
         rollout.compute_gae(cfg.gamma, cfg.gae_lambda);
@@ -309,12 +309,12 @@ where
 /// Ends the run: the final checkpoint and `summary.json` (see [`crate::Summary`]).
 fn finish<C: RunConfig, E: Env + 'static, P: ActorCritic<O>, const O: usize>(
     run: Run<C>,
-    agent: &Agent<E, P, O>,
+    agent: &Training<E, P, O>,
     cfg: &PpoConfig,
 ) -> Result<Outcome, Error> {
     let metrics = agent.progress.metrics(cfg.solve_threshold);
     let summary = run.finish(agent.progress.env_steps, agent, &metrics)?;
-    Ok(Outcome::Finished(crate::agent::Summary::from_json(summary)?))
+    Ok(Outcome::Finished(crate::training::Summary::from_json(summary)?))
 }
 
 /// What one evaluation during training found.

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use glimpse::run::{Launch, RunArgs, RunConfig};
 use glimpse::Env;
 
-use crate::agent::{evaluate_policy, Agent, EvalReport, EvalStats, NetWeights, Outcome, Summary};
 use crate::policy::{action_bounds, ActorCritic, DiscreteMlp, GaussianMlp, SeparateDiscrete, SeparateGaussian};
+use crate::training::{evaluate_policy, EvalReport, EvalStats, NetWeights, Outcome, Summary, Training};
 use crate::{ppo, Error, PpoConfig};
 
 /// A config the actor-critic loop trains with: PPO's own, or one that is a special case of it
@@ -153,7 +153,7 @@ where
         match launch {
             Launch::Train(run) => {
                 let cfg = run.config.to_ppo();
-                let mut agent = Agent::new(&cfg, (self.build)(run.seed), &*self.make_env, run.seed)?;
+                let mut agent = Training::new(&cfg, (self.build)(run.seed), &*self.make_env, run.seed)?;
                 run.restore(&mut agent)?;
                 ppo::train(run, &mut agent, &*self.make_env)
             }

@@ -7,7 +7,7 @@ use glimpse::run::{Launch, RunArgs};
 use glimpse::{BoxSpace, Discrete, Env, EnvError, Info, Space, Step};
 use glimpse_actor_critic::policy::{ActOutput, Evaluation, ObsBatch, Traced};
 use glimpse_actor_critic::{
-    ppo, ActorCritic, Agent, DiscretePolicy, Error, Outcome, PpoConfig, SeparateDiscrete, Trainer,
+    ppo, ActorCritic, DiscretePolicy, Error, Outcome, PpoConfig, SeparateDiscrete, Trainer, Training,
 };
 use rand::Rng;
 
@@ -84,14 +84,14 @@ fn train<P: ActorCritic<2, Action = usize>>(
     name: &str,
     fault: Fault,
     policy: P,
-) -> (Result<Outcome, Error>, Agent<Faulty, P, 2>) {
+) -> (Result<Outcome, Error>, Training<Faulty, P, 2>) {
     let make_env = move || Faulty { env: 0, steps: 0, fault };
     let dir = temp(name);
     let args = RunArgs { seed: 0, run_dir: Some(dir.clone()), ..RunArgs::default() };
     let Launch::Train(run) = Launch::new("test", &args, &cfg(), &cfg(), &clap::ArgMatches::default()).unwrap() else {
         panic!("not a training run")
     };
-    let mut agent = Agent::new(&cfg(), policy, &make_env, run.seed).unwrap();
+    let mut agent = Training::new(&cfg(), policy, &make_env, run.seed).unwrap();
     let result = ppo::train(run, &mut agent, &make_env);
     std::fs::remove_dir_all(&dir).unwrap();
     (result, agent)
@@ -185,7 +185,7 @@ fn an_env_whose_spaces_do_not_fit_the_network_is_refused_at_construction() {
     // The agent checks too, whoever builds it.
     let make_env = glimpse_envs::acrobot_v1;
     let policy = DiscretePolicy::build::<SeparateDiscrete<6, 2, 8>>(0);
-    assert!(matches!(Agent::<_, _, 6>::new(&cfg(), policy, &make_env, 0), Err(Error::Spaces(_))));
+    assert!(matches!(Training::<_, _, 6>::new(&cfg(), policy, &make_env, 0), Err(Error::Spaces(_))));
     assert!(Trainer::discrete::<6, 3>(cfg(), glimpse_envs::acrobot_v1).is_ok());
 }
 

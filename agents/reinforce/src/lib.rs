@@ -6,24 +6,36 @@
 //! out: their return is not known yet), and takes one gradient step on
 //! `−mean[(G_t − b(s_t)) · log π(a_t|s_t)] − c_e · mean[H(π(·|s_t))]`.
 //! The baseline does not change the expected gradient, only its variance, which the trainer can
-//! estimate ([`ReinforceConfig::grad_variance_every`]).
+//! estimate ([`ReinforceConfig::grad_variance_frequency`]).
+//!
+//! [`train`] is the whole loop, on the run layer ([`glimpse::run`]); [`Trainer`] runs it on any
+//! env with a discrete action space:
+//!
+//! ```no_run
+//! use glimpse_reinforce::{ReinforceConfig, Trainer};
+//! let summary = Trainer::<_, 4, 2>::new(ReinforceConfig::cartpole(), glimpse_envs::cartpole_v1)?.seed(2).train()?;
+//! println!("solved at {:?}", summary.solved_at_step);
+//! # Ok::<(), glimpse_reinforce::Error>(())
+//! ```
 
-pub mod cli;
+mod check;
 pub mod plot;
-
-use std::time::Instant;
+pub mod trainer;
 
 use dfdx::nn::tensor_collection::{RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorRef};
 use dfdx::prelude::*;
+use glimpse::checkpoint::CheckpointError;
 use glimpse::distributions::Categorical;
-use glimpse::optim::{Adam, AdamConfig};
-use glimpse::rollout::{PolicyStep, RolloutBuffer};
-use glimpse::vec_env::{VecEnv, VecEnvState};
-use glimpse::{Env, EnvError, Observation};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha12Rng;
+use glimpse::finite::{check_finite, NonFinite};
+use glimpse::optim::{check_finite_params, Adam, AdamConfig, NonFiniteGradient, NonFiniteParams};
+use glimpse::rollout::{PolicyStep, RolloutBuffer, RolloutError};
+use glimpse::run::{Control, Run, RunConfig, RunError, Unit};
+use glimpse::{Env, EnvError, EpisodeStats, Space};
+use rand::Rng;
 use serde::{Deserialize, Serialize};
+
+pub use glimpse::run::{exit_on_error, Launch, RunArgs};
+pub use trainer::{evaluate, EvalStats, Outcome, Progress, Summary, Trainer, Training};
 
 /// Two tanh hidden layers of width `H` to `A` logits.
 pub type PolicyNet<const O: usize, const A: usize, const H: usize> =
@@ -33,6 +45,11 @@ pub type ValueNet<const O: usize, const H: usize> = (Linear<O, H>, Tanh, Linear<
 
 /// The hidden width used by [`Reinforce::new`].
 pub const HIDDEN: usize = 64;
+
+/// The built policy network of [`Reinforce`].
+pub type Policy<const O: usize, const A: usize> = <PolicyNet<O, A, HIDDEN> as BuildOnDevice<Cpu, f32>>::Built;
+/// The built value network of [`Reinforce`].
+pub type Value<const O: usize> = <ValueNet<O, HIDDEN> as BuildOnDevice<Cpu, f32>>::Built;
 
 /// What is subtracted from the return before it weights `∇ log π`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -60,52 +77,69 @@ impl Baseline {
     }
 }
 
-/// REINFORCE hyperparameters; defaults solve CartPole-v1.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+/// REINFORCE hyperparameters; the defaults solve CartPole-v1 ([`ReinforceConfig::cartpole`] adds
+/// the threshold).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
 pub struct ReinforceConfig {
-    /// Seed of the envs (env i gets `seed + i`), the networks and the sampling.
-    pub seed: u64,
-    /// Number of parallel environments.
+    /// Number of parallel environments (env i is first reset with seed + i).
+    #[arg(long, default_value_t = 8)]
     pub num_envs: usize,
-    /// Threads stepping the environments (including the learner's).
+    /// Threads stepping the environments, the learner's included (results do not depend on it).
+    #[arg(long, default_value_t = 1)]
     pub workers: usize,
     /// Steps per env per update.
+    #[arg(long, default_value_t = 256)]
     pub num_steps: usize,
-    /// Environment steps to train for at most.
+    /// Environment steps (all envs together) to train for at most.
+    #[arg(long, default_value_t = 1_000_000)]
     pub total_timesteps: u64,
     /// Policy learning rate (Adam).
+    #[arg(long, default_value_t = 2e-3)]
     pub learning_rate: f64,
-    /// Value-network learning rate (Adam), for [`Baseline::Value`].
+    /// Value-network learning rate (Adam), for the value baseline.
+    #[arg(long, default_value_t = 2e-3)]
     pub value_learning_rate: f64,
     /// Gradient steps on the value network per update.
+    #[arg(long, default_value_t = 5)]
     pub value_epochs: usize,
     /// Discount factor of the reward-to-go.
+    #[arg(long, default_value_t = 0.99)]
     pub gamma: f32,
-    /// The baseline.
+    /// What is subtracted from the return.
+    #[arg(long, value_enum, default_value_t = Baseline::Value)]
     pub baseline: Baseline,
-    /// Decay of the running mean of returns ([`Baseline::RunningMean`]).
+    /// Decay of the running mean of returns (the running-mean baseline).
+    #[arg(long, default_value_t = 0.9)]
     pub running_mean_decay: f64,
     /// Entropy bonus coefficient.
+    #[arg(long, default_value_t = 0.0)]
     pub ent_coef: f32,
-    /// Global gradient-norm clip.
-    pub max_grad_norm: Option<f32>,
-    /// Estimate the policy-gradient variance every this many updates (0: never). The estimate is
+    /// Clip the global gradient norm to this (0: no clipping).
+    #[arg(long, default_value_t = 1.0)]
+    pub max_grad_norm: f32,
+    /// Environment steps between policy-gradient variance estimates (0: never). Each estimate is
     /// made for every baseline on the same batch, so the running mean and the value network are
     /// then trained whichever baseline the policy uses.
-    pub grad_variance_every: usize,
-    /// Evaluate greedily every this many updates (0: only at the end).
-    pub eval_every: usize,
-    /// Greedy episodes in an evaluation.
+    #[arg(long, default_value_t = 0)]
+    pub grad_variance_frequency: u64,
+    /// Environment steps between greedy evaluations (0: only at the end).
+    #[arg(long, default_value_t = 10_240)]
+    pub eval_frequency: u64,
+    /// Episodes per greedy evaluation (run side by side, episode i seeded with seed + i).
+    #[arg(long, default_value_t = 100)]
     pub eval_episodes: usize,
-    /// Stop once the greedy evaluation mean return reaches this.
-    pub target_return: Option<f64>,
+    /// Stop once a greedy evaluation's mean return reaches this (unset: train the whole budget).
+    #[arg(long)]
+    pub solve_threshold: Option<f64>,
+    /// Environment steps between checkpoints (0: only at `--stop-after` and at the end).
+    #[arg(long, default_value_t = 10_000)]
+    pub checkpoint_frequency: u64,
 }
 
 impl Default for ReinforceConfig {
     fn default() -> Self {
         Self {
-            seed: 1,
             num_envs: 8,
             workers: 1,
             num_steps: 256,
@@ -117,46 +151,120 @@ impl Default for ReinforceConfig {
             baseline: Baseline::Value,
             running_mean_decay: 0.9,
             ent_coef: 0.0,
-            max_grad_norm: Some(1.0),
-            grad_variance_every: 0,
-            eval_every: 5,
+            max_grad_norm: 1.0,
+            grad_variance_frequency: 0,
+            eval_frequency: 10_240,
             eval_episodes: 100,
-            target_return: None,
+            solve_threshold: None,
+            checkpoint_frequency: 10_000,
         }
     }
 }
 
-/// Errors of the REINFORCE trainer.
+impl ReinforceConfig {
+    /// CartPole-v1: the defaults, stopping at a greedy mean of 475.
+    pub fn cartpole() -> Self {
+        Self { solve_threshold: Some(475.0), ..Self::default() }
+    }
+
+    /// Transitions per update, `num_envs × num_steps`.
+    pub fn batch_size(&self) -> usize {
+        self.num_envs.saturating_mul(self.num_steps)
+    }
+
+    /// Checks every setting; the message names the first bad one and what is allowed.
+    pub fn validate(&self) -> Result<(), String> {
+        check::rollout(self.num_envs, self.workers, self.num_steps, self.total_timesteps)?;
+        check::positive("learning_rate", self.learning_rate)?;
+        check::positive("value_learning_rate", self.value_learning_rate)?;
+        check::at_least("value_epochs", self.value_epochs as u64, 1)?;
+        check::unit_interval("gamma", self.gamma as f64)?;
+        check::unit_interval("running_mean_decay", self.running_mean_decay)?;
+        check::non_negative("ent_coef", self.ent_coef as f64)?;
+        check::non_negative("max_grad_norm", self.max_grad_norm as f64)?;
+        check::evaluation(self.eval_episodes, self.solve_threshold)
+    }
+}
+
+impl RunConfig for ReinforceConfig {
+    const UNIT: Unit = Unit::EnvSteps;
+    fn budget(&self) -> u64 {
+        self.total_timesteps
+    }
+    fn validate(&self) -> Result<(), String> {
+        ReinforceConfig::validate(self)
+    }
+    fn checkpoint_every(&self) -> u64 {
+        self.checkpoint_frequency
+    }
+}
+
+/// Errors of the REINFORCE trainer. Each prints as one readable line.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The run layer refused or failed (run directory, config file, checkpoint, guards).
+    #[error(transparent)]
+    Run(#[from] RunError),
     /// An environment failed.
     #[error("environment error: {0}")]
     Env(#[from] EnvError),
-    /// The configuration is inconsistent.
+    /// The env's observation or action space does not fit the networks.
+    #[error("the env does not fit the policy: {0}")]
+    Spaces(String),
+    /// A setting is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// A loss became NaN or infinite.
-    #[error("non-finite loss: {0}")]
-    NonFinite(String),
-    /// A gradient became NaN or infinite (the optimizer refused the step).
+    /// A NaN or infinity in an observation, a reward or a loss.
     #[error(transparent)]
-    NonFiniteGradient(#[from] glimpse::optim::NonFiniteGradient),
+    NonFinite(#[from] NonFinite),
+    /// The optimizer refused a NaN or infinite gradient (the weights are unchanged).
+    #[error("non-finite gradient of the {network} at env step {env_step}: {source}; training stopped")]
+    NonFiniteGradient {
+        /// `policy` or `value network`.
+        network: &'static str,
+        /// Environment steps done.
+        env_step: u64,
+        /// The optimizer's refusal.
+        source: NonFiniteGradient,
+    },
+    /// An update left a parameter NaN or infinite.
+    #[error("after the update at env step {env_step}, the {network}'s {source}; training stopped")]
+    NonFiniteParams {
+        /// `policy` or `value network`.
+        network: &'static str,
+        /// Environment steps done.
+        env_step: u64,
+        /// The tensor and its values.
+        source: NonFiniteParams,
+    },
+    /// A checkpoint cannot be continued exactly.
+    #[error("cannot resume exactly: {0}")]
+    Resume(String),
+}
+
+impl From<RolloutError> for Error {
+    fn from(e: RolloutError) -> Self {
+        match e {
+            RolloutError::Env(e) => Error::Env(e),
+            RolloutError::NonFinite(e) => Error::NonFinite(e),
+        }
+    }
+}
+
+impl From<CheckpointError> for Error {
+    fn from(e: CheckpointError) -> Self {
+        Error::Run(RunError::Checkpoint(e))
+    }
 }
 
 /// Statistics of one update.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct UpdateStats {
-    /// Update number, from 1.
-    pub update: usize,
-    /// Environment steps so far.
-    pub env_steps: u64,
-    /// Seconds since training started.
-    pub wall_seconds: f64,
     /// Policy loss (without the entropy term).
     pub policy_loss: f64,
     /// Mean policy entropy.
     pub entropy: f64,
-    /// Value-network loss ([`Baseline::Value`]).
+    /// Value-network loss (when the value network was trained).
     pub value_loss: Option<f64>,
     /// Steps used (those whose episode ended in the batch).
     pub samples: usize,
@@ -166,53 +274,48 @@ pub struct UpdateStats {
     pub grad_variance: Option<f64>,
     /// The variance each baseline (in [`Baseline::ALL`] order) would give on this same batch.
     pub same_batch_grad_variance: Option<[f64; 3]>,
-    /// Returns of the training episodes that ended during this update.
-    pub episode_returns: Vec<f64>,
-    /// Greedy evaluation mean return, when one ran.
-    pub eval_mean_return: Option<f64>,
 }
 
-/// The result of a training run.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct TrainOutcome {
-    /// Environment steps taken.
-    pub env_steps: u64,
-    /// Seconds spent.
-    pub wall_seconds: f64,
-    /// Updates done.
-    pub updates: usize,
-    /// Env steps at which the evaluation first reached the target.
-    pub solved_at_step: Option<u64>,
-    /// Mean return of the last greedy evaluation.
-    pub eval_mean_return: Option<f64>,
-    /// `(env_steps, mean return of the episodes that ended in that update)`.
-    pub curve: Vec<(u64, f64)>,
-    /// Every gradient-variance estimate, `(env_steps, variance)`.
-    pub grad_variances: Vec<(u64, f64)>,
-    /// Every same-batch estimate for all baselines, `(env_steps, [none, running mean, value])`.
-    pub same_batch_grad_variances: Vec<(u64, [f64; 3])>,
+/// Checks that an env with these spaces fits networks reading `O` values with `A` logits.
+pub fn check_spaces<const O: usize, const A: usize>(observation: &Space, action: &Space) -> Result<(), String> {
+    if observation.flat_dim() != O {
+        return Err(format!(
+            "the network reads {O} observation values, the env's observation space has {}",
+            observation.flat_dim()
+        ));
+    }
+    match action {
+        Space::Discrete(d) if d.n == A && d.start == 0 => Ok(()),
+        Space::Discrete(d) if d.n == A => {
+            Err(format!("the policy picks actions 0..{A}, the env's actions start at {}", d.start))
+        }
+        Space::Discrete(d) => Err(format!("the policy has {A} actions, the env's action space has {}", d.n)),
+        Space::Box(b) => {
+            Err(format!("REINFORCE here is discrete ({A} actions); the env's actions are a box of {}", b.dim()))
+        }
+    }
 }
 
-/// A REINFORCE agent: a categorical policy over `A` actions, a value network (used only with
-/// [`Baseline::Value`]) and their optimizers.
+/// A REINFORCE agent: a categorical policy over `A` actions, a value network (trained for the
+/// value baseline) and their optimizers.
 pub struct Reinforce<const O: usize, const A: usize> {
     /// The policy network.
-    pub policy: <PolicyNet<O, A, HIDDEN> as BuildOnDevice<Cpu, f32>>::Built,
+    pub policy: Policy<O, A>,
     /// The value network.
-    pub value: <ValueNet<O, HIDDEN> as BuildOnDevice<Cpu, f32>>::Built,
+    pub value: Value<O>,
     /// Policy optimizer.
-    pub policy_opt: Adam<<PolicyNet<O, A, HIDDEN> as BuildOnDevice<Cpu, f32>>::Built>,
+    pub policy_opt: Adam<Policy<O, A>>,
     /// Value optimizer.
-    pub value_opt: Adam<<ValueNet<O, HIDDEN> as BuildOnDevice<Cpu, f32>>::Built>,
-    /// Running mean of returns ([`Baseline::RunningMean`]); `None` before the first batch.
+    pub value_opt: Adam<Value<O>>,
+    /// Running mean of returns (the running-mean baseline); `None` before the first batch.
     pub running_mean: Option<f64>,
     dev: Cpu,
 }
 
 impl<const O: usize, const A: usize> Reinforce<O, A> {
-    /// Fresh networks initialised from `cfg.seed`.
-    pub fn new(cfg: &ReinforceConfig) -> Self {
-        let dev = Cpu::seed_from_u64(cfg.seed);
+    /// Fresh networks initialised from `seed`, with the learning rates of `cfg`.
+    pub fn new(cfg: &ReinforceConfig, seed: u64) -> Self {
+        let dev = Cpu::seed_from_u64(seed);
         let policy = dev.build_module::<PolicyNet<O, A, HIDDEN>, f32>();
         let value = dev.build_module::<ValueNet<O, HIDDEN>, f32>();
         let policy_opt = Adam::new(&policy, AdamConfig { lr: cfg.learning_rate as f32, ..Default::default() });
@@ -256,6 +359,106 @@ impl<const O: usize, const A: usize> Reinforce<O, A> {
         let ent_value = entropy.array();
         ((logp * w).mean() - entropy * ent_coef, ent_value)
     }
+}
+
+/// Trains with REINFORCE until the budget is spent or a greedy evaluation on envs from
+/// `make_env` reaches `solve_threshold`. `run` logs, checkpoints, stops at `--stop-after` and
+/// writes the summary.
+pub fn train<E: Env<Act = usize> + 'static, const O: usize, const A: usize>(
+    mut run: Run<ReinforceConfig>,
+    t: &mut Training<E, O, A>,
+    make_env: &dyn Fn() -> E,
+) -> Result<Outcome, Error> {
+    let cfg = run.config.clone();
+    t.check_resumable()?;
+    let batch = cfg.batch_size() as u64;
+    let num_updates = cfg.total_timesteps / batch;
+    let zeros = vec![0.0; cfg.num_envs];
+    while t.progress.updates < num_updates {
+        let update = t.progress.updates + 1;
+        // Rollout: Monte-Carlo returns need no critic (an episode's return is what it earned).
+        let steps_before = t.progress.env_steps;
+        let Training { agent, rng, envs, rollout, obs, .. } = &mut *t;
+        let act = |o: &[f32]| {
+            let env_actions = agent.act(o, false, rng);
+            let actions = env_actions.iter().map(|&a| a as f32).collect();
+            PolicyStep { env_actions, actions, log_probs: zeros.clone(), values: zeros.clone() }
+        };
+        let episodes = rollout.collect(envs, obs, steps_before, act, |o| vec![0.0; o.len() / O])?;
+        let step = steps_before + batch;
+        rollout.compute_returns(cfg.gamma);
+
+        // Learn on the steps whose episode ended in this batch.
+        let mask = rollout.complete_episode_mask();
+        let idx: Vec<usize> = (0..mask.len()).filter(|&k| mask[k]).collect();
+        let f = cfg.grad_variance_frequency;
+        let measure = f > 0 && step / f > steps_before / f;
+        let stats = learn(agent, rollout, &idx, &cfg, measure, step)?;
+        check_params(agent, step)?;
+        let p = &mut t.progress;
+        (p.updates, p.env_steps) = (update, step);
+        p.grad_variances.extend(stats.grad_variance.map(|v| (step, v)));
+        p.same_batch_grad_variances.extend(stats.same_batch_grad_variance.map(|v| (step, v)));
+        p.curve.extend(mean_return(&episodes).map(|m| (step, m)));
+        log_update(&mut run, step, &stats, &episodes)?;
+
+        // Evaluate greedily every `eval_frequency` steps and after the last update.
+        let due = cfg.eval_frequency > 0 && step / cfg.eval_frequency > steps_before / cfg.eval_frequency;
+        if due || update == num_updates {
+            let (eval, solved) =
+                trainer::evaluate_during_training(&t.agent, make_env, &cfg, run.seed, update == num_updates)?;
+            run.scalar("eval/mean_return", eval.mean_return, step)?;
+            run.progress().message(format!("eval {:.1}", eval.mean_return));
+            t.progress.solved_at_step = t.progress.solved_at_step.or(solved.then_some(step));
+            t.progress.last_eval = Some(eval);
+        }
+        if t.progress.solved_at_step.is_some() {
+            break;
+        }
+        if run.tick(step, t)? == Control::Stop {
+            return Ok(Outcome::Stopped { env_steps: step });
+        }
+    }
+    let metrics = t.progress.metrics(cfg.solve_threshold);
+    let summary = run.finish(t.progress.env_steps, t, &metrics)?;
+    Ok(Outcome::Finished { summary: Summary::from_json(summary)?, progress: Box::new(t.progress.clone()) })
+}
+
+/// Mean return of the episodes that ended, if any did.
+fn mean_return(episodes: &[EpisodeStats]) -> Option<f64> {
+    (!episodes.is_empty()).then(|| episodes.iter().map(|e| e.ret).sum::<f64>() / episodes.len() as f64)
+}
+
+/// Fails when an update left a parameter of either network NaN or infinite.
+fn check_params<const O: usize, const A: usize>(agent: &Reinforce<O, A>, step: u64) -> Result<(), Error> {
+    let bad = |network| move |source| Error::NonFiniteParams { network, env_step: step, source };
+    check_finite_params(&agent.policy).map_err(bad("policy"))?;
+    check_finite_params(&agent.value).map_err(bad("value network"))
+}
+
+/// One update's TensorBoard scalars and the training episodes that ended.
+fn log_update(
+    run: &mut Run<ReinforceConfig>,
+    step: u64,
+    s: &UpdateStats,
+    episodes: &[EpisodeStats],
+) -> Result<(), Error> {
+    run.scalar("losses/policy_loss", s.policy_loss, step)?;
+    run.scalar("losses/entropy", s.entropy, step)?;
+    run.scalar("losses/grad_norm", s.grad_norm, step)?;
+    run.scalar("charts/samples", s.samples as f64, step)?;
+    if let Some(v) = s.value_loss {
+        run.scalar("losses/value_loss", v, step)?;
+    }
+    if let Some(v) = s.grad_variance {
+        run.scalar("losses/grad_variance", v, step)?;
+    }
+    for e in episodes {
+        run.scalar("charts/episodic_return", e.ret, step)?;
+        run.scalar("charts/episodic_length", e.len as f64, step)?;
+    }
+    run.progress().update(step, mean_return(episodes));
+    Ok(())
 }
 
 /// Flattens the gradients of every parameter of a module into one vector.
@@ -305,180 +508,21 @@ pub fn grad_variance(group_grads: &[Vec<f32>]) -> Option<f64> {
     Some(total)
 }
 
-/// Greedy evaluation: mean return over `episodes` episodes (first reset seeded with `seed`).
-pub fn evaluate<E, const O: usize, const A: usize>(
-    env: &mut E,
-    agent: &Reinforce<O, A>,
-    episodes: usize,
-    seed: u64,
-) -> Result<f64, Error>
-where
-    E: Env<Act = usize>,
-{
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut obs = vec![0.0; O];
-    let mut total = 0.0;
-    for ep in 0..episodes {
-        env.reset(if ep == 0 { Some(seed) } else { None })?.0.write_to(&mut obs);
-        loop {
-            let step = env.step(&agent.act(&obs, true, &mut rng)[0])?;
-            total += step.reward;
-            if step.done() {
-                break;
-            }
-            step.obs.write_to(&mut obs);
-        }
-    }
-    Ok(total / episodes.max(1) as f64)
-}
-
-/// Where [`train_from`]'s loop stood after an update. Saved with the networks, optimizers and
-/// running mean, it lets a run continue bit-identically.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LoopState {
-    /// Updates done.
-    pub update: usize,
-    /// The environments, or why they could not be saved (continuing then fails with that reason).
-    pub envs: Result<VecEnvState, String>,
-    /// The sampling stream; `StdRng` is this generator.
-    pub rng: ChaCha12Rng,
-    /// The outcome so far (curves and counters).
-    pub outcome: TrainOutcome,
-}
-
-/// Trains `agent` with REINFORCE on `envs` (a [`VecEnv`]); `on_update` sees every update.
-pub fn train<E, const O: usize, const A: usize>(
-    envs: Vec<E>,
-    eval_env: &mut E,
-    agent: &mut Reinforce<O, A>,
-    cfg: &ReinforceConfig,
-    mut on_update: impl FnMut(&UpdateStats, &Reinforce<O, A>),
-) -> Result<TrainOutcome, Error>
-where
-    E: Env<Act = usize> + 'static,
-{
-    train_from(envs, eval_env, agent, cfg, None, |s, a, _| {
-        on_update(s, a);
-        false
-    })
-}
-
-/// [`train`], continuing from `resume` (saved by an earlier call; the caller restores the agent)
-/// when given. `on_update` also gets the loop's state (computed when called, for checkpoints) and
-/// returns `true` to stop after this update.
-pub fn train_from<E, const O: usize, const A: usize>(
-    envs: Vec<E>,
-    eval_env: &mut E,
-    agent: &mut Reinforce<O, A>,
-    cfg: &ReinforceConfig,
-    resume: Option<&LoopState>,
-    mut on_update: impl FnMut(&UpdateStats, &Reinforce<O, A>, &dyn Fn() -> LoopState) -> bool,
-) -> Result<TrainOutcome, Error>
-where
-    E: Env<Act = usize> + 'static,
-{
-    if envs.len() != cfg.num_envs || cfg.num_envs == 0 || cfg.num_steps == 0 || cfg.workers == 0 {
-        return Err(Error::Config(format!(
-            "need num_envs = envs.len() = {} > 0, num_steps > 0 and workers > 0",
-            envs.len()
-        )));
-    }
-    if E::Obs::DIM != O {
-        return Err(Error::Config(format!("env observations have {} values, the network expects {O}", E::Obs::DIM)));
-    }
-    let start = Instant::now();
-    let (n, t_len) = (cfg.num_envs, cfg.num_steps);
-    let mut venv = VecEnv::new(envs, cfg.workers)?;
-    let mut buf = RolloutBuffer::new(n, t_len, O, 1);
-    let num_updates = (cfg.total_timesteps / (n * t_len) as u64).max(1) as usize;
-    let (mut rng, mut obs, mut out, first_update) = match resume {
-        None => {
-            (ChaCha12Rng::seed_from_u64(cfg.seed), venv.reset(Some(cfg.seed))?.to_vec(), TrainOutcome::default(), 1)
-        }
-        Some(saved) => {
-            let envs = saved.envs.as_ref().map_err(|why| {
-                Error::Config(format!("cannot resume exactly: the checkpoint holds no environment state because {why}"))
-            })?;
-            venv.restore_state(envs)?;
-            (saved.rng.clone(), venv.observations().to_vec(), saved.outcome.clone(), saved.update + 1)
-        }
-    };
-    let zeros = vec![0.0; n];
-
-    for update in first_update..=num_updates {
-        // Monte-Carlo returns: an episode's return is what it earned, with no bootstrap.
-        let act = |o: &[f32]| {
-            let env_actions = agent.act(o, false, &mut rng);
-            let actions = env_actions.iter().map(|&a| a as f32).collect();
-            PolicyStep { env_actions, actions, log_probs: zeros.clone(), values: zeros.clone() }
-        };
-        let episodes = buf
-            .collect(&mut venv, &mut obs, out.env_steps, act, |o| vec![0.0; o.len() / O])
-            .map_err(|e| Error::Config(e.to_string()))?;
-        let episode_returns: Vec<f64> = episodes.iter().map(|e| e.ret).collect();
-        out.env_steps += (n * t_len) as u64;
-        buf.compute_returns(cfg.gamma);
-        let mask = buf.complete_episode_mask();
-        let idx: Vec<usize> = (0..mask.len()).filter(|&k| mask[k]).collect();
-
-        let mut stats = UpdateStats { update, samples: idx.len(), ..Default::default() };
-        if !idx.is_empty() {
-            learn(agent, &buf, &idx, cfg, &mut stats, update)?;
-        }
-        stats.env_steps = out.env_steps;
-        if let Some(v) = stats.grad_variance {
-            out.grad_variances.push((out.env_steps, v));
-        }
-        if let Some(v) = stats.same_batch_grad_variance {
-            out.same_batch_grad_variances.push((out.env_steps, v));
-        }
-        if !episode_returns.is_empty() {
-            out.curve.push((out.env_steps, episode_returns.iter().sum::<f64>() / episode_returns.len() as f64));
-        }
-        stats.episode_returns = episode_returns;
-
-        let last = update == num_updates;
-        if (cfg.eval_every > 0 && update % cfg.eval_every == 0) || last {
-            let quick = evaluate(eval_env, agent, cfg.eval_episodes.min(10), cfg.seed + 10_000)?;
-            let full_needed = cfg.target_return.is_none_or(|t| quick >= t) || last;
-            let mean = if full_needed && cfg.eval_episodes > 10 {
-                evaluate(eval_env, agent, cfg.eval_episodes, cfg.seed + 20_000)?
-            } else {
-                quick
-            };
-            stats.eval_mean_return = Some(mean);
-            out.eval_mean_return = Some(mean);
-            if full_needed && cfg.target_return.is_some_and(|t| mean >= t) {
-                out.solved_at_step = Some(out.env_steps);
-            }
-        }
-        stats.wall_seconds = start.elapsed().as_secs_f64();
-        out.updates = update;
-        let loop_state = || LoopState {
-            update,
-            envs: venv.save_state().map_err(|e| e.to_string()),
-            rng: rng.clone(),
-            outcome: TrainOutcome { wall_seconds: 0.0, ..out.clone() },
-        };
-        let stop = on_update(&stats, agent, &loop_state);
-        if out.solved_at_step.is_some() || stop {
-            break;
-        }
-    }
-    out.wall_seconds = start.elapsed().as_secs_f64();
-    Ok(out)
-}
-
-/// One policy step (and the baseline's update) on the steps `idx` of `buf`.
+/// One policy step (and the baseline's update) on the steps `idx` of `buf`; with `measure`, the
+/// gradient variance of every baseline on this batch first. `step` (env steps) names where a
+/// non-finite value appeared.
 fn learn<const O: usize, const A: usize>(
     agent: &mut Reinforce<O, A>,
     buf: &RolloutBuffer,
     idx: &[usize],
     cfg: &ReinforceConfig,
-    stats: &mut UpdateStats,
-    update: usize,
-) -> Result<(), Error> {
+    measure: bool,
+    step: u64,
+) -> Result<UpdateStats, Error> {
+    let mut stats = UpdateStats { samples: idx.len(), ..Default::default() };
+    if idx.is_empty() {
+        return Ok(stats);
+    }
     let mb = buf.minibatch(idx);
     let actions: Vec<usize> = mb.actions.iter().map(|&a| a as usize).collect();
     // The weights each baseline would give, on the same batch.
@@ -493,8 +537,8 @@ fn learn<const O: usize, const A: usize>(
     };
     let weights = weights_for(cfg.baseline);
 
-    let diagnostics = cfg.grad_variance_every > 0;
-    if diagnostics && update.is_multiple_of(cfg.grad_variance_every) {
+    let diagnostics = cfg.grad_variance_frequency > 0;
+    if measure {
         let all = Baseline::ALL.map(|b| grad_variance_by_env(agent, buf, idx, &weights_for(b), cfg.ent_coef));
         if let [Some(none), Some(running_mean), Some(value)] = all {
             stats.same_batch_grad_variance = Some([none, running_mean, value]);
@@ -502,13 +546,16 @@ fn learn<const O: usize, const A: usize>(
         stats.grad_variance = all[Baseline::ALL.iter().position(|&b| b == cfg.baseline).unwrap_or(0)];
     }
 
+    let max_norm = (cfg.max_grad_norm > 0.0).then_some(cfg.max_grad_norm);
     let (loss, entropy) = agent.policy_loss(&mb.obs, &actions, &weights, cfg.ent_coef);
     let loss_value = loss.array();
-    if !loss_value.is_finite() {
-        return Err(Error::NonFinite(format!("policy loss {loss_value}")));
-    }
+    check_finite("the policy loss", &[loss_value], step)?;
     let mut grads = loss.backward();
-    stats.grad_norm = agent.policy_opt.update(&mut agent.policy, &mut grads, cfg.max_grad_norm)? as f64;
+    stats.grad_norm = agent
+        .policy_opt
+        .update(&mut agent.policy, &mut grads, max_norm)
+        .map_err(|source| Error::NonFiniteGradient { network: "policy", env_step: step, source })?
+        as f64;
     stats.policy_loss = (loss_value + cfg.ent_coef * entropy) as f64;
     stats.entropy = entropy as f64;
 
@@ -527,16 +574,17 @@ fn learn<const O: usize, const A: usize>(
             let x = agent.batch(&mb.obs).traced(agent.value.alloc_grads());
             let loss = mse_loss(agent.value.forward(x), target.clone());
             let v = loss.array();
-            if !v.is_finite() {
-                return Err(Error::NonFinite(format!("value loss {v}")));
-            }
+            check_finite("the value loss", &[v], step)?;
             loss_sum += v as f64;
             let mut grads = loss.backward();
-            agent.value_opt.update(&mut agent.value, &mut grads, cfg.max_grad_norm)?;
+            agent
+                .value_opt
+                .update(&mut agent.value, &mut grads, max_norm)
+                .map_err(|source| Error::NonFiniteGradient { network: "value network", env_step: step, source })?;
         }
         stats.value_loss = Some(loss_sum / cfg.value_epochs.max(1) as f64);
     }
-    Ok(())
+    Ok(stats)
 }
 
 /// Gradient variance across envs: each env's steps form an independent group.
@@ -560,4 +608,44 @@ fn grad_variance_by_env<const O: usize, const A: usize>(
         groups.push(flat_grads(&agent.policy, &loss.backward()));
     }
     grad_variance(&groups)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        cfg: ReinforceConfig,
+    }
+
+    #[test]
+    fn flag_defaults_are_the_documented_defaults_and_bad_settings_are_named() {
+        assert_eq!(Cli::parse_from(["x"]).cfg, ReinforceConfig::default());
+        assert_eq!(Cli::parse_from(["x", "--baseline", "running-mean"]).cfg.baseline, Baseline::RunningMean);
+        assert_eq!(ReinforceConfig::cartpole().validate(), Ok(()));
+        let bad: [(&str, ReinforceConfig); 5] = [
+            ("num_envs", ReinforceConfig { num_envs: 0, ..Default::default() }),
+            ("value_epochs", ReinforceConfig { value_epochs: 0, ..Default::default() }),
+            ("running_mean_decay", ReinforceConfig { running_mean_decay: 1.5, ..Default::default() }),
+            ("total_timesteps", ReinforceConfig { total_timesteps: 2047, ..Default::default() }),
+            ("rollout storage", ReinforceConfig { num_steps: 1 << 60, ..Default::default() }),
+        ];
+        for (what, cfg) in bad {
+            let err = cfg.validate().unwrap_err();
+            assert!(err.contains(what), "{what}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_three_action_env_is_refused_by_a_two_action_policy() {
+        let acrobot = |n| Space::from(glimpse::Discrete::new(n));
+        let obs: Space = glimpse::BoxSpace::new(vec![0.0; 6], vec![1.0; 6]).into();
+        let err = check_spaces::<6, 2>(&obs, &acrobot(3)).unwrap_err();
+        assert!(err.contains("the policy has 2 actions, the env's action space has 3"), "{err}");
+        assert!(check_spaces::<5, 3>(&obs, &acrobot(3)).unwrap_err().contains("reads 5 observation values"));
+        assert_eq!(check_spaces::<6, 3>(&obs, &acrobot(3)), Ok(()));
+    }
 }

@@ -4,14 +4,20 @@
 use dfdx::prelude::*;
 use glimpse::wrappers::TimeLimit;
 use glimpse_envs::toy::{Chain, TwoArmedBandit};
-use glimpse_reinforce::{evaluate, flat_grads, grad_variance, train, Baseline, Reinforce, ReinforceConfig};
+use glimpse_reinforce::{flat_grads, grad_variance, Baseline, Outcome, Reinforce, ReinforceConfig, RunArgs, Trainer};
 /// Length of the chain the agents learn.
 const CHAIN: usize = 5;
 
+fn temp(name: &str) -> std::path::PathBuf {
+    std::env::set_var("GLIMPSE_NO_PROGRESS", "1");
+    let dir = std::env::temp_dir().join(format!("glimpse-reinforce-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
 #[test]
 fn policy_loss_gradient_matches_finite_differences() {
-    let cfg = ReinforceConfig { seed: 3, ..Default::default() };
-    let mut agent = Reinforce::<3, 4>::new(&cfg);
+    let mut agent = Reinforce::<3, 4>::new(&ReinforceConfig::default(), 3);
     let obs = [0.3f32, -1.2, 0.8, 1.5, 0.1, -0.4, -0.7, 0.9, 0.2];
     let actions = [2usize, 0, 3];
     let weights = [1.5f32, -0.7, 0.4];
@@ -89,18 +95,21 @@ fn every_baseline_learns_a_two_armed_bandit() {
             total_timesteps: 8_000,
             learning_rate: 1e-2,
             baseline,
-            grad_variance_every: 10,
-            eval_every: 0,
+            grad_variance_frequency: 1280,
+            eval_frequency: 0,
             eval_episodes: 10,
             ..Default::default()
         };
-        let mut agent = Reinforce::<1, 2>::new(&cfg);
-        let envs = (0..4).map(TwoArmedBandit::new).collect();
-        let out = train(envs, &mut TwoArmedBandit::new(99), &mut agent, &cfg, |_, _| {}).unwrap();
-        let p = bandit_p_best(&agent);
+        let dir = temp(&format!("bandit-{}", baseline.name()));
+        let trainer = Trainer::<_, 1, 2>::new(cfg, || TwoArmedBandit::new(0)).unwrap();
+        let args = RunArgs { run_dir: Some(dir.clone()), ..RunArgs::default() };
+        let Outcome::Finished { progress, .. } = trainer.run(&args).unwrap() else { panic!("not finished") };
+        let p = bandit_p_best(&trainer.load_agent(&dir).unwrap());
         assert!(p > 0.9, "{baseline:?}: P(best arm) = {p}");
-        assert!(!out.grad_variances.is_empty() && out.grad_variances.iter().all(|(_, v)| v.is_finite() && *v >= 0.0));
-        assert_eq!(out.same_batch_grad_variances.len(), out.grad_variances.len());
+        let v = &progress.grad_variances;
+        assert!(v.len() == 6 && v.iter().all(|(_, v)| v.is_finite() && *v >= 0.0), "{v:?}");
+        assert_eq!(progress.same_batch_grad_variances.len(), v.len());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
 
@@ -114,17 +123,18 @@ fn reinforce_learns_a_short_chain() {
             learning_rate: 5e-3,
             gamma: 0.95,
             baseline,
-            eval_every: 2,
+            eval_frequency: 384,
             eval_episodes: 5,
-            target_return: Some(0.85 - 1e-6),
+            solve_threshold: Some(0.85 - 1e-6),
             ..Default::default()
         };
-        let mut agent = Reinforce::<CHAIN, 2>::new(&cfg);
-        let envs = (0..4).map(|_| TimeLimit::new(Chain::<5>::default(), 12)).collect();
-        let mut eval_env = TimeLimit::new(Chain::<5>::default(), 12);
-        let out = train(envs, &mut eval_env, &mut agent, &cfg, |_, _| {}).unwrap();
-        assert!(out.solved_at_step.is_some(), "{baseline:?} not solved: {:?}", out.eval_mean_return);
-        let ret = evaluate(&mut eval_env, &agent, 2, 0).unwrap();
-        assert!((ret - 0.85).abs() < 1e-6, "optimal return is 0.85, got {ret}");
+        let dir = temp(&format!("chain-{}", baseline.name()));
+        let make_env = || TimeLimit::new(Chain::<CHAIN>::default(), 12);
+        let trainer = Trainer::<_, CHAIN, 2>::new(cfg, make_env).unwrap().run_dir(&dir);
+        let summary = trainer.train().unwrap();
+        assert!(summary.solved, "{baseline:?} not solved: {summary:?}");
+        let eval = trainer.evaluate(&dir, 2, 0).unwrap();
+        assert!((eval.mean_return - 0.85).abs() < 1e-6, "optimal return is 0.85, got {eval:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

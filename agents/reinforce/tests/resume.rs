@@ -1,70 +1,150 @@
-//! A REINFORCE run stopped mid-episode and resumed in a fresh agent ends exactly like the same run
-//! done in one go: summary, both networks, both optimizers, running mean and learning curves.
+//! REINFORCE on the run layer: a run stopped mid-episode and resumed by another trainer ends
+//! exactly like the same run done in one go (summary, both networks, both optimizers, running
+//! mean, curves); the guards; and bad input stops with an error.
 
-use glimpse::checkpoint::current_snapshot;
-use glimpse::run::RunArgs;
-use glimpse_reinforce::cli::{run_example, run_example_until};
-use glimpse_reinforce::{Baseline, ReinforceConfig};
+use std::path::{Path, PathBuf};
+
+use glimpse::run::RunError;
+use glimpse::{BoxSpace, Discrete, Env, EnvError, Info, Space, Step};
+use glimpse_reinforce::{Baseline, Error, Outcome, ReinforceConfig, RunArgs, Trainer};
 
 fn config(baseline: Baseline) -> ReinforceConfig {
     ReinforceConfig {
         num_envs: 4,
         num_steps: 64,
         total_timesteps: 4096,
-        eval_every: 4,
+        eval_frequency: 1024,
         eval_episodes: 3,
         baseline,
-        grad_variance_every: 3,
+        grad_variance_frequency: 768,
+        checkpoint_frequency: 0,
         ..ReinforceConfig::default()
     }
 }
 
-/// The final checkpoint's files and its state without the wall time.
-fn final_checkpoint(dir: &std::path::Path) -> (Vec<Vec<u8>>, serde_json::Value) {
-    let snap = current_snapshot(&dir.join("checkpoint")).unwrap();
-    let files = ["policy.safetensors", "value.safetensors", "policy_adam_m2.safetensors", "value_adam_m1.safetensors"];
-    let bytes = files.iter().map(|f| std::fs::read(snap.join(f)).unwrap()).collect();
-    let mut state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(snap.join("state.json")).unwrap()).unwrap();
-    state.as_object_mut().unwrap().remove("wall_seconds");
-    (bytes, state)
+fn temp(name: &str) -> PathBuf {
+    std::env::set_var("GLIMPSE_NO_PROGRESS", "1");
+    let dir = std::env::temp_dir().join(format!("glimpse-reinforce-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn trainer(cfg: ReinforceConfig) -> Trainer<glimpse::wrappers::TimeLimit<glimpse_envs::CartPole>, 4, 2> {
+    Trainer::new(cfg, glimpse_envs::cartpole_v1).unwrap()
+}
+
+/// The files of the current snapshot by name (run.json without its wall time; not the manifest).
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let snap = glimpse::checkpoint::current_snapshot(&dir.join("checkpoint")).unwrap();
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&snap)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name() != glimpse::checkpoint::MANIFEST)
+        .map(|e| {
+            let path = e.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            let mut bytes = std::fs::read(&path).unwrap();
+            if name == "run.json" {
+                let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                v.as_object_mut().unwrap().remove("wall_seconds");
+                bytes = v.to_string().into_bytes();
+            }
+            (name, bytes)
+        })
+        .collect();
+    files.sort();
+    files
 }
 
 #[test]
 fn a_stopped_and_resumed_run_equals_the_uninterrupted_one() {
     for baseline in [Baseline::Value, Baseline::RunningMean] {
-        let base =
-            std::env::temp_dir().join(format!("glimpse-reinforce-exact-{}-{}", baseline.name(), std::process::id()));
+        let base = temp(&format!("exact-{}", baseline.name()));
         let (whole, split) = (base.join("whole"), base.join("split"));
-        let _ = std::fs::remove_dir_all(&base);
-        let args = |dir: &std::path::PathBuf| RunArgs { seed: 8, run_dir: Some(dir.clone()), ..RunArgs::default() };
-        let (mut expected, expected_outcome) =
-            run_example::<_, 4, 2>("test", &args(&whole), config(baseline), glimpse_envs::cartpole_v1).unwrap();
-
-        let (stopped, _) = run_example_until::<_, 4, 2>(
-            "test",
-            &args(&split),
-            config(baseline),
-            glimpse_envs::cartpole_v1,
-            Some(1500),
-        )
-        .unwrap();
-        assert_eq!(stopped["stopped_at_step"], 1536, "{stopped}");
-        let (_, state) = final_checkpoint(&split);
-        let lengths = &state["train_loop"]["envs"]["Ok"]["lengths"];
+        let args =
+            |dir: &Path, stop_after| RunArgs { seed: 8, run_dir: Some(dir.into()), stop_after, ..RunArgs::default() };
+        let Outcome::Finished { summary: mut expected, progress: expected_progress } =
+            trainer(config(baseline)).run(&args(&whole, None)).unwrap()
+        else {
+            panic!("not finished")
+        };
+        let stopped = trainer(config(baseline)).run(&args(&split, Some(1500))).unwrap();
+        assert_eq!(stopped, Outcome::Stopped { env_steps: 1536 });
+        let snap = glimpse::checkpoint::current_snapshot(&split.join("checkpoint")).unwrap();
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(snap.join("state.json")).unwrap()).unwrap();
+        let lengths = &state["envs"]["Ok"]["lengths"];
         assert!(lengths.as_array().unwrap().iter().all(|l| l.as_u64().unwrap() > 0), "mid-episode: {lengths}");
 
-        let resume = RunArgs { resume: Some(split.clone()), seed: 99, ..RunArgs::default() };
-        let (mut got, got_outcome) =
-            run_example::<_, 4, 2>("test", &resume, config(Baseline::None), glimpse_envs::cartpole_v1).unwrap();
-        for s in [&mut expected, &mut got] {
-            s.as_object_mut().unwrap().remove("wall_seconds");
-        }
+        // A rejected config on --resume changes nothing and leaves the run resumable.
+        let bad = base.join("bad.toml");
+        std::fs::write(&bad, "gamma = 2.0\n").unwrap();
+        let before = std::fs::read(split.join("config.json")).unwrap();
+        let resume_bad = RunArgs { resume: Some(split.clone()), config: Some(bad), ..RunArgs::default() };
+        let err = trainer(config(baseline)).run(&resume_bad).unwrap_err();
+        assert!(matches!(err, Error::Run(RunError::Config { .. })) && err.to_string().contains("gamma"), "{err}");
+        assert_eq!(std::fs::read(split.join("config.json")).unwrap(), before);
+        // A new run into a directory holding a checkpoint is refused.
+        let err = trainer(config(baseline)).run(&args(&split, None)).unwrap_err();
+        assert!(matches!(err, Error::Run(RunError::HasCheckpoint { .. })), "{err}");
+
+        // Another process, with another baseline and seed in its trainer: the saved ones count.
+        let other = trainer(ReinforceConfig { baseline: Baseline::None, ..config(baseline) }).seed(99);
+        let resume = RunArgs { resume: Some(split.clone()), ..RunArgs::default() };
+        let Outcome::Finished { summary: mut got, progress: got_progress } = other.run(&resume).unwrap() else {
+            panic!("not finished")
+        };
+        got.wall_seconds = 0.0;
+        expected.wall_seconds = 0.0;
         assert_eq!(got, expected);
-        assert_eq!(got_outcome.curve, expected_outcome.curve);
-        assert_eq!(got_outcome.grad_variances, expected_outcome.grad_variances);
-        assert!(expected_outcome.curve.len() > 10 && !expected_outcome.grad_variances.is_empty());
-        assert_eq!(final_checkpoint(&split), final_checkpoint(&whole));
+        assert_eq!(got_progress, expected_progress);
+        assert!(expected_progress.curve.len() > 10 && !expected_progress.grad_variances.is_empty());
+        assert_eq!(snapshot(&split), snapshot(&whole));
+        // A finished run is not resumed.
+        assert!(matches!(other.run(&resume), Err(Error::Run(RunError::Finished { .. }))));
         std::fs::remove_dir_all(&base).unwrap();
     }
+}
+
+/// One-step episodes with 3 actions whose env 1 reaches a NaN observation on its 5th step.
+struct ThreeActions(u64, u64);
+impl Env for ThreeActions {
+    type Obs = [f32; 1];
+    type Act = usize;
+    fn observation_space(&self) -> Space {
+        BoxSpace::new(vec![0.0], vec![1.0]).into()
+    }
+    fn action_space(&self) -> Space {
+        Discrete::new(3).into()
+    }
+    fn reset(&mut self, seed: Option<u64>) -> Result<([f32; 1], Info), EnvError> {
+        if let Some(s) = seed {
+            self.0 = s;
+        }
+        Ok(([0.5], Info::default()))
+    }
+    fn step(&mut self, _: &usize) -> Result<Step<[f32; 1]>, EnvError> {
+        self.1 += 1;
+        let obs = if self.0 == 1 && self.1 == 5 { [f32::NAN] } else { [0.5] };
+        Ok(Step { obs, reward: 1.0, terminated: true, truncated: false, info: Info::default() })
+    }
+}
+
+#[test]
+fn a_wrong_action_count_is_refused_at_construction_and_a_nan_observation_stops_training() {
+    let cfg = ReinforceConfig {
+        num_envs: 2,
+        num_steps: 4,
+        total_timesteps: 64,
+        eval_frequency: 0,
+        ..config(Baseline::Value)
+    };
+    let err = Trainer::<_, 1, 2>::new(cfg.clone(), || ThreeActions(0, 0)).err().expect("refused");
+    assert!(matches!(err, Error::Spaces(_)), "{err}");
+    assert!(err.to_string().contains("the policy has 2 actions, the env's action space has 3"), "{err}");
+
+    let dir = temp("nan");
+    let trainer = Trainer::<_, 1, 3>::new(cfg, || ThreeActions(0, 0)).unwrap().run_dir(&dir);
+    let Err(Error::NonFinite(e)) = trainer.train() else { panic!("expected a non-finite observation error") };
+    assert_eq!((e.what.as_str(), e.step), ("observation of env 1", 10), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

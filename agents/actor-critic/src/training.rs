@@ -1,4 +1,4 @@
-//! What a PPO/A2C run trains and steps ([`Agent`], saved whole in every checkpoint), its greedy
+//! What a PPO/A2C run trains and steps ([`Training`], saved whole in every checkpoint), its greedy
 //! evaluation, and what a run ends with ([`Summary`], [`Outcome`]).
 
 use std::path::Path;
@@ -28,7 +28,7 @@ pub const STATE_FILE: &str = "state.json";
 /// Everything a PPO/A2C run trains and steps: the policy, its Adam moments, the envs, the
 /// sampling stream and the loop's [`Progress`]. A checkpoint saves all of it, so a resumed run
 /// continues bit for bit.
-pub struct Agent<E: Env, P: ActorCritic<O>, const O: usize> {
+pub struct Training<E: Env, P: ActorCritic<O>, const O: usize> {
     /// The policy and value network.
     pub policy: P,
     /// Its optimizer (the learning rate is annealed in place).
@@ -84,7 +84,7 @@ struct LoopState {
     envs: Result<VecEnvState, String>,
 }
 
-impl<E: Env + 'static, P: ActorCritic<O, Action = E::Act>, const O: usize> Agent<E, P, O> {
+impl<E: Env + 'static, P: ActorCritic<O, Action = E::Act>, const O: usize> Training<E, P, O> {
     /// A fresh agent: `cfg.num_envs` envs from `make_env`, reset with `seed` (env i with
     /// `seed + i`), and `policy` with a zeroed Adam. Refuses an env whose spaces do not fit the
     /// policy, and a rollout that cannot fit in memory, before allocating anything large.
@@ -131,7 +131,7 @@ impl<E: Env + 'static, P: ActorCritic<O, Action = E::Act>, const O: usize> Agent
     }
 }
 
-impl<E: Env + 'static, P: ActorCritic<O>, const O: usize> Checkpoint for Agent<E, P, O> {
+impl<E: Env + 'static, P: ActorCritic<O>, const O: usize> Checkpoint for Training<E, P, O> {
     fn save(&self, snapshot: &Path) -> Result<(), CheckpointError> {
         save_weights(self.policy.net(), &snapshot.join(POLICY_FILE))?;
         self.opt.save(snapshot, "adam")?;
