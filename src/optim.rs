@@ -7,12 +7,12 @@
 //! continues with exactly the optimizer state it stopped with.
 //!
 //! **How a step runs**: one pass over the gradients computes the global norm (and refuses the
-//! step, changing nothing, when it is NaN or infinite); then, per tensor, one vectorised pass
-//! (parallel over chunks for large tensors) updates the moments in place and writes the step
-//! into a scratch buffer, and dfdx's in-place SGD kernel (learning rate 1, no momentum)
-//! subtracts it from the parameter. Nothing is copied: the gradients are read where dfdx keeps
-//! them (which is why [`Adam::update`] borrows them mutably; their values are not changed).
-//! Results do not depend on the number of threads or on the CPU's vector width.
+//! step, changing nothing, when it is NaN or infinite); then, per tensor, the parameter is copied
+//! into a scratch buffer, one vectorised pass (parallel over chunks for large tensors) updates
+//! the moments and the parameter values there, and they are copied back. The gradients are read
+//! where dfdx keeps them, without a copy (which is why [`Adam::update`] borrows them mutably;
+//! their values are not changed). Results do not depend on the number of threads or on the
+//! CPU's vector width.
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -21,15 +21,11 @@ use dfdx::nn::tensor_collection::{
     RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorMut, ViewTensorName, ViewTensorRef,
 };
 use dfdx::nn::{LoadFromSafetensors, SaveToSafetensors};
-use dfdx::optim::SgdConfig;
-use dfdx::prelude::{Cpu, CpuError, Gradients, HasShape, Shape, Storage, Tensor};
+use dfdx::prelude::{Cpu, CpuError, Gradients, HasShape, Shape, Tensor};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, CheckpointError};
-
-/// A buffer of the CPU device (what dfdx's in-place kernels take).
-type Buf = <Cpu as Storage<f32>>::Vec;
 
 /// Tensors with at least this many elements are updated (and their squared norms summed) in
 /// parallel chunks of this size; smaller ones on the calling thread.
@@ -148,10 +144,10 @@ pub struct Adam<M> {
     /// `M::clone`, taken where `M: Clone` is known, so later methods do not need the bound.
     clone: fn(&M) -> M,
     /// First and second moments of each trainable tensor, in visiting order.
-    m1: Vec<Buf>,
-    m2: Vec<Buf>,
-    /// The step of one tensor, as long as the largest.
-    scratch: Buf,
+    m1: Vec<Vec<f32>>,
+    m2: Vec<Vec<f32>>,
+    /// The values of one parameter tensor during its step, as long as the largest.
+    scratch: Vec<f32>,
     /// The moments as modules, built on demand by [`Adam::moments`] and dropped by every update.
     modules: OnceLock<(M, M)>,
 }
@@ -181,7 +177,7 @@ impl TensorVisitor<f32, Cpu> for Zero {
 
 /// Copies the moment buffers into the trainable tensors of a module.
 struct ToModule<'a> {
-    bufs: &'a [Buf],
+    bufs: &'a [Vec<f32>],
     next: usize,
 }
 impl TensorVisitor<f32, Cpu> for ToModule<'_> {
@@ -204,7 +200,7 @@ impl TensorVisitor<f32, Cpu> for ToModule<'_> {
 
 /// Copies the trainable tensors of a module into the moment buffers.
 struct FromModule<'a> {
-    bufs: &'a mut [Buf],
+    bufs: &'a mut [Vec<f32>],
     next: usize,
 }
 impl TensorVisitor<f32, Cpu> for FromModule<'_> {
@@ -249,7 +245,7 @@ impl TensorVisitor<f32, Cpu> for SquaredNorm<'_> {
 
 /// The sum of squares of `g` in f64. Below [`CHUNK`] values it is one running sum, in order (as
 /// glimpse always summed: the small networks of the agents clip with exactly the norm they were
-/// measured with); above, each chunk is summed in sixteen interleaved partial sums (vectorised),
+/// measured with); above, each chunk is summed in 32 interleaved partial sums (vectorised),
 /// chunks in parallel, and the chunk sums are added in order, so the result does not depend on
 /// the thread count.
 fn squared_sum(g: &[f32]) -> f64 {
@@ -260,7 +256,7 @@ fn squared_sum(g: &[f32]) -> f64 {
     partial.iter().sum()
 }
 
-/// Sixteen interleaved partial sums of squares, added pairwise at the end.
+/// Interleaved partial sums of squares, added pairwise at the end.
 fn lanes_squared_sum(g: &[f32]) -> f64 {
     #[cfg(target_arch = "x86_64")]
     {
@@ -290,7 +286,9 @@ unsafe fn lanes_squared_sum_avx2(g: &[f32]) -> f64 {
 
 #[inline(always)]
 fn lanes_squared_sum_portable(g: &[f32]) -> f64 {
-    const LANES: usize = 16;
+    // 32 lanes (four AVX-512 registers of f64) keep the adds' latency hidden; with 16 the loop
+    // took twice as long.
+    const LANES: usize = 32;
     let mut acc = [0.0f64; LANES];
     let mut chunks = g.chunks_exact(LANES);
     for c in &mut chunks {
@@ -338,40 +336,40 @@ impl StepConsts {
     }
 }
 
-/// Updates the moments `m`, `v` of one chunk from its gradient `g` and writes the step into `d`.
-fn adam_chunk(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], d: &mut [f32]) {
+/// Updates the moments `m`, `v` and the parameter values `p` of one chunk from its gradient `g`.
+fn adam_chunk(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], p: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU supports the features the function is compiled for.
-            return unsafe { adam_chunk_avx512(k, g, m, v, d) };
+            return unsafe { adam_chunk_avx512(k, g, m, v, p) };
         }
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: as above.
-            return unsafe { adam_chunk_avx2(k, g, m, v, d) };
+            return unsafe { adam_chunk_avx2(k, g, m, v, p) };
         }
     }
-    adam_chunk_portable(k, g, m, v, d)
+    adam_chunk_portable(k, g, m, v, p)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2")]
-unsafe fn adam_chunk_avx512(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], d: &mut [f32]) {
-    adam_chunk_portable(k, g, m, v, d)
+unsafe fn adam_chunk_avx512(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], p: &mut [f32]) {
+    adam_chunk_portable(k, g, m, v, p)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn adam_chunk_avx2(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], d: &mut [f32]) {
-    adam_chunk_portable(k, g, m, v, d)
+unsafe fn adam_chunk_avx2(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], p: &mut [f32]) {
+    adam_chunk_portable(k, g, m, v, p)
 }
 
 /// The element-wise step. Rust never fuses a product and a sum into one rounding, so the
 /// vectorised builds compute exactly what the scalar one does.
 #[inline(always)]
-fn adam_chunk_portable(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], d: &mut [f32]) {
+fn adam_chunk_portable(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], p: &mut [f32]) {
     let n = g.len();
-    let (m, v, d) = (&mut m[..n], &mut v[..n], &mut d[..n]);
+    let (m, v, p) = (&mut m[..n], &mut v[..n], &mut p[..n]);
     let StepConsts { b1, b2, lr, eps, c1, c2, scale, .. } = *k;
     match (k.order, scale == 1.0) {
         (AdamOrder::Glimpse, _) => {
@@ -379,7 +377,7 @@ fn adam_chunk_portable(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], 
                 let gi = g[i] * scale;
                 m[i] = b1 * m[i] + (1.0 - b1) * gi;
                 v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
-                d[i] = lr * (m[i] / c1) / ((v[i] / c2).sqrt() + eps);
+                p[i] -= lr * (m[i] / c1) / ((v[i] / c2).sqrt() + eps);
             }
         }
         (AdamOrder::Dfdx, unscaled) => {
@@ -387,7 +385,7 @@ fn adam_chunk_portable(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], 
                 let gi = if unscaled { g[i] } else { g[i] * scale };
                 m[i] = m[i] * b1 + gi * (1.0 - b1);
                 v[i] = v[i] * b2 + (gi * gi) * (1.0 - b2);
-                d[i] = lr * (m[i] * c1) / ((v[i] * c2).sqrt() + eps);
+                p[i] -= lr * (m[i] * c1) / ((v[i] * c2).sqrt() + eps);
             }
         }
     }
@@ -397,9 +395,9 @@ fn adam_chunk_portable(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], 
 struct Step<'a> {
     grads: &'a mut Gradients<f32, Cpu>,
     consts: StepConsts,
-    m1: &'a mut [Buf],
-    m2: &'a mut [Buf],
-    scratch: &'a mut Buf,
+    m1: &'a mut [Vec<f32>],
+    m2: &'a mut [Vec<f32>],
+    scratch: &'a mut Vec<f32>,
     next: usize,
 }
 impl TensorVisitor<f32, Cpu> for Step<'_> {
@@ -419,22 +417,21 @@ impl TensorVisitor<f32, Cpu> for Step<'_> {
         self.next += 1;
         let g: &[f32] = self.grads.get_or_alloc_mut(p)?;
         let (m, v) = (&mut self.m1[i][..], &mut self.m2[i][..]);
-        let d = &mut self.scratch[..g.len()];
+        // dfdx gives no mutable view of a tensor's buffer: the values go through the scratch
+        // buffer (two memcpys, cheaper than dfdx's in-place SGD kernel, which does not vectorise).
+        let values = &mut self.scratch[..g.len()];
+        p.copy_into(values);
         let k = &self.consts;
         if g.len() < CHUNK {
-            adam_chunk(k, g, m, v, d);
+            adam_chunk(k, g, m, v, values);
         } else {
             g.par_chunks(CHUNK)
                 .zip(m.par_chunks_mut(CHUNK))
                 .zip(v.par_chunks_mut(CHUNK))
-                .zip(d.par_chunks_mut(CHUNK))
-                .for_each(|(((g, m), v), d)| adam_chunk(k, g, m, v, d));
+                .zip(values.par_chunks_mut(CHUNK))
+                .for_each(|(((g, m), v), p)| adam_chunk(k, g, m, v, p));
         }
-        // p -= 1 * d, in place, with dfdx's SGD kernel (the only public way to write a tensor's
-        // buffer without copying it). Its "velocity" is not touched without momentum; it only
-        // has to be as long as the parameter, which the first moment is.
-        let apply = SgdConfig { lr: 1.0, momentum: None, weight_decay: None };
-        apply.try_update(p, &mut self.m1[i], self.scratch)?;
+        p.copy_from(values);
         Ok(None)
     }
 }
@@ -450,11 +447,9 @@ impl<M: TensorCollection<f32, Cpu>> Adam<M> {
         let mut zeros = model.clone();
         let mut shapes = Zero { trainable: Vec::new() };
         M::iter_tensors(&mut RecursiveWalker { m: &mut zeros, f: &mut shapes }).expect("zeroing moments");
-        let dev = Cpu::default();
-        let alloc = |n: usize| -> Buf { dev.try_alloc_len(n).expect("allocating Adam moments") };
-        let m1 = shapes.trainable.iter().map(|&n| alloc(n)).collect();
-        let m2 = shapes.trainable.iter().map(|&n| alloc(n)).collect();
-        let scratch = alloc(shapes.trainable.iter().copied().max().unwrap_or(0));
+        let m1 = shapes.trainable.iter().map(|&n| vec![0.0; n]).collect();
+        let m2 = shapes.trainable.iter().map(|&n| vec![0.0; n]).collect();
+        let scratch = vec![0.0; shapes.trainable.iter().copied().max().unwrap_or(0)];
         Self { cfg, t: 0, zeros, clone: M::clone, m1, m2, scratch, modules: OnceLock::new() }
     }
 

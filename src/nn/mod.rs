@@ -1,4 +1,4 @@
-//! Convolution, pooling and recurrent layers for dfdx 0.13 on stable Rust.
+//! Convolution, pooling, recurrent and dense layers and fused losses for dfdx 0.13 on stable Rust.
 //!
 //! dfdx's own `Conv2D`, `ConvTrans2D` and pooling modules need its `nightly` feature, which does
 //! not build on stable; these are first-class dfdx modules with their own CPU kernels (im2col +
@@ -14,7 +14,9 @@ pub(crate) mod kernels;
 
 mod conv;
 mod convtrans;
+mod dense;
 mod dropout;
+mod loss;
 mod pool;
 mod reshape;
 mod rnn;
@@ -22,8 +24,10 @@ mod runtime;
 
 pub use conv::{fill_fan_in_uniform, pixelcnn_mask_taps, Conv2D, MaskA, MaskB, MaskKind, MaskedConv2D};
 pub use convtrans::ConvTrans2D;
+pub use dense::Dense;
 pub use dropout::HashDropout;
 pub use kernels::NnFloat;
+pub use loss::{bernoulli_nll_sum, bernoulli_nll_with_logits};
 pub use pool::{AvgPool2D, MaxPool2D};
 pub use reshape::{Flatten, FlattenTo, Unflatten};
 pub use rnn::{split_steps, stack_steps, GRUCell, LSTMCell, LstmState, MergeTapes};
@@ -33,6 +37,7 @@ pub use runtime::{in_thread_pool, keep_freed_memory, GLIBC_TUNABLES};
 pub mod builders {
     pub use super::conv::builder::{Conv2D, MaskedConv2D};
     pub use super::convtrans::builder::ConvTrans2D;
+    pub use super::dense::builder::Dense;
     pub use super::dropout::HashDropout;
     pub use super::pool::{AvgPool2D, MaxPool2D};
     pub use super::reshape::{Flatten, FlattenTo, Unflatten};

@@ -6,7 +6,6 @@
 //! - [`iw`]: the importance-weighted log-likelihood estimate (Burda et al., 2016) in nats.
 //! - [`train`]: [`Config`] and the training loop ([`train()`]), used by `examples/vae_mnist.rs`.
 
-pub mod dense;
 pub mod iw;
 pub mod loss;
 pub mod model;

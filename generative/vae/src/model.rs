@@ -1,10 +1,9 @@
 //! VAE architectures as typed dfdx modules, and the [`VaeModel`] trait the losses and training use.
 
-use crate::dense::{builder, Dense};
 use crate::PIXELS;
 use dfdx::nn::{builders, modules};
 use dfdx::prelude::{Const, Cpu, HasShape, Module, ReLU, ReshapeTo, SplitTape, Tape, Tensor, TensorCollection};
-use glimpse::nn::{self as nn, builders as nn_builders};
+use glimpse::nn::{self as nn, builders as nn_builders, Dense};
 
 /// A batch of flattened images, `(batch, 784)`.
 pub type Images<T> = Tensor<(usize, Const<PIXELS>), f32, Cpu, T>;
@@ -33,10 +32,10 @@ pub fn log_odds(p: f32) -> f32 {
 /// (mean, log-variance); decoder Z-400 (ReLU)-784 (logits).
 pub type MlpVaeBuilder<const Z: usize> = (
     (
-        (builder::Dense<PIXELS, 400>, builders::ReLU),
-        builders::SplitInto<(builder::Dense<400, Z>, builder::Dense<400, Z>)>,
+        (nn_builders::Dense<PIXELS, 400>, builders::ReLU),
+        builders::SplitInto<(nn_builders::Dense<400, Z>, nn_builders::Dense<400, Z>)>,
     ),
-    (builder::Dense<Z, 400>, builders::ReLU, builder::Dense<400, PIXELS>),
+    (nn_builders::Dense<Z, 400>, builders::ReLU, nn_builders::Dense<400, PIXELS>),
 );
 
 /// The built MLP VAE: `.0` is the encoder, `.1` the decoder (see [`MlpVaeBuilder`]).
@@ -70,14 +69,14 @@ impl<const Z: usize> VaeModel<Z> for MlpVae<Z> {
 pub type ConvVaeBuilder<const Z: usize> = (
     (
         (nn_builders::Conv2D<1, 32, 4, 2, 1>, builders::ReLU, nn_builders::Conv2D<32, 64, 4, 2, 1>, builders::ReLU),
-        (nn_builders::FlattenTo<3136>, builder::Dense<3136, 256>, builders::ReLU),
-        builders::SplitInto<(builder::Dense<256, Z>, builder::Dense<256, Z>)>,
+        (nn_builders::FlattenTo<3136>, nn_builders::Dense<3136, 256>, builders::ReLU),
+        builders::SplitInto<(nn_builders::Dense<256, Z>, nn_builders::Dense<256, Z>)>,
     ),
     (
         (
-            builder::Dense<Z, 256>,
+            nn_builders::Dense<Z, 256>,
             builders::ReLU,
-            builder::Dense<256, 3136>,
+            nn_builders::Dense<256, 3136>,
             builders::ReLU,
             nn_builders::Unflatten<64, 7, 7>,
         ),

@@ -1,0 +1,142 @@
+//! [`Dense`]: a fully connected layer with the parameters of dfdx's `Linear`, computed with the
+//! matrix products the other layers use (the AVX-512 kernel for f32 where the CPU has it, else
+//! the `gemm` crate), instead of dfdx 0.13's matmul, whose `gemm` 0.15 kernels stop at AVX2 on
+//! stable Rust.
+//!
+//! The forward pass and its backward pass (weight, bias and input gradients) are one op each on
+//! the tape. [`Dense::forward_data`] skips the input gradient, which a first layer fed with data
+//! never needs.
+
+use dfdx::nn::{BuildOnDevice, Module, ModuleVisitor, NonMutableModule, TensorCollection, TensorOptions};
+use dfdx::prelude::*;
+
+use super::conv::fill_fan_in_uniform;
+use super::kernels::{matmul, raw_grad, take_contiguous, tensor_vec, threads, Mat, NnFloat};
+
+/// Device-free description of [`Dense`], for module tuples built with `dev.build_module`.
+pub mod builder {
+    /// A fully connected layer from `I` to `O` features.
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct Dense<const I: usize, const O: usize>;
+}
+
+impl<const I: usize, const O: usize, E: NnFloat> BuildOnDevice<Cpu, E> for builder::Dense<I, O>
+where
+    Cpu: Device<E>,
+{
+    type Built = Dense<I, O, E, Cpu>;
+    fn try_build_on_device(device: &Cpu) -> Result<Self::Built, CpuError> {
+        Self::Built::try_build(device)
+    }
+}
+
+/// `y = x W^T + b` for a batch `x` of shape `(batch, I)`, like `torch.nn.Linear`. Parameters and
+/// their initialisation (uniform in ±1/sqrt(I)) are those of dfdx's `Linear`, so checkpoints use
+/// the same names (`weight` of shape `(O, I)`, `bias`) and are interchangeable.
+#[derive(Debug, Clone)]
+pub struct Dense<const I: usize, const O: usize, E: Dtype, D: Storage<E>> {
+    /// Weight matrix, shape `(O, I)`.
+    pub weight: Tensor<Rank2<O, I>, E, D>,
+    /// Bias vector, shape `(O,)`.
+    pub bias: Tensor<Rank1<O>, E, D>,
+}
+
+impl<const I: usize, const O: usize, E: Dtype, D: Storage<E>> NonMutableModule for Dense<I, O, E, D> {}
+
+impl<const I: usize, const O: usize, E: NnFloat> TensorCollection<E, Cpu> for Dense<I, O, E, Cpu>
+where
+    Cpu: Device<E>,
+{
+    type To<E2: Dtype, D2: Device<E2>> = Dense<I, O, E2, D2>;
+
+    fn iter_tensors<V: ModuleVisitor<Self, E, Cpu>>(visitor: &mut V) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        visitor.visit_fields(
+            (
+                Self::tensor(
+                    "weight",
+                    |s| &s.weight,
+                    |s| &mut s.weight,
+                    TensorOptions::reset_with(|t| fill_fan_in_uniform(t, I)),
+                ),
+                Self::tensor(
+                    "bias",
+                    |s| &s.bias,
+                    |s| &mut s.bias,
+                    TensorOptions::reset_with(|t| fill_fan_in_uniform(t, I)),
+                ),
+            ),
+            |(weight, bias)| Dense { weight, bias },
+        )
+    }
+}
+
+impl<const I: usize, const O: usize, E: NnFloat, B: Dim, T: Tape<E, Cpu>> Module<Tensor<(B, Const<I>), E, Cpu, T>>
+    for Dense<I, O, E, Cpu>
+where
+    Cpu: Device<E>,
+{
+    type Output = Tensor<(B, Const<O>), E, Cpu, T>;
+    type Error = CpuError;
+
+    fn try_forward(&self, x: Tensor<(B, Const<I>), E, Cpu, T>) -> Result<Self::Output, CpuError> {
+        let (x, tape) = x.split_tape();
+        dense(self, x, tape, true)
+    }
+}
+
+impl<const I: usize, const O: usize, E: NnFloat> Dense<I, O, E, Cpu>
+where
+    Cpu: Device<E>,
+{
+    /// The forward pass for a data input (no gradient flows to `x`); `tape` records the
+    /// parameters' gradients.
+    pub fn forward_data<B: Dim, T: Tape<E, Cpu>>(
+        &self,
+        x: Tensor<(B, Const<I>), E, Cpu>,
+        tape: T,
+    ) -> Tensor<(B, Const<O>), E, Cpu, T> {
+        dense(self, x, tape, false).expect("CPU allocation")
+    }
+}
+
+fn dense<const I: usize, const O: usize, E: NnFloat, B: Dim, T: Tape<E, Cpu>>(
+    layer: &Dense<I, O, E, Cpu>,
+    x: Tensor<(B, Const<I>), E, Cpu>,
+    mut tape: T,
+    input_grad: bool,
+) -> Result<Tensor<(B, Const<O>), E, Cpu, T>, CpuError> {
+    let batch = x.shape().0;
+    let b = batch.size();
+    let (x, xs) = take_contiguous(x)?;
+    let ws = tensor_vec(&layer.weight)?;
+    let bias = tensor_vec(&layer.bias)?;
+    let mut out = Vec::with_capacity(b * O);
+    for _ in 0..b {
+        out.extend_from_slice(&bias);
+    }
+    // out (b x O) += x (b x I) · W^T (I x O)
+    matmul((b, I, O), Mat::rows(&xs, I), Mat::rows_t(&ws, I), &mut out, true, threads());
+    let out = x.device().try_tensor_from_vec(out, (batch, Const::<O>))?;
+    if T::OWNS_TAPE {
+        let (x_g, w_g, b_g, out_g) = (x.ghost(), layer.weight.ghost(), layer.bias.ghost(), out.ghost());
+        tape.add_backward_op(move |grads| {
+            let (dy, dw, db) = (raw_grad!(grads, &out_g), raw_grad!(grads, &w_g), raw_grad!(grads, &b_g));
+            let dx = if input_grad { Some(raw_grad!(grads, &x_g)) } else { None };
+            // SAFETY: four distinct tensors' gradients, all allocated above; `grads` outlives them.
+            let (dy, dw, db) = unsafe { (dy.slice(), dw.slice(), db.slice()) };
+            // dW (O x I) += dY^T (O x b) · x (b x I)
+            matmul((O, b, I), Mat::rows_t(dy, O), Mat::rows(&xs, I), dw, true, threads());
+            for row in dy.chunks_exact(O) {
+                db.iter_mut().zip(row).for_each(|(g, &d)| *g += d);
+            }
+            if let Some(dx) = dx {
+                // SAFETY: as above.
+                let dx = unsafe { dx.slice() };
+                // dX (b x I) += dY (b x O) · W (O x I)
+                matmul((b, O, I), Mat::rows(dy, O), Mat::rows(&ws, I), dx, true, threads());
+            }
+            Ok(())
+        });
+    }
+    Ok(out.put_tape(tape))
+}
