@@ -102,7 +102,9 @@ pub enum Control {
     Stop,
 }
 
-/// The command line of a trainer whose flags are [`RunArgs`] and its config's.
+/// Trains a model (a new run), continues one (--resume DIR) or evaluates one (--eval DIR).
+///
+/// The command line of every trainer: [`RunArgs`] and the config's own flags.
 #[derive(clap::Parser, Debug)]
 pub struct Cli<C: clap::Args> {
     /// Seed, run directory, resume, eval, config file, stop-after.
@@ -172,6 +174,12 @@ fn float_text(v: f64) -> String {
 }
 
 impl<C: RunConfig> Launch<C> {
+    /// Prepares a run started from code (not a command line): `config` for a new run; a resumed
+    /// or evaluated run (`args.resume`, `args.eval`) keeps the config it saved.
+    pub fn from_code(example: &str, args: &RunArgs, config: &C) -> Result<Self, RunError> {
+        Self::new(example, args, config, config, &clap::ArgMatches::default())
+    }
+
     /// Prepares a run from parsed flags: `cli` is the config clap parsed, `defaults` what lies
     /// under a `--config` file for a new run (usually `cli` itself, or tuned values of the
     /// example), `matches` tells which flags were given.
