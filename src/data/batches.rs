@@ -1,6 +1,11 @@
 //! A seeded shuffling batch iterator over an [`ImageSet`] that yields dfdx tensors.
+//!
+//! A batch holds `N` values per image, `N` being the set's `height * width` (784 for MNIST): the
+//! tensor type fixes it, so where the code that uses the images does not, name it
+//! (`loader.epoch::<784>(..)`). [`Loader::try_epoch`] checks it against the set.
 
-use super::mnist::{ImageSet, PIXELS};
+use super::mnist::ImageSet;
+use super::DataError;
 use dfdx::prelude::{Const, Cpu, Tensor, TensorFromVec};
 use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
 
@@ -42,11 +47,11 @@ impl View {
 }
 
 impl ImageSet {
-    /// The mean image of the set in `view`: for each of the 784 pixels, its expected value over the images
+    /// The mean image of the set in `view`: for each pixel, its expected value over the images
     /// (all zeros for an empty set).
     pub fn mean_image(&self, view: View) -> Vec<f32> {
-        let mut sums = vec![0.0f64; PIXELS];
-        for image in self.pixels().chunks_exact(PIXELS) {
+        let mut sums = vec![0.0f64; self.image_len()];
+        for image in self.pixels().chunks_exact(self.image_len()) {
             sums.iter_mut().zip(image).for_each(|(s, &p)| *s += f64::from(view.expected(p)));
         }
         let n = self.len().max(1) as f64;
@@ -54,18 +59,29 @@ impl ImageSet {
     }
 }
 
-/// One mini-batch: images as a `(batch, 784)` tensor, with their labels and positions in the set.
+/// One mini-batch: images as a `(batch, N)` tensor (`N = height * width`, 784 for MNIST), with
+/// their labels and positions in the set.
 #[derive(Debug, Clone)]
-pub struct Batch {
-    /// The images, one row each, in the loader's [`View`].
-    pub images: Tensor<(usize, Const<PIXELS>), f32, Cpu>,
+pub struct Batch<const N: usize = 784> {
+    /// The images, one row-major image per row, in the loader's [`View`].
+    pub images: Tensor<(usize, Const<N>), f32, Cpu>,
     /// The class of each image.
     pub labels: Vec<usize>,
     /// The index of each image in the [`ImageSet`].
     pub indices: Vec<usize>,
+    /// Image height in pixels.
+    pub height: usize,
+    /// Image width in pixels.
+    pub width: usize,
 }
 
-impl Batch {
+impl<const N: usize> Batch<N> {
+    /// The images as a `(batch, 1, height, width)` tensor, for convolutional layers.
+    pub fn image_planes(&self) -> Tensor<(usize, Const<1>, usize, usize), f32, Cpu> {
+        use dfdx::prelude::ReshapeTo;
+        self.images.clone().reshape_like(&(self.len(), Const::<1>, self.height, self.width))
+    }
+
     /// Number of images in the batch.
     pub fn len(&self) -> usize {
         self.labels.len()
@@ -120,18 +136,40 @@ impl Loader {
         self.batch_size
     }
 
-    /// One pass over `set`, reshuffled (when shuffling) from the loader's generator.
-    pub fn epoch<'a>(&'a mut self, set: &'a ImageSet, dev: &'a Cpu) -> Epoch<'a> {
+    /// One pass over `set`, reshuffled (when shuffling) from the loader's generator, in batches of
+    /// `N`-pixel images. Panics when `N` is not the set's `height * width` (see [`Loader::try_epoch`]).
+    pub fn epoch<'a, const N: usize>(&'a mut self, set: &'a ImageSet, dev: &'a Cpu) -> Epoch<'a, N> {
+        match self.try_epoch(set, dev) {
+            Ok(epoch) => epoch,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// [`Loader::epoch`], or an error when `N` is not the set's `height * width` (the loader's
+    /// generator is not advanced then).
+    pub fn try_epoch<'a, const N: usize>(
+        &'a mut self,
+        set: &'a ImageSet,
+        dev: &'a Cpu,
+    ) -> Result<Epoch<'a, N>, DataError> {
+        if set.image_len() != N {
+            return Err(DataError::Inconsistent(format!(
+                "the set holds {}x{} images ({} pixels), batches of {N} pixels per image were asked for",
+                set.height(),
+                set.width(),
+                set.image_len()
+            )));
+        }
         let mut order: Vec<usize> = (0..set.len()).collect();
         if self.shuffle {
             order.shuffle(&mut self.rng);
         }
-        Epoch { loader: self, set, dev, order, pos: 0 }
+        Ok(Epoch { loader: self, set, dev, order, pos: 0 })
     }
 }
 
 /// The batches of one epoch; see [`Loader::epoch`].
-pub struct Epoch<'a> {
+pub struct Epoch<'a, const N: usize = 784> {
     loader: &'a mut Loader,
     set: &'a ImageSet,
     dev: &'a Cpu,
@@ -139,10 +177,10 @@ pub struct Epoch<'a> {
     pos: usize,
 }
 
-impl Iterator for Epoch<'_> {
-    type Item = Batch;
+impl<const N: usize> Iterator for Epoch<'_, N> {
+    type Item = Batch<N>;
 
-    fn next(&mut self) -> Option<Batch> {
+    fn next(&mut self) -> Option<Batch<N>> {
         let end = (self.pos + self.loader.batch_size).min(self.order.len());
         let n = end - self.pos;
         if n == 0 || (self.loader.drop_last && n < self.loader.batch_size) {
@@ -150,12 +188,13 @@ impl Iterator for Epoch<'_> {
         }
         let indices = self.order[self.pos..end].to_vec();
         self.pos = end;
-        let mut data = Vec::with_capacity(n * PIXELS);
+        let mut data = Vec::with_capacity(n * N);
         for &i in &indices {
             self.loader.view.extend(self.set.image(i), &mut self.loader.rng, &mut data);
         }
         let labels = indices.iter().map(|&i| self.set.label(i) as usize).collect();
-        Some(Batch { images: self.dev.tensor_from_vec(data, (n, Const)), labels, indices })
+        let (height, width) = (self.set.height(), self.set.width());
+        Some(Batch { images: self.dev.tensor_from_vec(data, (n, Const)), labels, indices, height, width })
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -166,4 +205,4 @@ impl Iterator for Epoch<'_> {
     }
 }
 
-impl ExactSizeIterator for Epoch<'_> {}
+impl<const N: usize> ExactSizeIterator for Epoch<'_, N> {}

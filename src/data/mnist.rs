@@ -4,15 +4,15 @@
 //! environment variable (`MNIST_DIR` or `FASHION_MNIST_DIR`), or `<workspace root>/../shared/data/<name>`.
 //! Missing files are downloaded from the public mirrors when allowed and the machine is online.
 
-use super::idx::{self, read_idx_images, read_idx_labels};
+use super::idx::{self, read_idx_images, read_idx_labels, IdxImages};
 use super::DataError;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-/// Side of an image in pixels.
+/// Side of an MNIST image in pixels.
 pub const SIDE: usize = 28;
-/// Pixels in one image (28 * 28).
+/// Pixels in one MNIST image (28 * 28).
 pub const PIXELS: usize = SIDE * SIDE;
 
 /// Which of the two MNIST-format data sets.
@@ -111,25 +111,55 @@ impl Dataset {
     }
 }
 
-/// A set of 28x28 grey images with their class labels (0-9), kept as bytes.
+/// A set of grey images of one size (`height x width`, 28x28 for MNIST) with their class
+/// labels, kept as bytes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageSet {
     pixels: Vec<u8>,
     labels: Vec<u8>,
+    height: usize,
+    width: usize,
 }
 
 impl ImageSet {
-    /// Builds a set from `n * 784` grey levels and `n` labels.
-    pub fn new(pixels: Vec<u8>, labels: Vec<u8>) -> Result<Self, DataError> {
-        if pixels.len() != labels.len() * PIXELS {
+    /// Builds a set of `height x width` images from `n * height * width` grey levels (row-major,
+    /// image after image) and `n` labels.
+    pub fn new(height: usize, width: usize, pixels: Vec<u8>, labels: Vec<u8>) -> Result<Self, DataError> {
+        if height == 0 || width == 0 {
+            return Err(DataError::Inconsistent(format!("images of {height}x{width} pixels")));
+        }
+        if pixels.len() != labels.len() * height * width {
             return Err(DataError::Inconsistent(format!(
-                "{} pixels for {} labels (expected {} pixels)",
+                "{} pixels for {} labels of {height}x{width} images (expected {} pixels)",
                 pixels.len(),
                 labels.len(),
-                labels.len() * PIXELS
+                labels.len() * height * width
             )));
         }
-        Ok(Self { pixels, labels })
+        Ok(Self { pixels, labels, height, width })
+    }
+
+    /// Builds a set from images read from an IDX file (any size) and their labels.
+    pub fn from_idx(images: IdxImages, labels: Vec<u8>) -> Result<Self, DataError> {
+        if images.count != labels.len() {
+            return Err(DataError::Inconsistent(format!("{} images for {} labels", images.count, labels.len())));
+        }
+        Self::new(images.rows, images.cols, images.pixels, labels)
+    }
+
+    /// Image height in pixels.
+    pub fn height(&self) -> usize {
+        self.height
+    }
+
+    /// Image width in pixels.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// Pixels in one image (`height * width`).
+    pub fn image_len(&self) -> usize {
+        self.height * self.width
     }
 
     /// Number of images.
@@ -142,9 +172,10 @@ impl ImageSet {
         self.labels.is_empty()
     }
 
-    /// The 784 grey levels of image `i`, row-major.
+    /// The grey levels of image `i`, row-major (`height * width` of them).
     pub fn image(&self, i: usize) -> &[u8] {
-        &self.pixels[i * PIXELS..(i + 1) * PIXELS]
+        let n = self.image_len();
+        &self.pixels[i * n..(i + 1) * n]
     }
 
     /// The label of image `i`.
@@ -165,7 +196,7 @@ impl ImageSet {
     /// The first `n` images (all of them when `n` exceeds the length).
     pub fn take(&self, n: usize) -> ImageSet {
         let n = n.min(self.len());
-        ImageSet { pixels: self.pixels[..n * PIXELS].to_vec(), labels: self.labels[..n].to_vec() }
+        ImageSet { pixels: self.pixels[..n * self.image_len()].to_vec(), labels: self.labels[..n].to_vec(), ..*self }
     }
 
     /// A copy binarised once with a seeded draw: each pixel becomes 255 with probability grey/255, else 0.
@@ -174,7 +205,7 @@ impl ImageSet {
     pub fn binarized_stochastic(&self, seed: u64) -> ImageSet {
         let mut rng = StdRng::seed_from_u64(seed);
         let pixels = self.pixels.iter().map(|&p| if rng.gen::<f32>() < p as f32 / 255.0 { 255 } else { 0 }).collect();
-        ImageSet { pixels, labels: self.labels.clone() }
+        ImageSet { pixels, labels: self.labels.clone(), ..*self }
     }
 }
 
@@ -225,7 +256,7 @@ pub fn load_split(dataset: Dataset, dir: &Path, split: Split, download: bool) ->
             labels.len()
         )));
     }
-    ImageSet::new(images.pixels, labels)
+    ImageSet::from_idx(images, labels)
 }
 
 /// Finds `spec` in `dir` as a raw or `.gz` file, downloading it when absent and allowed.

@@ -1,20 +1,23 @@
 //! Image data sets for the generative models and classifiers: MNIST and Fashion-MNIST.
 //!
 //! - [`idx`]: the IDX file format (raw or gzipped), with structural checks and md5 verification.
-//! - [`mnist`]: locating, downloading and loading the two data sets ([`Mnist::load`]).
+//! - [`mnist`]: locating, downloading and loading the two data sets ([`Mnist::load`]), and
+//!   [`ImageSet`], a labelled set of grey images of any one size.
 //! - [`batches`]: a seeded shuffling batch iterator that yields dfdx tensors, with grey-level and
 //!   binarised views ([`Loader`], [`View`]).
+//! - [`augment`]: random translations ([`augment::random_shift`]).
 //!
 //! ```no_run
 //! use glimpse::data::{Dataset, Loader, Mnist, View};
 //! let mnist = Mnist::load(Dataset::Mnist, None).unwrap();
 //! let dev: dfdx::prelude::Cpu = Default::default();
 //! let mut loader = Loader::new(128, View::Grey, 0);
-//! for batch in loader.epoch(&mnist.train, &dev) {
+//! for batch in loader.epoch::<784>(&mnist.train, &dev) {
 //!     let _x = batch.images; // Tensor<(usize, Const<784>), f32, Cpu>
 //! }
 //! ```
 
+pub mod augment;
 pub mod batches;
 pub mod idx;
 pub mod mnist;

@@ -9,7 +9,6 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
-pub mod classifier;
 pub(crate) mod kernels;
 
 mod conv;

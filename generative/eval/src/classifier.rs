@@ -4,11 +4,11 @@
 //! models on MNIST (its 128-d penultimate layer, see [`features`]).
 
 use dfdx::prelude::*;
+use glimpse::data::augment::random_shift;
+use glimpse::data::{ImageSet, Loader, View};
+use glimpse::nn::builders::{Conv2D, FlattenTo, HashDropout, MaxPool2D, Unflatten};
+use glimpse::optim::Adam;
 use rand::Rng;
-
-use super::builders::{Conv2D, FlattenTo, HashDropout, MaxPool2D, Unflatten};
-use crate::data::{ImageSet, Loader, View};
-use crate::optim::Adam;
 
 /// The feature layers: 28x28 image rows -> 128 features (dropout acts only in `forward_mut`).
 pub type MnistFeatures = (
@@ -33,34 +33,12 @@ pub struct EpochStats {
     pub steps: usize,
 }
 
-/// Shifts each 28x28 image (rows of 784 values) by up to `max_shift` pixels in each direction,
-/// filling with zeros: the usual translation augmentation for MNIST.
-pub fn random_shift(images: &[f32], max_shift: usize, rng: &mut impl Rng) -> Vec<f32> {
-    const SIDE: usize = 28;
-    let m = max_shift as isize;
-    let mut out = vec![0.0; images.len()];
-    for (src, dst) in images.chunks(SIDE * SIDE).zip(out.chunks_mut(SIDE * SIDE)) {
-        let (dy, dx) = (rng.gen_range(-m..=m), rng.gen_range(-m..=m));
-        for y in 0..SIDE as isize {
-            let sy = y - dy;
-            if !(0..SIDE as isize).contains(&sy) {
-                continue;
-            }
-            for x in 0..SIDE as isize {
-                let sx = x - dx;
-                if (0..SIDE as isize).contains(&sx) {
-                    dst[y as usize * SIDE + x as usize] = src[sy as usize * SIDE + sx as usize];
-                }
-            }
-        }
-    }
-    out
-}
-
-/// One pass over `set` with Adam, each batch shifted by up to `max_shift` pixels (see
-/// [`random_shift`], drawn from `rng`); `on_step(step_in_epoch, loss)` is called after every update.
+/// One pass over `set` (28x28 images) with Adam, each batch shifted by up to `max_shift` pixels
+/// (see [`random_shift`], drawn from `rng`); `on_step(step_in_epoch, loss)` is called after
+/// every update.
 ///
-/// Returns an error when the loss becomes NaN or infinite.
+/// Returns an error when the loss or the gradient becomes NaN or infinite (the optimizer then
+/// changed nothing).
 #[allow(clippy::too_many_arguments)]
 pub fn train_epoch(
     model: &mut MnistCnnModel,
@@ -72,14 +50,17 @@ pub fn train_epoch(
     rng: &mut impl Rng,
     mut on_step: impl FnMut(usize, f32),
 ) -> Result<EpochStats, String> {
+    if (set.height(), set.width()) != (28, 28) {
+        return Err(format!("the classifier takes 28x28 images, the set holds {}x{}", set.height(), set.width()));
+    }
     let mut grads = model.alloc_grads();
     let (mut total, mut steps) = (0.0, 0);
-    for batch in loader.epoch(set, dev) {
+    for batch in loader.epoch::<784>(set, dev) {
         let targets = batch.one_hot(dev);
         let images = match max_shift {
             0 => batch.images,
             _ => {
-                let shifted = random_shift(&batch.images.as_vec(), max_shift, rng);
+                let shifted = random_shift(&batch.images.as_vec(), 28, 28, max_shift, rng);
                 dev.tensor_from_vec(shifted, *batch.images.shape())
             }
         };
@@ -102,7 +83,7 @@ pub fn train_epoch(
 /// Fraction of `set` classified correctly, in batches of `batch_size`.
 pub fn accuracy(model: &MnistCnnModel, set: &ImageSet, dev: &Cpu, batch_size: usize) -> f64 {
     let mut correct = 0usize;
-    for batch in Loader::sequential(batch_size, View::Grey).epoch(set, dev) {
+    for batch in Loader::sequential(batch_size, View::Grey).epoch::<784>(set, dev) {
         let logits = model.forward(batch.images).as_vec();
         for (row, &label) in logits.chunks(10).zip(&batch.labels) {
             let pred = (0..10).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap_or(0);
