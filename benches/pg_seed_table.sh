@@ -21,7 +21,10 @@ done
 
 field() { grep -o "\"$2\": *[^,}]*" "$1" | head -1 | sed 's/.*: *//; s/"//g'; }
 
-printf '%-20s %4s %7s %10s %12s\n' example seed solved env_steps wall_seconds | tee "$out/table.txt"
+# Machines differ (see the notes on CPUs): the table names the one it ran on.
+cpuinfo() { grep -m1 "^$1[[:space:]]*:" /proc/cpuinfo 2>/dev/null | sed 's/.*: //'; }
+echo "cpu: $(cpuinfo 'model name') (family $(cpuinfo 'cpu family'), model $(cpuinfo model)), $(nproc 2>/dev/null) cores, load $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)" | tee "$out/table.txt"
+printf '%-20s %4s %7s %10s %12s\n' example seed solved env_steps wall_seconds | tee -a "$out/table.txt"
 for e in $examples; do
     walls=()
     for s in $seeds; do

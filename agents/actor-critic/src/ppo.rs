@@ -288,13 +288,15 @@ where
         // Evaluate greedily every `eval_frequency` steps and after the last update.
         let due = cfg.eval_frequency > 0 && step / cfg.eval_frequency > steps_before / cfg.eval_frequency;
         if due || update == num_updates {
-            let eval = evaluate(&agent.policy, make_env, &cfg, run.seed, update == num_updates)?;
-            run.scalar("eval/mean_return", eval.mean_return, step)?;
-            run.progress().message(format!("eval {:.1}", eval.mean_return));
-            if eval.solved {
+            let p = &mut agent.progress;
+            p.evals += 1;
+            let seed = eval_seed(run.seed, p.evals);
+            let eval = evaluate_policy(&agent.policy, make_env, cfg.eval_episodes, seed)?;
+            log_eval(&mut run, step, &eval)?;
+            if cfg.solve_threshold.is_some_and(|t| eval.mean_return >= t) {
                 agent.progress.solved_at_step = Some(step);
             }
-            agent.progress.last_eval = Some(eval.stats);
+            agent.progress.last_eval = Some(eval);
         }
         if agent.progress.solved_at_step.is_some() {
             break;
@@ -317,32 +319,17 @@ fn finish<C: RunConfig, E: Env + 'static, P: ActorCritic<O>, const O: usize>(
     Ok(Outcome::Finished(crate::training::Summary::from_json(summary)?))
 }
 
-/// What one evaluation during training found.
-struct Evaluated {
-    stats: EvalStats,
-    mean_return: f64,
-    solved: bool,
+/// The seed of a run's `k`-th evaluation: fresh episodes every time (as DQN's).
+pub fn eval_seed(seed: u64, k: u64) -> u64 {
+    seed.wrapping_mul(7_919).wrapping_add(k.wrapping_mul(1_000_000))
 }
 
-/// The greedy evaluation during training: a cheap 10-episode check first, the full
-/// `eval_episodes` only when it reaches the threshold (or at the end); the episodes are the same
-/// at every evaluation of a run.
-fn evaluate<E: Env, P: ActorCritic<O, Action = E::Act>, const O: usize>(
-    policy: &P,
-    make_env: &dyn Fn() -> E,
-    cfg: &PpoConfig,
-    seed: u64,
-    last: bool,
-) -> Result<Evaluated, Error> {
-    let quick = evaluate_policy(policy, make_env, cfg.eval_episodes.min(10), seed.wrapping_add(10_000))?;
-    let full_needed = cfg.solve_threshold.is_none_or(|t| quick.mean_return >= t) || last;
-    let stats = if full_needed && cfg.eval_episodes > 10 {
-        evaluate_policy(policy, make_env, cfg.eval_episodes, seed.wrapping_add(20_000))?
-    } else {
-        quick
-    };
-    let solved = full_needed && cfg.solve_threshold.is_some_and(|t| stats.mean_return >= t);
-    Ok(Evaluated { mean_return: stats.mean_return, stats, solved })
+/// An evaluation's TensorBoard scalars.
+fn log_eval<C: RunConfig>(run: &mut Run<C>, step: u64, eval: &EvalStats) -> Result<(), Error> {
+    run.scalar("eval/mean_return", eval.mean_return, step)?;
+    run.scalar("eval/std_return", eval.std_return, step)?;
+    run.progress().message(format!("eval {:.1}", eval.mean_return));
+    Ok(())
 }
 
 /// Mean return of the episodes that ended, if any did.

@@ -6,13 +6,13 @@ use std::path::Path;
 use dfdx::nn::tensor_collection::TensorCollection;
 use dfdx::prelude::Cpu;
 use glimpse::checkpoint::{load_json, load_weights, save_json, save_weights, CheckpointError};
+use glimpse::evaluate::evaluate_greedy;
 use glimpse::limits::check_memory;
 use glimpse::optim::{Adam, AdamConfig};
 use glimpse::rollout::RolloutBuffer;
 use glimpse::run::{Checkpoint, RunError};
 use glimpse::vec_env::{VecEnv, VecEnvState};
 use glimpse::{Env, Observation};
-use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
 use serde::{Deserialize, Serialize};
@@ -56,6 +56,8 @@ pub struct Progress {
     pub env_steps: u64,
     /// `(env_steps, mean return of the training episodes that ended in that update)`.
     pub curve: Vec<(u64, f64)>,
+    /// Greedy evaluations done (evaluation k's episodes are seeded from the run's seed and k).
+    pub evals: u64,
     /// The last greedy evaluation.
     pub last_eval: Option<EvalStats>,
     /// The env step at which an evaluation reached `solve_threshold`.
@@ -105,6 +107,10 @@ impl<E: Env + 'static, P: ActorCritic<O, Action = E::Act>, const O: usize> Train
             per_transition,
         )
         .map_err(Error::Config)?;
+        // Evaluations run `eval_episodes` copies of the env side by side.
+        let per_episode = (std::mem::size_of::<E>() + 4 * O + 64) as u128;
+        check_memory("eval_episodes (episodes evaluated side by side)", cfg.eval_episodes as u128, per_episode)
+            .map_err(Error::Config)?;
         let envs = std::iter::once(first).chain((1..cfg.num_envs).map(|_| make_env())).collect();
         let mut envs = VecEnv::new(envs, cfg.workers)?;
         let obs = envs.reset(Some(seed))?.to_vec();
@@ -175,37 +181,19 @@ impl<N: TensorCollection<f32, Cpu>> Checkpoint for NetWeights<'_, N> {
     }
 }
 
-/// Greedy evaluation of `policy` (the mode of its distribution) over `episodes` episodes of
-/// envs from `make_env`.
+/// Greedy evaluation of `policy` (the mode of its distribution): `episodes` episodes of envs from
+/// `make_env` run side by side, episode i seeded with `seed + i`, one batched forward pass per
+/// step ([`evaluate_greedy`]).
 pub fn evaluate_policy<E: Env, P: ActorCritic<O, Action = E::Act>, const O: usize>(
     policy: &P,
     make_env: &dyn Fn() -> E,
     episodes: usize,
     seed: u64,
 ) -> Result<EvalStats, Error> {
-    let mut env = make_env();
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut obs = vec![0.0f32; O];
-    let (mut total, mut returns) = (0.0, Vec::with_capacity(episodes));
-    for ep in 0..episodes {
-        let (o, _) = env.reset(if ep == 0 { Some(seed) } else { None })?;
-        o.write_to(&mut obs);
-        let mut ret = 0.0;
-        loop {
-            let action = policy.act(&obs, true, &mut rng).env_actions.remove(0);
-            let step = env.step(&action)?;
-            total += step.reward;
-            ret += step.reward;
-            if step.done() {
-                break;
-            }
-            step.obs.write_to(&mut obs);
-        }
-        returns.push(ret);
-    }
-    let mean_return = total / episodes.max(1) as f64;
-    let std_return = (returns.iter().map(|r| (r - mean_return).powi(2)).sum::<f64>() / episodes.max(1) as f64).sqrt();
-    Ok(EvalStats { mean_return, std_return, episodes })
+    // The mode draws nothing from it; `act` takes one for sampling.
+    let mut rng = ChaCha12Rng::seed_from_u64(seed);
+    let result = evaluate_greedy(make_env, episodes, seed, |obs| Ok(policy.act(obs, true, &mut rng).env_actions))?;
+    Ok(EvalStats { mean_return: result.mean(), std_return: result.std(), episodes })
 }
 
 /// A finished run's `summary.json`.

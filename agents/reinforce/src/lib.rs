@@ -405,11 +405,14 @@ pub fn train<E: Env<Act = usize> + 'static, const O: usize, const A: usize>(
         // Evaluate greedily every `eval_frequency` steps and after the last update.
         let due = cfg.eval_frequency > 0 && step / cfg.eval_frequency > steps_before / cfg.eval_frequency;
         if due || update == num_updates {
-            let (eval, solved) =
-                trainer::evaluate_during_training(&t.agent, make_env, &cfg, run.seed, update == num_updates)?;
+            t.progress.evals += 1;
+            let eval = evaluate(&t.agent, make_env, cfg.eval_episodes, trainer::eval_seed(run.seed, t.progress.evals))?;
             run.scalar("eval/mean_return", eval.mean_return, step)?;
+            run.scalar("eval/std_return", eval.std_return, step)?;
             run.progress().message(format!("eval {:.1}", eval.mean_return));
-            t.progress.solved_at_step = t.progress.solved_at_step.or(solved.then_some(step));
+            if cfg.solve_threshold.is_some_and(|th| eval.mean_return >= th) {
+                t.progress.solved_at_step = Some(step);
+            }
             t.progress.last_eval = Some(eval);
         }
         if t.progress.solved_at_step.is_some() {

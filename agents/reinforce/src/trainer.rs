@@ -5,12 +5,12 @@
 use std::path::{Path, PathBuf};
 
 use glimpse::checkpoint::{load_json, load_weights, save_json, save_weights, CheckpointError};
+use glimpse::evaluate::evaluate_greedy;
 use glimpse::limits::check_memory;
 use glimpse::rollout::RolloutBuffer;
 use glimpse::run::{Checkpoint, Launch, RunArgs, RunError};
 use glimpse::vec_env::{VecEnv, VecEnvState};
 use glimpse::{Env, Observation};
-use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
 use serde::{Deserialize, Serialize};
@@ -59,6 +59,8 @@ pub struct Progress {
     pub grad_variances: Vec<(u64, f64)>,
     /// Every same-batch estimate for all baselines, `(env_steps, [none, running mean, value])`.
     pub same_batch_grad_variances: Vec<(u64, [f64; 3])>,
+    /// Greedy evaluations done (evaluation k's episodes are seeded from the run's seed and k).
+    pub evals: u64,
     /// The last greedy evaluation.
     pub last_eval: Option<EvalStats>,
     /// The env step at which an evaluation reached `solve_threshold`.
@@ -109,6 +111,10 @@ impl<E: Env<Act = usize> + 'static, const O: usize, const A: usize> Training<E, 
             per_transition,
         )
         .map_err(Error::Config)?;
+        // Evaluations run `eval_episodes` copies of the env side by side.
+        let per_episode = (std::mem::size_of::<E>() + 4 * O + 64) as u128;
+        check_memory("eval_episodes (episodes evaluated side by side)", cfg.eval_episodes as u128, per_episode)
+            .map_err(Error::Config)?;
         let envs = std::iter::once(first).chain((1..cfg.num_envs).map(|_| make_env())).collect();
         let mut envs = VecEnv::new(envs, cfg.workers)?;
         let obs = envs.reset(Some(seed))?.to_vec();
@@ -181,55 +187,24 @@ impl<const O: usize, const A: usize> Checkpoint for PolicyWeights<'_, O, A> {
     }
 }
 
-/// Greedy evaluation of `agent`'s policy (its most probable action) over `episodes` episodes of
-/// envs from `make_env`.
+/// Greedy evaluation of `agent`'s policy (its most probable action): `episodes` episodes of envs
+/// from `make_env` run side by side, episode i seeded with `seed + i`, one batched forward pass
+/// per step ([`evaluate_greedy`]).
 pub fn evaluate<E: Env<Act = usize>, const O: usize, const A: usize>(
     agent: &Reinforce<O, A>,
     make_env: &dyn Fn() -> E,
     episodes: usize,
     seed: u64,
 ) -> Result<EvalStats, Error> {
-    let mut env = make_env();
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut obs = vec![0.0; O];
-    let (mut total, mut returns) = (0.0, Vec::with_capacity(episodes));
-    for ep in 0..episodes {
-        env.reset(if ep == 0 { Some(seed) } else { None })?.0.write_to(&mut obs);
-        let mut ret = 0.0;
-        loop {
-            let step = env.step(&agent.act(&obs, true, &mut rng)[0])?;
-            total += step.reward;
-            ret += step.reward;
-            if step.done() {
-                break;
-            }
-            step.obs.write_to(&mut obs);
-        }
-        returns.push(ret);
-    }
-    let mean_return = total / episodes.max(1) as f64;
-    let std_return = (returns.iter().map(|r| (r - mean_return).powi(2)).sum::<f64>() / episodes.max(1) as f64).sqrt();
-    Ok(EvalStats { mean_return, std_return, episodes })
+    // The mode draws nothing from it; `act` takes one for sampling.
+    let mut rng = ChaCha12Rng::seed_from_u64(seed);
+    let result = evaluate_greedy(make_env, episodes, seed, |obs| Ok(agent.act(obs, true, &mut rng)))?;
+    Ok(EvalStats { mean_return: result.mean(), std_return: result.std(), episodes })
 }
 
-/// The greedy evaluation during training: a cheap 10-episode check first, the full
-/// `eval_episodes` only when it reaches the threshold (or at the end); the episodes are the same
-/// at every evaluation of a run. Returns the evaluation and whether it solved the env.
-pub(crate) fn evaluate_during_training<E: Env<Act = usize>, const O: usize, const A: usize>(
-    agent: &Reinforce<O, A>,
-    make_env: &dyn Fn() -> E,
-    cfg: &ReinforceConfig,
-    seed: u64,
-    last: bool,
-) -> Result<(EvalStats, bool), Error> {
-    let quick = evaluate(agent, make_env, cfg.eval_episodes.min(10), seed.wrapping_add(10_000))?;
-    let full_needed = cfg.solve_threshold.is_none_or(|t| quick.mean_return >= t) || last;
-    let stats = if full_needed && cfg.eval_episodes > 10 {
-        evaluate(agent, make_env, cfg.eval_episodes, seed.wrapping_add(20_000))?
-    } else {
-        quick
-    };
-    Ok((stats, full_needed && cfg.solve_threshold.is_some_and(|t| stats.mean_return >= t)))
+/// The seed of a run's `k`-th evaluation: fresh episodes every time (as DQN's).
+pub fn eval_seed(seed: u64, k: u64) -> u64 {
+    seed.wrapping_mul(7_919).wrapping_add(k.wrapping_mul(1_000_000))
 }
 
 /// A finished run's `summary.json`.
