@@ -139,7 +139,7 @@ where
     /// Runs what `args` ask for (a new run, `resume`, `eval`, `stop_after`; the seed and run
     /// directory given to the builder are not used), with this trainer's config under `args.config`.
     pub fn run(&self, args: &RunArgs) -> Result<Outcome, Error> {
-        self.launch(Launch::new(&self.name, args, &self.config, &self.config, &clap::ArgMatches::default())?)
+        self.launch(Launch::from_code(&self.name, args, &self.config)?)
     }
 
     /// Parses the process's command line (the [`RunArgs`] flags and one flag per setting, this
@@ -178,9 +178,7 @@ where
     /// The policy of the last checkpoint in run directory `dir`.
     pub fn load_policy(&self, dir: impl AsRef<Path>) -> Result<P, Error> {
         let args = RunArgs { eval: Some(dir.as_ref().to_path_buf()), ..RunArgs::default() };
-        let Launch::Eval(eval) =
-            Launch::new(&self.name, &args, &self.config, &self.config, &clap::ArgMatches::default())?
-        else {
+        let Launch::Eval(eval) = Launch::from_code(&self.name, &args, &self.config)? else {
             unreachable!("--eval launches an evaluation")
         };
         let mut policy = (self.build)(0);

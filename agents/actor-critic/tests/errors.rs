@@ -88,9 +88,7 @@ fn train<P: ActorCritic<2, Action = usize>>(
     let make_env = move || Faulty { env: 0, steps: 0, fault };
     let dir = temp(name);
     let args = RunArgs { seed: 0, run_dir: Some(dir.clone()), ..RunArgs::default() };
-    let Launch::Train(run) = Launch::new("test", &args, &cfg(), &cfg(), &clap::ArgMatches::default()).unwrap() else {
-        panic!("not a training run")
-    };
+    let Launch::Train(run) = Launch::from_code("test", &args, &cfg()).unwrap() else { panic!("not a training run") };
     let mut agent = Training::new(&cfg(), policy, &make_env, run.seed).unwrap();
     let result = ppo::train(run, &mut agent, &make_env);
     std::fs::remove_dir_all(&dir).unwrap();
