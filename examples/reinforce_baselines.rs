@@ -13,8 +13,8 @@
 //! `cartpole_reinforce --resume DIR/<baseline>-seed<N>` continues one of them.
 
 use clap::{CommandFactory, FromArgMatches, Parser};
+use glimpse::plot::{aggregate, plot_series, Labels, Series};
 use glimpse::run::{resolve_config, with_defaults, RunArgs, RunConfig, RunDir};
-use glimpse_reinforce::plot::{aggregate, plot_series, Labels, Series};
 use glimpse_reinforce::{exit_on_error, Baseline, Outcome, ReinforceConfig, Trainer};
 
 #[derive(Parser)]

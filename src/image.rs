@@ -1,5 +1,7 @@
-//! 8-bit images: PNG encoding and grids of `[0, 1]` float images (samples, reconstructions).
+//! 8-bit images: grids of `[0, 1]` float images (samples, reconstructions) and PNG encoding
+//! (feature `png`).
 
+#[cfg(feature = "png")]
 use std::path::Path;
 
 /// Errors from building or encoding an image.
@@ -9,6 +11,7 @@ pub enum ImageError {
     #[error("bad image shape: {0}")]
     Shape(String),
     /// The PNG encoder failed.
+    #[cfg(feature = "png")]
     #[error("PNG encoding failed: {0}")]
     Png(#[from] png::EncodingError),
     /// Writing the file failed.
@@ -92,11 +95,13 @@ impl Image {
     }
 
     /// Encodes the image as PNG.
+    #[cfg(feature = "png")]
     pub fn to_png(&self) -> Result<Vec<u8>, ImageError> {
         encode_png(self.width, self.height, self.channels, &self.data)
     }
 
     /// Writes the image to a PNG file.
+    #[cfg(feature = "png")]
     pub fn save_png(&self, path: &Path) -> Result<(), ImageError> {
         let bytes = self.to_png()?;
         crate::checkpoint::write_atomic(path, &bytes)
@@ -113,6 +118,7 @@ fn unit_to_u8(v: f32) -> u8 {
 }
 
 /// Encodes an 8-bit HWC pixel buffer as PNG.
+#[cfg(feature = "png")]
 pub fn encode_png(width: usize, height: usize, channels: usize, data: &[u8]) -> Result<Vec<u8>, ImageError> {
     if width == 0 || height == 0 || data.len() != width * height * channels {
         return Err(ImageError::Shape(format!("{width}x{height}x{channels} from {} bytes", data.len())));
@@ -140,6 +146,7 @@ pub fn encode_png(width: usize, height: usize, channels: usize, data: &[u8]) -> 
 mod tests {
     use super::*;
 
+    #[cfg(feature = "png")]
     #[test]
     fn png_round_trips_a_non_square_image() {
         let (w, h) = (5, 3);
@@ -171,6 +178,7 @@ mod tests {
     fn wrong_sizes_are_errors() {
         assert!(Image::new(2, 2, 1, vec![0; 3]).is_err());
         assert!(Image::new(2, 2, 5, vec![0; 20]).is_err());
+        #[cfg(feature = "png")]
         assert!(encode_png(0, 2, 1, &[]).is_err());
     }
 }

@@ -8,9 +8,18 @@
 //!   `--resume`/`--eval`/`--stop-after`, `summary.json`); [`evaluate`]: the shared greedy evaluation.
 //! - [`replay`], [`rollout`], [`distributions`], [`optim`]: what RL agents store and learn with.
 //! - [`nn`]: our dfdx layers (convolutions, pooling, recurrent cells); [`data`]: MNIST; [`log`]:
-//!   TensorBoard event files; [`checkpoint`]: atomic snapshots; [`image`]: PNG grids.
+//!   TensorBoard event files; [`checkpoint`]: atomic snapshots; [`image`]: PNG grids; `plot`:
+//!   learning curves as PNG files.
 //!
 //! `use glimpse::prelude::*;` brings in what the public API names.
+//!
+//! Cargo features, all on by default; without them the env, RL and layer code builds with fewer
+//! dependencies (`--no-default-features`):
+//! - `plot`: the `plot` module (plotters, font8x8).
+//! - `png`: PNG encoding (`image::encode_png`, `Image::to_png`/`save_png`, TensorBoard images;
+//!   the png crate).
+//! - `download`: fetching missing MNIST files from the public mirrors (ureq with TLS); without it
+//!   the files are read from local directories only, and a missing one is an error that says so.
 
 pub mod checkpoint;
 pub mod data;
@@ -23,6 +32,8 @@ pub mod limits;
 pub mod log;
 pub mod nn;
 pub mod optim;
+#[cfg(feature = "plot")]
+pub mod plot;
 pub mod prelude;
 pub mod replay;
 pub mod rollout;

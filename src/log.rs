@@ -12,6 +12,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+#[cfg(feature = "png")]
 use crate::image::Image;
 
 /// Writes TensorBoard event files into one directory.
@@ -95,7 +96,8 @@ impl SummaryWriter {
         self.write_summary_value(&v, step)
     }
 
-    /// Logs an image (8-bit grey, grey+alpha, RGB or RGBA), stored as PNG.
+    /// Logs an image (8-bit grey, grey+alpha, RGB or RGBA), stored as PNG (feature `png`).
+    #[cfg(feature = "png")]
     pub fn image(&mut self, tag: &str, image: &Image, step: u64) -> io::Result<()> {
         let png = image.to_png().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         let mut img = Vec::new();

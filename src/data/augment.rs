@@ -7,7 +7,11 @@ use rand::Rng;
 /// for MNIST. The two offsets of each image (rows, then columns) are drawn from `rng`.
 pub fn random_shift(images: &[f32], height: usize, width: usize, max_shift: usize, rng: &mut impl Rng) -> Vec<f32> {
     let size = height * width;
-    assert!(size > 0 && images.len() % size == 0, "{} values are not whole {height}x{width} images", images.len());
+    assert!(
+        size > 0 && images.len().is_multiple_of(size),
+        "{} values are not whole {height}x{width} images",
+        images.len()
+    );
     let m = max_shift as isize;
     let (h, w) = (height as isize, width as isize);
     let mut out = vec![0.0; images.len()];

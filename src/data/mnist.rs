@@ -2,12 +2,12 @@
 //!
 //! The directory is, in order: the one passed explicitly (an example's `--data-dir`), the data set's
 //! environment variable (`MNIST_DIR` or `FASHION_MNIST_DIR`), or `<workspace root>/../shared/data/<name>`.
-//! Missing files are downloaded from the public mirrors when allowed and the machine is online.
+//! Missing files are downloaded from the public mirrors when allowed, the machine is online and
+//! glimpse is built with its `download` feature (on by default).
 
-use super::idx::{self, read_idx_images, read_idx_labels, IdxImages};
+use super::idx::{read_idx_images, read_idx_labels, IdxImages};
 use super::DataError;
 use rand::{rngs::StdRng, Rng, SeedableRng};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Side of an MNIST image in pixels.
@@ -226,7 +226,8 @@ impl Mnist {
         Self::load_with(dataset, dir, true)
     }
 
-    /// Loads both splits; `download` allows fetching missing files from the mirrors.
+    /// Loads both splits; `download` allows fetching missing files from the mirrors (with the
+    /// `download` feature; without it a missing file is an error saying the feature is off).
     pub fn load_with(dataset: Dataset, dir: Option<&Path>, download: bool) -> Result<Self, DataError> {
         let dir = dataset.resolve_dir(dir);
         let train = load_split(dataset, &dir, Split::Train, download)?;
@@ -269,34 +270,48 @@ fn locate(dataset: Dataset, dir: &Path, spec: FileSpec, download: bool) -> Resul
     if gz.is_file() {
         return Ok(gz);
     }
-    let missing = |reason: String| DataError::MissingFile {
-        path: raw.clone(),
-        var: dataset.env_var(),
-        dataset: dataset.name(),
-        reason,
-    };
     if !download {
-        return Err(missing("downloads disabled".into()));
+        return Err(missing_file(dataset, dir, spec, "downloads disabled".into()));
     }
+    download_from_mirrors(dataset, dir, spec, &gz)
+}
+
+/// The error for a file that is neither in `dir` nor could be fetched, and why.
+fn missing_file(dataset: Dataset, dir: &Path, spec: FileSpec, reason: String) -> DataError {
+    DataError::MissingFile { path: dir.join(spec.name), var: dataset.env_var(), dataset: dataset.name(), reason }
+}
+
+/// Without the `download` feature nothing is fetched: the error says so.
+#[cfg(not(feature = "download"))]
+fn download_from_mirrors(dataset: Dataset, dir: &Path, spec: FileSpec, _gz: &Path) -> Result<PathBuf, DataError> {
+    let reason = "glimpse was built without its `download` feature, so it cannot fetch the file".into();
+    Err(missing_file(dataset, dir, spec, reason))
+}
+
+/// Fetches `spec` into `gz` from the first mirror that serves it with the right checksum.
+#[cfg(feature = "download")]
+fn download_from_mirrors(dataset: Dataset, dir: &Path, spec: FileSpec, gz: &Path) -> Result<PathBuf, DataError> {
     let mut failures = Vec::new();
     for mirror in dataset.mirrors() {
         let url = format!("{mirror}{}.gz", spec.name);
-        match fetch_verified(&url, &gz, spec.md5) {
+        match fetch_verified(&url, gz, spec.md5) {
             Ok(bytes) => {
                 std::fs::create_dir_all(dir)
-                    .and_then(|_| write_atomic(&gz, &bytes))
-                    .map_err(|source| DataError::Io { path: gz.clone(), source })?;
-                return Ok(gz);
+                    .and_then(|_| write_atomic(gz, &bytes))
+                    .map_err(|source| DataError::Io { path: gz.to_path_buf(), source })?;
+                return Ok(gz.to_path_buf());
             }
             Err(e) => failures.push(e.to_string()),
         }
     }
-    Err(missing(failures.join("; ")))
+    Err(missing_file(dataset, dir, spec, failures.join("; ")))
 }
 
 /// Downloads a gzipped IDX file and checks the md5 of its uncompressed content; returns the gzip bytes.
+#[cfg(feature = "download")]
 fn fetch_verified(url: &str, target: &Path, md5: &str) -> Result<Vec<u8>, DataError> {
     const MAX_BYTES: u64 = 64 << 20;
+    use std::io::Read;
     let download_err = |message: String| DataError::Download { url: url.to_string(), message };
     let agent = ureq::AgentBuilder::new()
         .timeout_connect(std::time::Duration::from_secs(10))
@@ -309,7 +324,7 @@ fn fetch_verified(url: &str, target: &Path, md5: &str) -> Result<Vec<u8>, DataEr
     flate2::read::GzDecoder::new(&bytes[..])
         .read_to_end(&mut raw)
         .map_err(|e| download_err(format!("not a valid gzip file: {e}")))?;
-    let found = idx::md5_hex(&raw);
+    let found = super::idx::md5_hex(&raw);
     if found != md5 {
         return Err(DataError::Checksum { path: target.to_path_buf(), expected: md5.to_string(), found });
     }
@@ -317,6 +332,7 @@ fn fetch_verified(url: &str, target: &Path, md5: &str) -> Result<Vec<u8>, DataEr
 }
 
 /// Writes a file through a temporary file and a rename, so readers never see half of it.
+#[cfg(feature = "download")]
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes)?;

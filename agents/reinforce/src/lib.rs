@@ -19,7 +19,6 @@
 //! ```
 
 mod check;
-pub mod plot;
 pub mod trainer;
 
 use dfdx::nn::tensor_collection::{RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorRef};

@@ -188,3 +188,47 @@ pub fn aggregate(curves: &[Vec<(u64, f64)>], grid: &[f64]) -> (Vec<f64>, Vec<f64
     }
     (mean, lo, hi)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{aggregate, plot_series, Labels, Series};
+
+    #[test]
+    fn aggregate_takes_each_curves_last_value_at_or_before_the_grid_point() {
+        let curves = vec![vec![(0, 1.0), (10, 3.0)], vec![(5, 5.0)]];
+        let (mean, lo, hi) = aggregate(&curves, &[0.0, 5.0, 10.0]);
+        assert_eq!(mean, [1.0, 3.0, 4.0]); // [1], [1, 5], [3, 5]
+        assert_eq!((lo[0], hi[0]), (1.0, 1.0));
+        assert_eq!((lo[1], hi[1]), (1.0, 5.0)); // std of {1, 5} is 2
+        let (mean, _, _) = aggregate(&curves, &[-1.0]);
+        assert!(mean[0].is_nan(), "no curve has a point yet");
+    }
+
+    #[test]
+    fn plot_series_writes_a_png_of_the_asked_size() {
+        let dir = std::env::temp_dir().join(format!("glimpse-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("curves.png");
+        let x: Vec<f64> = (0..20).map(f64::from).collect();
+        let y: Vec<f64> = x.iter().map(|v| v * v).collect();
+        let series = Series {
+            label: "squares".into(),
+            color: (200, 30, 30),
+            lo: y.iter().map(|v| v - 5.0).collect(),
+            hi: y.iter().map(|v| v + 5.0).collect(),
+            x,
+            y,
+        };
+        let labels = Labels { title: "t".into(), x: "step".into(), y: "value".into() };
+        plot_series(&path, std::slice::from_ref(&series), &labels, (320, 200)).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+        // The IHDR chunk: width and height, big-endian, after its length and name.
+        assert_eq!(&bytes[12..16], b"IHDR");
+        assert_eq!(u32::from_be_bytes(bytes[16..20].try_into().unwrap()), 320);
+        assert_eq!(u32::from_be_bytes(bytes[20..24].try_into().unwrap()), 200);
+        let empty = Series { x: vec![1.0], y: vec![1.0], lo: vec![1.0], hi: vec![1.0], ..series };
+        assert!(plot_series(&path, &[empty], &labels, (320, 200)).is_err(), "one point is nothing to plot");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
