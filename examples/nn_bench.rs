@@ -96,8 +96,11 @@ where
     })
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::parse();
+fn main() {
+    glimpse::run::exit_on_error(run(Args::parse()));
+}
+
+fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     glimpse::nn::keep_freed_memory();
     let rows = glimpse::nn::in_thread_pool(Some(args.threads), || glimpse_rows(&args))?;
     let torch = match &args.torch {
