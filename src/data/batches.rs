@@ -7,7 +7,8 @@
 use super::mnist::ImageSet;
 use super::DataError;
 use dfdx::prelude::{Const, Cpu, Tensor, TensorFromVec};
-use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
+use rand::{seq::SliceRandom, Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
 
 /// How grey levels become model inputs.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -103,21 +104,23 @@ impl<const N: usize> Batch<N> {
 }
 
 /// Produces epochs of mini-batches; the order (and stochastic binarisation) follow one seeded generator,
-/// so the same seed gives the same sequence of epochs.
+/// so the same seed gives the same sequence of epochs. The generator is ChaCha12, the stream
+/// `rand::rngs::StdRng` gives, and can be saved ([`Loader::generator`]) so that a resumed run
+/// continues with the next epoch's order.
 #[derive(Debug, Clone)]
 pub struct Loader {
     batch_size: usize,
     view: View,
     shuffle: bool,
     drop_last: bool,
-    rng: StdRng,
+    rng: ChaCha12Rng,
 }
 
 impl Loader {
     /// A shuffling loader. Panics if `batch_size` is 0.
     pub fn new(batch_size: usize, view: View, seed: u64) -> Self {
         assert!(batch_size > 0, "batch size must be positive");
-        Self { batch_size, view, shuffle: true, drop_last: false, rng: StdRng::seed_from_u64(seed) }
+        Self { batch_size, view, shuffle: true, drop_last: false, rng: ChaCha12Rng::seed_from_u64(seed) }
     }
 
     /// A loader that visits images in order (for evaluation). Panics if `batch_size` is 0.
@@ -134,6 +137,16 @@ impl Loader {
     /// The batch size.
     pub fn batch_size(&self) -> usize {
         self.batch_size
+    }
+
+    /// The generator of the order and binarisation (serde: save it in a checkpoint).
+    pub fn generator(&self) -> &ChaCha12Rng {
+        &self.rng
+    }
+
+    /// Replaces the generator, e.g. by one [`Loader::generator`] gave and a checkpoint kept.
+    pub fn set_generator(&mut self, rng: ChaCha12Rng) {
+        self.rng = rng;
     }
 
     /// One pass over `set`, reshuffled (when shuffling) from the loader's generator, in batches of
@@ -206,3 +219,41 @@ impl<const N: usize> Iterator for Epoch<'_, N> {
 }
 
 impl<const N: usize> ExactSizeIterator for Epoch<'_, N> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+
+    fn set() -> ImageSet {
+        ImageSet::new(2, 2, (0..40u8).map(|i| i * 6).collect(), vec![0; 10]).unwrap()
+    }
+
+    fn epoch_of(loader: &mut Loader, set: &ImageSet, dev: &Cpu) -> (Vec<usize>, Vec<f32>) {
+        let batches: Vec<Batch<4>> = loader.epoch::<4>(set, dev).collect();
+        (
+            batches.iter().flat_map(|b| b.indices.clone()).collect(),
+            batches.iter().flat_map(|b| b.images.as_vec()).collect(),
+        )
+    }
+
+    #[test]
+    fn a_saved_generator_continues_the_epochs_and_keeps_std_rngs_stream() {
+        let (set, dev) = (set(), Cpu::default());
+        let mut whole = Loader::new(3, View::Stochastic, 11);
+        let epochs: Vec<_> = (0..3).map(|_| epoch_of(&mut whole, &set, &dev)).collect();
+        // Stop after one epoch, save the generator as JSON, continue in a fresh loader.
+        let mut first = Loader::new(3, View::Stochastic, 11);
+        assert_eq!(epoch_of(&mut first, &set, &dev), epochs[0]);
+        let saved = serde_json::to_string(first.generator()).unwrap();
+        let mut resumed = Loader::new(3, View::Stochastic, 999);
+        resumed.set_generator(serde_json::from_str(&saved).unwrap());
+        assert_eq!(epoch_of(&mut resumed, &set, &dev), epochs[1]);
+        assert_eq!(epoch_of(&mut resumed, &set, &dev), epochs[2]);
+        assert_ne!(epochs[1], epochs[2]);
+        // The order is the one StdRng gave before the loader switched to ChaCha12.
+        let mut order: Vec<usize> = (0..10).collect();
+        order.shuffle(&mut StdRng::seed_from_u64(11));
+        assert_eq!(epochs[0].0, order);
+    }
+}

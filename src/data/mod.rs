@@ -6,6 +6,7 @@
 //! - [`batches`]: a seeded shuffling batch iterator that yields dfdx tensors, with grey-level and
 //!   binarised views ([`Loader`], [`View`]).
 //! - [`augment`]: random translations ([`augment::random_shift`]).
+//! - [`npy`]: NumPy's `.npy` files ([`npy::write_npy_u8`] for generated images, [`npy::read_npy`]).
 //!
 //! ```no_run
 //! use glimpse::data::{Dataset, Loader, Mnist, View};
@@ -21,6 +22,7 @@ pub mod augment;
 pub mod batches;
 pub mod idx;
 pub mod mnist;
+pub mod npy;
 
 pub use batches::{Batch, Loader, View};
 pub use idx::{read_idx_images, read_idx_labels, IdxImages};
@@ -61,6 +63,10 @@ pub enum DataError {
     /// The md5 of the uncompressed file differs from the known one.
     #[error("{path}: md5 of the uncompressed data is {found}, expected {expected} (corrupt or wrong file)")]
     Checksum { path: PathBuf, expected: String, found: String },
+    /// A `.npy` file is malformed or holds an unsupported type, or an array to write does not
+    /// match its shape.
+    #[error("{path}: {message}")]
+    Npy { path: PathBuf, message: String },
     /// Images and labels do not match, or images have an unexpected size.
     #[error("inconsistent data: {0}")]
     Inconsistent(String),

@@ -67,6 +67,11 @@ pub fn resolve_config<T: Serialize + DeserializeOwned>(
         let on_command_line = matches.try_get_raw(key).ok().flatten().is_some()
             && matches.value_source(key) == Some(clap::parser::ValueSource::CommandLine);
         if on_command_line {
+            if value.is_null() {
+                // serde_json writes NaN and infinities as null: say so instead of "expected f64".
+                let raw = matches.get_raw(key).into_iter().flatten().map(|v| v.to_string_lossy()).collect::<Vec<_>>();
+                return Err(bad(format!("--{} {}: not a finite number", key.replace('_', "-"), raw.join(" "))));
+            }
             base.insert(key.clone(), value.clone());
         }
     }

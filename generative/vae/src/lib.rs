@@ -4,17 +4,25 @@
 //!   the MLP architecture 784-400-Z-400-784 ([`MlpVae`]) and a convolutional one ([`ConvVae`]).
 //! - [`loss`]: reparameterisation, closed-form KL, the negative ELBO (summed BCE + KL).
 //! - [`iw`]: the importance-weighted log-likelihood estimate (Burda et al., 2016) in nats.
-//! - [`train`]: [`Config`] and the training loop ([`train()`]), used by `examples/vae_mnist.rs`.
+//! - [`config`]: [`Config`], the hyperparameters as flags and serde, validated.
+//! - [`train`]: [`Trainer`], the checkpointed [`Training`] state and the loop ([`train()`]) on
+//!   glimpse's run layer (exact `--stop-after`/`--resume`).
+//! - [`figures`]: reconstructions, samples and the 2-D manifold.
+//! - [`cli`]: the command line of `examples/vae_mnist.rs` ([`cli::run_with_args`]).
 
+pub mod cli;
+pub mod config;
+pub mod figures;
 pub mod iw;
 pub mod loss;
 pub mod model;
 pub mod train;
 
+pub use config::{Arch, Config, DataView, OutputBias};
 pub use iw::iw_log_likelihood;
 pub use loss::{kl_divergence, negative_elbo};
 pub use model::{log_odds, ConvVae, ConvVaeBuilder, MlpVae, MlpVaeBuilder, VaeModel};
-pub use train::{train, Config, OutputBias, Summary, Trainer};
+pub use train::{train, Summary, Trainer, Training};
 
 /// Pixels in one MNIST image: the size of the data the models encode and decode.
 pub const PIXELS: usize = glimpse::data::mnist::PIXELS;
@@ -22,10 +30,10 @@ pub const PIXELS: usize = glimpse::data::mnist::PIXELS;
 /// Errors from training, evaluating or sampling a VAE.
 #[derive(Debug, thiserror::Error)]
 pub enum VaeError {
-    /// Loading the data set failed.
+    /// Loading the data set or writing a `.npy` file failed.
     #[error(transparent)]
     Data(#[from] glimpse::data::DataError),
-    /// Setting up or writing the run directory failed.
+    /// Setting up, checkpointing or finishing the run failed.
     #[error(transparent)]
     Run(#[from] glimpse::run::RunError),
     /// Saving or loading a checkpoint failed.
@@ -39,11 +47,25 @@ pub enum VaeError {
     Log(#[from] std::io::Error),
     /// The loss became NaN or infinite.
     #[error("the loss is not finite ({loss}) at epoch {epoch}, batch {batch}; try a lower learning rate")]
-    NonFinite { loss: f64, epoch: usize, batch: usize },
+    NonFinite {
+        /// The loss.
+        loss: f64,
+        /// The epoch (from 1).
+        epoch: u64,
+        /// The batch in the epoch (from 0).
+        batch: usize,
+    },
     /// A gradient became NaN or infinite; the optimizer refused the step.
     #[error("at epoch {epoch}, batch {batch}: {source}; try a lower learning rate")]
-    NonFiniteGradient { source: glimpse::optim::NonFiniteGradient, epoch: usize, batch: usize },
-    /// The configuration is not usable.
+    NonFiniteGradient {
+        /// What the optimizer saw.
+        source: glimpse::optim::NonFiniteGradient,
+        /// The epoch (from 1).
+        epoch: u64,
+        /// The batch in the epoch (from 0).
+        batch: usize,
+    },
+    /// The command line or configuration is not usable.
     #[error("bad configuration: {0}")]
     Config(String),
 }

@@ -2,7 +2,9 @@
 
 use crate::PIXELS;
 use dfdx::nn::{builders, modules};
-use dfdx::prelude::{Const, Cpu, HasShape, Module, ReLU, ReshapeTo, SplitTape, Tape, Tensor, TensorCollection};
+use dfdx::prelude::{
+    BuildModule, Const, Cpu, HasShape, Module, ReLU, ReshapeTo, SplitTape, Tape, Tensor, TensorCollection,
+};
 use glimpse::nn::{self as nn, builders as nn_builders, Dense};
 
 /// A batch of flattened images, `(batch, 784)`.
@@ -10,8 +12,9 @@ pub type Images<T> = Tensor<(usize, Const<PIXELS>), f32, Cpu, T>;
 /// A batch of latent vectors, `(batch, Z)`.
 pub type Latents<const Z: usize, T> = Tensor<(usize, Const<Z>), f32, Cpu, T>;
 
-/// A VAE with a diagonal-Gaussian encoder q(z|x) and a Bernoulli decoder p(x|z), prior N(0, I).
-pub trait VaeModel<const Z: usize>: TensorCollection<f32, Cpu> + Clone + Sized {
+/// A VAE with a diagonal-Gaussian encoder q(z|x) and a Bernoulli decoder p(x|z), prior N(0, I),
+/// built on the CPU (`M::build(&dev)`).
+pub trait VaeModel<const Z: usize>: TensorCollection<f32, Cpu> + BuildModule<Cpu, f32> + Clone + Send + Sized {
     /// The encoder: the mean and log-variance of q(z|x). `x` is data: no gradient flows back to it.
     fn encode<T: Tape<f32, Cpu>>(&self, x: Images<T>) -> (Latents<Z, T>, Latents<Z, T>);
     /// The decoder: the logits of the 784 Bernoulli pixels of p(x|z).

@@ -2,14 +2,24 @@
 
 use dfdx::prelude::*;
 use glimpse::data::{Dataset, Loader, Mnist, View};
+use glimpse::run::Checkpoint;
+use glimpse_vae::figures::reconstruct;
 use glimpse_vae::loss::{kl_divergence, negative_elbo};
-use glimpse_vae::train::{evaluate, reconstruct, save_checkpoint};
-use glimpse_vae::{iw, log_odds, ConvVae, MlpVae, Trainer, VaeModel};
+use glimpse_vae::train::evaluate;
+use glimpse_vae::{iw, log_odds, Config, ConvVae, MlpVae, Trainer, Training, VaeModel};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use rand_distr::StandardNormal;
 
-fn mnist() -> Mnist {
-    Mnist::load_with(Dataset::Mnist, None, false).expect("MNIST files (set MNIST_DIR)")
+/// MNIST, or `None` (with a note) when its files are absent; any other data error fails the test.
+fn mnist() -> Option<Mnist> {
+    match Mnist::load_with(Dataset::Mnist, None, false) {
+        Ok(m) => Some(m),
+        Err(e @ (glimpse::data::DataError::MissingDir { .. } | glimpse::data::DataError::MissingFile { .. })) => {
+            eprintln!("skipping: {e}");
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
 }
 
 #[test]
@@ -43,18 +53,18 @@ fn closed_form_kl_equals_a_monte_carlo_estimate() {
 
 #[test]
 fn loss_falls_on_a_thousand_images_within_seconds() {
-    let data = mnist();
+    let Some(data) = mnist() else { return };
     let (train, test) = (data.train.take(1000), data.test.take(1000));
     let dev = Cpu::seed_from_u64(0);
-    let mut trainer = Trainer::<20, MlpVae<20>>::new(MlpVae::<20>::build(&dev), 1e-3, &dev);
-    let before = evaluate(&trainer.model, &test, 128, View::Grey, &dev);
+    let mut trainer = Trainer::<20, MlpVae<20>>::new(MlpVae::<20>::build(&dev), 1e-3, 0, &dev);
+    let before = evaluate(&trainer.model, &test, 128, View::Grey, 0, &dev);
     let mut loader = Loader::new(128, View::Grey, 0);
     let mut epoch_losses = Vec::new();
     for _ in 0..10 {
         let total: f32 = loader.epoch(&train, &dev).map(|b| trainer.step(b.images).unwrap()).sum();
         epoch_losses.push(total / train.len() as f32);
     }
-    let after = evaluate(&trainer.model, &test, 128, View::Grey, &dev);
+    let after = evaluate(&trainer.model, &test, 128, View::Grey, 0, &dev);
     eprintln!("test loss {before:.1} -> {after:.1}; epoch losses {epoch_losses:?}");
     // An untrained decoder gives ~784 ln 2 = 543 nats; 80 steps on 1,000 images reach well under 250.
     assert!(before > 500.0, "untrained loss {before}");
@@ -66,12 +76,12 @@ fn loss_falls_on_a_thousand_images_within_seconds() {
 
 #[test]
 fn data_mean_output_bias_starts_from_the_pixel_marginals() {
-    let data = mnist();
+    let Some(data) = mnist() else { return };
     let (train, test) = (data.train.take(5000), data.test.take(1000));
     let mean = train.mean_image(View::Grey);
     for model in [MlpVae::<20>::build(&Cpu::seed_from_u64(0)), MlpVae::<20>::build(&Cpu::seed_from_u64(1))] {
         let dev = Cpu::seed_from_u64(0);
-        let before = evaluate(&model, &test, 128, View::Grey, &dev);
+        let before = evaluate(&model, &test, 128, View::Grey, 0, &dev);
         let mut model = model;
         model.init_output_bias(&mean);
         let bias = model.1 .2.bias.as_vec();
@@ -79,7 +89,7 @@ fn data_mean_output_bias_starts_from_the_pixel_marginals() {
         assert!(bias.iter().all(|b| b.abs() <= 6.91), "clipped to [0.001, 0.999]");
         // Independent pixels with the training marginals score ~201 nats on test images; the untrained
         // decoder's outputs stay near those marginals, far below the ~543 nats of grey 0.5 everywhere.
-        let after = evaluate(&model, &test, 128, View::Grey, &dev);
+        let after = evaluate(&model, &test, 128, View::Grey, 0, &dev);
         eprintln!("untrained test loss {before:.1} -> {after:.1}");
         assert!(before > 500.0 && after < 215.0, "untrained test loss {before} -> {after} with the data-mean bias");
     }
@@ -91,11 +101,11 @@ fn data_mean_output_bias_starts_from_the_pixel_marginals() {
 
 #[test]
 fn training_is_reproducible_with_a_seed() {
-    let data = mnist();
+    let Some(data) = mnist() else { return };
     let train = data.train.take(512);
     let run = |seed: u64| {
         let dev = Cpu::seed_from_u64(seed);
-        let mut trainer = Trainer::<20, MlpVae<20>>::new(MlpVae::<20>::build(&dev), 1e-3, &dev);
+        let mut trainer = Trainer::<20, MlpVae<20>>::new(MlpVae::<20>::build(&dev), 1e-3, seed, &dev);
         let mut loader = Loader::new(128, View::Stochastic, seed);
         loader.epoch(&train, &dev).map(|b| trainer.step(b.images).unwrap()).collect::<Vec<f32>>()
     };
@@ -103,31 +113,44 @@ fn training_is_reproducible_with_a_seed() {
     assert_ne!(run(5), run(6));
 }
 
+/// The noise of a step is the trainer's own: another dfdx device (with another generator) gives
+/// the same losses, and saving then loading the state continues the same sequence of steps.
 #[test]
-fn checkpoint_round_trip_gives_identical_reconstructions() {
-    let data = mnist();
-    let dev = Cpu::seed_from_u64(1);
-    let mut trainer = Trainer::<20, MlpVae<20>>::new(MlpVae::<20>::build(&dev), 1e-3, &dev);
-    let mut loader = Loader::new(128, View::Grey, 1);
-    for batch in loader.epoch(&data.train.take(512), &dev) {
-        trainer.step(batch.images).unwrap();
-    }
-    let dir = std::env::temp_dir().join(format!("glimpse-vae-ckpt-{}", std::process::id()));
-    let run = glimpse::run::RunDir::create("test", Some(dir.clone())).unwrap();
-    save_checkpoint(&trainer.model, &run, 1).unwrap();
-    let mut loaded = MlpVae::<20>::build(&Cpu::seed_from_u64(99));
+fn a_saved_training_state_continues_exactly() {
+    let Some(data) = mnist() else { return };
+    let train = data.train.take(600);
+    let config = Config { batch_size: 100, data_view: glimpse_vae::DataView::Stochastic, ..Config::default() };
+    let epoch = |s: &mut Training<20, MlpVae<20>>, dev: &Cpu| -> Vec<f32> {
+        let Training { trainer, loader, .. } = s;
+        loader.epoch(&train, dev).map(|b| trainer.step(b.images).unwrap()).collect()
+    };
+    let dev = Cpu::seed_from_u64(3);
+    let mut whole = Training::<20, MlpVae<20>>::new(&config, &train, 3, &dev);
+    let first = epoch(&mut whole, &dev);
+    let dir = std::env::temp_dir().join(format!("glimpse-vae-state-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    whole.save(&dir).unwrap();
+    let second = epoch(&mut whole, &dev);
+
+    // Built from another seed on a device in another state, then loaded.
+    let other = Cpu::seed_from_u64(99);
+    let mut resumed = Training::<20, MlpVae<20>>::new(&config, &train, 4, &other);
     let x = Loader::sequential(16, View::Grey).epoch(&data.test, &dev).next().unwrap().images;
-    assert_ne!(reconstruct(&loaded, x.clone()), reconstruct(&trainer.model, x.clone()));
-    glimpse::checkpoint::load_weights(&mut loaded, &run.checkpoint_dir().join("model.safetensors")).unwrap();
-    assert_eq!(reconstruct(&loaded, x.clone()), reconstruct(&trainer.model, x));
+    assert_ne!(reconstruct(&resumed.trainer.model, x.clone()), reconstruct(&whole.trainer.model, x.clone()));
+    resumed.load(&dir).unwrap();
+    let _: Tensor<Rank1<100>, f32, Cpu> = other.sample_normal(); // the device's own generator plays no part
+    assert_eq!(epoch(&mut resumed, &other), second);
+    assert_ne!(first, second);
+    assert_eq!(reconstruct(&resumed.trainer.model, x.clone()), reconstruct(&whole.trainer.model, x));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn importance_weighted_bound_agrees_with_the_elbo_and_tightens_with_k() {
-    let data = mnist();
+    let Some(data) = mnist() else { return };
     let dev = Cpu::seed_from_u64(2);
-    let mut trainer = Trainer::<20, MlpVae<20>>::new(MlpVae::<20>::build(&dev), 1e-3, &dev);
+    let mut trainer = Trainer::<20, MlpVae<20>>::new(MlpVae::<20>::build(&dev), 1e-3, 0, &dev);
     let train = data.train.take(2048);
     let mut loader = Loader::new(128, View::Stochastic, 2);
     for _ in 0..2 {
@@ -158,18 +181,18 @@ fn importance_weighted_bound_agrees_with_the_elbo_and_tightens_with_k() {
 
 #[test]
 fn conv_vae_loss_falls_on_a_thousand_images() {
-    let data = mnist();
+    let Some(data) = mnist() else { return };
     let (train, test) = (data.train.take(1000), data.test.take(500));
     let dev = Cpu::seed_from_u64(0);
-    let mut trainer = Trainer::<20, ConvVae<20>>::new(ConvVae::<20>::build(&dev), 1e-3, &dev);
-    let before = evaluate(&trainer.model, &test, 250, View::Grey, &dev);
+    let mut trainer = Trainer::<20, ConvVae<20>>::new(ConvVae::<20>::build(&dev), 1e-3, 0, &dev);
+    let before = evaluate(&trainer.model, &test, 250, View::Grey, 0, &dev);
     let mut loader = Loader::new(128, View::Grey, 0);
     for _ in 0..4 {
         for batch in loader.epoch(&train, &dev) {
             assert!(trainer.step(batch.images).unwrap().is_finite());
         }
     }
-    let after = evaluate(&trainer.model, &test, 250, View::Grey, &dev);
+    let after = evaluate(&trainer.model, &test, 250, View::Grey, 0, &dev);
     eprintln!("conv VAE test loss {before:.1} -> {after:.1}");
     assert!(before > 500.0 && after < 280.0, "test loss {before} -> {after}");
 }
