@@ -16,5 +16,5 @@ for init in pytorch data-mean; do
   "$python" benches/vae_torch.py --epochs "$epochs" --threads 2 --seed "$seed" --output-bias "$init" \
     --json-out "$out/torch-$init.json"
 done
-cargo run --release --example vae_mnist -- --epochs "$epochs" --threads 2 --seed "$seed" \
-  --run-dir "$out/glimpse" --no-progress --compare-torch "$out/torch-pytorch.json" --compare-torch "$out/torch-data-mean.json"
+GLIMPSE_NO_PROGRESS=1 cargo run --release --example vae_mnist -- --epochs "$epochs" --threads 2 --seed "$seed" \
+  --run-dir "$out/glimpse" --compare-torch "$out/torch-pytorch.json" --compare-torch "$out/torch-data-mean.json"

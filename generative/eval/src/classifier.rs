@@ -53,6 +53,9 @@ pub fn train_epoch(
     if (set.height(), set.width()) != (28, 28) {
         return Err(format!("the classifier takes 28x28 images, the set holds {}x{}", set.height(), set.width()));
     }
+    if max_shift >= 28 {
+        return Err(format!("max_shift must be below the image side (28), got {max_shift}"));
+    }
     let mut grads = model.alloc_grads();
     let (mut total, mut steps) = (0.0, 0);
     for batch in loader.epoch::<784>(set, dev) {
