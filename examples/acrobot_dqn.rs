@@ -3,8 +3,7 @@
 //! Stops when a greedy evaluation over 100 episodes averages >= -100, or at the step budget.
 //! `-- --help` shows the tuned defaults below.
 
-use glimpse::run::exit_on_error;
-use glimpse_dqn::{cli::run_example, Config};
+use glimpse_dqn::prelude::*;
 
 fn main() {
     // Acrobot's episodes are long (up to 500 steps of -1) and its reward sparse: a larger batch,
@@ -22,5 +21,6 @@ fn main() {
         solve_threshold: Some(-100.0),
         ..Config::default()
     };
-    exit_on_error(run_example::<_, 6, 3, 128>("acrobot_dqn", glimpse_envs::acrobot_v1, &defaults));
+    let trainer = Trainer::<_, 6, 3, 128>::new(defaults, glimpse_envs::acrobot_v1);
+    exit_on_error(trainer.and_then(|t| t.run_command_line("acrobot_dqn")));
 }

@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use glimpse::replay::{Batch, ReplayBuffer};
+use glimpse::run::Train;
 use glimpse_dqn::{Config, Dqn, MlpQ, Trainer};
 use glimpse_envs::cartpole_v1;
 use rand::SeedableRng;
@@ -37,7 +38,7 @@ fn main() {
         let s = trainer.seed(rep).run_dir(tmp.join(format!("train-{rep}"))).train().expect("training");
         let secs = t.elapsed().as_secs_f64();
         sps.push(s.env_steps as f64 / secs);
-        ups.push(s.gradient_steps as f64 / secs);
+        ups.push(s.updates as f64 / secs);
     }
     println!(
         "training loop (default config, 20k steps): {:.0} env steps/s, {:.0} gradient updates/s",

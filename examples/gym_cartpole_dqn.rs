@@ -11,8 +11,7 @@
 //! A gymnasium env cannot save its state, so such a run checkpoints (for `--eval`) but cannot be
 //! resumed exactly: `--resume` says so.
 
-use glimpse::run::exit_on_error;
-use glimpse_dqn::{cli::run_example, Config};
+use glimpse_dqn::prelude::*;
 use glimpse_envs::gym::GymEnv;
 
 const GYM_ID: &str = "CartPole-v1";
@@ -26,5 +25,6 @@ fn main() {
     // Fail early, with Python's message, when gymnasium cannot be imported or made.
     drop(exit_on_error(GymEnv::<4>::make(GYM_ID).map_err(|e| format!("{e} (is a venv with gymnasium active?)"))));
     let defaults = Config { solve_threshold: Some(475.0), ..Config::default() };
-    exit_on_error(run_example::<_, 4, 2, 64>("gym_cartpole_dqn", gym_cartpole, &defaults));
+    let trainer = Trainer::<_, 4, 2, 64>::new(defaults, gym_cartpole);
+    exit_on_error(trainer.and_then(|t| t.run_command_line("gym_cartpole_dqn")));
 }

@@ -39,6 +39,7 @@ pub mod replay;
 pub mod rollout;
 pub mod run;
 pub mod spaces;
+pub mod validate;
 pub mod vec_env;
 pub mod wrappers;
 

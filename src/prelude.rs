@@ -7,7 +7,10 @@
 pub use crate::env::{from_env_state, to_env_state};
 pub use crate::evaluate::{evaluate_greedy, EvalResult};
 pub use crate::finite::NonFinite;
-pub use crate::run::{exit_on_error, Checkpoint, Control, Launch, Run, RunArgs, RunConfig, RunError, Unit};
+pub use crate::run::{
+    exit_on_error, Checkpoint, Control, EvalReport, Launch, Outcome, RlSummary, Run, RunArgs, RunConfig, RunError,
+    Train, Unit,
+};
 pub use crate::spaces::{BoxSpace, Discrete, Space};
 pub use crate::vec_env::{VecEnv, VecEnvState, VecStep};
 pub use crate::wrappers::{RecordEpisodeStatistics, TimeLimit};

@@ -47,8 +47,10 @@
 
 mod config;
 mod dir;
+mod outcome;
 mod progress;
 mod session;
+mod trainer;
 
 use std::path::PathBuf;
 
@@ -56,10 +58,12 @@ use crate::checkpoint::CheckpointError;
 
 pub use config::{load_config, overlay_config, resolve_config};
 pub use dir::{default_run_dir, holds_checkpoint, utc_timestamp, RunDir, RunLock, LOCK_FILE};
+pub use outcome::{eval_seed, EvalReport, EvalStats, Outcome, RlMetrics, RlSummary};
 pub use progress::{summary_line, Progress};
 pub use session::{
     exit_on_error, with_defaults, Checkpoint, Cli, Control, Eval, Launch, Run, RunConfig, RunState, Unit, RUN_STATE,
 };
+pub use trainer::{Setup, Train};
 
 /// Errors from setting up, checkpointing or finishing a run. Each prints as one readable line.
 #[derive(Debug, thiserror::Error)]

@@ -14,7 +14,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::network::{self, Obs, QFunction};
-use crate::{Config, DqnError, Loss};
+use crate::{Config, Error, Loss};
 
 /// Uniform or prioritized replay.
 enum Replay {
@@ -113,9 +113,9 @@ pub struct Dqn<Q, const O: usize, const A: usize> {
 impl<Q: QFunction<O, A>, const O: usize, const A: usize> Dqn<Q, O, A> {
     /// A fresh agent; `seed` fixes the network initialisation, exploration and sampling. The
     /// config is validated and the replay buffer checked against the memory available first.
-    pub fn new(cfg: Config, seed: u64) -> Result<Self, DqnError> {
-        cfg.validate().map_err(DqnError::Config)?;
-        cfg.check_memory(O).map_err(DqnError::Config)?;
+    pub fn new(cfg: Config, seed: u64) -> Result<Self, Error> {
+        cfg.validate().map_err(Error::Config)?;
+        cfg.check_memory(O).map_err(Error::Config)?;
         let dev = Cpu::seed_from_u64(seed);
         let q = Q::build(&dev);
         // A separately built module, then a value copy: `clone()` would share tensor ids with `q`.
@@ -196,22 +196,22 @@ impl<Q: QFunction<O, A>, const O: usize, const A: usize> Dqn<Q, O, A> {
     /// A non-finite loss or gradient stops before anything changes; parameters that are
     /// non-finite after the step (poisoned weights that a ReLU hides from the loss) are an error
     /// naming the tensor.
-    pub fn train_step(&mut self, beta: f64) -> Result<TrainStats, DqnError> {
+    pub fn train_step(&mut self, beta: f64) -> Result<TrainStats, Error> {
         let (gradient_step, env_step) = (self.state.gradient_steps, self.state.global_step);
         let grads = self.grads.take().unwrap_or_else(|| self.q.alloc_grads());
         let (loss, targets, q_sa_values) = self.td_loss(beta, grads);
         let loss_value = loss.array();
         if !loss_value.is_finite() {
-            return Err(DqnError::NonFiniteLoss { loss: loss_value, gradient_step, env_step });
+            return Err(Error::NonFiniteLoss { loss: loss_value, gradient_step, env_step });
         }
         let mut grads = loss.backward();
         let max_norm = (self.cfg.max_grad_norm > 0.0).then_some(self.cfg.max_grad_norm);
         let update = self.opt.update(&mut self.q, &mut grads, max_norm);
         self.q.zero_grads(&mut grads);
         self.grads = Some(grads);
-        let grad_norm = update.map_err(|e| DqnError::NonFiniteGradient { norm: e.norm, gradient_step, env_step })?;
+        let grad_norm = update.map_err(|e| Error::NonFiniteGradient { norm: e.norm, gradient_step, env_step })?;
         self.state.gradient_steps += 1;
-        check_finite_params(&self.q).map_err(|source| DqnError::NonFiniteParams { source, gradient_step, env_step })?;
+        check_finite_params(&self.q).map_err(|source| Error::NonFiniteParams { source, gradient_step, env_step })?;
 
         if let Replay::Prioritized(per) = &mut self.replay {
             let td: Vec<f32> = q_sa_values.iter().zip(&targets).map(|(q, y)| q - y).collect();
@@ -367,7 +367,7 @@ mod tests {
         let mut agent = filled_agent(Config { batch_size: 8, ..Default::default() });
         agent.q.4.bias.copy_from(&[f32::NAN; 2]);
         let err = agent.train_step(0.4).unwrap_err();
-        assert!(matches!(err, DqnError::NonFiniteLoss { .. }), "{err}");
+        assert!(matches!(err, Error::NonFiniteLoss { .. }), "{err}");
         assert!(err.to_string().contains("NaN"));
     }
 
@@ -384,7 +384,7 @@ mod tests {
         let first_layer = agent.q.0.weight.as_vec();
         let t = agent.opt.t;
         let err = agent.train_step(0.4).unwrap_err();
-        assert!(matches!(err, DqnError::NonFiniteGradient { gradient_step: 1, .. }), "{err}");
+        assert!(matches!(err, Error::NonFiniteGradient { gradient_step: 1, .. }), "{err}");
         assert!(err.to_string().contains("gradient norm is NaN at gradient step 1"), "{err}");
         assert_eq!(agent.q.0.weight.as_vec(), first_layer, "a refused step changed a weight");
         assert_eq!((agent.opt.t, agent.state.gradient_steps), (t, 1));
@@ -399,7 +399,7 @@ mod tests {
         w[5] = f32::NAN;
         agent.q.0.weight.copy_from(&w);
         let err = agent.train_step(0.4).unwrap_err();
-        assert!(matches!(err, DqnError::NonFiniteParams { .. }), "{err}");
+        assert!(matches!(err, Error::NonFiniteParams { .. }), "{err}");
         assert!(err.to_string().contains("0.weight"), "{err}");
     }
 

@@ -1,6 +1,7 @@
 //! DQN hyperparameters: one struct, loadable from TOML/JSON (`--config`) and overridable by flags.
 
 use glimpse::run::{RunConfig, Unit};
+use glimpse::validate;
 use serde::{Deserialize, Serialize};
 
 /// The TD loss.
@@ -139,56 +140,33 @@ impl Default for Config {
     }
 }
 
-/// `Err("NAME must ...")` unless `ok`.
-fn require(ok: bool, message: impl FnOnce() -> String) -> Result<(), String> {
-    if ok {
-        Ok(())
-    } else {
-        Err(message())
-    }
-}
-
 impl Config {
     /// Checks every setting, naming the first bad one and what is allowed. The replay buffer is
     /// checked against the memory available for the smallest observation (one value); the agent
     /// checks it again for its real observation size before allocating ([`Config::check_memory`]).
     pub fn validate(&self) -> Result<(), String> {
-        let unit = |x: f64| (0.0..=1.0).contains(&x);
-        require(self.total_timesteps >= 1, || "total_timesteps must be at least 1".into())?;
-        require((1..=MAX_NUM_ENVS).contains(&self.num_envs), || {
-            format!("num_envs must be between 1 and {MAX_NUM_ENVS}, got {}", self.num_envs)
-        })?;
-        require(self.learning_rate > 0.0 && self.learning_rate.is_finite(), || {
-            format!("learning_rate must be positive and finite, got {}", self.learning_rate)
-        })?;
-        require(self.buffer_size >= 1, || "buffer_size must be at least 1".into())?;
-        require((1..=self.buffer_size).contains(&self.batch_size), || {
+        validate::at_least("total_timesteps", self.total_timesteps, 1)?;
+        validate::between("num_envs", self.num_envs, 1, MAX_NUM_ENVS)?;
+        validate::positive("learning_rate", self.learning_rate)?;
+        validate::at_least("buffer_size", self.buffer_size, 1)?;
+        validate::ensure((1..=self.buffer_size).contains(&self.batch_size), || {
             format!("batch_size must be between 1 and buffer_size ({}), got {}", self.buffer_size, self.batch_size)
         })?;
-        require(unit(self.gamma as f64), || format!("gamma must lie in [0, 1], got {}", self.gamma))?;
-        require(self.tau > 0.0 && self.tau <= 1.0, || format!("tau must lie in (0, 1], got {}", self.tau))?;
-        require(self.target_network_frequency >= 1, || "target_network_frequency must be at least 1".into())?;
-        require(unit(self.start_e), || format!("start_e must lie in [0, 1], got {}", self.start_e))?;
-        require(unit(self.end_e), || format!("end_e must lie in [0, 1], got {}", self.end_e))?;
-        require(unit(self.exploration_fraction), || {
-            format!("exploration_fraction must lie in [0, 1], got {}", self.exploration_fraction)
-        })?;
-        require(self.train_frequency >= 1, || "train_frequency must be at least 1".into())?;
-        require(self.gradient_steps >= 1, || "gradient_steps must be at least 1".into())?;
-        require((1..=MAX_N_STEP).contains(&self.n_step), || {
-            format!("n_step must be between 1 and {MAX_N_STEP}, got {}", self.n_step)
-        })?;
-        require(unit(self.per_alpha), || format!("per_alpha must lie in [0, 1], got {}", self.per_alpha))?;
-        require(unit(self.per_beta), || format!("per_beta must lie in [0, 1], got {}", self.per_beta))?;
-        require(self.max_grad_norm >= 0.0 && self.max_grad_norm.is_finite(), || {
-            format!("max_grad_norm must be finite and >= 0 (0 disables clipping), got {}", self.max_grad_norm)
-        })?;
-        require(self.eval_episodes <= MAX_EVAL_EPISODES, || {
-            format!("eval_episodes must be at most {MAX_EVAL_EPISODES}, got {}", self.eval_episodes)
-        })?;
-        require(self.solve_threshold.is_none_or(f64::is_finite), || {
-            format!("solve_threshold must be finite, got {:?}", self.solve_threshold)
-        })?;
+        validate::unit_interval("gamma", self.gamma)?;
+        validate::positive("tau", self.tau)?;
+        validate::at_most("tau", self.tau, 1.0)?;
+        validate::at_least("target_network_frequency", self.target_network_frequency, 1)?;
+        validate::unit_interval("start_e", self.start_e)?;
+        validate::unit_interval("end_e", self.end_e)?;
+        validate::unit_interval("exploration_fraction", self.exploration_fraction)?;
+        validate::at_least("train_frequency", self.train_frequency, 1)?;
+        validate::at_least("gradient_steps", self.gradient_steps, 1)?;
+        validate::between("n_step", self.n_step, 1, MAX_N_STEP)?;
+        validate::unit_interval("per_alpha", self.per_alpha)?;
+        validate::unit_interval("per_beta", self.per_beta)?;
+        validate::non_negative("max_grad_norm", self.max_grad_norm)?;
+        validate::at_most("eval_episodes", self.eval_episodes, MAX_EVAL_EPISODES)?;
+        validate::evaluation(self.eval_episodes, self.solve_threshold)?;
         self.check_memory(1)
     }
 

@@ -11,12 +11,12 @@ use std::time::Instant;
 use glimpse::checkpoint::{self, CheckpointError};
 use glimpse::evaluate::{evaluate_greedy, EvalResult};
 use glimpse::finite::check_finite;
-use glimpse::run::{Checkpoint, Control, Run, RunError};
+use glimpse::run::{eval_seed, Checkpoint, Control, EvalStats, Outcome, RlMetrics, Run, RunError};
 use glimpse::vec_env::{VecEnv, VecEnvState, VecStep};
 use glimpse::{Env, EnvError, EpisodeStats};
 use serde::{Deserialize, Serialize};
 
-use crate::{check_spaces, Config, Dqn, DqnError, QFunction, Summary, TrainStats};
+use crate::{Config, Dqn, Error, QFunction, Summary, TrainStats};
 
 /// The state [`train()`] trains: the agent, its environments and the loop's bookkeeping.
 pub struct Training<Q, E: Env, const O: usize, const A: usize> {
@@ -64,11 +64,11 @@ const LOG_EVERY: u64 = 100;
 impl<Q: QFunction<O, A>, E: Env<Act = usize> + 'static, const O: usize, const A: usize> Training<Q, E, O, A> {
     /// `cfg.num_envs` envs from `make_env` (checked against the network's `O` inputs and `A`
     /// actions) reset from `seed`, and a fresh agent seeded with `seed`.
-    pub fn new(cfg: Config, make_env: &dyn Fn() -> E, seed: u64) -> Result<Self, DqnError> {
-        cfg.validate().map_err(DqnError::Config)?;
+    pub fn new(cfg: &Config, make_env: &dyn Fn() -> E, seed: u64) -> Result<Self, Error> {
+        cfg.validate().map_err(Error::Config)?;
         let mut envs = VecEnv::new((0..cfg.num_envs).map(|_| make_env()).collect(), 1)?;
-        check_spaces::<O, A>(envs.observation_space(), envs.action_space())?;
-        let agent = Dqn::new(cfg, seed)?;
+        glimpse::validate::discrete_spaces::<O, A>(envs.observation_space(), envs.action_space())?;
+        let agent = Dqn::new(cfg.clone(), seed)?;
         let obs = envs.reset(Some(seed.wrapping_mul(1_000_003)))?.to_vec();
         Ok(Self { agent, envs, stats: LoopStats::default(), seed, obs, unresumable: None })
     }
@@ -100,26 +100,26 @@ impl<Q: QFunction<O, A>, E: Env<Act = usize> + 'static, const O: usize, const A:
     }
 }
 
-/// Trains `s` in `run` until a greedy evaluation reaches `solve_threshold` or the budget is
-/// spent, logging to TensorBoard and checkpointing through the run layer. `s` must be built
-/// from the run's config and seed ([`Training::new`]); a `--resume`d run's checkpoint is
-/// loaded into it here. Returns `None` when `--stop-after` stopped the run.
+/// Trains `s` in `run` until a greedy evaluation on envs from `make_env` reaches
+/// `solve_threshold` or the budget is spent, logging to TensorBoard and checkpointing through the
+/// run layer. `s` must be built from the run's config and seed ([`Training::new`]); a
+/// `--resume`d run's checkpoint is loaded into it here.
 pub fn train<Q, E, const O: usize, const A: usize>(
-    s: &mut Training<Q, E, O, A>,
     mut run: Run<Config>,
+    s: &mut Training<Q, E, O, A>,
     make_env: &dyn Fn() -> E,
-) -> Result<Option<Summary>, DqnError>
+) -> Result<Outcome<Summary>, Error>
 where
     Q: QFunction<O, A>,
     E: Env<Act = usize> + 'static,
 {
     let cfg = run.config.clone();
     if s.agent.cfg != cfg || s.seed != run.seed {
-        return Err(DqnError::Config("the training state was built with another config or seed than the run".into()));
+        return Err(Error::Config("the training state was built with another config or seed than the run".into()));
     }
     run.restore(s)?;
     if let Some(why) = &s.unresumable {
-        return Err(DqnError::Resume(format!("the checkpoint holds no environment state because {why}")));
+        return Err(Error::Resume(format!("the checkpoint holds no environment state because {why}")));
     }
     let clock = (Instant::now(), s.agent.state.global_step);
     let mut actions = Vec::with_capacity(cfg.num_envs);
@@ -156,8 +156,7 @@ where
         // Evaluate greedily; stop when solved.
         if now >= cfg.learning_starts && cfg.eval_episodes > 0 && crossings(prev, now, cfg.eval_frequency) > 0 {
             s.stats.evals += 1;
-            let seed = run.seed.wrapping_mul(7_919).wrapping_add(1_000_000 * s.stats.evals);
-            let result = greedy_evaluation(&s.agent, make_env, cfg.eval_episodes, seed)?;
+            let result = greedy_evaluation(&s.agent, make_env, cfg.eval_episodes, eval_seed(run.seed, s.stats.evals))?;
             log_evaluation(&mut run, &result, s.agent.last_q_values(), now)?;
             if cfg.solve_threshold.is_some_and(|t| result.mean() >= t) {
                 solved = Some((now, result));
@@ -168,10 +167,10 @@ where
             run.progress().update(now, s.stats.recent_mean());
         }
         if run.tick(now, s)? == Control::Stop {
-            return Ok(None);
+            return Ok(Outcome::Stopped { done: now });
         }
     }
-    finish(s, run, make_env, solved).map(Some)
+    finish(s, run, make_env, solved).map(Outcome::Finished)
 }
 
 /// Ends the run: the evaluation that solved it (`solved`: the env step and the result) or a
@@ -181,7 +180,7 @@ fn finish<Q, E, const O: usize, const A: usize>(
     mut run: Run<Config>,
     make_env: &dyn Fn() -> E,
     solved: Option<(u64, EvalResult)>,
-) -> Result<Summary, DqnError>
+) -> Result<Summary, Error>
 where
     Q: QFunction<O, A>,
     E: Env<Act = usize> + 'static,
@@ -190,33 +189,14 @@ where
     let solved_at_step = solved.as_ref().map(|(step, _)| *step);
     let last_eval = match solved {
         Some((_, result)) => Some(result),
-        None if episodes > 0 => {
-            let seed = run.seed.wrapping_mul(7_919).wrapping_add(999_000_000);
-            Some(greedy_evaluation(&s.agent, make_env, episodes, seed)?)
-        }
+        None if episodes > 0 => Some(greedy_evaluation(&s.agent, make_env, episodes, eval_seed(run.seed, 999))?),
         None => None,
     };
-    let metrics = Metrics {
-        eval_mean_return: last_eval.as_ref().map(EvalResult::mean),
-        eval_std_return: last_eval.as_ref().map(EvalResult::std),
-        eval_episodes: episodes,
-        gradient_steps: s.agent.state.gradient_steps,
-        solved_at_step,
-    };
+    let last_eval = last_eval.as_ref().map(EvalStats::from);
+    let (updates, threshold) = (s.agent.state.gradient_steps, run.config.solve_threshold);
+    let metrics = RlMetrics::new(updates, solved_at_step, threshold, last_eval.as_ref());
     run.scalar("eval/final_mean_return", metrics.eval_mean_return.unwrap_or(f64::NAN), done)?;
-    let summary = run.finish(done, s, &metrics)?;
-    let bad = |e: serde_json::Error| RunError::Config { path: "summary.json".into(), message: e.to_string() };
-    Ok(serde_json::from_value(summary).map_err(bad)?)
-}
-
-/// The trainer's keys in `summary.json` (the run layer adds `seed`, `wall_seconds`, `env_steps`).
-#[derive(Serialize)]
-struct Metrics {
-    eval_mean_return: Option<f64>,
-    eval_std_return: Option<f64>,
-    eval_episodes: usize,
-    gradient_steps: u64,
-    solved_at_step: Option<u64>,
+    Ok(Summary::finish(run, done, s, &metrics)?)
 }
 
 impl LoopStats {
@@ -227,7 +207,7 @@ impl LoopStats {
         ep: &EpisodeStats,
         epsilon: f64,
         step: u64,
-    ) -> Result<(), DqnError> {
+    ) -> Result<(), Error> {
         run.scalar("charts/episodic_return", ep.ret, step)?;
         run.scalar("charts/episodic_length", ep.len as f64, step)?;
         run.scalar("charts/epsilon", epsilon, step)?;
@@ -246,7 +226,7 @@ impl LoopStats {
         update: TrainStats,
         step: u64,
         clock: (Instant, u64),
-    ) -> Result<(), DqnError> {
+    ) -> Result<(), Error> {
         for (sum, x) in self.sums.iter_mut().zip([update.loss, update.mean_q, update.grad_norm]) {
             *sum += x as f64;
         }
@@ -270,7 +250,7 @@ impl LoopStats {
 }
 
 /// Logs an evaluation (mean, std, and the last batch's Q-values as a histogram) and shows it.
-fn log_evaluation(run: &mut Run<Config>, result: &EvalResult, q_values: &[f32], step: u64) -> Result<(), DqnError> {
+fn log_evaluation(run: &mut Run<Config>, result: &EvalResult, q_values: &[f32], step: u64) -> Result<(), Error> {
     run.scalar("eval/mean_return", result.mean(), step)?;
     run.scalar("eval/std_return", result.std(), step)?;
     if !q_values.is_empty() {
@@ -293,9 +273,9 @@ fn greedy_evaluation<Q: QFunction<O, A>, E: Env<Act = usize>, const O: usize, co
 }
 
 /// Stops at the first NaN or infinity in a step's observations or rewards, naming the env.
-fn check_step(step: &VecStep<'_>, obs_dim: usize, env_step: u64) -> Result<(), DqnError> {
+fn check_step(step: &VecStep<'_>, obs_dim: usize, env_step: u64) -> Result<(), Error> {
     let check = |what: &'static str, values: &[f32], width: usize| {
-        check_finite(what, values, env_step).map_err(|e| DqnError::NonFiniteEnv {
+        check_finite(what, values, env_step).map_err(|e| Error::NonFiniteEnv {
             what,
             env: e.index / width,
             value: e.value,

@@ -1,103 +1,93 @@
-//! The library API for training DQN on one's own env ([`Trainer`]) and for using a trained
-//! run's greedy policy ([`Policy`]), both through the run layer: a run started from code has
-//! the same directory, TensorBoard events, checkpoints and `summary.json` as one started from
-//! an example's command line.
+//! The library API for training DQN on one's own env ([`Trainer`], whose methods are every
+//! agent's: [`glimpse::run::Train`]) and for using a trained run's greedy [`Policy`]. A run
+//! started from code has the same directory, TensorBoard events, checkpoints and `summary.json`
+//! as one started from an example's command line.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use dfdx::prelude::*;
 use glimpse::checkpoint::{self, CheckpointError};
 use glimpse::evaluate::{evaluate_greedy, EvalResult};
-use glimpse::run::{Checkpoint, Eval, Launch, Run, RunArgs};
+use glimpse::run::{Checkpoint, Eval, Outcome, Run, Setup, Train};
+use glimpse::validate::discrete_spaces;
 use glimpse::Env;
 
 use crate::network::Obs;
-use crate::{check_spaces, greedy_actions, train, Config, DqnError, DuelingQ, MlpQ, QFunction, Summary, Training};
+use crate::{greedy_actions, train, Config, DuelingQ, Error, MlpQ, QFunction, Summary, Training};
 
 /// The name a run started from code goes by (its default directory is `runs/dqn-<time>`).
 const NAME: &str = "dqn";
 
 /// Trains a DQN with `O` observation values, `A` actions and hidden width `H` on envs from a
-/// closure, in a run directory (TensorBoard events, checkpoints, `summary.json`).
+/// closure, in a run directory (TensorBoard events, checkpoints, `summary.json`). Its methods
+/// (`seed`, `run_dir`, `train`, `resume`, `run`, `run_command_line`, `load_policy`, `evaluate`)
+/// are [`Train`]'s.
 ///
 /// [`new`](Trainer::new) checks the config and the env's spaces against the network, so a
 /// 2-action network on a 3-action env is an error before anything runs.
 pub struct Trainer<E, const O: usize, const A: usize, const H: usize = 64> {
-    cfg: Config,
+    setup: Setup<Config>,
     make_env: Box<dyn Fn() -> E>,
-    args: RunArgs,
 }
 
 impl<E: Env<Act = usize> + 'static, const O: usize, const A: usize, const H: usize> Trainer<E, O, A, H> {
-    /// A new run of `cfg` on envs from `make_env` (seed 1, directory `runs/dqn-<time>` unless
+    /// A new run of `config` on envs from `make_env` (seed 1, directory `runs/dqn-<time>` unless
     /// set). One env is made here to check its spaces.
-    pub fn new(cfg: Config, make_env: impl Fn() -> E + 'static) -> Result<Self, DqnError> {
-        cfg.validate().map_err(DqnError::Config)?;
+    pub fn new(config: Config, make_env: impl Fn() -> E + 'static) -> Result<Self, Error> {
+        config.validate().map_err(Error::Config)?;
         let env = make_env();
-        check_spaces::<O, A>(&env.observation_space(), &env.action_space())?;
-        let args = RunArgs { seed: 1, ..RunArgs::default() };
-        Ok(Self { cfg, make_env: Box::new(make_env), args })
-    }
-
-    /// The run's seed: the same seed gives the same run.
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.args.seed = seed;
-        self
-    }
-
-    /// Where the run's files go; it must not hold a checkpoint already.
-    pub fn run_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.args.run_dir = Some(dir.into());
-        self
-    }
-
-    /// Continue the run saved in `dir` (stopped by [`train_until`](Trainer::train_until), or
-    /// killed) from its last checkpoint, with its saved config and seed: the config given to
-    /// [`new`](Trainer::new) and [`seed`](Trainer::seed) are not used.
-    pub fn resume(mut self, dir: impl Into<PathBuf>) -> Self {
-        (self.args.resume, self.args.run_dir) = (Some(dir.into()), None);
-        self
-    }
-
-    /// Trains until an evaluation reaches `solve_threshold` or `total_timesteps` are done;
-    /// prints and returns the summary.
-    pub fn train(self) -> Result<Summary, DqnError> {
-        let summary = self.train_until(None)?;
-        summary.ok_or_else(|| DqnError::Config("the run stopped early without a --stop-after".into()))
-    }
-
-    /// [`train`](Trainer::train), but stops once `stop_after` env steps are done (when that is
-    /// before the end): writes a checkpoint and returns `None`; [`resume`](Trainer::resume)
-    /// then continues exactly as if the run had never stopped.
-    pub fn train_until(mut self, stop_after: Option<u64>) -> Result<Option<Summary>, DqnError> {
-        self.args.stop_after = stop_after;
-        let matches = clap::ArgMatches::default(); // nothing given on a command line
-        match Launch::new(NAME, &self.args, &self.cfg, &self.cfg, &matches)? {
-            Launch::Train(run) => train_run::<E, O, A, H>(run, &*self.make_env),
-            Launch::Eval(_) => Err(DqnError::Config("a Trainer does not evaluate; use Policy::load".into())),
-        }
+        discrete_spaces::<O, A>(&env.observation_space(), &env.action_space())?;
+        Ok(Self { setup: Setup::new(NAME, config), make_env: Box::new(make_env) })
     }
 }
 
-/// Trains `run` with the plain or the dueling network of hidden width `H`, as its config says.
-pub fn train_run<E, const O: usize, const A: usize, const H: usize>(
-    run: Run<Config>,
-    make_env: &dyn Fn() -> E,
-) -> Result<Option<Summary>, DqnError>
-where
-    E: Env<Act = usize> + 'static,
-{
-    fn go<Q: QFunction<O, A>, E: Env<Act = usize> + 'static, const O: usize, const A: usize>(
-        run: Run<Config>,
-        make_env: &dyn Fn() -> E,
-    ) -> Result<Option<Summary>, DqnError> {
-        let mut state = Training::<Q, E, O, A>::new(run.config.clone(), make_env, run.seed)?;
-        train(&mut state, run, make_env)
+impl<E: Env<Act = usize> + 'static, const O: usize, const A: usize, const H: usize> Train for Trainer<E, O, A, H> {
+    type Config = Config;
+    type Policy = Policy<O, A, H>;
+    type Error = Error;
+
+    fn setup(&self) -> &Setup<Config> {
+        &self.setup
     }
-    if run.config.dueling {
-        go::<DuelingQ<O, A, H>, E, O, A>(run, make_env)
-    } else {
-        go::<MlpQ<O, A, H>, E, O, A>(run, make_env)
+
+    fn setup_mut(&mut self) -> &mut Setup<Config> {
+        &mut self.setup
+    }
+
+    /// Trains with the plain or the dueling network of hidden width `H`, as the run's config says.
+    fn train_run(&self, run: Run<Config>) -> Result<Outcome<Summary>, Error> {
+        fn go<Q: QFunction<O, A>, E: Env<Act = usize> + 'static, const O: usize, const A: usize>(
+            run: Run<Config>,
+            make_env: &dyn Fn() -> E,
+        ) -> Result<Outcome<Summary>, Error> {
+            let mut state = Training::<Q, E, O, A>::new(&run.config, make_env, run.seed)?;
+            train(run, &mut state, make_env)
+        }
+        if run.config.dueling {
+            go::<DuelingQ<O, A, H>, E, O, A>(run, &*self.make_env)
+        } else {
+            go::<MlpQ<O, A, H>, E, O, A>(run, &*self.make_env)
+        }
+    }
+
+    fn restore_policy(&self, eval: &Eval<Config>) -> Result<Policy<O, A, H>, Error> {
+        let dev = Cpu::default();
+        let net = if eval.config.dueling {
+            Net::Dueling(<DuelingQ<O, A, H> as QFunction<O, A>>::build(&dev))
+        } else {
+            Net::Plain(<MlpQ<O, A, H> as QFunction<O, A>>::build(&dev))
+        };
+        let mut policy = Policy { net, dev };
+        eval.restore(&mut policy)?;
+        Ok(policy)
+    }
+
+    fn evaluate_policy(&self, policy: &Policy<O, A, H>, episodes: usize, seed: u64) -> Result<EvalResult, Error> {
+        evaluate_policy(policy, &*self.make_env, episodes, seed)
+    }
+
+    fn eval_episodes(config: &Config) -> usize {
+        config.eval_episodes
     }
 }
 
@@ -107,39 +97,16 @@ enum Net<const O: usize, const A: usize, const H: usize> {
     Dueling(DuelingQ<O, A, H>),
 }
 
-/// The greedy policy of a trained run (its online Q-network), loaded from the run directory.
+/// The greedy policy of a trained run (its online Q-network), from
+/// [`load_policy`](Train::load_policy).
 pub struct Policy<const O: usize, const A: usize, const H: usize = 64> {
     net: Net<O, A, H>,
     dev: Cpu,
 }
 
 impl<const O: usize, const A: usize, const H: usize> Policy<O, A, H> {
-    /// Loads the last checkpoint of the run in `run_dir` (finished or not); reads nothing else
-    /// and writes nothing.
-    pub fn load(run_dir: impl AsRef<Path>) -> Result<Self, DqnError> {
-        let args = RunArgs { eval: Some(run_dir.as_ref().into()), ..RunArgs::default() };
-        let cfg = Config::default();
-        match Launch::new(NAME, &args, &cfg, &cfg, &clap::ArgMatches::default())? {
-            Launch::Eval(eval) => Self::from_eval(&eval),
-            Launch::Train(_) => Err(DqnError::Config("Policy::load opened a run for training".into())),
-        }
-    }
-
-    /// Loads the checkpoint of an `--eval` launch.
-    pub fn from_eval(eval: &Eval<Config>) -> Result<Self, DqnError> {
-        let dev = Cpu::default();
-        let net = if eval.config.dueling {
-            Net::Dueling(<DuelingQ<O, A, H> as QFunction<O, A>>::build(&dev))
-        } else {
-            Net::Plain(<MlpQ<O, A, H> as QFunction<O, A>>::build(&dev))
-        };
-        let mut policy = Self { net, dev };
-        eval.restore(&mut policy)?;
-        Ok(policy)
-    }
-
     /// The greedy action for each observation of a batch (`rows × O` values, row-major).
-    pub fn actions(&self, obs: &[f32]) -> Result<Vec<usize>, DqnError> {
+    pub fn actions(&self, obs: &[f32]) -> Result<Vec<usize>, Error> {
         whole_rows::<O>(obs)?;
         Ok(match &self.net {
             Net::Plain(q) => greedy_actions::<_, O, A>(q, &self.dev, obs),
@@ -148,7 +115,7 @@ impl<const O: usize, const A: usize, const H: usize> Policy<O, A, H> {
     }
 
     /// Q(s, a) of every action for each observation of a batch: `rows × A` values, row-major.
-    pub fn q_values(&self, obs: &[f32]) -> Result<Vec<f32>, DqnError> {
+    pub fn q_values(&self, obs: &[f32]) -> Result<Vec<f32>, Error> {
         let rows = whole_rows::<O>(obs)?;
         let x: Obs<O> = self.dev.tensor_from_vec(obs.to_vec(), (rows, Const::<O>));
         Ok(match &self.net {
@@ -156,20 +123,20 @@ impl<const O: usize, const A: usize, const H: usize> Policy<O, A, H> {
             Net::Dueling(q) => q.q_values(x).as_vec(),
         })
     }
+}
 
-    /// Runs `episodes` greedy episodes side by side on envs from `make_env`, episode i reset
-    /// with `seed + i` ([`glimpse::evaluate::evaluate_greedy`]); checks the env's spaces first.
-    pub fn evaluate<E: Env<Act = usize>>(
-        &self,
-        make_env: &dyn Fn() -> E,
-        episodes: usize,
-        seed: u64,
-    ) -> Result<EvalResult, DqnError> {
-        let env = make_env();
-        check_spaces::<O, A>(&env.observation_space(), &env.action_space())?;
-        let act = |obs: &[f32]| self.actions(obs).map_err(|e| glimpse::EnvError::Other(e.to_string()));
-        Ok(evaluate_greedy(make_env, episodes, seed, act)?)
-    }
+/// Greedy evaluation of `policy`: `episodes` episodes of envs from `make_env` side by side,
+/// episode i reset with `seed + i` ([`evaluate_greedy`]); the env's spaces are checked first.
+pub fn evaluate_policy<E: Env<Act = usize>, const O: usize, const A: usize, const H: usize>(
+    policy: &Policy<O, A, H>,
+    make_env: &dyn Fn() -> E,
+    episodes: usize,
+    seed: u64,
+) -> Result<EvalResult, Error> {
+    let env = make_env();
+    discrete_spaces::<O, A>(&env.observation_space(), &env.action_space())?;
+    let act = |obs: &[f32]| policy.actions(obs).map_err(|e| glimpse::EnvError::Other(e.to_string()));
+    Ok(evaluate_greedy(make_env, episodes, seed, act)?)
 }
 
 /// Only the online network: `q.safetensors` of a DQN snapshot.
@@ -192,10 +159,10 @@ impl<const O: usize, const A: usize, const H: usize> Checkpoint for Policy<O, A,
 }
 
 /// The number of observations of `O` values in `obs`; an error when it is not whole.
-fn whole_rows<const O: usize>(obs: &[f32]) -> Result<usize, DqnError> {
+fn whole_rows<const O: usize>(obs: &[f32]) -> Result<usize, Error> {
     if !obs.len().is_multiple_of(O) {
         let message = format!("{} observation values are not whole observations of {O}", obs.len());
-        return Err(DqnError::Env(glimpse::EnvError::Other(message)));
+        return Err(Error::Env(glimpse::EnvError::Other(message)));
     }
     Ok(obs.len() / O)
 }

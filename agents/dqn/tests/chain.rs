@@ -48,8 +48,10 @@ fn best_return() -> f64 {
 #[test]
 fn dqn_learns_the_optimal_q_values_of_a_chain_through_the_library_api() {
     let dir = temp("chain");
-    let summary = Trainer::<_, N, 2, 32>::new(config(4000), chain).unwrap().seed(3).run_dir(&dir).train().unwrap();
-    assert_eq!((summary.env_steps, summary.seed, summary.solved_at_step), (4000, 3, None));
+    let trainer = Trainer::<_, N, 2, 32>::new(config(4000), chain).unwrap().seed(3).run_dir(&dir);
+    let summary = trainer.train().unwrap();
+    assert_eq!((summary.env_steps, summary.seed, summary.solved_at_step, summary.solved), (4000, 3, None, false));
+    assert_eq!((summary.eval_episodes, summary.solve_threshold), (Some(5), None));
     let mean = summary.eval_mean_return.unwrap();
     assert!((mean - best_return()).abs() < 1e-6, "greedy return {mean}");
     // What train() returned is what it wrote.
@@ -58,7 +60,7 @@ fn dqn_learns_the_optimal_q_values_of_a_chain_through_the_library_api() {
 
     // The saved policy: Q* everywhere. V*(s) = Q*(s, right): STEP_COST for each of the N - 2 - s
     // steps before the last, then 1, discounted; Q*(s, left) = STEP_COST + gamma * V*(max(s-1, 0)).
-    let policy = Policy::<N, 2, 32>::load(&dir).unwrap();
+    let policy = trainer.load_policy(&dir).unwrap();
     let v = |s: usize| {
         let k = (N - 2 - s) as i32;
         STEP_COST * (1.0 - GAMMA.powi(k)) / (1.0 - GAMMA) + GAMMA.powi(k)
@@ -73,9 +75,11 @@ fn dqn_learns_the_optimal_q_values_of_a_chain_through_the_library_api() {
         }
         assert_eq!(policy.actions(&o).unwrap(), vec![1]);
     }
-    let result = policy.evaluate(&chain, 3, 0).unwrap();
+    let result = evaluate_policy(&policy, &chain, 3, 0).unwrap();
     assert!(result.returns.iter().all(|r| (r - best_return()).abs() < 1e-6), "{result:?}");
     assert_eq!(result.lengths, vec![N - 1; 3]);
+    // The trainer evaluates the saved policy the same way.
+    assert_eq!(trainer.evaluate(&dir, 3, 0).unwrap(), result);
     assert!(policy.actions(&[0.0; N + 1]).is_err(), "a partial observation is an error");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -85,11 +89,12 @@ fn a_run_stopped_from_code_resumes_to_the_same_end() {
     let (whole, split) = (temp("api-whole"), temp("api-split"));
     let cfg = Config { prioritized: true, n_step: 2, ..config(1500) };
     let expected = Trainer::<_, N, 2, 32>::new(cfg.clone(), chain).unwrap().seed(5).run_dir(&whole).train().unwrap();
-    let trainer = Trainer::<_, N, 2, 32>::new(cfg.clone(), chain).unwrap().seed(5).run_dir(&split);
-    assert_eq!(trainer.train_until(Some(777)).unwrap(), None);
+    let trainer = Trainer::<_, N, 2, 32>::new(cfg.clone(), chain).unwrap();
+    let stop = RunArgs { seed: 5, run_dir: Some(split.clone()), stop_after: Some(777), ..RunArgs::default() };
+    assert_eq!(trainer.run(&stop).unwrap(), Outcome::Stopped { done: 777 });
     // Resuming keeps the saved seed and config: the ones given here are not used.
     let other = Config { learning_rate: 0.5, ..cfg };
-    let resumed = Trainer::<_, N, 2, 32>::new(other, chain).unwrap().seed(99).resume(&split).train().unwrap();
+    let resumed = Trainer::<_, N, 2, 32>::new(other, chain).unwrap().seed(99).resume(&split).unwrap();
     assert_eq!(Summary { wall_seconds: 0.0, ..resumed }, Summary { wall_seconds: 0.0, ..expected });
     let weights = |d: &std::path::Path| {
         let snap = glimpse::checkpoint::current_snapshot(&d.join("checkpoint")).unwrap();
@@ -106,10 +111,11 @@ fn the_same_seed_gives_the_same_run() {
     let weights = |seed: u64, name: &str| {
         let dir = temp(&format!("repro-{name}"));
         let cfg = Config { prioritized: true, n_step: 2, ..config(800) };
-        let s = Trainer::<_, N, 2, 32>::new(cfg, chain).unwrap().seed(seed).run_dir(&dir).train().unwrap();
-        let q = Policy::<N, 2, 32>::load(&dir).unwrap().q_values(&[1.0, 0.0, 0.0, 0.0, 0.0, 0.0]).unwrap();
+        let trainer = Trainer::<_, N, 2, 32>::new(cfg, chain).unwrap().seed(seed).run_dir(&dir);
+        let s = trainer.train().unwrap();
+        let q = trainer.load_policy(&dir).unwrap().q_values(&[1.0, 0.0, 0.0, 0.0, 0.0, 0.0]).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
-        (q, s.gradient_steps, s.eval_mean_return)
+        (q, s.updates, s.eval_mean_return)
     };
     let (a, b, c) = (weights(11, "a"), weights(11, "b"), weights(12, "c"));
     assert_eq!(a, b);

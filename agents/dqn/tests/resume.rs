@@ -6,11 +6,10 @@
 use std::path::{Path, PathBuf};
 
 use glimpse::checkpoint::current_snapshot;
-use glimpse::run::{RunError, RunLock};
+use glimpse::run::RunLock;
 use glimpse::wrappers::TimeLimit;
 use glimpse::{BoxSpace, Discrete, Env, EnvError, Info, Space, Step};
-use glimpse_dqn::cli::{run_with_args, Outcome};
-use glimpse_dqn::{Config, DqnError};
+use glimpse_dqn::prelude::*;
 use glimpse_envs::cartpole_v1;
 
 fn config() -> Config {
@@ -40,9 +39,9 @@ fn temp(name: &str) -> PathBuf {
 }
 
 /// The cartpole example's command line (hidden width 32) with `cfg` as its defaults.
-fn cartpole(cfg: &Config, args: &[&str]) -> Result<Outcome, DqnError> {
+fn cartpole(cfg: &Config, args: &[&str]) -> Result<Outcome<Summary>, Error> {
     let args: Vec<&str> = ["cartpole_dqn"].into_iter().chain(args.iter().copied()).collect();
-    run_with_args::<_, 4, 2, 32>("cartpole_dqn", cartpole_v1, cfg, &args)
+    Trainer::<_, 4, 2, 32>::new(cfg.clone(), cartpole_v1)?.run_command_line_from(&args)
 }
 
 fn s(p: &Path) -> &str {
@@ -179,7 +178,7 @@ fn check_exact_resume(name: &str, cfg: Config, stop: u64) {
     };
     let stop_flag = stop.to_string();
     let outcome = cartpole(&cfg, &["--seed", "9", "--run-dir", s(&split), "--stop-after", &stop_flag]).unwrap();
-    assert_eq!(outcome, Outcome::Stopped);
+    assert_eq!(outcome, Outcome::Stopped { done: stop.next_multiple_of(2) });
 
     // The checkpoint was taken after the step that reached `stop`, mid-episode, with n-step
     // transitions pending.
@@ -196,7 +195,7 @@ fn check_exact_resume(name: &str, cfg: Config, stop: u64) {
     let bad = split.with_extension("bad.json");
     std::fs::write(&bad, r#"{ "gamma": 2.0 }"#).unwrap();
     let err = cartpole(&cfg, &["--resume", s(&split), "--config", s(&bad)]).unwrap_err();
-    assert!(matches!(err, DqnError::Run(RunError::Config { .. })) && err.to_string().contains("gamma"), "{err}");
+    assert!(matches!(err, Error::Run(RunError::Config { .. })) && err.to_string().contains("gamma"), "{err}");
     assert_eq!(std::fs::read(split.join("config.json")).unwrap(), config_before);
     std::fs::remove_file(&bad).unwrap();
 
@@ -206,7 +205,7 @@ fn check_exact_resume(name: &str, cfg: Config, stop: u64) {
     assert_eq!(got.seed, 9, "a resumed run keeps its seed");
     let (a, b) = (json(&whole.join("summary.json")), json(&split.join("summary.json")));
     assert_eq!(without_wall_time(a), without_wall_time(b), "summary.json");
-    assert_eq!((got.env_steps, got.gradient_steps), (expected.env_steps, expected.gradient_steps));
+    assert_eq!((got.env_steps, got.updates), (expected.env_steps, expected.updates));
     let (files_a, files_b) = (snapshot_files(&whole), snapshot_files(&split));
     let names: Vec<&str> = files_a.iter().map(|(n, _)| n.as_str()).collect();
     for name in ["q.safetensors", "target.safetensors", "adam_m1.safetensors", "replay.bin", "state.json", "loop.json"]
@@ -224,7 +223,7 @@ fn check_exact_resume(name: &str, cfg: Config, stop: u64) {
 
     // A finished run is not resumed, even with a larger budget.
     let err = cartpole(&cfg, &["--resume", s(&split), "--total-timesteps", "5000"]).unwrap_err();
-    assert!(matches!(err, DqnError::Run(RunError::Finished { .. })), "{err}");
+    assert!(matches!(err, Error::Run(RunError::Finished { .. })), "{err}");
     std::fs::remove_dir_all(&whole).unwrap();
     std::fs::remove_dir_all(&split).unwrap();
 }
@@ -243,14 +242,17 @@ fn resume_is_exact_with_prioritized_replay_and_dueling_heads() {
 #[test]
 fn a_new_run_into_a_checkpointed_dir_and_a_second_writer_are_refused() {
     let dir = temp("guards");
-    assert_eq!(cartpole(&config(), &["--run-dir", s(&dir), "--stop-after", "300"]).unwrap(), Outcome::Stopped);
+    assert_eq!(
+        cartpole(&config(), &["--run-dir", s(&dir), "--stop-after", "300"]).unwrap(),
+        Outcome::Stopped { done: 300 }
+    );
     let err = cartpole(&config(), &["--run-dir", s(&dir)]).unwrap_err();
-    assert!(matches!(err, DqnError::Run(RunError::HasCheckpoint { .. })), "{err}");
+    assert!(matches!(err, Error::Run(RunError::HasCheckpoint { .. })), "{err}");
     assert!(err.to_string().contains("--resume"), "{err}");
     // While another process holds the directory's lock, a resume is refused.
     let lock = RunLock::acquire(&dir).unwrap();
     let err = cartpole(&config(), &["--resume", s(&dir)]).unwrap_err();
-    assert!(matches!(err, DqnError::Run(RunError::Locked { .. })), "{err}");
+    assert!(matches!(err, Error::Run(RunError::Locked { .. })), "{err}");
     drop(lock);
     // --eval reads the checkpoint and writes nothing into the run directory.
     let listing = |d: &Path| {
@@ -262,8 +264,8 @@ fn a_new_run_into_a_checkpointed_dir_and_a_second_writer_are_refused() {
     let Outcome::Evaluated(eval) = cartpole(&config(), &["--eval", s(&dir), "--eval-episodes", "4"]).unwrap() else {
         panic!("not an evaluation")
     };
-    assert_eq!((eval["eval_episodes"].as_u64(), eval["env_steps"].as_u64()), (Some(4), Some(300)));
-    assert!(eval["eval_mean_return"].as_f64().unwrap() >= 5.0, "{eval}");
+    assert_eq!((eval.eval_episodes, eval.env_steps, eval.seed), (4, 300, 1));
+    assert!(eval.eval_mean_return >= 5.0, "{eval:?}");
     assert_eq!(listing(&dir), before);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -272,7 +274,7 @@ fn a_new_run_into_a_checkpointed_dir_and_a_second_writer_are_refused() {
 fn a_damaged_checkpoint_is_a_clear_error() {
     let dir = temp("damaged");
     let cfg = Config { prioritized: true, ..config() };
-    assert_eq!(cartpole(&cfg, &["--run-dir", s(&dir), "--stop-after", "300"]).unwrap(), Outcome::Stopped);
+    assert_eq!(cartpole(&cfg, &["--run-dir", s(&dir), "--stop-after", "300"]).unwrap(), Outcome::Stopped { done: 300 });
     let snapshot = current_snapshot(&dir.join("checkpoint")).unwrap();
     for file in
         ["q.safetensors", "replay.bin", "replay.bin.priorities", "pending.json", "loop.json", "adam_m1.safetensors"]
@@ -319,14 +321,14 @@ fn resuming_on_an_env_without_saved_state_fails_clearly_but_it_evaluates() {
     let make = || TimeLimit::new(Opaque(0), 10);
     let opaque = |args: &[&str]| {
         let args: Vec<&str> = ["opaque"].into_iter().chain(args.iter().copied()).collect();
-        run_with_args::<_, 4, 2, 32>("opaque", make, &config(), &args)
+        Trainer::<_, 4, 2, 32>::new(config(), make)?.run_command_line_from(&args)
     };
-    assert_eq!(opaque(&["--run-dir", s(&dir), "--stop-after", "300"]).unwrap(), Outcome::Stopped);
+    assert_eq!(opaque(&["--run-dir", s(&dir), "--stop-after", "300"]).unwrap(), Outcome::Stopped { done: 300 });
     let err = opaque(&["--resume", s(&dir)]).unwrap_err();
-    assert!(matches!(err, DqnError::Resume(_)), "{err}");
+    assert!(matches!(err, Error::Resume(_)), "{err}");
     assert!(err.to_string().contains("Opaque cannot save its state"), "{err}");
     let Outcome::Evaluated(eval) = opaque(&["--eval", s(&dir)]).unwrap() else { panic!("not an evaluation") };
-    assert_eq!(eval["eval_mean_return"].as_f64(), Some(10.0), "every episode lasts 10 steps of reward 1");
+    assert_eq!(eval.eval_mean_return, 10.0, "every episode lasts 10 steps of reward 1");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -336,8 +338,8 @@ fn resuming_a_solved_run_is_refused() {
     let cfg = Config { solve_threshold: Some(0.0), ..config() };
     let dir = temp("solved");
     let Outcome::Finished(summary) = cartpole(&cfg, &["--run-dir", s(&dir)]).unwrap() else { panic!("not finished") };
-    assert_eq!((summary.solved_at_step, summary.env_steps), (Some(400), 400));
+    assert_eq!((summary.solved_at_step, summary.env_steps, summary.solved), (Some(400), 400, true));
     let err = cartpole(&cfg, &["--resume", s(&dir)]).unwrap_err();
-    assert!(matches!(err, DqnError::Run(RunError::Finished { done: 400, .. })), "{err}");
+    assert!(matches!(err, Error::Run(RunError::Finished { done: 400, .. })), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
