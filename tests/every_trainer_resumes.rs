@@ -45,21 +45,40 @@ fn ok(name: &str, args: &[&str]) -> String {
 fn summary(dir: &Path) -> serde_json::Value {
     let mut value: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("summary.json")).expect("summary.json")).expect("JSON");
-    if let Some(map) = value.as_object_mut() {
-        map.retain(|key, _| !key.contains("seconds"));
-    }
+    without_timings(&mut value);
     value
 }
 
-/// Every file of the current snapshot but the run layer's `run.json` (it holds the wall time) and
-/// the manifest (its checksum of `run.json`), by name.
+/// Drops, at any depth, the keys that measure time.
+fn without_timings(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.retain(|key, _| !key.contains("seconds"));
+            map.values_mut().for_each(without_timings);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(without_timings),
+        _ => {}
+    }
+}
+
+/// Every file of the current snapshot but the run layer's `run.json` (it holds the wall time), the
+/// manifest (its checksums) and `timings.json` (seconds per epoch), by name; JSON files without
+/// their timings.
 fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let snap = current_snapshot(&dir.join("checkpoint")).expect("a valid snapshot");
     let mut files: Vec<_> = std::fs::read_dir(&snap)
         .expect("snapshot directory")
         .map(|e| e.expect("entry").path())
-        .filter(|p| !matches!(p.file_name().and_then(|n| n.to_str()), Some("run.json" | "MANIFEST.json")))
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .filter(|p| !matches!(p.file_name().and_then(|n| n.to_str()), Some("run.json" | "MANIFEST.json" | "timings.json")))
+        .map(|p| {
+            let mut bytes = std::fs::read(&p).expect("snapshot file");
+            if p.extension().is_some_and(|e| e == "json") {
+                let mut value: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
+                without_timings(&mut value);
+                bytes = serde_json::to_vec(&value).expect("JSON");
+            }
+            (p.file_name().unwrap().to_string_lossy().into_owned(), bytes)
+        })
         .collect();
     files.sort();
     files
@@ -138,4 +157,32 @@ fn cartpole_reinforce() {
         &["--seed", "2", "--total-timesteps", "8000"],
         "3001",
     );
+}
+
+/// Whether the MNIST files are where the examples look (`MNIST_DIR`, else `../shared/data/mnist`).
+fn mnist_present() -> bool {
+    let dir = std::env::var_os("MNIST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/mnist"));
+    let present = dir.is_dir();
+    if !present {
+        eprintln!("skipped: no MNIST at {} (set MNIST_DIR)", dir.display());
+    }
+    present
+}
+
+#[test]
+fn vae_mnist() {
+    if mnist_present() {
+        let args = ["--seed", "2", "--epochs", "3", "--train-images", "1500", "--batch-size", "100"];
+        stopped_and_resumed_equals_uninterrupted("vae_mnist", &args, "1");
+    }
+}
+
+#[test]
+fn mnist_cnn() {
+    if mnist_present() {
+        let args = ["--seed", "2", "--epochs", "2", "--train-images", "1000"];
+        stopped_and_resumed_equals_uninterrupted("mnist_cnn", &args, "1");
+    }
 }
