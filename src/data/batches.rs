@@ -93,13 +93,27 @@ impl<const N: usize> Batch<N> {
         self.labels.is_empty()
     }
 
-    /// The labels as one-hot rows, for cross-entropy losses.
+    /// The labels as one-hot rows, for cross-entropy losses. A label outside 0..10 (which a batch
+    /// drawn from an [`ImageSet`] cannot hold, only one edited by hand) gives a row of zeros; use
+    /// [`Batch::try_one_hot`] to have it refused.
     pub fn one_hot(&self, dev: &Cpu) -> Tensor<(usize, Const<10>), f32, Cpu> {
         let mut data = vec![0.0; self.len() * 10];
         for (row, &label) in self.labels.iter().enumerate() {
-            data[row * 10 + label] = 1.0;
+            if let Some(cell) = data[row * 10..(row + 1) * 10].get_mut(label) {
+                *cell = 1.0;
+            }
         }
         dev.tensor_from_vec(data, (self.len(), Const))
+    }
+
+    /// [`Batch::one_hot`], refusing a label outside 0..10.
+    pub fn try_one_hot(&self, dev: &Cpu) -> Result<Tensor<(usize, Const<10>), f32, Cpu>, DataError> {
+        if let Some((i, &label)) = self.labels.iter().enumerate().find(|(_, &l)| l >= 10) {
+            return Err(DataError::Inconsistent(format!(
+                "label {label} of batch row {i} is not a class (expected 0 to 9)"
+            )));
+        }
+        Ok(self.one_hot(dev))
     }
 }
 

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 pub const SIDE: usize = 28;
 /// Pixels in one MNIST image (28 * 28).
 pub const PIXELS: usize = SIDE * SIDE;
+/// Number of classes an [`ImageSet`] label may name (labels are 0 to 9).
+pub const CLASSES: usize = 10;
 
 /// Which of the two MNIST-format data sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,17 +125,24 @@ pub struct ImageSet {
 
 impl ImageSet {
     /// Builds a set of `height x width` images from `n * height * width` grey levels (row-major,
-    /// image after image) and `n` labels.
+    /// image after image) and `n` labels, each below [`CLASSES`].
     pub fn new(height: usize, width: usize, pixels: Vec<u8>, labels: Vec<u8>) -> Result<Self, DataError> {
         if height == 0 || width == 0 {
             return Err(DataError::Inconsistent(format!("images of {height}x{width} pixels")));
         }
-        if pixels.len() != labels.len() * height * width {
+        let expected = labels.len().checked_mul(height).and_then(|n| n.checked_mul(width));
+        if expected != Some(pixels.len()) {
+            let expected = expected.map_or("more than usize::MAX".to_string(), |n| n.to_string());
             return Err(DataError::Inconsistent(format!(
-                "{} pixels for {} labels of {height}x{width} images (expected {} pixels)",
+                "{} pixels for {} labels of {height}x{width} images (expected {expected} pixels)",
                 pixels.len(),
                 labels.len(),
-                labels.len() * height * width
+            )));
+        }
+        if let Some((i, &label)) = labels.iter().enumerate().find(|(_, &l)| usize::from(l) >= CLASSES) {
+            return Err(DataError::Inconsistent(format!(
+                "label {label} of image {i} is not a class (expected 0 to {})",
+                CLASSES - 1
             )));
         }
         Ok(Self { pixels, labels, height, width })
@@ -337,4 +346,32 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_label_that_is_not_a_class_is_refused() {
+        let err = ImageSet::new(2, 2, vec![0; 12], vec![3, 12, 1]).unwrap_err();
+        assert_eq!(err.to_string(), "inconsistent data: label 12 of image 1 is not a class (expected 0 to 9)");
+        assert!(ImageSet::new(2, 2, vec![0; 12], vec![3, 9, 0]).is_ok());
+        // A pixel count whose product overflows is an error, not a panic.
+        let err = ImageSet::new(usize::MAX, 2, vec![], vec![0]).unwrap_err();
+        assert!(err.to_string().contains("more than usize::MAX"), "{err}");
+    }
+
+    #[test]
+    fn one_hot_does_not_panic_on_a_hand_made_label() {
+        use crate::data::{Loader, View};
+        let dev: dfdx::prelude::Cpu = Default::default();
+        let set = ImageSet::new(1, 1, vec![0, 255], vec![9, 0]).unwrap();
+        let mut batch = Loader::sequential(2, View::Grey).epoch::<1>(&set, &dev).next().unwrap();
+        assert_eq!(batch.try_one_hot(&dev).unwrap().as_vec()[9], 1.0);
+        batch.labels[1] = 12;
+        assert!(batch.one_hot(&dev).as_vec()[10..].iter().all(|&v| v == 0.0));
+        let err = batch.try_one_hot(&dev).unwrap_err();
+        assert!(err.to_string().contains("label 12 of batch row 1"), "{err}");
+    }
 }

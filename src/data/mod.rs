@@ -58,7 +58,7 @@ pub enum DataError {
     #[error("{path} has magic number {found:#010x}, expected {expected:#010x} ({what})")]
     BadMagic { path: PathBuf, expected: u32, found: u32, what: &'static str },
     /// The file is longer than its header announces.
-    #[error("{path} has {found} bytes, but its header announces {expected}")]
+    #[error("{path} has {found} bytes or more, but its header announces {expected}")]
     TrailingBytes { path: PathBuf, expected: usize, found: usize },
     /// The md5 of the uncompressed file differs from the known one.
     #[error("{path}: md5 of the uncompressed data is {found}, expected {expected} (corrupt or wrong file)")]
@@ -67,6 +67,9 @@ pub enum DataError {
     /// match its shape.
     #[error("{path}: {message}")]
     Npy { path: PathBuf, message: String },
+    /// A file announces (or holds) more data than may be read: over the cap or the memory available.
+    #[error("{path} is too large: {message}")]
+    TooLarge { path: PathBuf, message: String },
     /// Images and labels do not match, or images have an unexpected size.
     #[error("inconsistent data: {0}")]
     Inconsistent(String),
