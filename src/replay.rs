@@ -383,10 +383,19 @@ impl NStep {
         let lengths_ok = state.obs.len() == self.obs.len()
             && state.actions.len() == self.actions.len()
             && state.rewards.len() == self.rewards.len()
-            && state.count.len() == self.count.len()
-            && state.start.iter().chain(&state.count).all(|&k| k <= self.n);
+            && state.count.len() == self.count.len();
         if !lengths_ok {
             return Err("saved n-step state has arrays of the wrong length".into());
+        }
+        // Between two pushes a ring holds at most n - 1 pending steps (the n-th completes a
+        // transition and is emitted at once), and its start is an index into the ring.
+        if let Some((env, (s, c))) =
+            state.start.iter().zip(&state.count).enumerate().find(|(_, (&s, &c))| s >= self.n || c >= self.n)
+        {
+            return Err(format!(
+                "saved n-step state of env {env} has start {s} and count {c}, both must be below n = {}",
+                self.n
+            ));
         }
         let narrow = |dst: &mut Vec<f32>, src: &[f64]| dst.iter_mut().zip(src).for_each(|(d, &x)| *d = x as f32);
         narrow(&mut self.obs, &state.obs);
@@ -896,5 +905,26 @@ mod tests {
         assert_eq!(out_a, out_b);
         let err = NStep::new(2, 2, 0.9, 1, 1).restore(&a.save_state()).unwrap_err();
         assert!(err.contains("expected"), "{err}");
+    }
+
+    #[test]
+    fn an_n_step_state_with_start_or_count_at_n_is_refused() {
+        let mut a = NStep::new(2, 3, 0.9, 1, 1);
+        a.push(0, &[0.5], &[1.0], 1.0, &[0.0], false, false, |_, _, _, _, _, _| {});
+        let good = a.save_state();
+        for (start, count) in [(3, 0), (0, 3), (7, 1), (2, 2)] {
+            let mut state = good.clone();
+            state.start[1] = start;
+            state.count[1] = count;
+            let mut b = NStep::new(2, 3, 0.9, 1, 1);
+            let result = b.restore(&state);
+            if start < 3 && count < 3 {
+                assert!(result.is_ok(), "{result:?}");
+            } else {
+                let err = result.unwrap_err();
+                assert!(err.contains(&format!("env 1 has start {start} and count {count}")), "{err}");
+                assert_eq!(b.save_state().count, [0, 0], "nothing restored");
+            }
+        }
     }
 }
