@@ -259,13 +259,40 @@ impl<C: RunConfig> Launch<C> {
 /// Reads and checks the current snapshot of run `dir` and its [`RunState`].
 fn open_snapshot(dir: &Path) -> Result<(PathBuf, RunState), RunError> {
     let run = RunDir::open(dir)?;
-    let snapshot = checkpoint::current_snapshot(&run.checkpoint_dir())?;
+    let checkpoint_dir = run.checkpoint_dir();
+    if !checkpoint_dir.join(checkpoint::LATEST).exists() {
+        if let Some(message) = missing_latest(&checkpoint_dir) {
+            return Err(RunError::Resume { path: dir.into(), message });
+        }
+    }
+    let snapshot = checkpoint::current_snapshot(&checkpoint_dir)?;
     let file = snapshot.join(super::RUN_STATE);
     if !file.is_file() {
         let message = format!("its checkpoint has no {} (written by an older version of glimpse)", super::RUN_STATE);
         return Err(RunError::Resume { path: dir.into(), message });
     }
     Ok((snapshot, checkpoint::load_json(&file)?))
+}
+
+/// When a checkpoint directory holds snapshots but no `LATEST` naming the current one (deleted by
+/// hand?), the message saying so and how to pick one; `None` when it holds no snapshot.
+fn missing_latest(checkpoint_dir: &Path) -> Option<String> {
+    let mut snapshots: Vec<String> = std::fs::read_dir(checkpoint_dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|name| name.starts_with("snap-"))
+        .collect();
+    if snapshots.is_empty() {
+        return None;
+    }
+    snapshots.sort();
+    Some(format!(
+        "{} is missing: it names the current snapshot (found: {}); write the name of the snapshot to resume from into it",
+        checkpoint_dir.join(checkpoint::LATEST).display(),
+        snapshots.join(", ")
+    ))
 }
 
 /// The config saved in `state`, with `--config` and the flags given on the command line on top,
@@ -626,6 +653,21 @@ mod tests {
         for d in [a, b, parts] {
             let _ = std::fs::remove_dir_all(d);
         }
+    }
+
+    #[test]
+    fn a_deleted_latest_is_named_in_the_resume_error() {
+        std::env::set_var("GLIMPSE_NO_PROGRESS", "1");
+        let dir = temp("latest");
+        let d = dir.to_str().unwrap();
+        assert!(train(&["t", "--run-dir", d, "--stop-after", "2"]).unwrap().is_none());
+        std::fs::remove_file(dir.join("checkpoint").join(checkpoint::LATEST)).unwrap();
+        for args in [["t", "--resume", d], ["t", "--eval", d]] {
+            let err = launch(&args).err().expect("refused");
+            let message = err.to_string();
+            assert!(message.contains("LATEST is missing") && message.contains("found: snap-"), "{message}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
