@@ -241,11 +241,12 @@ pub fn train(mut run: Run<Config>) -> Result<Option<Summary>, EvalError> {
         let clock = Instant::now();
         s.opt.cfg.lr = (cfg.learning_rate * cfg.lr_decay.powi(epoch as i32 - 1)) as f32;
         let batches = Cpu::seed_from_u64(dropout_seed(run.seed, epoch));
-        let mut logged = Vec::new();
+        let (mut logged, progress) = (Vec::new(), run.progress());
         let Training { model, opt, loader, shift_rng, .. } = &mut s;
         let stats = train_epoch(model, opt, loader, &train_set, &batches, cfg.max_shift, shift_rng, |step, loss| {
             if step % 100 == 0 {
                 logged.push((step as u64, loss as f64));
+                progress.message(format!("epoch {epoch} step {step} loss {loss:.3}"));
             }
         })
         .map_err(|message| EvalError::Training { epoch, message })?;
