@@ -3,7 +3,7 @@
 //!
 //! `cargo run --release --example cartpole_a2c -- --seed 1 [--run-dir DIR] [--config FILE] [--help]`
 
-use glimpse_actor_critic::{exit_on_error, A2cConfig, Trainer};
+use glimpse_actor_critic::prelude::*;
 
 fn main() {
     let trainer = Trainer::discrete::<4, 2>(A2cConfig::cartpole(), glimpse_envs::cartpole_v1);

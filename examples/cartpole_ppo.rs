@@ -3,7 +3,7 @@
 //!
 //! `cargo run --release --example cartpole_ppo -- --seed 1 [--run-dir DIR] [--config FILE] [--help]`
 
-use glimpse_actor_critic::{exit_on_error, PpoConfig, Trainer};
+use glimpse_actor_critic::prelude::*;
 
 fn main() {
     let trainer = Trainer::discrete::<4, 2>(PpoConfig::cartpole(), glimpse_envs::cartpole_v1);

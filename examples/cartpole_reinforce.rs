@@ -3,7 +3,7 @@
 //!
 //! `cargo run --release --example cartpole_reinforce -- --seed 1 [--baseline value] [--run-dir DIR] [--help]`
 
-use glimpse_reinforce::{exit_on_error, ReinforceConfig, Trainer};
+use glimpse_reinforce::prelude::*;
 
 fn main() {
     let trainer = Trainer::<_, 4, 2>::new(ReinforceConfig::cartpole(), glimpse_envs::cartpole_v1);

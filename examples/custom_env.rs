@@ -179,7 +179,11 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         let ppo = trainer.evaluate(&dir, args.episodes, args.seed + 1_000_000)?;
         println!(
             "{:<10} {:>12.2} {:>12}   ({} env steps, {:.1} s)",
-            "PPO", ppo.mean_return, "", summary.env_steps, summary.wall_seconds
+            "PPO",
+            ppo.mean(),
+            "",
+            summary.env_steps,
+            summary.wall_seconds
         );
     }
 

@@ -3,7 +3,7 @@
 //!
 //! `cargo run --release --example pendulum_ppo -- --seed 1 [--run-dir DIR] [--config FILE] [--help]`
 
-use glimpse_actor_critic::{exit_on_error, PpoConfig, Trainer};
+use glimpse_actor_critic::prelude::*;
 
 fn main() {
     let trainer = Trainer::gaussian::<3, 1>(PpoConfig::pendulum(), glimpse_envs::pendulum_v1);

@@ -14,8 +14,8 @@
 
 use clap::{CommandFactory, FromArgMatches, Parser};
 use glimpse::plot::{aggregate, plot_series, Labels, Series};
-use glimpse::run::{resolve_config, with_defaults, RunArgs, RunConfig, RunDir};
-use glimpse_reinforce::{exit_on_error, Baseline, Outcome, ReinforceConfig, Trainer};
+use glimpse::run::{resolve_config, with_defaults, RunDir};
+use glimpse_reinforce::prelude::*;
 
 #[derive(Parser)]
 struct Args {
@@ -71,16 +71,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     for (baseline, color) in variants {
         let (mut runs, mut vars, mut evals, mut mean_vars) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for seed in 1..=args.seeds {
-            let sub = RunArgs {
-                seed,
-                run_dir: Some(run.path().join(format!("{}-seed{seed}", baseline.name()))),
-                ..RunArgs::default()
-            };
+            let sub = run.path().join(format!("{}-seed{seed}", baseline.name()));
             let trainer =
-                Trainer::<_, 4, 2>::new(ReinforceConfig { baseline, ..cfg.clone() }, glimpse_envs::cartpole_v1)?;
-            let Outcome::Finished { summary, progress } = trainer.run(&sub)? else {
-                return Err("a sub-run without --stop-after did not finish".into());
-            };
+                Trainer::<_, 4, 2>::new(ReinforceConfig { baseline, ..cfg.clone() }, glimpse_envs::cartpole_v1)?
+                    .seed(seed)
+                    .run_dir(&sub);
+            let summary = trainer.train()?;
+            let progress = trainer.load_progress(&sub)?;
             evals.push(summary.eval_mean_return.unwrap_or(f64::NAN));
             let logs: Vec<(u64, f64)> =
                 progress.grad_variances.iter().map(|&(s, v)| (s, v.max(1e-30).log10())).collect();

@@ -6,15 +6,16 @@
 //! at the behaviour policy the ratio is 1 and its gradient is that of `log π`, so the clipped
 //! machinery reduces exactly to the A2C gradient. [`A2cConfig::to_ppo`] is that reduction.
 
-use glimpse::run::{Run, RunConfig, Unit};
+use glimpse::run::{Outcome, Run, RunConfig, Unit};
+use glimpse::validate;
 use glimpse::Env;
 use serde::{Deserialize, Serialize};
 
 use crate::policy::ActorCritic;
 use crate::ppo::{self, PpoConfig};
 use crate::trainer::Algorithm;
-use crate::training::{Outcome, Training};
-use crate::{check, Error};
+use crate::training::Training;
+use crate::{Error, Summary};
 
 /// A2C hyperparameters (defaults after SB3/RL-Zoo's CartPole A2C; Adam instead of RMSprop).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
@@ -128,14 +129,15 @@ impl A2cConfig {
 
     /// Checks every setting; the message names the first bad one and what is allowed.
     pub fn validate(&self) -> Result<(), String> {
-        check::rollout(self.num_envs, self.workers, self.num_steps, self.total_timesteps)?;
-        check::positive("learning_rate", self.learning_rate)?;
-        check::unit_interval("gamma", self.gamma)?;
-        check::unit_interval("gae_lambda", self.gae_lambda)?;
-        check::non_negative("ent_coef", self.ent_coef as f64)?;
-        check::non_negative("vf_coef", self.vf_coef as f64)?;
-        check::non_negative("max_grad_norm", self.max_grad_norm as f64)?;
-        check::evaluation(self.eval_episodes, self.solve_threshold)
+        validate::rollout(self.num_envs, self.workers, self.num_steps, self.total_timesteps)?;
+        validate::positive("learning_rate", self.learning_rate)?;
+        validate::unit_interval("gamma", self.gamma)?;
+        validate::unit_interval("gae_lambda", self.gae_lambda)?;
+        validate::non_negative("ent_coef", self.ent_coef)?;
+        validate::non_negative("vf_coef", self.vf_coef)?;
+        validate::non_negative("max_grad_norm", self.max_grad_norm)?;
+        validate::at_least("eval_episodes", self.eval_episodes, 1)?;
+        validate::evaluation(self.eval_episodes, self.solve_threshold)
     }
 }
 
@@ -164,7 +166,7 @@ pub fn train<E, P, const O: usize>(
     run: Run<A2cConfig>,
     agent: &mut Training<E, P, O>,
     make_env: &dyn Fn() -> E,
-) -> Result<Outcome, Error>
+) -> Result<Outcome<Summary>, Error>
 where
     E: Env + 'static,
     P: ActorCritic<O, Action = E::Act>,

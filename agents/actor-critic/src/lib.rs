@@ -3,10 +3,11 @@
 //! with shared or separate actor/critic networks as typed dfdx modules ([`policy`]).
 //!
 //! [`Trainer`] trains one on any [`glimpse::Env`] with a run directory, TensorBoard, checkpoints,
-//! greedy evaluation, `--resume` and `--eval`; nothing of dfdx needs naming:
+//! greedy evaluation, `--resume` and `--eval` (its methods are every glimpse agent's,
+//! [`glimpse::run::Train`]); nothing of dfdx needs naming:
 //!
 //! ```no_run
-//! use glimpse_actor_critic::{PpoConfig, Trainer};
+//! use glimpse_actor_critic::prelude::*;
 //! let cfg = PpoConfig { total_timesteps: 300_000, ..PpoConfig::pendulum() };
 //! let summary = Trainer::gaussian::<3, 1>(cfg, glimpse_envs::pendulum_v1)?.seed(2).train()?;
 //! assert!(summary.solved);
@@ -14,27 +15,32 @@
 //! ```
 
 pub mod a2c;
-mod check;
 pub mod policy;
 pub mod ppo;
 pub mod trainer;
 pub mod training;
 
 pub use a2c::A2cConfig;
-pub use glimpse::run::{exit_on_error, Launch, RunArgs};
+pub use glimpse::run::RlSummary as Summary;
 pub use policy::{
     ActorCritic, Built, DiscreteMlp, DiscretePolicy, GaussianMlp, GaussianPolicy, SeparateDiscrete, SeparateGaussian,
     SharedDiscrete, SharedGaussian,
 };
 pub use ppo::{PpoConfig, UpdateStats};
 pub use trainer::{Algorithm, Trainer};
-pub use training::{evaluate_policy, EvalReport, EvalStats, Outcome, Progress, Summary, Training};
+pub use training::{evaluate_policy, Progress, Training};
 
-use glimpse::checkpoint::CheckpointError;
+/// What a user training PPO or A2C on their own env names: `use glimpse_actor_critic::prelude::*;`.
+pub mod prelude {
+    pub use crate::{evaluate_policy, A2cConfig, Error, PpoConfig, Summary, Trainer};
+    pub use glimpse::prelude::*;
+}
+
 use glimpse::finite::NonFinite;
 use glimpse::optim::{NonFiniteGradient, NonFiniteParams};
 use glimpse::rollout::RolloutError;
 use glimpse::run::RunError;
+use glimpse::validate::SpaceMismatch;
 use glimpse::EnvError;
 
 /// Errors of the actor-critic trainers. Each prints as one readable line.
@@ -47,8 +53,8 @@ pub enum Error {
     #[error("environment error: {0}")]
     Env(#[from] EnvError),
     /// The env's observation or action space does not fit the policy's network.
-    #[error("the env does not fit the policy: {0}")]
-    Spaces(String),
+    #[error(transparent)]
+    Spaces(#[from] SpaceMismatch),
     /// A setting is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -82,11 +88,5 @@ impl From<RolloutError> for Error {
             RolloutError::Env(e) => Error::Env(e),
             RolloutError::NonFinite(e) => Error::NonFinite(e),
         }
-    }
-}
-
-impl From<CheckpointError> for Error {
-    fn from(e: CheckpointError) -> Self {
-        Error::Run(RunError::Checkpoint(e))
     }
 }

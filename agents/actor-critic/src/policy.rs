@@ -8,6 +8,7 @@ use dfdx::nn::tensor_collection::TensorCollection;
 use dfdx::prelude::*;
 use glimpse::distributions::{builder::GaussianHead, Categorical, DiagGaussian};
 use glimpse::rollout::PolicyStep;
+use glimpse::validate::{self, SpaceMismatch};
 use glimpse::Space;
 use rand::Rng;
 
@@ -68,8 +69,8 @@ pub trait ActorCritic<const O: usize> {
     const ACT_DIM: usize;
 
     /// Checks that an env with these spaces fits the network: its observations have `O` values
-    /// and its actions are what the policy outputs. The message says what differs.
-    fn check_spaces(&self, observation: &Space, action: &Space) -> Result<(), String>;
+    /// and its actions are what the policy outputs. The error says what differs.
+    fn check_spaces(&self, observation: &Space, action: &Space) -> Result<(), SpaceMismatch>;
 
     /// The network.
     fn net(&self) -> &Self::Net;
@@ -81,14 +82,6 @@ pub trait ActorCritic<const O: usize> {
     fn values(&self, obs: &[f32]) -> Vec<f32>;
     /// Log-probs, entropies and values of stored `actions` in traced observations.
     fn evaluate(&self, obs: ObsBatch<O, Traced>, actions: &[f32]) -> Evaluation;
-}
-
-/// The checks every policy shares: a network that reads `O` observation values.
-fn check_observation<const O: usize>(observation: &Space) -> Result<(), String> {
-    match observation.flat_dim() {
-        n if n == O => Ok(()),
-        n => Err(format!("the network reads {O} observation values, the env's observation space has {n}")),
-    }
 }
 
 fn obs_batch<const O: usize>(dev: &Cpu, obs: &[f32]) -> ObsBatch<O> {
@@ -133,18 +126,8 @@ where
     type Net = M;
     const ACT_DIM: usize = 1;
 
-    fn check_spaces(&self, observation: &Space, action: &Space) -> Result<(), String> {
-        check_observation::<O>(observation)?;
-        match action {
-            Space::Discrete(d) if d.n == A && d.start == 0 => Ok(()),
-            Space::Discrete(d) if d.n == A => {
-                Err(format!("the policy picks actions 0..{A}, the env's actions start at {}", d.start))
-            }
-            Space::Discrete(d) => Err(format!("the policy has {A} actions, the env's action space has {}", d.n)),
-            Space::Box(b) => {
-                Err(format!("the policy is discrete ({A} actions), the env's action space is a box of {}", b.dim()))
-            }
-        }
+    fn check_spaces(&self, observation: &Space, action: &Space) -> Result<(), SpaceMismatch> {
+        validate::discrete_spaces::<O, A>(observation, action)
     }
 
     fn net(&self) -> &M {
@@ -207,15 +190,9 @@ impl<M, const A: usize> GaussianPolicy<M, A> {
 }
 
 /// The bounds of a box action space of `A` values, or why it is not one.
-pub fn action_bounds<const A: usize>(action: &Space) -> Result<([f32; A], [f32; A]), String> {
-    match action {
-        Space::Box(b) if b.dim() == A => Ok((std::array::from_fn(|j| b.low[j]), std::array::from_fn(|j| b.high[j]))),
-        Space::Box(b) => Err(format!("the policy outputs {A} action values, the env's action box has {}", b.dim())),
-        Space::Discrete(d) => Err(format!(
-            "the policy is continuous ({A} action values), the env's action space is discrete ({} actions)",
-            d.n
-        )),
-    }
+pub fn action_bounds<const A: usize>(action: &Space) -> Result<([f32; A], [f32; A]), SpaceMismatch> {
+    let b = validate::box_actions::<A>(action)?;
+    Ok((std::array::from_fn(|j| b.low[j]), std::array::from_fn(|j| b.high[j])))
 }
 
 impl<const O: usize, const A: usize, M> ActorCritic<O> for GaussianPolicy<M, A>
@@ -229,9 +206,9 @@ where
     type Net = M;
     const ACT_DIM: usize = A;
 
-    fn check_spaces(&self, observation: &Space, action: &Space) -> Result<(), String> {
-        check_observation::<O>(observation)?;
-        action_bounds::<A>(action).map(|_| ())
+    fn check_spaces(&self, observation: &Space, action: &Space) -> Result<(), SpaceMismatch> {
+        validate::observation_space::<O>(observation)?;
+        validate::box_actions::<A>(action).map(|_| ())
     }
 
     fn net(&self) -> &M {

@@ -10,15 +10,16 @@ use dfdx::prelude::*;
 use glimpse::finite::check_finite_f64;
 use glimpse::optim::{check_finite_params, Adam};
 use glimpse::rollout::{normalize, Minibatch, RolloutBuffer};
-use glimpse::run::{Control, Run, RunConfig, Unit};
+use glimpse::run::{eval_seed, Control, EvalStats, Outcome, Run, RunConfig, Unit};
+use glimpse::validate;
 use glimpse::{Env, EpisodeStats};
 use rand_chacha::ChaCha12Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::policy::{ActorCritic, Column, Evaluation, Traced};
 use crate::trainer::Algorithm;
-use crate::training::{evaluate_policy, EvalStats, Outcome, Training};
-use crate::{check, Error};
+use crate::training::{evaluate_policy, Training};
+use crate::{Error, Summary};
 
 /// PPO hyperparameters. `Default` is CleanRL's `ppo.py`; the presets are RL-Zoo's tuned values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
@@ -182,28 +183,29 @@ impl PpoConfig {
 
     /// Checks every setting; the message names the first bad one and what is allowed.
     pub fn validate(&self) -> Result<(), String> {
-        check::rollout(self.num_envs, self.workers, self.num_steps, self.total_timesteps)?;
-        check::positive("learning_rate", self.learning_rate)?;
-        check::unit_interval("gamma", self.gamma)?;
-        check::unit_interval("gae_lambda", self.gae_lambda)?;
-        check::at_least("update_epochs", self.update_epochs as u64, 1)?;
-        if self.num_minibatches == 0 || self.num_minibatches > self.batch_size() {
-            return Err(format!(
+        validate::rollout(self.num_envs, self.workers, self.num_steps, self.total_timesteps)?;
+        validate::positive("learning_rate", self.learning_rate)?;
+        validate::unit_interval("gamma", self.gamma)?;
+        validate::unit_interval("gae_lambda", self.gae_lambda)?;
+        validate::at_least("update_epochs", self.update_epochs, 1)?;
+        validate::ensure((1..=self.batch_size()).contains(&self.num_minibatches), || {
+            format!(
                 "num_minibatches must be in 1..={} (num_envs × num_steps), got {}",
                 self.batch_size(),
                 self.num_minibatches
-            ));
-        }
+            )
+        })?;
         if let Some(c) = self.clip_coef {
-            check::positive("clip_coef", c as f64)?;
+            validate::positive("clip_coef", c)?;
         }
-        check::non_negative("ent_coef", self.ent_coef as f64)?;
-        check::non_negative("vf_coef", self.vf_coef as f64)?;
-        check::non_negative("max_grad_norm", self.max_grad_norm as f64)?;
+        validate::non_negative("ent_coef", self.ent_coef)?;
+        validate::non_negative("vf_coef", self.vf_coef)?;
+        validate::non_negative("max_grad_norm", self.max_grad_norm)?;
         if let Some(k) = self.target_kl {
-            check::positive("target_kl", k as f64)?;
+            validate::positive("target_kl", k)?;
         }
-        check::evaluation(self.eval_episodes, self.solve_threshold)
+        validate::at_least("eval_episodes", self.eval_episodes, 1)?;
+        validate::evaluation(self.eval_episodes, self.solve_threshold)
     }
 }
 
@@ -246,18 +248,21 @@ pub struct UpdateStats {
 
 /// Trains `agent` with PPO (with A2C when the run's config is an [`A2cConfig`](crate::A2cConfig))
 /// until the budget is spent or a greedy evaluation on envs from `make_env` reaches
-/// `solve_threshold`. `run` logs, checkpoints, stops at `--stop-after` and writes the summary.
+/// `solve_threshold`. `run` logs, checkpoints, stops at `--stop-after` and writes the summary;
+/// `agent` must be built from the run's config and seed ([`Training::new`]), and a `--resume`d
+/// run's checkpoint is loaded into it here.
 pub fn train<C, E, P, const O: usize>(
     mut run: Run<C>,
     agent: &mut Training<E, P, O>,
     make_env: &dyn Fn() -> E,
-) -> Result<Outcome, Error>
+) -> Result<Outcome<Summary>, Error>
 where
     C: Algorithm,
     E: Env + 'static,
     P: ActorCritic<O, Action = E::Act>,
 {
     let cfg = run.config.to_ppo();
+    run.restore(agent)?;
     agent.check_resumable()?;
     let dev = Cpu::default();
     let batch = cfg.batch_size() as u64;
@@ -291,7 +296,7 @@ where
             let p = &mut agent.progress;
             p.evals += 1;
             let seed = eval_seed(run.seed, p.evals);
-            let eval = evaluate_policy(&agent.policy, make_env, cfg.eval_episodes, seed)?;
+            let eval = EvalStats::from(&evaluate_policy(&agent.policy, make_env, cfg.eval_episodes, seed)?);
             log_eval(&mut run, step, &eval)?;
             if cfg.solve_threshold.is_some_and(|t| eval.mean_return >= t) {
                 agent.progress.solved_at_step = Some(step);
@@ -302,7 +307,7 @@ where
             break;
         }
         if run.tick(step, agent)? == Control::Stop {
-            return Ok(Outcome::Stopped { env_steps: step });
+            return Ok(Outcome::Stopped { done: step });
         }
     }
     finish(run, agent, &cfg)
@@ -313,15 +318,9 @@ fn finish<C: RunConfig, E: Env + 'static, P: ActorCritic<O>, const O: usize>(
     run: Run<C>,
     agent: &Training<E, P, O>,
     cfg: &PpoConfig,
-) -> Result<Outcome, Error> {
+) -> Result<Outcome<Summary>, Error> {
     let metrics = agent.progress.metrics(cfg.solve_threshold);
-    let summary = run.finish(agent.progress.env_steps, agent, &metrics)?;
-    Ok(Outcome::Finished(crate::training::Summary::from_json(summary)?))
-}
-
-/// The seed of a run's `k`-th evaluation: fresh episodes every time (as DQN's).
-pub fn eval_seed(seed: u64, k: u64) -> u64 {
-    seed.wrapping_mul(7_919).wrapping_add(k.wrapping_mul(1_000_000))
+    Ok(Outcome::Finished(Summary::finish(run, agent.progress.env_steps, agent, &metrics)?))
 }
 
 /// An evaluation's TensorBoard scalars.

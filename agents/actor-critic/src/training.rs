@@ -1,16 +1,16 @@
-//! What a PPO/A2C run trains and steps ([`Training`], saved whole in every checkpoint), its greedy
-//! evaluation, and what a run ends with ([`Summary`], [`Outcome`]).
+//! What a PPO/A2C run trains and steps ([`Training`], saved whole in every checkpoint) and its
+//! greedy evaluation ([`evaluate_policy`]).
 
 use std::path::Path;
 
 use dfdx::nn::tensor_collection::TensorCollection;
 use dfdx::prelude::Cpu;
 use glimpse::checkpoint::{load_json, load_weights, save_json, save_weights, CheckpointError};
-use glimpse::evaluate::evaluate_greedy;
-use glimpse::limits::check_memory;
+use glimpse::evaluate::{evaluate_greedy, EvalResult};
 use glimpse::optim::{Adam, AdamConfig};
 use glimpse::rollout::RolloutBuffer;
-use glimpse::run::{Checkpoint, RunError};
+use glimpse::run::{Checkpoint, EvalStats, RlMetrics};
+use glimpse::validate::{self, SpaceMismatch};
 use glimpse::vec_env::{VecEnv, VecEnvState};
 use glimpse::{Env, Observation};
 use rand::SeedableRng;
@@ -64,18 +64,6 @@ pub struct Progress {
     pub solved_at_step: Option<u64>,
 }
 
-/// A greedy evaluation's returns.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EvalStats {
-    /// Mean return.
-    pub mean_return: f64,
-    /// Standard deviation of the returns.
-    pub std_return: f64,
-    /// Episodes evaluated.
-    pub episodes: usize,
-}
-
 /// What the checkpoint's [`STATE_FILE`] holds.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,24 +81,14 @@ impl<E: Env + 'static, P: ActorCritic<O, Action = E::Act>, const O: usize> Train
     pub fn new(cfg: &PpoConfig, policy: P, make_env: &dyn Fn() -> E, seed: u64) -> Result<Self, Error> {
         cfg.validate().map_err(Error::Config)?;
         let first = make_env();
-        policy.check_spaces(&first.observation_space(), &first.action_space()).map_err(Error::Spaces)?;
+        policy.check_spaces(&first.observation_space(), &first.action_space())?;
         if E::Obs::DIM != O {
-            return Err(Error::Spaces(format!(
-                "the network reads {O} observation values, the env gives {}",
-                E::Obs::DIM
-            )));
+            let found = format!("{} values per observation (its Obs type)", E::Obs::DIM);
+            return Err(SpaceMismatch::Observation { expected: O, found }.into());
         }
-        let per_transition = 4 * (O + P::ACT_DIM) as u128 + 4 * 6 + 2;
-        check_memory(
-            "the rollout storage (num_envs × num_steps transitions)",
-            cfg.batch_size() as u128,
-            per_transition,
-        )
-        .map_err(Error::Config)?;
-        // Evaluations run `eval_episodes` copies of the env side by side.
-        let per_episode = (std::mem::size_of::<E>() + 4 * O + 64) as u128;
-        check_memory("eval_episodes (episodes evaluated side by side)", cfg.eval_episodes as u128, per_episode)
-            .map_err(Error::Config)?;
+        validate::rollout_memory(cfg.batch_size(), O, P::ACT_DIM).map_err(Error::Config)?;
+        let env_bytes = std::mem::size_of::<E>();
+        validate::evaluation_memory(cfg.eval_episodes, env_bytes, O).map_err(Error::Config)?;
         let envs = std::iter::once(first).chain((1..cfg.num_envs).map(|_| make_env())).collect();
         let mut envs = VecEnv::new(envs, cfg.workers)?;
         let obs = envs.reset(Some(seed))?.to_vec();
@@ -183,104 +161,23 @@ impl<N: TensorCollection<f32, Cpu>> Checkpoint for NetWeights<'_, N> {
 
 /// Greedy evaluation of `policy` (the mode of its distribution): `episodes` episodes of envs from
 /// `make_env` run side by side, episode i seeded with `seed + i`, one batched forward pass per
-/// step ([`evaluate_greedy`]).
+/// step ([`evaluate_greedy`]); the env's spaces are checked first.
 pub fn evaluate_policy<E: Env, P: ActorCritic<O, Action = E::Act>, const O: usize>(
     policy: &P,
     make_env: &dyn Fn() -> E,
     episodes: usize,
     seed: u64,
-) -> Result<EvalStats, Error> {
+) -> Result<EvalResult, Error> {
+    let env = make_env();
+    policy.check_spaces(&env.observation_space(), &env.action_space())?;
     // The mode draws nothing from it; `act` takes one for sampling.
     let mut rng = ChaCha12Rng::seed_from_u64(seed);
-    let result = evaluate_greedy(make_env, episodes, seed, |obs| Ok(policy.act(obs, true, &mut rng).env_actions))?;
-    Ok(EvalStats { mean_return: result.mean(), std_return: result.std(), episodes })
-}
-
-/// A finished run's `summary.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Summary {
-    /// The run's seed.
-    pub seed: u64,
-    /// Seconds spent training, over every process of the run.
-    pub wall_seconds: f64,
-    /// Environment steps taken (all envs).
-    pub env_steps: u64,
-    /// Updates done.
-    pub updates: u64,
-    /// Whether an evaluation reached `solve_threshold`.
-    pub solved: bool,
-    /// The env step at which it did.
-    pub solved_at_step: Option<u64>,
-    /// The threshold (none: the run trained its whole budget).
-    pub solve_threshold: Option<f64>,
-    /// Mean return of the last greedy evaluation.
-    pub eval_mean_return: Option<f64>,
-    /// Standard deviation of its returns.
-    pub eval_std_return: Option<f64>,
-    /// Its number of episodes.
-    pub eval_episodes: Option<usize>,
+    Ok(evaluate_greedy(make_env, episodes, seed, |obs| Ok(policy.act(obs, true, &mut rng).env_actions))?)
 }
 
 impl Progress {
     /// What `summary.json` holds beside the run layer's `seed`, `wall_seconds` and `env_steps`.
-    pub(crate) fn metrics(&self, solve_threshold: Option<f64>) -> serde_json::Value {
-        let eval = self.last_eval.as_ref();
-        serde_json::json!({
-            "updates": self.updates,
-            "solved": self.solved_at_step.is_some(),
-            "solved_at_step": self.solved_at_step,
-            "solve_threshold": solve_threshold,
-            "eval_mean_return": eval.map(|e| e.mean_return),
-            "eval_std_return": eval.map(|e| e.std_return),
-            "eval_episodes": eval.map(|e| e.episodes),
-        })
-    }
-}
-
-impl Summary {
-    /// Reads the summary the run layer wrote.
-    pub(crate) fn from_json(summary: serde_json::Value) -> Result<Self, Error> {
-        serde_json::from_value(summary)
-            .map_err(|e| Error::Run(RunError::Config { path: "summary.json".into(), message: e.to_string() }))
-    }
-}
-
-/// `--eval DIR`'s result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EvalReport {
-    /// Environment steps the checkpoint was trained for.
-    pub env_steps: u64,
-    /// The evaluation's seed (episode i is seeded with seed + i).
-    pub seed: u64,
-    /// Mean return.
-    pub eval_mean_return: f64,
-    /// Standard deviation of the returns.
-    pub eval_std_return: f64,
-    /// Episodes evaluated.
-    pub eval_episodes: usize,
-}
-
-/// How a launch of a trainer ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// The run ended (solved or its budget spent): its summary.
-    Finished(Summary),
-    /// `--stop-after` was reached: a checkpoint is written and `--resume` continues the run.
-    Stopped {
-        /// Environment steps done.
-        env_steps: u64,
-    },
-    /// `--eval DIR`: the checkpoint's evaluation.
-    Evaluated(EvalReport),
-}
-
-impl Outcome {
-    /// The summary of a finished run.
-    pub fn summary(&self) -> Option<&Summary> {
-        match self {
-            Outcome::Finished(s) => Some(s),
-            _ => None,
-        }
+    pub(crate) fn metrics(&self, solve_threshold: Option<f64>) -> RlMetrics {
+        RlMetrics::new(self.updates, self.solved_at_step, solve_threshold, self.last_eval.as_ref())
     }
 }

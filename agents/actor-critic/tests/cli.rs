@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use glimpse::run::RunError;
-use glimpse_actor_critic::{A2cConfig, Algorithm, Error, Outcome, PpoConfig, RunArgs, Trainer};
+use glimpse_actor_critic::prelude::*;
+use glimpse_actor_critic::Algorithm;
 
 fn ppo(total: u64) -> PpoConfig {
     PpoConfig {
@@ -31,7 +31,7 @@ fn temp(name: &str) -> PathBuf {
     dir
 }
 
-fn run_in<C: Algorithm>(cfg: C, args: RunArgs) -> Result<Outcome, Error> {
+fn run_in<C: Algorithm>(cfg: C, args: RunArgs) -> Result<Outcome<Summary>, Error> {
     Trainer::discrete::<4, 2>(cfg, glimpse_envs::cartpole_v1)?.run(&args)
 }
 
@@ -104,7 +104,7 @@ fn a_run_its_eval_and_the_guards_follow_the_run_directory_conventions() {
     assert_eq!(listing(&dir), before);
     let trainer = Trainer::discrete::<4, 2>(ppo(512), glimpse_envs::cartpole_v1).unwrap();
     let again = trainer.evaluate(&dir, 3, 11).unwrap();
-    assert_eq!((again.mean_return, again.episodes), (report.eval_mean_return, 3));
+    assert_eq!((again.mean(), again.returns.len()), (report.eval_mean_return, 3));
 
     // A finished run is not resumed, even with a larger budget; a new run into it is refused.
     let more = dir.with_extension("more.json");
@@ -128,10 +128,10 @@ fn whole_and_resumed<C: Algorithm + Clone>(name: &str, cfg: C, other: C) {
     let Outcome::Finished(mut expected) = run_in(cfg.clone(), new_run(&whole, 6, None)).unwrap() else {
         panic!("{name}: not finished")
     };
-    let Outcome::Stopped { env_steps } = run_in(cfg.clone(), new_run(&split, 6, Some(700))).unwrap() else {
+    let Outcome::Stopped { done } = run_in(cfg.clone(), new_run(&split, 6, Some(700))).unwrap() else {
         panic!("{name}: not stopped")
     };
-    assert!((700..1000).contains(&env_steps), "{name}: stopped at {env_steps}");
+    assert!((700..1000).contains(&done), "{name}: stopped at {done}");
     assert!(!split.join("summary.json").exists());
     let lengths = &state(&split)["envs"]["Ok"]["lengths"];
     assert!(lengths.as_array().unwrap().iter().all(|l| l.as_u64().unwrap() > 0), "mid-episode: {lengths}");

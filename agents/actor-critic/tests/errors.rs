@@ -3,12 +3,10 @@
 
 use dfdx::prelude::*;
 use glimpse::optim::check_finite_params;
-use glimpse::run::{Launch, RunArgs};
-use glimpse::{BoxSpace, Discrete, Env, EnvError, Info, Space, Step};
+use glimpse::validate::SpaceMismatch;
 use glimpse_actor_critic::policy::{ActOutput, Evaluation, ObsBatch, Traced};
-use glimpse_actor_critic::{
-    ppo, ActorCritic, DiscretePolicy, Error, Outcome, PpoConfig, SeparateDiscrete, Trainer, Training,
-};
+use glimpse_actor_critic::prelude::*;
+use glimpse_actor_critic::{ppo, ActorCritic, DiscretePolicy, SeparateDiscrete, Training};
 use rand::Rng;
 
 /// One-step episodes; env `bad_env` (of those reset with seeds 0, 1, ...) emits a NaN observation
@@ -84,7 +82,7 @@ fn train<P: ActorCritic<2, Action = usize>>(
     name: &str,
     fault: Fault,
     policy: P,
-) -> (Result<Outcome, Error>, Training<Faulty, P, 2>) {
+) -> (Result<Outcome<Summary>, Error>, Training<Faulty, P, 2>) {
     let make_env = move || Faulty { env: 0, steps: 0, fault };
     let dir = temp(name);
     let args = RunArgs { seed: 0, run_dir: Some(dir.clone()), ..RunArgs::default() };
@@ -133,7 +131,7 @@ impl ActorCritic<2> for NanGradient {
     type Action = usize;
     type Net = glimpse_actor_critic::Built<SeparateDiscrete<2, 2, 8>>;
     const ACT_DIM: usize = 1;
-    fn check_spaces(&self, observation: &Space, action: &Space) -> Result<(), String> {
+    fn check_spaces(&self, observation: &Space, action: &Space) -> Result<(), SpaceMismatch> {
         ActorCritic::<2>::check_spaces(&self.0, observation, action)
     }
     fn net(&self) -> &Self::Net {
@@ -175,8 +173,11 @@ fn a_nan_gradient_stops_ppo_and_leaves_the_weights_unchanged() {
 fn an_env_whose_spaces_do_not_fit_the_network_is_refused_at_construction() {
     // A 2-action policy on Acrobot's 3 actions.
     let err = Trainer::discrete::<6, 2>(cfg(), glimpse_envs::acrobot_v1).err().expect("refused");
-    assert!(matches!(err, Error::Spaces(_)), "{err}");
-    assert!(err.to_string().contains("the policy has 2 actions, the env's action space has 3"), "{err}");
+    assert!(matches!(err, Error::Spaces(SpaceMismatch::DiscreteActions { expected: 2, .. })), "{err}");
+    assert!(
+        err.to_string().contains("one of 2 actions (Discrete(2)), but the env's action space is Discrete(3)"),
+        "{err}"
+    );
     // A network reading 5 values of Acrobot's 6.
     let err = Trainer::discrete::<5, 3>(cfg(), glimpse_envs::acrobot_v1).err().expect("refused");
     assert!(err.to_string().contains("reads 5 observation values"), "{err}");

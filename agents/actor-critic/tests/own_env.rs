@@ -1,9 +1,8 @@
 //! A user's own env, trained with PPO through the library API in a few lines (TensorBoard,
 //! checkpoints and evaluation included), without naming a dfdx type.
 
-use glimpse::wrappers::TimeLimit;
-use glimpse::{BoxSpace, Env, EnvError, Info, Space, Step};
-use glimpse_actor_critic::{evaluate_policy, Error, GaussianMlp, PpoConfig, RunArgs, SeparateGaussian, Trainer};
+use glimpse_actor_critic::prelude::*;
+use glimpse_actor_critic::{GaussianMlp, SeparateGaussian};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 
@@ -72,15 +71,15 @@ fn ppo_trains_and_evaluates_a_users_own_env_through_the_library_api() -> Result<
     let untrained = GaussianMlp::<2, 1>::build::<SeparateGaussian<2, 1, 64>>(3, [-1.0], [1.0]);
     let make_env = || TimeLimit::new(Reach::new(), 30);
     let before = evaluate_policy(&untrained, &make_env, 100, 1000)?;
-    assert!(before.mean_return < -10.0, "untrained {before:?}");
-    assert!(trained.mean_return > -6.0, "trained {trained:?}, untrained {before:?}, summary {summary:?}");
-    assert_eq!(trained.episodes, 100);
+    assert!(before.mean() < -10.0, "untrained {before:?}");
+    assert!(trained.mean() > -6.0, "trained {trained:?}, untrained {before:?}, summary {summary:?}");
+    assert_eq!(trained.returns.len(), 100);
 
     // The env cannot save its state: the run trained and checkpointed, but is not resumed.
     let split = dir.with_extension("split");
     let _ = std::fs::remove_dir_all(&split);
     let args = RunArgs { seed: 3, run_dir: Some(split.clone()), stop_after: Some(1024), ..RunArgs::default() };
-    trainer.run(&args)?;
+    assert_eq!(trainer.run(&args)?, Outcome::Stopped { done: 1024 });
     let err = trainer.resume(&split).unwrap_err();
     assert!(matches!(err, Error::Resume(_)) && err.to_string().contains("cannot save its state"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();

@@ -2,6 +2,7 @@
 //! seconds, through the same [`Trainer`] a user's own env goes through.
 
 use dfdx::tensor::AsArray;
+use glimpse::run::Train;
 use glimpse::wrappers::TimeLimit;
 use glimpse::{BoxSpace, Env, EnvError, Info, Space, Step};
 use glimpse_actor_critic::{
@@ -51,7 +52,7 @@ fn bandit_policy<P: ActorCritic<1, Action = usize>>(p: &P) -> f32 {
 /// Trains on the bandit in `name`'s run directory and returns the trained policy.
 fn bandit<C: Algorithm, P: ActorCritic<1, Action = usize> + 'static>(name: &str, cfg: C, build: fn(u64) -> P) -> P {
     let dir = temp(name);
-    let trainer = Trainer::new(cfg, || TwoArmedBandit::new(0), build).unwrap().run_dir(&dir);
+    let trainer = Trainer::new(cfg, || TwoArmedBandit::new(0), build).unwrap().seed(0).run_dir(&dir);
     trainer.train().unwrap();
     let policy = trainer.load_policy(&dir).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
@@ -105,12 +106,12 @@ fn ppo_learns_a_short_chain() {
     };
     let dir = temp("chain");
     let make_env = || TimeLimit::new(Chain::<CHAIN>::default(), 12);
-    let trainer = Trainer::discrete::<CHAIN, 2>(cfg, make_env).unwrap().run_dir(&dir);
+    let trainer = Trainer::discrete::<CHAIN, 2>(cfg, make_env).unwrap().seed(0).run_dir(&dir);
     let summary = trainer.train().unwrap();
     assert!(summary.solved, "not solved: {summary:?}");
     assert!(summary.env_steps < 20_000 && summary.solved_at_step == Some(summary.env_steps));
     let eval = trainer.evaluate(&dir, 3, 0).unwrap();
-    assert!((eval.mean_return - 0.85).abs() < 1e-6, "optimal return is 0.85, got {eval:?}");
+    assert!((eval.mean() - 0.85).abs() < 1e-6, "optimal return is 0.85, got {eval:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -130,7 +131,7 @@ fn train_on_target<P: ActorCritic<1, Action = [f32; 1]> + 'static>(
         ..PpoConfig::default()
     };
     let dir = temp(name);
-    let trainer = Trainer::new(cfg, || Target, build).unwrap().run_dir(&dir);
+    let trainer = Trainer::new(cfg, || Target, build).unwrap().seed(0).run_dir(&dir);
     let summary = trainer.train().unwrap();
     assert!(summary.eval_mean_return.unwrap() > -0.01, "{summary:?}");
     let policy = trainer.load_policy(&dir).unwrap();

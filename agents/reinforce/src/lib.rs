@@ -9,32 +9,38 @@
 //! estimate ([`ReinforceConfig::grad_variance_frequency`]).
 //!
 //! [`train`] is the whole loop, on the run layer ([`glimpse::run`]); [`Trainer`] runs it on any
-//! env with a discrete action space:
+//! env with a discrete action space (its methods are every glimpse agent's,
+//! [`glimpse::run::Train`]):
 //!
 //! ```no_run
-//! use glimpse_reinforce::{ReinforceConfig, Trainer};
+//! use glimpse_reinforce::prelude::*;
 //! let summary = Trainer::<_, 4, 2>::new(ReinforceConfig::cartpole(), glimpse_envs::cartpole_v1)?.seed(2).train()?;
 //! println!("solved at {:?}", summary.solved_at_step);
 //! # Ok::<(), glimpse_reinforce::Error>(())
 //! ```
 
-mod check;
 pub mod trainer;
 
 use dfdx::nn::tensor_collection::{RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorRef};
 use dfdx::prelude::*;
-use glimpse::checkpoint::CheckpointError;
 use glimpse::distributions::Categorical;
 use glimpse::finite::{check_finite, NonFinite};
 use glimpse::optim::{check_finite_params, Adam, AdamConfig, NonFiniteGradient, NonFiniteParams};
 use glimpse::rollout::{PolicyStep, RolloutBuffer, RolloutError};
-use glimpse::run::{Control, Run, RunConfig, RunError, Unit};
-use glimpse::{Env, EnvError, EpisodeStats, Space};
+use glimpse::run::{eval_seed, Control, EvalStats, Outcome, Run, RunConfig, RunError, Unit};
+use glimpse::validate::{self, SpaceMismatch};
+use glimpse::{Env, EnvError, EpisodeStats};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-pub use glimpse::run::{exit_on_error, Launch, RunArgs};
-pub use trainer::{evaluate, EvalStats, Outcome, Progress, Summary, Trainer, Training};
+pub use glimpse::run::RlSummary as Summary;
+pub use trainer::{evaluate_policy, Progress, Trainer, Training};
+
+/// What a user training REINFORCE on their own env names: `use glimpse_reinforce::prelude::*;`.
+pub mod prelude {
+    pub use crate::{evaluate_policy, Baseline, Error, ReinforceConfig, Summary, Trainer};
+    pub use glimpse::prelude::*;
+}
 
 /// Two tanh hidden layers of width `H` to `A` logits.
 pub type PolicyNet<const O: usize, const A: usize, const H: usize> =
@@ -173,15 +179,16 @@ impl ReinforceConfig {
 
     /// Checks every setting; the message names the first bad one and what is allowed.
     pub fn validate(&self) -> Result<(), String> {
-        check::rollout(self.num_envs, self.workers, self.num_steps, self.total_timesteps)?;
-        check::positive("learning_rate", self.learning_rate)?;
-        check::positive("value_learning_rate", self.value_learning_rate)?;
-        check::at_least("value_epochs", self.value_epochs as u64, 1)?;
-        check::unit_interval("gamma", self.gamma as f64)?;
-        check::unit_interval("running_mean_decay", self.running_mean_decay)?;
-        check::non_negative("ent_coef", self.ent_coef as f64)?;
-        check::non_negative("max_grad_norm", self.max_grad_norm as f64)?;
-        check::evaluation(self.eval_episodes, self.solve_threshold)
+        validate::rollout(self.num_envs, self.workers, self.num_steps, self.total_timesteps)?;
+        validate::positive("learning_rate", self.learning_rate)?;
+        validate::positive("value_learning_rate", self.value_learning_rate)?;
+        validate::at_least("value_epochs", self.value_epochs, 1)?;
+        validate::unit_interval("gamma", self.gamma)?;
+        validate::unit_interval("running_mean_decay", self.running_mean_decay)?;
+        validate::non_negative("ent_coef", self.ent_coef)?;
+        validate::non_negative("max_grad_norm", self.max_grad_norm)?;
+        validate::at_least("eval_episodes", self.eval_episodes, 1)?;
+        validate::evaluation(self.eval_episodes, self.solve_threshold)
     }
 }
 
@@ -208,8 +215,8 @@ pub enum Error {
     #[error("environment error: {0}")]
     Env(#[from] EnvError),
     /// The env's observation or action space does not fit the networks.
-    #[error("the env does not fit the policy: {0}")]
-    Spaces(String),
+    #[error(transparent)]
+    Spaces(#[from] SpaceMismatch),
     /// A setting is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -250,12 +257,6 @@ impl From<RolloutError> for Error {
     }
 }
 
-impl From<CheckpointError> for Error {
-    fn from(e: CheckpointError) -> Self {
-        Error::Run(RunError::Checkpoint(e))
-    }
-}
-
 /// Statistics of one update.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct UpdateStats {
@@ -273,26 +274,6 @@ pub struct UpdateStats {
     pub grad_variance: Option<f64>,
     /// The variance each baseline (in [`Baseline::ALL`] order) would give on this same batch.
     pub same_batch_grad_variance: Option<[f64; 3]>,
-}
-
-/// Checks that an env with these spaces fits networks reading `O` values with `A` logits.
-pub fn check_spaces<const O: usize, const A: usize>(observation: &Space, action: &Space) -> Result<(), String> {
-    if observation.flat_dim() != O {
-        return Err(format!(
-            "the network reads {O} observation values, the env's observation space has {}",
-            observation.flat_dim()
-        ));
-    }
-    match action {
-        Space::Discrete(d) if d.n == A && d.start == 0 => Ok(()),
-        Space::Discrete(d) if d.n == A => {
-            Err(format!("the policy picks actions 0..{A}, the env's actions start at {}", d.start))
-        }
-        Space::Discrete(d) => Err(format!("the policy has {A} actions, the env's action space has {}", d.n)),
-        Space::Box(b) => {
-            Err(format!("REINFORCE here is discrete ({A} actions); the env's actions are a box of {}", b.dim()))
-        }
-    }
 }
 
 /// A REINFORCE agent: a categorical policy over `A` actions, a value network (trained for the
@@ -362,13 +343,15 @@ impl<const O: usize, const A: usize> Reinforce<O, A> {
 
 /// Trains with REINFORCE until the budget is spent or a greedy evaluation on envs from
 /// `make_env` reaches `solve_threshold`. `run` logs, checkpoints, stops at `--stop-after` and
-/// writes the summary.
+/// writes the summary; `t` must be built from the run's config and seed ([`Training::new`]), and
+/// a `--resume`d run's checkpoint is loaded into it here.
 pub fn train<E: Env<Act = usize> + 'static, const O: usize, const A: usize>(
     mut run: Run<ReinforceConfig>,
     t: &mut Training<E, O, A>,
     make_env: &dyn Fn() -> E,
-) -> Result<Outcome, Error> {
+) -> Result<Outcome<Summary>, Error> {
     let cfg = run.config.clone();
+    run.restore(t)?;
     t.check_resumable()?;
     let batch = cfg.batch_size() as u64;
     let num_updates = cfg.total_timesteps / batch;
@@ -405,7 +388,8 @@ pub fn train<E: Env<Act = usize> + 'static, const O: usize, const A: usize>(
         let due = cfg.eval_frequency > 0 && step / cfg.eval_frequency > steps_before / cfg.eval_frequency;
         if due || update == num_updates {
             t.progress.evals += 1;
-            let eval = evaluate(&t.agent, make_env, cfg.eval_episodes, trainer::eval_seed(run.seed, t.progress.evals))?;
+            let seed = eval_seed(run.seed, t.progress.evals);
+            let eval = EvalStats::from(&evaluate_policy(&t.agent, make_env, cfg.eval_episodes, seed)?);
             run.scalar("eval/mean_return", eval.mean_return, step)?;
             run.scalar("eval/std_return", eval.std_return, step)?;
             run.progress().message(format!("eval {:.1}", eval.mean_return));
@@ -418,12 +402,11 @@ pub fn train<E: Env<Act = usize> + 'static, const O: usize, const A: usize>(
             break;
         }
         if run.tick(step, t)? == Control::Stop {
-            return Ok(Outcome::Stopped { env_steps: step });
+            return Ok(Outcome::Stopped { done: step });
         }
     }
     let metrics = t.progress.metrics(cfg.solve_threshold);
-    let summary = run.finish(t.progress.env_steps, t, &metrics)?;
-    Ok(Outcome::Finished { summary: Summary::from_json(summary)?, progress: Box::new(t.progress.clone()) })
+    Ok(Outcome::Finished(Summary::finish(run, t.progress.env_steps, t, &metrics)?))
 }
 
 /// Mean return of the episodes that ended, if any did.
@@ -642,12 +625,11 @@ mod tests {
     }
 
     #[test]
-    fn a_three_action_env_is_refused_by_a_two_action_policy() {
-        let acrobot = |n| Space::from(glimpse::Discrete::new(n));
-        let obs: Space = glimpse::BoxSpace::new(vec![0.0; 6], vec![1.0; 6]).into();
-        let err = check_spaces::<6, 2>(&obs, &acrobot(3)).unwrap_err();
-        assert!(err.contains("the policy has 2 actions, the env's action space has 3"), "{err}");
-        assert!(check_spaces::<5, 3>(&obs, &acrobot(3)).unwrap_err().contains("reads 5 observation values"));
-        assert_eq!(check_spaces::<6, 3>(&obs, &acrobot(3)), Ok(()));
+    fn a_three_action_env_is_refused_by_a_two_action_trainer() {
+        let err = Trainer::<_, 6, 2>::new(ReinforceConfig::default(), glimpse_envs::acrobot_v1).err().expect("refused");
+        assert!(matches!(err, Error::Spaces(SpaceMismatch::DiscreteActions { expected: 2, .. })), "{err}");
+        let err = Trainer::<_, 5, 3>::new(ReinforceConfig::default(), glimpse_envs::acrobot_v1).err().expect("refused");
+        assert!(err.to_string().contains("reads 5 observation values"), "{err}");
+        assert!(Trainer::<_, 6, 3>::new(ReinforceConfig::default(), glimpse_envs::acrobot_v1).is_ok());
     }
 }

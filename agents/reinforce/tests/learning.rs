@@ -2,9 +2,10 @@
 //! known data, and every baseline learns a two-armed bandit and a short chain MDP in seconds.
 
 use dfdx::prelude::*;
+use glimpse::run::Train;
 use glimpse::wrappers::TimeLimit;
 use glimpse_envs::toy::{Chain, TwoArmedBandit};
-use glimpse_reinforce::{flat_grads, grad_variance, Baseline, Outcome, Reinforce, ReinforceConfig, RunArgs, Trainer};
+use glimpse_reinforce::{flat_grads, grad_variance, Baseline, Reinforce, ReinforceConfig, Trainer};
 /// Length of the chain the agents learn.
 const CHAIN: usize = 5;
 
@@ -101,10 +102,10 @@ fn every_baseline_learns_a_two_armed_bandit() {
             ..Default::default()
         };
         let dir = temp(&format!("bandit-{}", baseline.name()));
-        let trainer = Trainer::<_, 1, 2>::new(cfg, || TwoArmedBandit::new(0)).unwrap();
-        let args = RunArgs { run_dir: Some(dir.clone()), ..RunArgs::default() };
-        let Outcome::Finished { progress, .. } = trainer.run(&args).unwrap() else { panic!("not finished") };
-        let p = bandit_p_best(&trainer.load_agent(&dir).unwrap());
+        let trainer = Trainer::<_, 1, 2>::new(cfg, || TwoArmedBandit::new(0)).unwrap().seed(0).run_dir(&dir);
+        trainer.train().unwrap();
+        let progress = trainer.load_progress(&dir).unwrap();
+        let p = bandit_p_best(&trainer.load_policy(&dir).unwrap());
         assert!(p > 0.9, "{baseline:?}: P(best arm) = {p}");
         let v = &progress.grad_variances;
         assert!(v.len() == 6 && v.iter().all(|(_, v)| v.is_finite() && *v >= 0.0), "{v:?}");
@@ -130,11 +131,11 @@ fn reinforce_learns_a_short_chain() {
         };
         let dir = temp(&format!("chain-{}", baseline.name()));
         let make_env = || TimeLimit::new(Chain::<CHAIN>::default(), 12);
-        let trainer = Trainer::<_, CHAIN, 2>::new(cfg, make_env).unwrap().run_dir(&dir);
+        let trainer = Trainer::<_, CHAIN, 2>::new(cfg, make_env).unwrap().seed(0).run_dir(&dir);
         let summary = trainer.train().unwrap();
         assert!(summary.solved, "{baseline:?} not solved: {summary:?}");
         let eval = trainer.evaluate(&dir, 2, 0).unwrap();
-        assert!((eval.mean_return - 0.85).abs() < 1e-6, "optimal return is 0.85, got {eval:?}");
+        assert!((eval.mean() - 0.85).abs() < 1e-6, "optimal return is 0.85, got {eval:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -4,9 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use glimpse::run::RunError;
-use glimpse::{BoxSpace, Discrete, Env, EnvError, Info, Space, Step};
-use glimpse_reinforce::{Baseline, Error, Outcome, ReinforceConfig, RunArgs, Trainer};
+use glimpse::validate::SpaceMismatch;
+use glimpse_reinforce::prelude::*;
 
 fn config(baseline: Baseline) -> ReinforceConfig {
     ReinforceConfig {
@@ -62,13 +61,12 @@ fn a_stopped_and_resumed_run_equals_the_uninterrupted_one() {
         let (whole, split) = (base.join("whole"), base.join("split"));
         let args =
             |dir: &Path, stop_after| RunArgs { seed: 8, run_dir: Some(dir.into()), stop_after, ..RunArgs::default() };
-        let Outcome::Finished { summary: mut expected, progress: expected_progress } =
-            trainer(config(baseline)).run(&args(&whole, None)).unwrap()
-        else {
+        let Outcome::Finished(mut expected) = trainer(config(baseline)).run(&args(&whole, None)).unwrap() else {
             panic!("not finished")
         };
+        let expected_progress = trainer(config(baseline)).load_progress(&whole).unwrap();
         let stopped = trainer(config(baseline)).run(&args(&split, Some(1500))).unwrap();
-        assert_eq!(stopped, Outcome::Stopped { env_steps: 1536 });
+        assert_eq!(stopped, Outcome::Stopped { done: 1536 });
         let snap = glimpse::checkpoint::current_snapshot(&split.join("checkpoint")).unwrap();
         let state: serde_json::Value =
             serde_json::from_slice(&std::fs::read(snap.join("state.json")).unwrap()).unwrap();
@@ -90,9 +88,8 @@ fn a_stopped_and_resumed_run_equals_the_uninterrupted_one() {
         // Another process, with another baseline and seed in its trainer: the saved ones count.
         let other = trainer(ReinforceConfig { baseline: Baseline::None, ..config(baseline) }).seed(99);
         let resume = RunArgs { resume: Some(split.clone()), ..RunArgs::default() };
-        let Outcome::Finished { summary: mut got, progress: got_progress } = other.run(&resume).unwrap() else {
-            panic!("not finished")
-        };
+        let Outcome::Finished(mut got) = other.run(&resume).unwrap() else { panic!("not finished") };
+        let got_progress = other.load_progress(&split).unwrap();
         got.wall_seconds = 0.0;
         expected.wall_seconds = 0.0;
         assert_eq!(got, expected);
@@ -139,11 +136,14 @@ fn a_wrong_action_count_is_refused_at_construction_and_a_nan_observation_stops_t
         ..config(Baseline::Value)
     };
     let err = Trainer::<_, 1, 2>::new(cfg.clone(), || ThreeActions(0, 0)).err().expect("refused");
-    assert!(matches!(err, Error::Spaces(_)), "{err}");
-    assert!(err.to_string().contains("the policy has 2 actions, the env's action space has 3"), "{err}");
+    assert!(matches!(err, Error::Spaces(SpaceMismatch::DiscreteActions { expected: 2, .. })), "{err}");
+    assert!(
+        err.to_string().contains("one of 2 actions (Discrete(2)), but the env's action space is Discrete(3)"),
+        "{err}"
+    );
 
     let dir = temp("nan");
-    let trainer = Trainer::<_, 1, 3>::new(cfg, || ThreeActions(0, 0)).unwrap().run_dir(&dir);
+    let trainer = Trainer::<_, 1, 3>::new(cfg, || ThreeActions(0, 0)).unwrap().seed(0).run_dir(&dir);
     let Err(Error::NonFinite(e)) = trainer.train() else { panic!("expected a non-finite observation error") };
     assert_eq!((e.what.as_str(), e.step), ("observation of env 1", 10), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
