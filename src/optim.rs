@@ -459,7 +459,7 @@ impl<M: TensorCollection<f32, Cpu>> Adam<M> {
     /// When the norm is NaN or infinite nothing changes (parameters, moments, `t`) and the step is
     /// refused with [`NonFiniteGradient`]. `grads` is borrowed mutably only to read dfdx's buffers
     /// without copying them; its values are left as they were. A trainable tensor without a
-    /// gradient entry counts as a zero gradient.
+    /// gradient entry counts as a zero gradient (a zeroed entry is added for it).
     pub fn update(
         &mut self,
         model: &mut M,
