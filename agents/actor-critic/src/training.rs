@@ -9,9 +9,9 @@ use glimpse::checkpoint::{load_json, load_weights, save_json, save_weights, Chec
 use glimpse::evaluate::{evaluate_greedy, EvalResult};
 use glimpse::optim::{Adam, AdamConfig};
 use glimpse::rollout::RolloutBuffer;
-use glimpse::run::{Checkpoint, EvalStats, RlMetrics};
+use glimpse::run::{Checkpoint, EvalStats, RlMetrics, SavedEnvs};
 use glimpse::validate::{self, SpaceMismatch};
-use glimpse::vec_env::{VecEnv, VecEnvState};
+use glimpse::vec_env::VecEnv;
 use glimpse::{Env, Observation};
 use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
@@ -71,7 +71,7 @@ struct LoopState {
     progress: Progress,
     rng: ChaCha12Rng,
     /// The envs, or why they could not be saved (resuming then fails with that reason).
-    envs: Result<VecEnvState, String>,
+    envs: SavedEnvs,
 }
 
 impl<E: Env + 'static, P: ActorCritic<O, Action = E::Act>, const O: usize> Training<E, P, O> {
@@ -110,7 +110,7 @@ impl<E: Env + 'static, P: ActorCritic<O, Action = E::Act>, const O: usize> Train
     pub(crate) fn check_resumable(&self) -> Result<(), Error> {
         match &self.unresumable {
             None => Ok(()),
-            Some(why) => Err(Error::Resume(format!("the checkpoint holds no environment state because {why}"))),
+            Some(why) => Err(Error::Resume(why.clone())),
         }
     }
 }
@@ -119,11 +119,8 @@ impl<E: Env + 'static, P: ActorCritic<O>, const O: usize> Checkpoint for Trainin
     fn save(&self, snapshot: &Path) -> Result<(), CheckpointError> {
         save_weights(self.policy.net(), &snapshot.join(POLICY_FILE))?;
         self.opt.save(snapshot, "adam")?;
-        let state = LoopState {
-            progress: self.progress.clone(),
-            rng: self.rng.clone(),
-            envs: self.envs.save_state().map_err(|e| e.to_string()),
-        };
+        let state =
+            LoopState { progress: self.progress.clone(), rng: self.rng.clone(), envs: SavedEnvs::of(&self.envs) };
         save_json(&state, &snapshot.join(STATE_FILE))
     }
 
@@ -132,13 +129,7 @@ impl<E: Env + 'static, P: ActorCritic<O>, const O: usize> Checkpoint for Trainin
         let state: LoopState = load_json(&path)?;
         load_weights(self.policy.net_mut(), &snapshot.join(POLICY_FILE))?;
         self.opt.load(snapshot, "adam")?;
-        match &state.envs {
-            Ok(envs) => {
-                self.envs.restore_state(envs).map_err(|e| CheckpointError::Corrupt { path, message: e.to_string() })?;
-                self.unresumable = None;
-            }
-            Err(why) => self.unresumable = Some(why.clone()),
-        }
+        self.unresumable = state.envs.restore(&mut self.envs, &path)?;
         self.obs = self.envs.observations().to_vec();
         self.rng = state.rng;
         self.progress = state.progress;

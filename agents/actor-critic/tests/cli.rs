@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use glimpse::run::snapshot_files;
 use glimpse_actor_critic::prelude::*;
 use glimpse_actor_critic::Algorithm;
 
@@ -43,29 +44,6 @@ fn resume(dir: &Path, config: Option<PathBuf>) -> RunArgs {
     RunArgs { resume: Some(dir.to_path_buf()), config, ..RunArgs::default() }
 }
 
-/// The files of the current snapshot, by name (run.json without its wall time; not the
-/// manifest, whose CRC of run.json covers the wall time).
-fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let snap = glimpse::checkpoint::current_snapshot(&dir.join("checkpoint")).unwrap();
-    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&snap)
-        .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name() != glimpse::checkpoint::MANIFEST)
-        .map(|e| {
-            let path = e.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().to_string();
-            let mut bytes = std::fs::read(&path).unwrap();
-            if name == "run.json" {
-                let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-                v.as_object_mut().unwrap().remove("wall_seconds");
-                bytes = v.to_string().into_bytes();
-            }
-            (name, bytes)
-        })
-        .collect();
-    files.sort();
-    files
-}
-
 fn state(dir: &Path) -> serde_json::Value {
     let snap = glimpse::checkpoint::current_snapshot(&dir.join("checkpoint")).unwrap();
     serde_json::from_slice(&std::fs::read(snap.join("state.json")).unwrap()).unwrap()
@@ -81,7 +59,7 @@ fn a_run_its_eval_and_the_guards_follow_the_run_directory_conventions() {
     for f in ["config.json", "summary.json"] {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
-    let names: Vec<String> = snapshot(&dir).into_iter().map(|f| f.0).collect();
+    let names: Vec<String> = snapshot_files(&dir).unwrap().into_iter().map(|f| f.0).collect();
     for f in ["policy.safetensors", "adam_m1.safetensors", "adam_m2.safetensors", "adam.json", "state.json", "run.json"]
     {
         assert!(names.iter().any(|n| n == f), "checkpoint {f} missing: {names:?}");
@@ -150,7 +128,11 @@ fn whole_and_resumed<C: Algorithm + Clone>(name: &str, cfg: C, other: C) {
     got.wall_seconds = 0.0;
     expected.wall_seconds = 0.0;
     assert_eq!(got, expected, "{name}: summary");
-    assert_eq!(snapshot(&split), snapshot(&whole), "{name}: weights, optimizer, envs, learning curve");
+    assert_eq!(
+        snapshot_files(&split).unwrap(),
+        snapshot_files(&whole).unwrap(),
+        "{name}: weights, optimizer, envs, learning curve"
+    );
     assert!(state(&whole)["progress"]["curve"].as_array().unwrap().len() > 5);
     std::fs::remove_dir_all(&base).unwrap();
 }

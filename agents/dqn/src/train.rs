@@ -11,8 +11,8 @@ use std::time::Instant;
 use glimpse::checkpoint::{self, CheckpointError};
 use glimpse::evaluate::{evaluate_greedy, EvalResult};
 use glimpse::finite::check_finite;
-use glimpse::run::{eval_seed, Checkpoint, Control, EvalStats, Outcome, RlMetrics, Run, RunError};
-use glimpse::vec_env::{VecEnv, VecEnvState, VecStep};
+use glimpse::run::{eval_seed, Checkpoint, Control, EvalStats, Outcome, RlMetrics, Run, RunError, SavedEnvs};
+use glimpse::vec_env::{VecEnv, VecStep};
 use glimpse::{Env, EnvError, EpisodeStats};
 use serde::{Deserialize, Serialize};
 
@@ -54,7 +54,7 @@ pub struct LoopStats {
 #[serde(deny_unknown_fields)]
 struct LoopFile {
     /// The envs' state, or why they could not save it (e.g. a Python env).
-    envs: Result<VecEnvState, String>,
+    envs: SavedEnvs,
     stats: LoopStats,
 }
 
@@ -79,22 +79,16 @@ impl<Q: QFunction<O, A>, E: Env<Act = usize> + 'static, const O: usize, const A:
 {
     fn save(&self, snap: &Path) -> Result<(), CheckpointError> {
         self.agent.save(snap)?;
-        let envs = self.envs.save_state().map_err(|e| e.to_string());
-        checkpoint::save_json(&LoopFile { envs, stats: self.stats.clone() }, &snap.join("loop.json"))
+        let file = LoopFile { envs: SavedEnvs::of(&self.envs), stats: self.stats.clone() };
+        checkpoint::save_json(&file, &snap.join("loop.json"))
     }
 
     fn load(&mut self, snap: &Path) -> Result<(), CheckpointError> {
         let path = snap.join("loop.json");
         let saved: LoopFile = checkpoint::load_json(&path)?;
         self.agent.load(snap)?;
-        match &saved.envs {
-            Ok(state) => {
-                let bad = |e: EnvError| CheckpointError::Corrupt { path: path.clone(), message: e.to_string() };
-                self.envs.restore_state(state).map_err(bad)?;
-                self.obs = self.envs.observations().to_vec();
-            }
-            Err(why) => self.unresumable = Some(why.clone()),
-        }
+        self.unresumable = saved.envs.restore(&mut self.envs, &path)?;
+        self.obs = self.envs.observations().to_vec();
         self.stats = saved.stats;
         Ok(())
     }
@@ -119,7 +113,7 @@ where
     }
     run.restore(s)?;
     if let Some(why) = &s.unresumable {
-        return Err(Error::Resume(format!("the checkpoint holds no environment state because {why}")));
+        return Err(Error::Resume(why.clone()));
     }
     let clock = (Instant::now(), s.agent.state.global_step);
     let mut actions = Vec::with_capacity(cfg.num_envs);

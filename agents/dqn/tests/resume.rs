@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use glimpse::checkpoint::current_snapshot;
-use glimpse::run::RunLock;
+use glimpse::run::{snapshot_files, RunLock};
 use glimpse::wrappers::TimeLimit;
 use glimpse::{BoxSpace, Discrete, Env, EnvError, Info, Space, Step};
 use glimpse_dqn::prelude::*;
@@ -50,19 +50,6 @@ fn s(p: &Path) -> &str {
 
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
-/// Every file of the run's current snapshot but `run.json` (which holds the wall time), by name.
-fn snapshot_files(run: &Path) -> Vec<(String, Vec<u8>)> {
-    let snap = current_snapshot(&run.join("checkpoint")).unwrap();
-    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&snap)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| !["run.json", "MANIFEST.json"].contains(&p.file_name().unwrap().to_str().unwrap()))
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
-        .collect();
-    files.sort();
-    files
 }
 
 /// Every scalar in the run's TensorBoard event files as (tag, step, value bits), sorted;
@@ -206,7 +193,7 @@ fn check_exact_resume(name: &str, cfg: Config, stop: u64) {
     let (a, b) = (json(&whole.join("summary.json")), json(&split.join("summary.json")));
     assert_eq!(without_wall_time(a), without_wall_time(b), "summary.json");
     assert_eq!((got.env_steps, got.updates), (expected.env_steps, expected.updates));
-    let (files_a, files_b) = (snapshot_files(&whole), snapshot_files(&split));
+    let (files_a, files_b) = (snapshot_files(&whole).unwrap(), snapshot_files(&split).unwrap());
     let names: Vec<&str> = files_a.iter().map(|(n, _)| n.as_str()).collect();
     for name in ["q.safetensors", "target.safetensors", "adam_m1.safetensors", "replay.bin", "state.json", "loop.json"]
     {

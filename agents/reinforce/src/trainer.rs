@@ -7,9 +7,9 @@ use std::path::Path;
 use glimpse::checkpoint::{load_json, load_weights, save_json, save_weights, CheckpointError};
 use glimpse::evaluate::{evaluate_greedy, EvalResult};
 use glimpse::rollout::RolloutBuffer;
-use glimpse::run::{Checkpoint, Eval, EvalStats, Outcome, RlMetrics, Run, Setup, Train};
+use glimpse::run::{Checkpoint, Eval, EvalStats, Outcome, RlMetrics, Run, SavedEnvs, Setup, Train};
 use glimpse::validate::{self, discrete_spaces, SpaceMismatch};
-use glimpse::vec_env::{VecEnv, VecEnvState};
+use glimpse::vec_env::VecEnv;
 use glimpse::{Env, Observation};
 use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
@@ -75,7 +75,7 @@ struct LoopState {
     running_mean: Option<f64>,
     rng: ChaCha12Rng,
     /// The envs, or why they could not be saved (resuming then fails with that reason).
-    envs: Result<VecEnvState, String>,
+    envs: SavedEnvs,
 }
 
 impl<E: Env<Act = usize> + 'static, const O: usize, const A: usize> Training<E, O, A> {
@@ -111,7 +111,7 @@ impl<E: Env<Act = usize> + 'static, const O: usize, const A: usize> Training<E, 
     pub(crate) fn check_resumable(&self) -> Result<(), Error> {
         match &self.unresumable {
             None => Ok(()),
-            Some(why) => Err(Error::Resume(format!("the checkpoint holds no environment state because {why}"))),
+            Some(why) => Err(Error::Resume(why.clone())),
         }
     }
 }
@@ -126,7 +126,7 @@ impl<E: Env + 'static, const O: usize, const A: usize> Checkpoint for Training<E
             progress: self.progress.clone(),
             running_mean: self.agent.running_mean,
             rng: self.rng.clone(),
-            envs: self.envs.save_state().map_err(|e| e.to_string()),
+            envs: SavedEnvs::of(&self.envs),
         };
         save_json(&state, &snapshot.join(STATE_FILE))
     }
@@ -138,13 +138,7 @@ impl<E: Env + 'static, const O: usize, const A: usize> Checkpoint for Training<E
         load_weights(&mut self.agent.value, &snapshot.join(VALUE_FILE))?;
         self.agent.policy_opt.load(snapshot, "policy_adam")?;
         self.agent.value_opt.load(snapshot, "value_adam")?;
-        match &state.envs {
-            Ok(envs) => {
-                self.envs.restore_state(envs).map_err(|e| CheckpointError::Corrupt { path, message: e.to_string() })?;
-                self.unresumable = None;
-            }
-            Err(why) => self.unresumable = Some(why.clone()),
-        }
+        self.unresumable = state.envs.restore(&mut self.envs, &path)?;
         self.obs = self.envs.observations().to_vec();
         self.agent.running_mean = state.running_mean;
         self.rng = state.rng;

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use glimpse::run::snapshot_files;
 use glimpse::validate::SpaceMismatch;
 use glimpse_reinforce::prelude::*;
 
@@ -30,28 +31,6 @@ fn temp(name: &str) -> PathBuf {
 
 fn trainer(cfg: ReinforceConfig) -> Trainer<glimpse::wrappers::TimeLimit<glimpse_envs::CartPole>, 4, 2> {
     Trainer::new(cfg, glimpse_envs::cartpole_v1).unwrap()
-}
-
-/// The files of the current snapshot by name (run.json without its wall time; not the manifest).
-fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let snap = glimpse::checkpoint::current_snapshot(&dir.join("checkpoint")).unwrap();
-    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&snap)
-        .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name() != glimpse::checkpoint::MANIFEST)
-        .map(|e| {
-            let path = e.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().to_string();
-            let mut bytes = std::fs::read(&path).unwrap();
-            if name == "run.json" {
-                let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-                v.as_object_mut().unwrap().remove("wall_seconds");
-                bytes = v.to_string().into_bytes();
-            }
-            (name, bytes)
-        })
-        .collect();
-    files.sort();
-    files
 }
 
 #[test]
@@ -95,7 +74,7 @@ fn a_stopped_and_resumed_run_equals_the_uninterrupted_one() {
         assert_eq!(got, expected);
         assert_eq!(got_progress, expected_progress);
         assert!(expected_progress.curve.len() > 10 && !expected_progress.grad_variances.is_empty());
-        assert_eq!(snapshot(&split), snapshot(&whole));
+        assert_eq!(snapshot_files(&split).unwrap(), snapshot_files(&whole).unwrap());
         // A finished run is not resumed.
         assert!(matches!(other.run(&resume), Err(Error::Run(RunError::Finished { .. }))));
         std::fs::remove_dir_all(&base).unwrap();
