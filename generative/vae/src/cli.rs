@@ -35,7 +35,7 @@ pub struct Args {
     #[arg(long, default_value_t = 64, requires = "sample")]
     pub num: usize,
     /// The .npy file --sample writes (the PNG grid goes beside it, same name, .png)
-    /// [default: RUN/samples-seed<SEED>.npy].
+    /// [default: RUN/samples-seed{SEED}.npy].
     #[arg(long, requires = "sample")]
     pub out: Option<PathBuf>,
     /// JSON results of `benches/vae_torch.py --json-out` (repeat for several), printed beside ours with the

@@ -5,7 +5,7 @@
 //! - [`loss`]: reparameterisation, closed-form KL, the negative ELBO (summed BCE + KL).
 //! - [`iw`]: the importance-weighted log-likelihood estimate (Burda et al., 2016) in nats.
 //! - [`config`]: [`Config`], the hyperparameters as flags and serde, validated.
-//! - [`train`]: [`Trainer`], the checkpointed [`Training`] state and the loop ([`train()`]) on
+//! - [`mod@train`]: [`Trainer`], the checkpointed [`Training`] state and the loop ([`train()`]) on
 //!   glimpse's run layer (exact `--stop-after`/`--resume`).
 //! - [`figures`]: reconstructions, samples and the 2-D manifold.
 //! - [`cli`]: the command line of `examples/vae_mnist.rs` ([`cli::run_with_args`]).
