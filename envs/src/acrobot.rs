@@ -112,6 +112,15 @@ fn rk4(y0: [f64; 4], torque: f64) -> [f64; 4] {
 #[inline]
 fn wrap(mut x: f64, m: f64, big_m: f64) -> f64 {
     let diff = big_m - m;
+    // Far outside (only a state set or restored by hand gets there: a step moves an angle by less
+    // than one turn), jump by whole turns first: subtracting one turn from 1e308 changes nothing,
+    // and the loops below would never end. An infinite angle stays as it is.
+    if x.is_infinite() {
+        return x;
+    }
+    if x > big_m + 4.0 * diff || x < m - 4.0 * diff {
+        x = m + (x - m).rem_euclid(diff);
+    }
     while x > big_m {
         x -= diff;
     }
