@@ -1,8 +1,8 @@
-//! The library API every RL agent's `Trainer` has, written once: [`Train`]. An agent implements
-//! four small methods (train a run with its own loop, restore and evaluate its policy, the
-//! episodes `--eval` plays); the builder (`seed`, `run_dir`, `name`), `train`, `resume`, `run`,
-//! `run_command_line`, `load_policy` and `evaluate` come with it, the same for DQN, PPO, A2C and
-//! REINFORCE:
+//! The library API every RL agent's `Trainer` has, written once: [`Train`]. An agent holds a
+//! [`Setup`] and implements four small methods (train a run with its own loop, restore and
+//! evaluate its policy, the episodes `--eval` plays); the builder (`seed`, `run_dir`, `name`),
+//! `train`, `resume`, `run`, `run_command_line`, `load_policy` and `evaluate` come with it, the
+//! same for DQN, PPO, A2C and REINFORCE:
 //!
 //! ```no_run
 //! # fn demo<T: glimpse::run::Train>(trainer: T) -> Result<(), T::Error> {
