@@ -201,30 +201,45 @@ where
     }
 }
 
-fn batch<E>(n: usize, limit: usize, make: fn() -> E) -> Box<dyn DynBatch>
+/// Why a batch could not be made: a bad argument, or more envs than fit in memory.
+#[derive(Debug)]
+pub enum BatchError {
+    /// An argument out of range or an unknown env (Python `ValueError`).
+    Value(String),
+    /// The envs and their step outputs do not fit in the memory available (Python `MemoryError`).
+    Memory(String),
+}
+
+fn batch<E>(n: usize, limit: usize, make: fn() -> E) -> Result<Box<dyn DynBatch>, BatchError>
 where
     E: Env + StateAccess + Sync + 'static,
     E::Act: FromAction,
 {
+    // Per env: the env, its pending-reset flag, and the step outputs (observation, final
+    // observation, reward, flags) each call returns for it.
+    let obs_bytes = 8 * make().observation_space().flat_dim() as u128;
+    let per_env = std::mem::size_of::<TimeLimit<E>>() as u128 + 2 * obs_bytes + 16;
+    glimpse::limits::check_memory("num_envs", n as u128, per_env).map_err(BatchError::Memory)?;
     let envs: Vec<_> = (0..n).map(|_| TimeLimit::new(make(), limit)).collect();
     let action_space = envs[0].action_space();
-    Box::new(Batch { envs, pending_reset: vec![false; n], action_space })
+    Ok(Box::new(Batch { envs, pending_reset: vec![false; n], action_space }))
 }
 
-/// `n >= 1` copies of env `id`, each truncated after `limit >= 1` steps.
-pub fn make_batch(id: &str, n: usize, limit: usize) -> Result<Box<dyn DynBatch>, String> {
+/// `n >= 1` copies of env `id`, each truncated after `limit >= 1` steps; refused before anything
+/// is allocated when they do not fit in memory.
+pub fn make_batch(id: &str, n: usize, limit: usize) -> Result<Box<dyn DynBatch>, BatchError> {
     if n == 0 {
-        return Err("num_envs must be at least 1".into());
+        return Err(BatchError::Value("num_envs must be at least 1".into()));
     }
     if limit == 0 {
-        return Err("max_episode_steps must be at least 1".into());
+        return Err(BatchError::Value("max_episode_steps must be at least 1".into()));
     }
-    Ok(match id {
+    match id {
         "CartPole-v1" => batch(n, limit, CartPole::new),
         "Acrobot-v1" => batch(n, limit, Acrobot::new),
         "MountainCar-v0" => batch(n, limit, MountainCar::new),
         "MountainCarContinuous-v0" => batch(n, limit, MountainCarContinuous::new),
         "Pendulum-v1" => batch(n, limit, Pendulum::new),
-        other => return Err(format!("unknown glimpse env {other:?}")),
-    })
+        other => Err(BatchError::Value(format!("unknown glimpse env {other:?}"))),
+    }
 }

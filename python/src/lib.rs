@@ -7,7 +7,7 @@ mod batch;
 mod dyn_env;
 mod saved;
 
-use batch::{make_batch, ActionsIn, DynBatch};
+use batch::{make_batch, ActionsIn, BatchError, DynBatch};
 use dyn_env::{make_env, ActionIn, DynEnv, ENVS};
 use glimpse::{EnvError, Space};
 use numpy::ndarray::Array2;
@@ -273,7 +273,7 @@ impl RustVecEnv {
     #[new]
     #[pyo3(signature = (env_id, num_envs, max_episode_steps, same_step = false))]
     fn new(env_id: &str, num_envs: usize, max_episode_steps: usize, same_step: bool) -> PyResult<Self> {
-        let batch = make_batch(env_id, num_envs, max_episode_steps).map_err(PyValueError::new_err)?;
+        let batch = make_batch(env_id, num_envs, max_episode_steps).map_err(batch_error)?;
         Ok(Self { batch, env_id: env_id.to_string(), max_episode_steps, same_step, started: false })
     }
 
@@ -395,7 +395,7 @@ impl RustVecEnv {
             .and(check_same("max_episode_steps", saved.max_episode_steps, self.max_episode_steps))
             .and(check_same("same_step autoreset", saved.same_step, self.same_step));
         fits.map_err(PyValueError::new_err)?;
-        let mut batch = make_batch(&self.env_id, n, self.max_episode_steps).map_err(PyValueError::new_err)?;
+        let mut batch = make_batch(&self.env_id, n, self.max_episode_steps).map_err(batch_error)?;
         batch.restore_state(&saved.batch).map_err(|e| PyValueError::new_err(e.to_string()))?;
         self.batch = batch;
         self.started = saved.started;
@@ -433,4 +433,12 @@ fn _glimpse(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ResetNeeded", m.py().get_type::<ResetNeeded>())?;
     m.add("GlimpseEnvError", m.py().get_type::<GlimpseEnvError>())?;
     Ok(())
+}
+
+/// A [`BatchError`] as the Python exception it stands for (`ValueError` or `MemoryError`).
+fn batch_error(e: BatchError) -> PyErr {
+    match e {
+        BatchError::Value(message) => PyValueError::new_err(message),
+        BatchError::Memory(message) => pyo3::exceptions::PyMemoryError::new_err(message),
+    }
 }
