@@ -5,7 +5,9 @@
 //! - [`vec_env`]: batches of environments stepped on worker threads.
 //!
 //! - [`run`]: the run layer every trainer uses (run directory, TensorBoard, checkpoints,
-//!   `--resume`/`--eval`/`--stop-after`, `summary.json`); [`evaluate`]: the shared greedy evaluation.
+//!   `--resume`/`--eval`/`--stop-after`, `summary.json`, the `Train` API every agent's trainer
+//!   shares); [`evaluate`]: the shared greedy evaluation; [`validate`], [`limits`], [`finite`]:
+//!   checks of settings, sizes and values.
 //! - [`replay`], [`rollout`], [`distributions`], [`optim`]: what RL agents store and learn with.
 //! - [`nn`]: our dfdx layers (convolutions, pooling, recurrent cells); [`data`]: MNIST; [`log`]:
 //!   TensorBoard event files; [`checkpoint`]: atomic snapshots; [`image`]: PNG grids; `plot`:
