@@ -193,8 +193,22 @@ pub fn current_snapshot(dir: &Path) -> Result<PathBuf, CheckpointError> {
     let snapshot = dir.join(name);
     let entries: Vec<ManifestEntry> = load_json(&snapshot.join(MANIFEST))?;
     for e in entries {
+        // A plain file name inside the snapshot: never an absolute path or `..` (a manifest naming
+        // /dev/zero would otherwise be read forever).
+        let plain = !e.name.is_empty() && !e.name.contains(['/', '\\']) && e.name != "." && e.name != "..";
+        if !plain {
+            let message = format!("lists {:?}, which is not a file name inside the snapshot", e.name);
+            return Err(CheckpointError::Corrupt { path: snapshot.join(MANIFEST), message });
+        }
         let path = snapshot.join(&e.name);
-        let bytes = std::fs::read(&path).map_err(|source| CheckpointError::Io { path: path.clone(), source })?;
+        let io = |source| CheckpointError::Io { path: path.clone(), source };
+        // The size is compared before reading, so a huge file is not read into memory.
+        let size = std::fs::metadata(&path).map_err(io)?.len();
+        if size != e.bytes || !path.is_file() {
+            let message = format!("{size} bytes, the manifest says {} (truncated?)", e.bytes);
+            return Err(CheckpointError::Corrupt { path, message });
+        }
+        let bytes = std::fs::read(&path).map_err(io)?;
         if bytes.len() as u64 != e.bytes {
             let message = format!("{} bytes, the manifest says {} (truncated?)", bytes.len(), e.bytes);
             return Err(CheckpointError::Corrupt { path, message });

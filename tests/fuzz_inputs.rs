@@ -504,3 +504,22 @@ fn an_acrobot_restored_with_a_huge_angle_steps_in_bounded_time() {
         }
     }
 }
+
+/// A manifest naming a file outside its snapshot (`/dev/zero` would be read forever) is refused
+/// before anything is read.
+#[test]
+fn a_manifest_naming_a_file_outside_the_snapshot_is_refused() {
+    let dir = temp_dir("manifest-outside");
+    let snap = write_snapshot(&dir);
+    for name in ["/dev/zero", "../LATEST", "..", "a/b"] {
+        let manifest = serde_json::json!([{ "name": name, "bytes": 460, "crc32c": 0 }]);
+        std::fs::write(snap.join("MANIFEST.json"), manifest.to_string()).unwrap();
+        let err = current_snapshot(&dir).unwrap_err();
+        assert!(err.to_string().contains("not a file name inside the snapshot"), "{name}: {err}");
+    }
+    // A listed file whose size differs is refused from its size alone.
+    let manifest = serde_json::json!([{ "name": "replay.bin", "bytes": 1, "crc32c": 0 }]);
+    std::fs::write(snap.join("MANIFEST.json"), manifest.to_string()).unwrap();
+    assert!(current_snapshot(&dir).unwrap_err().to_string().contains("the manifest says 1"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
