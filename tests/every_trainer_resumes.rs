@@ -69,7 +69,9 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<_> = std::fs::read_dir(&snap)
         .expect("snapshot directory")
         .map(|e| e.expect("entry").path())
-        .filter(|p| !matches!(p.file_name().and_then(|n| n.to_str()), Some("run.json" | "MANIFEST.json" | "timings.json")))
+        .filter(|p| {
+            !matches!(p.file_name().and_then(|n| n.to_str()), Some("run.json" | "MANIFEST.json" | "timings.json"))
+        })
         .map(|p| {
             let mut bytes = std::fs::read(&p).expect("snapshot file");
             if p.extension().is_some_and(|e| e == "json") {
