@@ -106,6 +106,7 @@ pub enum Control {
 ///
 /// The command line of every trainer: [`RunArgs`] and the config's own flags.
 #[derive(clap::Parser, Debug)]
+#[command(long_about = None)]
 pub struct Cli<C: clap::Args> {
     /// Seed, run directory, resume, eval, config file, stop-after.
     #[command(flatten)]
