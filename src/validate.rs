@@ -58,6 +58,34 @@ pub fn unit_interval<T: Into<f64> + Display + Copy>(name: &str, value: T) -> Res
     ensure((0.0..=1.0).contains(&value.into()), || format!("{name} must lie in [0, 1], got {value}"))
 }
 
+/// `dir`, when given, is an existing directory.
+pub fn existing_dir(name: &str, dir: Option<&std::path::Path>) -> Result<(), String> {
+    match dir {
+        Some(d) => ensure(d.is_dir(), || format!("{name} {} is not a directory", d.display())),
+        None => Ok(()),
+    }
+}
+
+/// The settings every epoch-based trainer has: `epochs` and `batch_size` at least 1, a batch of
+/// `bytes_per_image` per image that fits in memory, a finite `learning_rate > 0`, `train_images`
+/// in `1..=available`, and `data_dir` an existing directory when given.
+pub fn epoch_trainer(
+    epochs: u64,
+    batch_size: usize,
+    bytes_per_image: u128,
+    learning_rate: f64,
+    train_images: usize,
+    available: usize,
+    data_dir: Option<&std::path::Path>,
+) -> Result<(), String> {
+    at_least("epochs", epochs, 1)?;
+    at_least("batch_size", batch_size, 1)?;
+    check_memory("batch_size", batch_size as u128, bytes_per_image)?;
+    positive("learning_rate", learning_rate)?;
+    between("train_images", train_images, 1, available)?;
+    existing_dir("data_dir", data_dir)
+}
+
 /// Bytes of on-policy rollout storage ([`crate::rollout::RolloutBuffer`]) per transition with
 /// `obs_dim` observation and `act_dim` action values: those, and log-prob, value, reward,
 /// bootstrap value, advantage and return (`f32` each) and the two episode-end flags.

@@ -14,6 +14,7 @@ use glimpse::checkpoint::{self, CheckpointError};
 use glimpse::data::{Dataset, Loader, Mnist, View};
 use glimpse::optim::{Adam, AdamConfig, AdamOrder};
 use glimpse::run::{Checkpoint, Cli, Control, Eval, Launch, Run, RunConfig, RunError, Unit};
+use glimpse::validate;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 use serde::{Deserialize, Serialize};
@@ -87,33 +88,25 @@ impl RunConfig for Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.epochs == 0 {
-            return Err("epochs must be at least 1, got 0".into());
-        }
-        if self.batch_size == 0 {
-            return Err("batch_size must be at least 1, got 0".into());
-        }
         // Activations, their gradients and the convolutions' unfolded patches: under 1 MiB an image.
-        glimpse::limits::check_memory("batch_size", self.batch_size as u128, 1 << 20)?;
-        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
-            return Err(format!("learning_rate must be positive and finite, got {}", self.learning_rate));
-        }
-        if !(self.lr_decay > 0.0 && self.lr_decay <= 1.0) {
-            return Err(format!("lr_decay must be in (0, 1], got {}", self.lr_decay));
-        }
-        if self.max_shift >= SIDE {
-            return Err(format!("max_shift must be below the image side ({SIDE}), got {}", self.max_shift));
-        }
-        if !(1..=MNIST_TRAIN_IMAGES).contains(&self.train_images) {
-            return Err(format!("train_images must be between 1 and {MNIST_TRAIN_IMAGES}, got {}", self.train_images));
-        }
+        let (data_dir, images) = (self.data_dir.as_deref(), MNIST_TRAIN_IMAGES);
+        validate::epoch_trainer(
+            self.epochs,
+            self.batch_size,
+            1 << 20,
+            self.learning_rate,
+            self.train_images,
+            images,
+            data_dir,
+        )?;
+        validate::ensure(self.lr_decay > 0.0 && self.lr_decay <= 1.0, || {
+            format!("lr_decay must be in (0, 1], got {}", self.lr_decay)
+        })?;
+        validate::ensure(self.max_shift < SIDE, || {
+            format!("max_shift must be below the image side ({SIDE}), got {}", self.max_shift)
+        })?;
         if let Some(threads) = self.threads {
             glimpse::limits::check_threads("threads", threads)?;
-        }
-        if let Some(dir) = &self.data_dir {
-            if !dir.is_dir() {
-                return Err(format!("data_dir {} is not a directory", dir.display()));
-            }
         }
         Ok(())
     }

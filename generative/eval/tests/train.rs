@@ -119,7 +119,7 @@ fn bad_settings_are_refused_before_anything_is_written() {
         (&["--lr-decay", "1.5"], "lr_decay must be in (0, 1]"),
         (&["--train-images", "0"], "train_images must be between 1 and 60000, got 0"),
         (&["--threads", "5000"], "threads must be between 1 and"),
-        (&["--learning-rate", "0"], "learning_rate must be positive"),
+        (&["--learning-rate", "0"], "learning_rate must be a finite number > 0, got 0"),
         (&["--epochs", "0"], "epochs must be at least 1"),
         (&["--lr", "0.1"], "unexpected argument '--lr'"),
     ];

@@ -3,6 +3,7 @@
 
 use glimpse::data::View;
 use glimpse::run::{RunConfig, Unit};
+use glimpse::validate;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -148,16 +149,17 @@ impl RunConfig for Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.epochs == 0 {
-            return Err("epochs must be at least 1, got 0".into());
-        }
-        if self.batch_size == 0 {
-            return Err("batch_size must be at least 1, got 0".into());
-        }
-        glimpse::limits::check_memory("batch_size", self.batch_size as u128, self.arch.bytes_per_image())?;
-        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
-            return Err(format!("learning_rate must be positive and finite, got {}", self.learning_rate));
-        }
+        let (data_dir, images) = (self.data_dir.as_deref(), MNIST_TRAIN_IMAGES);
+        let bytes = self.arch.bytes_per_image();
+        validate::epoch_trainer(
+            self.epochs,
+            self.batch_size,
+            bytes,
+            self.learning_rate,
+            self.train_images,
+            images,
+            data_dir,
+        )?;
         if !self.arch.latents().contains(&self.latent) {
             return Err(format!(
                 "latent {} is not built in for arch {:?}; use one of {:?}",
@@ -166,20 +168,12 @@ impl RunConfig for Config {
                 self.arch.latents()
             ));
         }
-        if !(1..=MNIST_TRAIN_IMAGES).contains(&self.train_images) {
-            return Err(format!("train_images must be between 1 and {MNIST_TRAIN_IMAGES}, got {}", self.train_images));
-        }
         if !(1..=MNIST_TEST_IMAGES).contains(&self.iw_images) {
             return Err(format!("iw_images must be between 1 and {MNIST_TEST_IMAGES}, got {}", self.iw_images));
         }
         // One log-weight (f64) per importance sample of an image; the decoder sees at most 1024 at a time.
         glimpse::limits::check_memory("iw_samples", self.iw_samples as u128, 8)?;
         glimpse::limits::check_threads("threads", self.threads)?;
-        if let Some(dir) = &self.data_dir {
-            if !dir.is_dir() {
-                return Err(format!("data_dir {} is not a directory", dir.display()));
-            }
-        }
         Ok(())
     }
 }
@@ -209,9 +203,9 @@ mod tests {
             (|c| c.epochs = 0, "epochs must be at least 1"),
             (|c| c.batch_size = 0, "batch_size must be at least 1"),
             (|c| c.batch_size = usize::MAX, "batch_size needs"),
-            (|c| c.learning_rate = 0.0, "learning_rate must be positive"),
-            (|c| c.learning_rate = f64::NAN, "learning_rate must be positive and finite, got NaN"),
-            (|c| c.learning_rate = f64::INFINITY, "learning_rate must be positive and finite"),
+            (|c| c.learning_rate = 0.0, "learning_rate must be a finite number > 0, got 0"),
+            (|c| c.learning_rate = f64::NAN, "learning_rate must be a finite number > 0, got NaN"),
+            (|c| c.learning_rate = f64::INFINITY, "learning_rate must be a finite number > 0, got inf"),
             (|c| c.latent = 7, "latent 7 is not built in for arch Mlp; use one of [2, 20, 50]"),
             (
                 |c| {

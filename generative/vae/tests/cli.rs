@@ -123,7 +123,7 @@ fn bad_settings_are_refused_before_anything_is_written() {
         (&["--train-images", "0"], "train_images must be between 1 and 60000, got 0"),
         (&["--threads", "5000"], "threads must be between 1 and"),
         (&["--latent", "7"], "latent 7 is not built in"),
-        (&["--learning-rate=-1"], "learning_rate must be positive"),
+        (&["--learning-rate=-1"], "learning_rate must be a finite number > 0, got -1"),
         (&["--learning-rate", "NaN"], "--learning-rate NaN: not a finite number"),
         (&["--epochs", "0"], "epochs must be at least 1"),
         (&["--iw-images", "0"], "iw_images must be between 1 and 10000"),
