@@ -9,8 +9,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use glimpse::checkpoint::current_snapshot;
-
 /// `target/<profile>/examples/<name>`.
 fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test's path");
@@ -45,45 +43,15 @@ fn ok(name: &str, args: &[&str]) -> String {
 fn summary(dir: &Path) -> serde_json::Value {
     let mut value: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("summary.json")).expect("summary.json")).expect("JSON");
-    without_timings(&mut value);
+    if let Some(map) = value.as_object_mut() {
+        map.retain(|key, _| !key.contains("seconds"));
+    }
     value
 }
 
-/// Drops, at any depth, the keys that measure time.
-fn without_timings(value: &mut serde_json::Value) {
-    match value {
-        serde_json::Value::Object(map) => {
-            map.retain(|key, _| !key.contains("seconds"));
-            map.values_mut().for_each(without_timings);
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(without_timings),
-        _ => {}
-    }
-}
-
-/// Every file of the current snapshot but the run layer's `run.json` (it holds the wall time), the
-/// manifest (its checksums) and `timings.json` (seconds per epoch), by name; JSON files without
-/// their timings.
+/// The run's current snapshot as the run layer compares snapshots (timings and wall time out).
 fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let snap = current_snapshot(&dir.join("checkpoint")).expect("a valid snapshot");
-    let mut files: Vec<_> = std::fs::read_dir(&snap)
-        .expect("snapshot directory")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| {
-            !matches!(p.file_name().and_then(|n| n.to_str()), Some("run.json" | "MANIFEST.json" | "timings.json"))
-        })
-        .map(|p| {
-            let mut bytes = std::fs::read(&p).expect("snapshot file");
-            if p.extension().is_some_and(|e| e == "json") {
-                let mut value: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
-                without_timings(&mut value);
-                bytes = serde_json::to_vec(&value).expect("JSON");
-            }
-            (p.file_name().unwrap().to_string_lossy().into_owned(), bytes)
-        })
-        .collect();
-    files.sort();
-    files
+    glimpse::run::snapshot_files(dir).expect("a valid snapshot")
 }
 
 /// Trains `name` with `args` once straight through and once stopped at `stop` and resumed; both

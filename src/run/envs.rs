@@ -42,9 +42,14 @@ impl SavedEnvs {
     }
 }
 
+/// The snapshot file a trainer keeps its measured times in (seconds per epoch): the one thing a
+/// resumed run does not repeat exactly, so [`snapshot_files`] leaves it out.
+pub const TIMINGS: &str = "timings.json";
+
 /// Every file of the current snapshot of run `dir` by name, sorted, without the manifest (its
-/// checksums cover the wall time) and with [`RUN_STATE`] less its `wall_seconds`: what a run
-/// stopped with `--stop-after` and resumed shares byte for byte with the uninterrupted run.
+/// checksums cover the wall time) and [`TIMINGS`], and with [`RUN_STATE`] less its
+/// `wall_seconds`: what a run stopped with `--stop-after` and resumed shares byte for byte with
+/// the uninterrupted run.
 pub fn snapshot_files(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, RunError> {
     let snapshot = checkpoint::current_snapshot(&dir.join("checkpoint"))?;
     let io = |path: &Path| {
@@ -55,7 +60,7 @@ pub fn snapshot_files(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, RunError> {
     for entry in std::fs::read_dir(&snapshot).map_err(io(&snapshot))? {
         let path = entry.map_err(io(&snapshot))?.path();
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        if name == checkpoint::MANIFEST {
+        if name == checkpoint::MANIFEST || name == TIMINGS {
             continue;
         }
         let mut bytes = std::fs::read(&path).map_err(io(&path))?;

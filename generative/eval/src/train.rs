@@ -183,7 +183,7 @@ impl Checkpoint for Training {
         checkpoint::save_json(self.loader.generator(), &snap.join("loader.json"))?;
         checkpoint::save_json(&self.shift_rng, &snap.join("shift.json"))?;
         checkpoint::save_json(&self.curves, &snap.join("curves.json"))?;
-        checkpoint::save_json(&self.epoch_seconds, &snap.join("timings.json"))
+        checkpoint::save_json(&self.epoch_seconds, &snap.join(glimpse::run::TIMINGS))
     }
 
     fn load(&mut self, snap: &Path) -> Result<(), CheckpointError> {
@@ -192,7 +192,7 @@ impl Checkpoint for Training {
         self.loader.set_generator(checkpoint::load_json(&snap.join("loader.json"))?);
         self.shift_rng = checkpoint::load_json(&snap.join("shift.json"))?;
         self.curves = checkpoint::load_json(&snap.join("curves.json"))?;
-        self.epoch_seconds = checkpoint::load_json(&snap.join("timings.json"))?;
+        self.epoch_seconds = checkpoint::load_json(&snap.join(glimpse::run::TIMINGS))?;
         Ok(())
     }
 }

@@ -158,14 +158,14 @@ impl<const Z: usize, M: VaeModel<Z>> Checkpoint for Training<Z, M> {
         self.trainer.save(snap)?;
         checkpoint::save_json(self.loader.generator(), &snap.join("loader.json"))?;
         checkpoint::save_json(&self.curves, &snap.join("curves.json"))?;
-        checkpoint::save_json(&self.epoch_seconds, &snap.join("timings.json"))
+        checkpoint::save_json(&self.epoch_seconds, &snap.join(glimpse::run::TIMINGS))
     }
 
     fn load(&mut self, snap: &Path) -> Result<(), CheckpointError> {
         self.trainer.load(snap)?;
         self.loader.set_generator(checkpoint::load_json(&snap.join("loader.json"))?);
         self.curves = checkpoint::load_json(&snap.join("curves.json"))?;
-        self.epoch_seconds = checkpoint::load_json(&snap.join("timings.json"))?;
+        self.epoch_seconds = checkpoint::load_json(&snap.join(glimpse::run::TIMINGS))?;
         Ok(())
     }
 }

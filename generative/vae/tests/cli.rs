@@ -6,7 +6,6 @@
 
 use std::path::{Path, PathBuf};
 
-use glimpse::checkpoint::current_snapshot;
 use glimpse::data::npy::{read_npy, NpyData};
 use glimpse_vae::cli::{run_with_args, Outcome};
 
@@ -60,15 +59,7 @@ fn untimed(dir: &Path) -> serde_json::Value {
 
 /// Every file of the run's current snapshot but those holding times, by name.
 fn snapshot_files(run: &Path) -> Vec<(String, Vec<u8>)> {
-    let snap = current_snapshot(&run.join("checkpoint")).unwrap();
-    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&snap)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| !["run.json", "MANIFEST.json", "timings.json"].contains(&p.file_name().unwrap().to_str().unwrap()))
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
-        .collect();
-    files.sort();
-    files
+    glimpse::run::snapshot_files(run).expect("a valid snapshot")
 }
 
 #[test]
