@@ -29,6 +29,7 @@ pub mod distributions;
 pub mod env;
 pub mod evaluate;
 pub mod finite;
+pub mod generative;
 pub mod image;
 pub mod limits;
 pub mod log;

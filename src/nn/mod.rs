@@ -1,4 +1,4 @@
-//! Convolution, pooling, recurrent and dense layers and fused losses for dfdx 0.13 on stable Rust.
+//! Convolution, pooling, normalisation, recurrent and dense layers and fused losses for dfdx 0.13 on stable Rust.
 //!
 //! dfdx's own `Conv2D`, `ConvTrans2D` and pooling modules need its `nightly` feature, which does
 //! not build on stable; these are first-class dfdx modules with their own CPU kernels (im2col +
@@ -16,6 +16,7 @@ mod convtrans;
 mod dense;
 mod dropout;
 mod loss;
+mod norm;
 mod pool;
 mod reshape;
 mod rnn;
@@ -27,6 +28,7 @@ pub use dense::Dense;
 pub use dropout::HashDropout;
 pub use kernels::NnFloat;
 pub use loss::{bernoulli_nll_sum, bernoulli_nll_with_logits};
+pub use norm::{BatchNorm2D, LeakyReLU};
 pub use pool::{AvgPool2D, MaxPool2D};
 pub use reshape::{Flatten, FlattenTo, Unflatten};
 pub use rnn::{split_steps, stack_steps, GRUCell, LSTMCell, LstmState, MergeTapes};
@@ -38,6 +40,8 @@ pub mod builders {
     pub use super::convtrans::builder::ConvTrans2D;
     pub use super::dense::builder::Dense;
     pub use super::dropout::HashDropout;
+    pub use super::norm::builder::BatchNorm2D;
+    pub use super::norm::LeakyReLU;
     pub use super::pool::{AvgPool2D, MaxPool2D};
     pub use super::reshape::{Flatten, FlattenTo, Unflatten};
     pub use super::rnn::builder::{GRUCell, LSTMCell};

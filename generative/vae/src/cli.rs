@@ -3,14 +3,12 @@
 //! (new images from a checkpoint) and `--compare-torch` (a table beside PyTorch's figures).
 
 use crate::config::{Arch, Config};
-use crate::figures::{manifold_grid, sample, to_grey_levels};
+use crate::figures::{manifold_grid, sample};
 use crate::train::{evaluate, importance_weighted, train, Summary, MODEL_FILE};
 use crate::{ConvVae, MlpVae, VaeError, VaeModel, PIXELS};
 use clap::{CommandFactory, FromArgMatches};
 use dfdx::prelude::*;
-use glimpse::data::npy::write_npy_u8;
 use glimpse::data::{Dataset, Mnist};
-use glimpse::image::Image;
 use glimpse::run::{Eval, Launch, RunArgs};
 use std::path::{Path, PathBuf};
 
@@ -45,22 +43,7 @@ pub struct Args {
 }
 
 /// What a command line did.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// The run ended with this summary.
-    Finished(Summary),
-    /// `--stop-after` stopped it; `--resume` continues it.
-    Stopped,
-    /// `--eval` printed this evaluation.
-    Evaluated(serde_json::Value),
-    /// `--sample` wrote these files.
-    Sampled {
-        /// The images, `uint8 [N, 28, 28]`.
-        npy: PathBuf,
-        /// The grid of the first 64.
-        png: PathBuf,
-    },
-}
+pub type Outcome = glimpse::generative::Outcome<Summary>;
 
 /// Parses the process's command line (`--help` and flag errors exit, as clap does) and runs it.
 pub fn run_command_line() -> Result<Outcome, VaeError> {
@@ -174,16 +157,7 @@ fn evaluate_run<const Z: usize, M: VaeModel<Z>>(eval: &Eval<Config>) -> Result<O
 
 /// Checks `--num` and `--out` before anything is drawn; returns the .npy path.
 fn check_sample_args(num: usize, out: Option<PathBuf>, eval: &Eval<Config>) -> Result<PathBuf, VaeError> {
-    if num == 0 {
-        return Err(VaeError::Config("--num must be at least 1".into()));
-    }
-    // The Bernoulli means (f32) and the grey levels (u8) of every image.
-    glimpse::limits::check_memory("--num", num as u128, (PIXELS * 5) as u128).map_err(VaeError::Config)?;
-    let out = out.unwrap_or_else(|| eval.dir.join(format!("samples-seed{}.npy", eval.seed)));
-    if out.extension().is_none_or(|e| e != "npy") {
-        return Err(VaeError::Config(format!("--out {} must name a .npy file", out.display())));
-    }
-    Ok(out)
+    glimpse::generative::sample_path(num, out, &eval.dir, eval.seed, PIXELS).map_err(VaeError::Config)
 }
 
 /// `--sample`: `num` images decoded from prior samples of `--seed`, as `uint8 [num, 28, 28]` in
@@ -196,10 +170,7 @@ fn write_samples<const Z: usize, M: VaeModel<Z>>(
     let dev = Cpu::seed_from_u64(eval.seed);
     let model = load_model::<Z, M>(eval, &dev)?;
     let means = sample(&model, num, eval.seed, &dev);
-    write_npy_u8(out, &[num, 28, 28], &to_grey_levels(&means))?;
-    let png = out.with_extension("png");
-    let shown = num.min(64);
-    Image::grid(&means[..shown * PIXELS], shown, 1, 28, 28, 8)?.save_png(&png)?;
+    let png = glimpse::generative::write_samples(out, &means, 28)?;
     println!("wrote {} ({num} images) and {}", out.display(), png.display());
     if let Some(grid) = manifold_grid(&model, &dev)? {
         let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();

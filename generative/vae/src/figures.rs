@@ -2,10 +2,11 @@
 //! a `.npy` file) and, for a 2-D latent space, the decoder's manifold.
 
 use crate::model::{Images, VaeModel};
-use crate::train::{standard_normal, stream, Stream};
+use crate::train::{stream, Stream};
 use crate::{VaeError, PIXELS};
 use dfdx::prelude::*;
 use glimpse::data::ImageSet;
+use glimpse::generative::standard_normal;
 use glimpse::image::Image;
 use glimpse::log::SummaryWriter;
 use std::path::Path;
@@ -29,11 +30,6 @@ pub fn sample<const Z: usize, M: VaeModel<Z>>(model: &M, n: usize, seed: u64, de
         out.extend(model.decode(standard_normal::<Z>(&mut rng, rows, dev)).sigmoid().as_vec());
     }
     out
-}
-
-/// Values in [0, 1] as grey levels 0..=255 (rounded).
-pub fn to_grey_levels(values: &[f32]) -> Vec<u8> {
-    values.iter().map(|&v| (v.clamp(0.0, 1.0) * 255.0).round() as u8).collect()
 }
 
 /// For a 2-D latent space (None otherwise): the decoder's images over a `side x side` grid of z in

@@ -42,6 +42,9 @@ pub enum VaeError {
     /// Writing an image failed.
     #[error(transparent)]
     Image(#[from] glimpse::image::ImageError),
+    /// Writing sample files failed.
+    #[error(transparent)]
+    Samples(#[from] glimpse::generative::SampleError),
     /// Writing TensorBoard events failed.
     #[error("TensorBoard writer: {0}")]
     Log(#[from] std::io::Error),

@@ -11,16 +11,15 @@ use crate::config::Config;
 use crate::figures::write_figures;
 use crate::iw::iw_log_likelihood;
 use crate::loss::negative_elbo;
-use crate::model::{Images, Latents, VaeModel};
+use crate::model::{Images, VaeModel};
 use crate::VaeError;
 use dfdx::prelude::*;
 use glimpse::checkpoint::{self, CheckpointError};
 use glimpse::data::{Dataset, ImageSet, Loader, Mnist, View};
+use glimpse::generative::{median, standard_normal};
 use glimpse::optim::{Adam, AdamConfig, AdamOrder, NonFiniteGradient};
 use glimpse::run::{Checkpoint, Control, Run, RunError};
-use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
-use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Instant;
@@ -36,17 +35,9 @@ pub enum Stream {
     Samples = 3,
 }
 
-/// The ChaCha12 generator of `stream` for `seed`.
+/// The ChaCha12 generator of `stream` for `seed` (see [`glimpse::generative::stream`]).
 pub fn stream(seed: u64, stream: Stream) -> ChaCha12Rng {
-    let mut rng = ChaCha12Rng::seed_from_u64(seed);
-    rng.set_stream(stream as u64);
-    rng
-}
-
-/// `rows` x `Z` standard normal values drawn from `rng`.
-pub fn standard_normal<const Z: usize>(rng: &mut impl Rng, rows: usize, dev: &Cpu) -> Latents<Z, NoneTape> {
-    let values: Vec<f32> = (0..rows * Z).map(|_| rng.sample(StandardNormal)).collect();
-    dev.tensor_from_vec(values, (rows, Const::<Z>))
+    glimpse::generative::stream(seed, stream as u64)
 }
 
 /// A model with its optimizer, gradient buffers and noise generator: one [`Trainer::step`] per
@@ -291,13 +282,6 @@ pub fn importance_weighted<const Z: usize, M: VaeModel<Z>>(
             show(format!("log-likelihood: {done}/{n} images x {} samples", config.iw_samples));
         }
     })
-}
-
-/// The median of `values` (NaN for none).
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// The negative ELBO per image of `set`, summed over batches and divided by its size (PyTorch's

@@ -1,0 +1,131 @@
+//! The command line of `examples/gan_mnist.rs`: the run layer's flags (`--seed`, `--run-dir`,
+//! `--resume`, `--eval`, `--config`, `--stop-after`), every [`Config`] field, and `--sample RUN`
+//! (new images from a checkpoint).
+
+use crate::config::Config;
+use crate::model::{DiscriminatorBuilder, GeneratorBuilder, PIXELS};
+use crate::train::{generate, stream, train, Stream, Summary, DISCRIMINATOR_FILE, GENERATOR_FILE};
+use crate::{Discriminator, GanError, Generator};
+use clap::{CommandFactory, FromArgMatches};
+use dfdx::prelude::*;
+use glimpse::data::{Dataset, Loader, Mnist, View};
+use glimpse::run::{Eval, Launch, RunArgs};
+use std::path::{Path, PathBuf};
+
+/// The example's name: the default run directory's prefix.
+pub const EXAMPLE: &str = "gan_mnist";
+
+/// Train a DCGAN on MNIST, continue or evaluate a run, or sample from one.
+#[derive(clap::Parser, Debug)]
+#[command(about = "Train a DCGAN on MNIST, or evaluate or sample from a trained one")]
+pub struct Args {
+    /// Seed, run directory, resume, eval, config file, stop-after.
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Hyperparameters.
+    #[command(flatten)]
+    pub config: Config,
+    /// Draw --num new images (seeded by --seed) from the checkpoint in this run directory, write
+    /// them to --out (uint8 [N, 28, 28] .npy) with a PNG grid of the first 64 beside it, then exit.
+    #[arg(long, conflicts_with_all = ["run_dir", "resume", "eval", "stop_after"])]
+    pub sample: Option<PathBuf>,
+    /// Images to draw with --sample.
+    #[arg(long, default_value_t = 64, requires = "sample")]
+    pub num: usize,
+    /// The .npy file --sample writes (the PNG grid goes beside it, same name, .png)
+    /// [default: RUN/samples-seed{SEED}.npy].
+    #[arg(long, requires = "sample")]
+    pub out: Option<PathBuf>,
+}
+
+/// What a command line did.
+pub type Outcome = glimpse::generative::Outcome<Summary>;
+
+/// Parses the process's command line (`--help` and flag errors exit, as clap does) and runs it.
+pub fn run_command_line() -> Result<Outcome, GanError> {
+    let matches = Args::command().bin_name(EXAMPLE).get_matches();
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    launch(&args, &matches)
+}
+
+/// [`run_command_line`] on `args` (the first is the program name); a flag error is returned.
+pub fn run_with_args(args: &[&str]) -> Result<Outcome, GanError> {
+    let flags = |e: clap::Error| GanError::Config(e.to_string().trim().to_string());
+    let matches = Args::command().bin_name(EXAMPLE).try_get_matches_from(args).map_err(flags)?;
+    let args = Args::from_arg_matches(&matches).map_err(flags)?;
+    launch(&args, &matches)
+}
+
+/// Trains, resumes, evaluates or samples, as `args` say.
+fn launch(args: &Args, matches: &clap::ArgMatches) -> Result<Outcome, GanError> {
+    let defaults = Config::default();
+    if let Some(dir) = &args.sample {
+        // A checkpoint read as --eval reads it (its saved config, checked); nothing else is written.
+        let run_args = RunArgs { eval: Some(dir.clone()), ..args.run.clone() };
+        let Launch::Eval(eval) = Launch::new(EXAMPLE, &run_args, &args.config, &defaults, matches)? else {
+            return Err(GanError::Config("--sample reads a run directory".into()));
+        };
+        let out = glimpse::generative::sample_path(args.num, args.out.clone(), &eval.dir, eval.seed, PIXELS)
+            .map_err(GanError::Config)?;
+        return in_pool(eval.config.threads, || write_samples(&eval, args.num, &out));
+    }
+    match Launch::new(EXAMPLE, &args.run, &args.config, &defaults, matches)? {
+        Launch::Train(run) => {
+            let threads = run.config.threads;
+            let summary = in_pool(threads, move || train(run))?;
+            Ok(summary.map_or(Outcome::Stopped, Outcome::Finished))
+        }
+        Launch::Eval(eval) => in_pool(eval.config.threads, || evaluate_run(&eval)),
+    }
+}
+
+/// Runs `f` on a rayon pool of `threads` threads that the calling thread joins.
+fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> Result<R, GanError> + Send) -> Result<R, GanError> {
+    glimpse::nn::in_thread_pool(Some(threads), f)
+        .map_err(|e| GanError::Config(format!("cannot start {threads} threads: {e}")))?
+}
+
+/// Both networks of `eval`'s checkpoint.
+fn load_networks(eval: &Eval<Config>, dev: &Cpu) -> Result<(Generator, Discriminator), GanError> {
+    let mut generator = dev.build_module::<GeneratorBuilder, f32>();
+    glimpse::checkpoint::load_weights(&mut generator, &eval.snapshot.join(GENERATOR_FILE))?;
+    let mut discriminator = dev.build_module::<DiscriminatorBuilder, f32>();
+    glimpse::checkpoint::load_weights(&mut discriminator, &eval.snapshot.join(DISCRIMINATOR_FILE))?;
+    Ok((generator, discriminator))
+}
+
+/// `--eval`: the discriminator's mean D(x) on the test images and mean D(G(z)) on as many
+/// generated ones (latents of `--seed`), both networks in inference mode.
+fn evaluate_run(eval: &Eval<Config>) -> Result<Outcome, GanError> {
+    let (cfg, dev) = (&eval.config, Cpu::seed_from_u64(eval.seed));
+    let (generator, discriminator) = load_networks(eval, &dev)?;
+    let mnist = Mnist::load(Dataset::Mnist, cfg.data_dir.as_deref())?;
+    let mean_d = |images: Vec<f32>| {
+        let n = images.len() / PIXELS;
+        let logits = discriminator.forward(dev.tensor_from_vec(images, (n, Const::<PIXELS>))).as_vec();
+        logits.iter().map(|&l| 1.0 / (1.0 + (-l as f64).exp())).sum::<f64>() / n.max(1) as f64
+    };
+    let (mut real, mut count) = (0.0, 0);
+    for batch in Loader::sequential(500, View::Grey).epoch::<PIXELS>(&mnist.test, &dev) {
+        let n = batch.len();
+        real += mean_d(batch.images.as_vec()) * n as f64;
+        count += n;
+    }
+    let fake = mean_d(generate(&generator, count, &mut stream(eval.seed, Stream::Samples), &dev));
+    Ok(Outcome::Evaluated(eval.report(&serde_json::json!({
+        "d_real_test": real / count.max(1) as f64,
+        "d_fake": fake,
+        "epochs": eval.done,
+    }))))
+}
+
+/// `--sample`: `num` images from latents of `--seed`, as `uint8 [num, 28, 28]` in `out`, a grid
+/// of the first 64 beside it.
+fn write_samples(eval: &Eval<Config>, num: usize, out: &Path) -> Result<Outcome, GanError> {
+    let dev = Cpu::seed_from_u64(eval.seed);
+    let (generator, _) = load_networks(eval, &dev)?;
+    let images = generate(&generator, num, &mut stream(eval.seed, Stream::Samples), &dev);
+    let png = glimpse::generative::write_samples(out, &images, 28)?;
+    println!("wrote {} ({num} images) and {}", out.display(), png.display());
+    Ok(Outcome::Sampled { npy: out.to_path_buf(), png })
+}
