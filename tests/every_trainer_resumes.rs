@@ -156,3 +156,11 @@ fn mnist_cnn() {
         stopped_and_resumed_equals_uninterrupted("mnist_cnn", &args, "1");
     }
 }
+
+#[test]
+fn gan_mnist() {
+    if mnist_present() {
+        let args = ["--seed", "2", "--epochs", "2", "--train-images", "512", "--batch-size", "64", "--final-samples", "50"];
+        stopped_and_resumed_equals_uninterrupted("gan_mnist", &args, "1");
+    }
+}

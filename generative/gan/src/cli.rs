@@ -2,10 +2,10 @@
 //! `--resume`, `--eval`, `--config`, `--stop-after`), every [`Config`] field, and `--sample RUN`
 //! (new images from a checkpoint).
 
-use crate::config::Config;
-use crate::model::{DiscriminatorBuilder, GeneratorBuilder, PIXELS};
-use crate::train::{generate, stream, train, Stream, Summary, DISCRIMINATOR_FILE, GENERATOR_FILE};
-use crate::{Discriminator, GanError, Generator};
+use crate::config::{Config, Objective};
+use crate::model::{Discriminator, DiscriminatorNet, SnDiscriminator, PIXELS};
+use crate::train::{generate, stream, train, Stream, Summary, Training};
+use crate::GanError;
 use clap::{CommandFactory, FromArgMatches};
 use dfdx::prelude::*;
 use glimpse::data::{Dataset, Loader, Mnist, View};
@@ -67,17 +67,34 @@ fn launch(args: &Args, matches: &clap::ArgMatches) -> Result<Outcome, GanError> 
         };
         let out = glimpse::generative::sample_path(args.num, args.out.clone(), &eval.dir, eval.seed, PIXELS)
             .map_err(GanError::Config)?;
-        return in_pool(eval.config.threads, || write_samples(&eval, args.num, &out));
+        return dispatch!(eval.config, D => in_pool(eval.config.threads, || write_samples::<D>(&eval, args.num, &out)));
     }
     match Launch::new(EXAMPLE, &args.run, &args.config, &defaults, matches)? {
         Launch::Train(run) => {
-            let threads = run.config.threads;
-            let summary = in_pool(threads, move || train(run))?;
+            let config = run.config.clone();
+            let summary = dispatch!(config, D => in_pool(config.threads, move || train::<D>(run)))?;
             Ok(summary.map_or(Outcome::Stopped, Outcome::Finished))
         }
-        Launch::Eval(eval) => in_pool(eval.config.threads, || evaluate_run(&eval)),
+        Launch::Eval(eval) => dispatch!(eval.config, D => in_pool(eval.config.threads, || evaluate_run::<D>(&eval))),
     }
 }
+
+/// Runs `$body` with `$d` bound to the discriminator type of the configured objective.
+macro_rules! dispatch {
+    ($config:expr, $d:ident => $body:expr) => {
+        match $config.objective {
+            Objective::Ns => {
+                type $d = Discriminator;
+                $body
+            }
+            Objective::Hinge => {
+                type $d = SnDiscriminator;
+                $body
+            }
+        }
+    };
+}
+use dispatch;
 
 /// Runs `f` on a rayon pool of `threads` threads that the calling thread joins.
 fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> Result<R, GanError> + Send) -> Result<R, GanError> {
@@ -85,33 +102,32 @@ fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> Result<R, GanError> + Se
         .map_err(|e| GanError::Config(format!("cannot start {threads} threads: {e}")))?
 }
 
-/// Both networks of `eval`'s checkpoint.
-fn load_networks(eval: &Eval<Config>, dev: &Cpu) -> Result<(Generator, Discriminator), GanError> {
-    let mut generator = dev.build_module::<GeneratorBuilder, f32>();
-    glimpse::checkpoint::load_weights(&mut generator, &eval.snapshot.join(GENERATOR_FILE))?;
-    let mut discriminator = dev.build_module::<DiscriminatorBuilder, f32>();
-    glimpse::checkpoint::load_weights(&mut discriminator, &eval.snapshot.join(DISCRIMINATOR_FILE))?;
-    Ok((generator, discriminator))
+/// The checkpoint of `eval` (both networks, their optimizers and states).
+fn load<D: DiscriminatorNet>(eval: &Eval<Config>, dev: &Cpu) -> Result<Training<D>, GanError> {
+    let mut training = Training::<D>::new(&eval.config, eval.seed, dev);
+    eval.restore(&mut training)?;
+    Ok(training)
 }
 
 /// `--eval`: the discriminator's mean D(x) on the test images and mean D(G(z)) on as many
 /// generated ones (latents of `--seed`), both networks in inference mode.
-fn evaluate_run(eval: &Eval<Config>) -> Result<Outcome, GanError> {
+fn evaluate_run<D: DiscriminatorNet>(eval: &Eval<Config>) -> Result<Outcome, GanError> {
     let (cfg, dev) = (&eval.config, Cpu::seed_from_u64(eval.seed));
-    let (generator, discriminator) = load_networks(eval, &dev)?;
+    let mut s = load::<D>(eval, &dev)?;
     let mnist = Mnist::load(Dataset::Mnist, cfg.data_dir.as_deref())?;
-    let mean_d = |images: Vec<f32>| {
+    let mean_d = |s: &mut Training<D>, images: Vec<f32>| {
         let n = images.len() / PIXELS;
-        let logits = discriminator.forward(dev.tensor_from_vec(images, (n, Const::<PIXELS>))).as_vec();
-        logits.iter().map(|&l| 1.0 / (1.0 + (-l as f64).exp())).sum::<f64>() / n.max(1) as f64
+        let p = s.gan.discriminate(dev.tensor_from_vec(images, (n, Const::<PIXELS>)));
+        p.iter().map(|&p| p as f64).sum::<f64>() / n.max(1) as f64
     };
     let (mut real, mut count) = (0.0, 0);
     for batch in Loader::sequential(500, View::Grey).epoch::<PIXELS>(&mnist.test, &dev) {
         let n = batch.len();
-        real += mean_d(batch.images.as_vec()) * n as f64;
+        real += mean_d(&mut s, batch.images.as_vec()) * n as f64;
         count += n;
     }
-    let fake = mean_d(generate(&generator, count, &mut stream(eval.seed, Stream::Samples), &dev));
+    let images = generate(&s.gan.generator, count, &mut stream(eval.seed, Stream::Samples), &dev);
+    let fake = mean_d(&mut s, images);
     Ok(Outcome::Evaluated(eval.report(&serde_json::json!({
         "d_real_test": real / count.max(1) as f64,
         "d_fake": fake,
@@ -121,10 +137,10 @@ fn evaluate_run(eval: &Eval<Config>) -> Result<Outcome, GanError> {
 
 /// `--sample`: `num` images from latents of `--seed`, as `uint8 [num, 28, 28]` in `out`, a grid
 /// of the first 64 beside it.
-fn write_samples(eval: &Eval<Config>, num: usize, out: &Path) -> Result<Outcome, GanError> {
+fn write_samples<D: DiscriminatorNet>(eval: &Eval<Config>, num: usize, out: &Path) -> Result<Outcome, GanError> {
     let dev = Cpu::seed_from_u64(eval.seed);
-    let (generator, _) = load_networks(eval, &dev)?;
-    let images = generate(&generator, num, &mut stream(eval.seed, Stream::Samples), &dev);
+    let s = load::<D>(eval, &dev)?;
+    let images = generate(&s.gan.generator, num, &mut stream(eval.seed, Stream::Samples), &dev);
     let png = glimpse::generative::write_samples(out, &images, 28)?;
     println!("wrote {} ({num} images) and {}", out.display(), png.display());
     Ok(Outcome::Sampled { npy: out.to_path_buf(), png })

@@ -3,6 +3,7 @@
 //!
 //! - [`model`]: the [`Generator`] and [`Discriminator`] as typed dfdx modules and the DCGAN
 //!   initialisation ([`DcganInit`]).
+//! - [`spectral`]: spectral normalisation of the hinge objective's discriminator weights.
 //! - [`config`]: [`Config`], the hyperparameters as flags and serde, validated.
 //! - [`mod@train`]: [`Gan`] (one step of both networks), the checkpointed [`Training`] state and
 //!   the loop ([`train()`]) on glimpse's run layer (exact `--stop-after`/`--resume`).
@@ -11,10 +12,11 @@
 pub mod cli;
 pub mod config;
 pub mod model;
+pub mod spectral;
 pub mod train;
 
 pub use config::{Config, Objective};
-pub use model::{DcganInit, Discriminator, Generator, LATENT, PIXELS};
+pub use model::{DcganInit, Discriminator, DiscriminatorNet, Generator, SnDiscriminator, LATENT, PIXELS};
 pub use train::{generate, train, Gan, StepStats, Summary, Training};
 
 /// Errors from training, evaluating or sampling a GAN.

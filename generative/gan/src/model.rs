@@ -90,3 +90,90 @@ impl DcganInit for Discriminator {
         dense.bias.fill_with_zeros();
     }
 }
+
+/// The discriminator of the hinge objective as a dfdx builder: the DCGAN discriminator without
+/// batch norm, its convolution and dense weights spectrally normalised in training (see
+/// [`crate::spectral`]), as in Miyato et al.'s SN-GAN.
+pub type SnDiscriminatorBuilder = (
+    (nnb::Unflatten<1, 28, 28>, nnb::Conv2D<1, 64, 4, 2, 1>, nn::LeakyReLU<20>),
+    (nnb::Conv2D<64, 128, 4, 2, 1>, nn::LeakyReLU<20>),
+    (nnb::FlattenTo<6272>, nnb::Dense<6272, 1>),
+);
+
+/// The built spectrally normalised discriminator (see [`SnDiscriminatorBuilder`]).
+pub type SnDiscriminator = (
+    (nn::Unflatten<1, 28, 28>, nn::Conv2D<1, 64, 4, 2, 1, f32, Cpu>, nn::LeakyReLU<20>),
+    (nn::Conv2D<64, 128, 4, 2, 1, f32, Cpu>, nn::LeakyReLU<20>),
+    (nn::FlattenTo<6272>, Dense<6272, 1, f32, Cpu>),
+);
+
+impl DcganInit for SnDiscriminator {
+    fn dcgan_init(&mut self, rng: &mut impl Rng) {
+        let ((_, conv1, _), (conv2, _), (_, dense)) = self;
+        fill_normal(&mut conv1.weight, 0.0, 0.02, rng);
+        conv1.bias.fill_with_zeros();
+        fill_normal(&mut conv2.weight, 0.0, 0.02, rng);
+        conv2.bias.fill_with_zeros();
+        fill_normal(&mut dense.weight, 0.0, 0.02, rng);
+        dense.bias.fill_with_zeros();
+    }
+}
+
+/// A batch of images as rows of 784 pixels in [0, 1].
+pub type Images<T = NoneTape> = Tensor<(usize, Const<PIXELS>), f32, Cpu, T>;
+/// A batch of discriminator logits.
+pub type Logits<T = NoneTape> = Tensor<(usize, Const<1>), f32, Cpu, T>;
+
+/// What the training loop needs of a discriminator: training (`forward_mut`, taped) and
+/// inference (`forward`) passes from images to logits, the DCGAN init, and the weights that
+/// spectral normalisation applies to (none for the batch-norm discriminator).
+pub trait DiscriminatorNet:
+    TensorCollection<f32, Cpu>
+    + Clone
+    + Send
+    + DcganInit
+    + ModuleMut<Images<OwnedTape<f32, Cpu>>, Output = Logits<OwnedTape<f32, Cpu>>>
+    + ModuleMut<Images, Output = Logits>
+    + Module<Images, Output = Logits>
+{
+    /// Its builder.
+    type Builder: BuildOnDevice<Cpu, f32, Built = Self>;
+    /// Calls `f(rows, weight)` on each spectrally normalised weight (rows = output channels).
+    fn normalised_weights(&mut self, f: &mut dyn FnMut(usize, &mut dyn WeightValues));
+}
+
+/// A weight tensor's values as a flat row-major vector, and its gradient in `grads`.
+pub trait WeightValues {
+    /// A copy of the values.
+    fn values(&self) -> Vec<f32>;
+    /// Overwrites the values.
+    fn set_values(&mut self, values: &[f32]);
+    /// The gradient entry of this tensor in `grads` (allocated if absent).
+    fn grad<'a>(&self, grads: &'a mut Gradients<f32, Cpu>) -> &'a mut Vec<f32>;
+}
+
+impl<S: Shape> WeightValues for Tensor<S, f32, Cpu> {
+    fn values(&self) -> Vec<f32> {
+        self.as_vec()
+    }
+    fn set_values(&mut self, values: &[f32]) {
+        self.copy_from(values);
+    }
+    fn grad<'a>(&self, grads: &'a mut Gradients<f32, Cpu>) -> &'a mut Vec<f32> {
+        grads.get_or_alloc_mut(self).expect("CPU allocation")
+    }
+}
+
+impl DiscriminatorNet for Discriminator {
+    type Builder = DiscriminatorBuilder;
+    fn normalised_weights(&mut self, _: &mut dyn FnMut(usize, &mut dyn WeightValues)) {}
+}
+
+impl DiscriminatorNet for SnDiscriminator {
+    type Builder = SnDiscriminatorBuilder;
+    fn normalised_weights(&mut self, f: &mut dyn FnMut(usize, &mut dyn WeightValues)) {
+        f(64, &mut self.0 .1.weight);
+        f(128, &mut self.1 .0.weight);
+        f(1, &mut self.2 .1.weight);
+    }
+}

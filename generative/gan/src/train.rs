@@ -9,7 +9,8 @@
 //! for bit where the uninterrupted run ends.
 
 use crate::config::{Config, Objective};
-use crate::model::{DcganInit, Discriminator, DiscriminatorBuilder, Generator, GeneratorBuilder, LATENT, PIXELS};
+use crate::model::{DcganInit, DiscriminatorNet, Generator, GeneratorBuilder, Images, Logits, LATENT, PIXELS};
+use crate::spectral::SpectralNorm;
 use crate::GanError;
 use dfdx::prelude::*;
 use glimpse::checkpoint::{self, CheckpointError};
@@ -41,11 +42,6 @@ pub fn stream(seed: u64, stream: Stream) -> ChaCha12Rng {
     glimpse::generative::stream(seed, stream as u64)
 }
 
-/// A batch of images as rows of 784 pixels in [0, 1].
-pub type Images<T = NoneTape> = Tensor<(usize, Const<PIXELS>), f32, Cpu, T>;
-/// A batch of discriminator logits.
-type Logits<T> = Tensor<(usize, Const<1>), f32, Cpu, T>;
-
 /// Means over one step's batch.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct StepStats {
@@ -59,8 +55,8 @@ pub struct StepStats {
     pub d_fake: f32,
 }
 
-/// The discriminator's loss on real (`real = true`) or generated logits.
-fn d_loss<T: Tape<f32, Cpu>>(objective: Objective, logits: Logits<T>, real: bool) -> Tensor<(), f32, Cpu, T> {
+/// The discriminator's loss on real (`real = true`) or generated logits (a mean over the batch).
+pub fn d_loss<T: Tape<f32, Cpu>>(objective: Objective, logits: Logits<T>, real: bool) -> Tensor<(), f32, Cpu, T> {
     match objective {
         Objective::Ns => {
             let target = logits.device().ones_like(&logits) * if real { 1.0 } else { 0.0 };
@@ -74,8 +70,8 @@ fn d_loss<T: Tape<f32, Cpu>>(objective: Objective, logits: Logits<T>, real: bool
     }
 }
 
-/// The generator's loss on the discriminator's logits of its images.
-fn g_loss<T: Tape<f32, Cpu>>(objective: Objective, logits: Logits<T>) -> Tensor<(), f32, Cpu, T> {
+/// The generator's loss on the discriminator's logits of its images (a mean over the batch).
+pub fn g_loss<T: Tape<f32, Cpu>>(objective: Objective, logits: Logits<T>) -> Tensor<(), f32, Cpu, T> {
     match objective {
         Objective::Ns => {
             let target = logits.device().ones_like(&logits);
@@ -91,14 +87,17 @@ fn mean_probability(logits: &Logits<NoneTape>) -> f32 {
     v.iter().map(|&l| 1.0 / (1.0 + (-l).exp())).sum::<f32>() / v.len().max(1) as f32
 }
 
-/// Both networks, their Adam optimizers, gradient buffers and the generator of training latents.
-pub struct Gan {
+/// Both networks, their Adam optimizers, gradient buffers, the spectral-normalisation states of
+/// the discriminator's weights (none for the batch-norm discriminator) and the generator of
+/// training latents.
+pub struct Gan<D: DiscriminatorNet> {
     /// The generator.
     pub generator: Generator,
     /// The discriminator.
-    pub discriminator: Discriminator,
+    pub discriminator: D,
     g_opt: Adam<Generator>,
-    d_opt: Adam<Discriminator>,
+    d_opt: Adam<D>,
+    spectral: Vec<SpectralNorm>,
     g_grads: Option<Gradients<f32, Cpu>>,
     d_grads: Option<Gradients<f32, Cpu>>,
     objective: Objective,
@@ -115,7 +114,7 @@ pub struct StepError {
     pub source: NonFiniteGradient,
 }
 
-impl Gan {
+impl<D: DiscriminatorNet> Gan<D> {
     /// Fresh networks with the DCGAN initialisation ([`Stream::Init`] of `seed`), Adam for each
     /// with `config`'s learning rate and betas (eps 1e-8), training latents from
     /// [`Stream::Training`].
@@ -123,8 +122,10 @@ impl Gan {
         let mut init = stream(seed, Stream::Init);
         let mut generator = dev.build_module::<GeneratorBuilder, f32>();
         generator.dcgan_init(&mut init);
-        let mut discriminator = dev.build_module::<DiscriminatorBuilder, f32>();
+        let mut discriminator = dev.build_module::<D::Builder, f32>();
         discriminator.dcgan_init(&mut init);
+        let mut spectral = Vec::new();
+        discriminator.normalised_weights(&mut |rows, _| spectral.push(SpectralNorm::new(rows, &mut init)));
         let adam = AdamConfig {
             lr: config.learning_rate as f32,
             beta1: config.beta1 as f32,
@@ -139,6 +140,7 @@ impl Gan {
             d_grads: Some(discriminator.alloc_grads()),
             generator,
             discriminator,
+            spectral,
             objective: config.objective,
             noise: stream(seed, Stream::Training),
             dev: dev.clone(),
@@ -161,6 +163,7 @@ impl Gan {
 
         let mut d_grads = self.d_grads.take().unwrap_or_else(|| self.discriminator.alloc_grads());
         self.discriminator.zero_grads(&mut d_grads);
+        self.normalise();
         let real_logits = self.discriminator.forward_mut(real.traced(d_grads));
         let d_real = mean_probability(&real_logits.retaped());
         let loss_real = d_loss(self.objective, real_logits, true);
@@ -171,26 +174,67 @@ impl Gan {
         let loss_fake = d_loss(self.objective, fake_logits, false);
         let d_loss_value = loss_real_value + loss_fake.array();
         let mut d_grads = loss_fake.backward();
+        self.restore(Some(&mut d_grads));
         let update = self.d_opt.update(&mut self.discriminator, &mut d_grads, None);
         self.d_grads = Some(d_grads);
         update.map_err(|source| StepError { network: "discriminator", source })?;
 
+        self.normalise();
         let logits = self.discriminator.forward_mut(fake.put_tape(g_tape));
         let loss = g_loss(self.objective, logits);
         let g_loss_value = loss.array();
         let mut g_grads = loss.backward();
+        self.restore(None);
         let update = self.g_opt.update(&mut self.generator, &mut g_grads, None);
         self.g_grads = Some(g_grads);
         update.map_err(|source| StepError { network: "generator", source })?;
         Ok(StepStats { d_loss: d_loss_value, g_loss: g_loss_value, d_real, d_fake })
     }
 
-    /// Saves both networks, both optimizers and the latents' generator into `dir`.
+    /// Swaps each spectrally normalised weight of the discriminator for `W / sigma` (one power
+    /// step each).
+    fn normalise(&mut self) {
+        let mut states = self.spectral.iter_mut();
+        self.discriminator.normalised_weights(&mut |_, w| {
+            let mut values = w.values();
+            states.next().expect("one state per weight").normalise(&mut values);
+            w.set_values(&values);
+        });
+    }
+
+    /// Swaps the raw weights back, mapping their gradients in `grads` (when given) through the
+    /// normalisation.
+    fn restore(&mut self, mut grads: Option<&mut Gradients<f32, Cpu>>) {
+        let mut states = self.spectral.iter_mut();
+        self.discriminator.normalised_weights(&mut |_, w| {
+            let mut values = w.values();
+            let state = states.next().expect("one state per weight");
+            match grads.as_deref_mut() {
+                Some(g) => state.restore(&mut values, Some(&mut w.grad(g)[..])),
+                None => state.restore(&mut values, None),
+            }
+            w.set_values(&values);
+        });
+    }
+
+    /// D(x): the discriminator's probabilities of "real" for `images` in inference mode
+    /// (running batch-norm statistics; spectrally normalised weights with their current
+    /// estimates, which this power step refines as a training pass would).
+    pub fn discriminate(&mut self, images: Images) -> Vec<f32> {
+        self.normalise();
+        let logits = self.discriminator.forward(images).as_vec();
+        self.restore(None);
+        logits.iter().map(|&l| 1.0 / (1.0 + (-l).exp())).collect()
+    }
+
+    /// Saves both networks, both optimizers, the spectral-normalisation states and the latents'
+    /// generator into `dir`.
     pub fn save(&self, dir: &Path) -> Result<(), CheckpointError> {
         checkpoint::save_weights(&self.generator, &dir.join(GENERATOR_FILE))?;
         checkpoint::save_weights(&self.discriminator, &dir.join(DISCRIMINATOR_FILE))?;
         self.g_opt.save(dir, "g_adam")?;
         self.d_opt.save(dir, "d_adam")?;
+        checkpoint::save_json(&self.spectral, &dir.join("spectral.json"))?;
         checkpoint::save_json(&self.noise, &dir.join("noise.json"))
     }
 
@@ -200,6 +244,14 @@ impl Gan {
         checkpoint::load_weights(&mut self.discriminator, &dir.join(DISCRIMINATOR_FILE))?;
         self.g_opt.load(dir, "g_adam")?;
         self.d_opt.load(dir, "d_adam")?;
+        let spectral: Vec<SpectralNorm> = checkpoint::load_json(&dir.join("spectral.json"))?;
+        if spectral.len() != self.spectral.len()
+            || spectral.iter().zip(&self.spectral).any(|(a, b)| a.u.len() != b.u.len() || a.rows != b.rows)
+        {
+            let message = "spectral.json does not match the discriminator's weights".to_string();
+            return Err(CheckpointError::Corrupt { path: dir.join("spectral.json"), message });
+        }
+        self.spectral = spectral;
         self.noise = checkpoint::load_json(&dir.join("noise.json"))?;
         Ok(())
     }
@@ -252,9 +304,9 @@ impl Curves {
 }
 
 /// What a run trains and checkpoints: the GAN, the loader, the curves and timings so far.
-pub struct Training {
+pub struct Training<D: DiscriminatorNet> {
     /// Networks, optimizers and latents.
-    pub gan: Gan,
+    pub gan: Gan<D>,
     /// The shuffling loader of the training images (the last partial batch dropped).
     pub loader: Loader,
     /// The means of the epochs done.
@@ -264,7 +316,7 @@ pub struct Training {
     pub epoch_seconds: Vec<f64>,
 }
 
-impl Training {
+impl<D: DiscriminatorNet> Training<D> {
     /// A fresh GAN for `config`, its loader seeded with `seed`.
     pub fn new(config: &Config, seed: u64, dev: &Cpu) -> Self {
         let loader = Loader::new(config.batch_size, View::Grey, seed).drop_last(true);
@@ -272,7 +324,7 @@ impl Training {
     }
 }
 
-impl Checkpoint for Training {
+impl<D: DiscriminatorNet> Checkpoint for Training<D> {
     fn save(&self, snap: &Path) -> Result<(), CheckpointError> {
         self.gan.save(snap)?;
         checkpoint::save_json(self.loader.generator(), &snap.join("loader.json"))?;
@@ -311,9 +363,12 @@ pub struct Summary {
     pub seconds_per_epoch: f64,
     /// Training time of each epoch, seconds.
     pub epoch_seconds: Vec<f64>,
-    /// The final samples' file (`uint8 [N, 28, 28]`), when written.
+    /// The final samples' file in the run directory (`uint8 [N, 28, 28]`), when written.
     pub samples: Option<String>,
 }
+
+/// The final samples' file in the run directory.
+pub const SAMPLES_FILE: &str = "samples.npy";
 
 /// Images in the grid shown after every epoch.
 pub const GRID_IMAGES: usize = 64;
@@ -323,12 +378,12 @@ pub const GRID_IMAGES: usize = 64;
 /// directory and TensorBoard) and checkpointing after every epoch; at the end writes
 /// `final_samples` images to `RUN/samples.npy`. Call it on the rayon pool that should do the
 /// work. Returns `None` when `--stop-after` stopped the run.
-pub fn train(mut run: Run<Config>) -> Result<Option<Summary>, GanError> {
+pub fn train<D: DiscriminatorNet>(mut run: Run<Config>) -> Result<Option<Summary>, GanError> {
     let cfg = run.config.clone();
     let mnist = Mnist::load(Dataset::Mnist, cfg.data_dir.as_deref())?;
     let train_set = mnist.train.take(cfg.train_images);
     let dev = Cpu::seed_from_u64(run.seed);
-    let mut s = Training::new(&cfg, run.seed, &dev);
+    let mut s = Training::<D>::new(&cfg, run.seed, &dev);
     run.restore(&mut s)?;
     let batches = train_set.len() / cfg.batch_size;
 
@@ -367,11 +422,11 @@ pub fn train(mut run: Run<Config>) -> Result<Option<Summary>, GanError> {
     let samples = match cfg.final_samples {
         0 => None,
         n => {
-            let path = run.path().join("samples.npy");
+            let path = run.path().join(SAMPLES_FILE);
             let images = generate(&s.gan.generator, n, &mut stream(run.seed, Stream::Samples), &dev);
             let png = glimpse::generative::write_samples(&path, &images, 28)?;
             println!("wrote {} ({n} images) and {}", path.display(), png.display());
-            Some(path.display().to_string())
+            Some(SAMPLES_FILE.to_string())
         }
     };
     let last = |v: &[f64]| v.last().copied().unwrap_or(f64::NAN);
@@ -392,7 +447,7 @@ pub fn train(mut run: Run<Config>) -> Result<Option<Summary>, GanError> {
 
 /// Prints and logs the epoch just done: the scalars, then the grid of the fixed latents
 /// (`RUN/grid.png`, `RUN/grids/epoch-NNN.png` and TensorBoard).
-fn log_epoch(run: &mut Run<Config>, s: &Training, dev: &Cpu) -> Result<(), GanError> {
+fn log_epoch<D: DiscriminatorNet>(run: &mut Run<Config>, s: &Training<D>, dev: &Cpu) -> Result<(), GanError> {
     let c = &s.curves;
     let (epoch, i) = (c.epochs(), c.d_loss.len() - 1);
     println!(
