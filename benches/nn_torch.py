@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch reference timings for glimpse's nn benchmark (examples/nn_bench.rs).
 
-Times forward + backward (loss = output.sum(), input gradients included) for the same six cases
+Times forward + backward (loss = output.sum(), input gradients included) for the same cases
 as the Rust side, on the CPU with a fixed thread count, and prints one JSON object
 {case: median_milliseconds, "torch_version": ...} on the last line of stdout.
 
@@ -45,10 +45,20 @@ def cases():
     conv1 = torch.nn.Conv2d(1, 32, 3, padding=1)
     conv2 = torch.nn.Conv2d(32, 64, 3, stride=2, padding=1)
     convt = torch.nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1)
+    d_conv1 = torch.nn.Conv2d(1, 64, 4, stride=2, padding=1)
+    d_conv2 = torch.nn.Conv2d(64, 128, 4, stride=2, padding=1)
+    g_up1 = torch.nn.ConvTranspose2d(128, 64, 4, stride=2, padding=1)
+    g_up2 = torch.nn.ConvTranspose2d(64, 1, 4, stride=2, padding=1)
+    bn = torch.nn.BatchNorm2d(128)
     return [
         ("conv 1->32 k3 p1, 64x1x28x28", conv1, (64, 1, 28, 28), conv1.parameters()),
         ("conv 32->64 k3 s2 p1, 64x32x28x28", conv2, (64, 32, 28, 28), conv2.parameters()),
         ("convT 64->32 k4 s2 p1, 64x64x7x7", convt, (64, 64, 7, 7), convt.parameters()),
+        ("conv 1->64 k4 s2 p1, 128x1x28x28", d_conv1, (128, 1, 28, 28), d_conv1.parameters()),
+        ("conv 64->128 k4 s2 p1, 128x64x14x14", d_conv2, (128, 64, 14, 14), d_conv2.parameters()),
+        ("convT 128->64 k4 s2 p1, 128x128x7x7", g_up1, (128, 128, 7, 7), g_up1.parameters()),
+        ("convT 64->1 k4 s2 p1, 128x64x14x14", g_up2, (128, 64, 14, 14), g_up2.parameters()),
+        ("batch norm 128, 128x128x7x7", bn, (128, 128, 7, 7), bn.parameters()),
         ("masked 7x7 64->64, 32x64x28x28", masked_forward, (32, 64, 28, 28), masked.parameters()),
         ("max-pool 2x2, 64x32x28x28", torch.nn.MaxPool2d(2, 2), (64, 32, 28, 28), []),
         ("LSTM cell 256->256, batch 128", lstm_forward, (128, 256), lstm.parameters()),

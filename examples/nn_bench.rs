@@ -9,7 +9,7 @@
 
 use clap::Parser;
 use dfdx::prelude::*;
-use glimpse::nn::builders::{Conv2D, ConvTrans2D, LSTMCell, MaskedConv2D, MaxPool2D};
+use glimpse::nn::builders::{BatchNorm2D, Conv2D, ConvTrans2D, LSTMCell, MaskedConv2D, MaxPool2D};
 use glimpse::nn::{LstmState, MaskB};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -153,6 +153,48 @@ fn glimpse_rows(args: &Args) -> Vec<(&'static str, f64)> {
         rows.push((
             "convT 64->32 k4 s2 p1, 64x64x7x7",
             median_ms(args, || drop(convt.forward(x3.leaky_trace()).sum().backward())),
+        ));
+    }
+
+    // The DCGAN's layers (generative/gan), at its batch of 128.
+    let d_conv1 = dev.build_module::<Conv2D<1, 64, 4, 2, 1>, f32>();
+    let xd1: Tensor<(usize, Const<1>, usize, usize), f32, Cpu> = dev.sample_normal_like(&(128, Const, 28, 28));
+    if args.selected("conv 1->64 k4 s2 p1, 128x1x28x28") {
+        rows.push((
+            "conv 1->64 k4 s2 p1, 128x1x28x28",
+            median_ms(args, || drop(d_conv1.forward(xd1.leaky_trace()).sum().backward())),
+        ));
+    }
+    let d_conv2 = dev.build_module::<Conv2D<64, 128, 4, 2, 1>, f32>();
+    let xd2: Tensor<(usize, Const<64>, usize, usize), f32, Cpu> = dev.sample_normal_like(&(128, Const, 14, 14));
+    if args.selected("conv 64->128 k4 s2 p1, 128x64x14x14") {
+        rows.push((
+            "conv 64->128 k4 s2 p1, 128x64x14x14",
+            median_ms(args, || drop(d_conv2.forward(xd2.leaky_trace()).sum().backward())),
+        ));
+    }
+    let g_up1 = dev.build_module::<ConvTrans2D<128, 64, 4, 2, 1>, f32>();
+    let xg1: Tensor<(usize, Const<128>, usize, usize), f32, Cpu> = dev.sample_normal_like(&(128, Const, 7, 7));
+    if args.selected("convT 128->64 k4 s2 p1, 128x128x7x7") {
+        rows.push((
+            "convT 128->64 k4 s2 p1, 128x128x7x7",
+            median_ms(args, || drop(g_up1.forward(xg1.leaky_trace()).sum().backward())),
+        ));
+    }
+    let g_up2 = dev.build_module::<ConvTrans2D<64, 1, 4, 2, 1>, f32>();
+    let xg2: Tensor<(usize, Const<64>, usize, usize), f32, Cpu> = dev.sample_normal_like(&(128, Const, 14, 14));
+    if args.selected("convT 64->1 k4 s2 p1, 128x64x14x14") {
+        rows.push((
+            "convT 64->1 k4 s2 p1, 128x64x14x14",
+            median_ms(args, || drop(g_up2.forward(xg2.leaky_trace()).sum().backward())),
+        ));
+    }
+    if args.selected("batch norm 128, 128x128x7x7") {
+        let mut bn = dev.build_module::<BatchNorm2D<128>, f32>();
+        let x: Tensor<(usize, Const<128>, usize, usize), f32, Cpu> = dev.sample_normal_like(&(128, Const, 7, 7));
+        rows.push((
+            "batch norm 128, 128x128x7x7",
+            median_ms(args, || drop(bn.forward_mut(x.leaky_trace()).sum().backward())),
         ));
     }
 
