@@ -26,6 +26,16 @@ pub(crate) fn available() -> bool {
     std::is_x86_feature_detected!("avx512f")
 }
 
+/// Copies `len <= 16` floats from `src` to `dst` with one masked load and store.
+///
+/// # Safety
+/// [`available`] must be true; `src` and `dst` must cover `len` elements.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn copy_masked(dst: *mut f32, src: *const f32, len: usize) {
+    let mask: __mmask16 = ((1u32 << len) - 1) as __mmask16;
+    _mm512_mask_storeu_ps(dst, mask, _mm512_maskz_loadu_ps(mask, src));
+}
+
 /// A strided read-only matrix.
 #[derive(Clone, Copy)]
 pub(crate) struct View {

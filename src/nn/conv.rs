@@ -6,7 +6,7 @@ use rand_distr::Uniform;
 use rayon::prelude::*;
 
 use super::kernels::{
-    col2im_rows_add, col_block_rows, im2col_rows, matmul, merge_phases_add, phase_source, raw_grad, sum,
+    col2im_rows_add, col_block_rows, group_images, im2col_rows, matmul, merge_phases_add, raw_grad, split_phases, sum,
     take_contiguous, tap_sources, taps, tensor_vec, threads, Geometry, Mat, NnFloat,
 };
 
@@ -263,31 +263,58 @@ pub(crate) fn conv_forward<E: NnFloat>(
     out: &mut [E],
 ) {
     let (o, n, ct) = (bias.len(), g.out_hw(), g.chans * taps.len());
-    let block = col_block_rows(n, ct);
+    let batch = out.len() / (o * n).max(1);
+    let per_group = group_images(n, batch);
+    let block = col_block_rows(per_group * n, ct);
     let sources = tap_sources(g, taps);
-    // `out` starts as the bias of each output channel (see `conv2d`).
-    let one_image = |(col, phases): &mut (Vec<E>, Vec<E>), x_b: &[E], out_b: &mut [E], threads: usize| {
-        let src = phase_source(g, x_b, phases);
+    // `out` starts as the bias of each output channel (see `conv2d`); a group's product goes to
+    // `acc` (O x images*n) and is added into each image's (O x n) block.
+    let one_group = |(col, phases, acc): &mut (Vec<E>, Vec<E>, Vec<E>), x_g: &[E], out_g: &mut [E], threads| {
+        let cols = out_g.len() / o;
+        let srcs = phase_sources(g, x_g, phases);
+        acc.resize(o * cols, E::zero());
         for r0 in (0..ct).step_by(block) {
             let rows = r0..(r0 + block).min(ct);
-            let len = rows.len();
-            im2col_rows(g, &sources, src, rows, col);
+            col.resize(rows.len() * cols, E::zero());
+            for (i, src) in srcs.chunks(srcs.len() / (cols / n)).enumerate() {
+                im2col_rows(g, &sources, src, rows.clone(), &mut col[i * n..], cols);
+            }
             let w = Mat { ptr: wm[r0..].as_ptr(), rs: ct, cs: 1 };
-            matmul((o, len, n), w, Mat::rows(col, n), out_b, true, threads);
+            matmul((o, rows.len(), cols), w, Mat::rows(col, cols), acc, r0 > 0, threads);
+        }
+        for (i, out_b) in out_g.chunks_mut(o * n).enumerate() {
+            for (oc, dst) in out_b.chunks_mut(n).enumerate() {
+                dst.iter_mut().zip(&acc[oc * cols + i * n..][..n]).for_each(|(d, &v)| *d += v);
+            }
         }
     };
-    let batch = out.len() / (o * n).max(1);
-    if batch >= threads() {
-        out.par_chunks_mut(o * n).zip(x.par_chunks(g.in_len())).for_each_init(
-            || (vec![E::zero(); block * n], Vec::new()),
-            |scratch, (out_b, x_b)| one_image(scratch, x_b, out_b, 1),
+    let groups = batch.div_ceil(per_group);
+    let (x_chunk, out_chunk) = (per_group * g.in_len(), per_group * o * n);
+    if groups >= threads() {
+        out.par_chunks_mut(out_chunk).zip(x.par_chunks(x_chunk)).for_each_init(
+            || (Vec::new(), Vec::new(), Vec::new()),
+            |scratch, (out_g, x_g)| one_group(scratch, x_g, out_g, 1),
         );
     } else {
-        let mut scratch = (vec![E::zero(); block * n], Vec::new());
-        for (out_b, x_b) in out.chunks_mut(o * n).zip(x.chunks(g.in_len())) {
-            one_image(&mut scratch, x_b, out_b, threads());
+        let mut scratch = (Vec::new(), Vec::new(), Vec::new());
+        for (out_g, x_g) in out.chunks_mut(out_chunk).zip(x.chunks(x_chunk)) {
+            one_group(&mut scratch, x_g, out_g, threads());
         }
     }
+}
+
+/// The images of `x` (one after another) as [`im2col_rows`] reads them: `x` itself for stride
+/// 1, else each image split into phases, one after another in `buf`.
+fn phase_sources<'a, E: NnFloat>(g: &Geometry, x: &'a [E], buf: &'a mut Vec<E>) -> &'a [E] {
+    if g.stride == 1 {
+        return x;
+    }
+    let (images, len) = (x.len() / g.in_len(), g.phases_len());
+    buf.resize(images * len, E::zero());
+    for (x_b, dst) in x.chunks(g.in_len()).zip(buf.chunks_mut(len)) {
+        split_phases(g, x_b, dst);
+    }
+    buf
 }
 
 /// Backward of [`conv_forward`]: adds into `dx`, and returns `(dwm, dbias)` for the batch.
@@ -301,48 +328,71 @@ pub(crate) fn conv_backward<E: NnFloat>(
     o: usize,
 ) -> (Vec<E>, Vec<E>) {
     let (n, ct, in_len) = (g.out_hw(), g.chans * taps.len(), g.in_len());
-    let block = col_block_rows(n, ct);
-    let sources = tap_sources(g, taps);
     let batch = gout.len() / (o * n).max(1);
-    let groups = threads().min(batch).max(1);
-    let inner_threads = if groups == 1 { threads() } else { 1 };
-    let per_group = batch.div_ceil(groups).max(1);
+    let per_group = group_images(n, batch);
+    let block = col_block_rows(per_group * n, ct);
+    let sources = tap_sources(g, taps);
+    let parts = threads().min(batch.div_ceil(per_group)).max(1);
+    let inner_threads = if parts == 1 { threads() } else { 1 };
+    // Each part takes whole groups of images and sums its own weight gradient.
+    let per_part = batch.div_ceil(parts).div_ceil(per_group).max(1) * per_group;
+    let phased = g.stride > 1;
     let partials: Vec<(Vec<E>, Vec<E>)> = dx
-        .par_chunks_mut(per_group * in_len)
-        .zip(x.par_chunks(per_group * in_len))
-        .zip(gout.par_chunks(per_group * o * n))
-        .map(|((dx_c, x_c), g_c)| {
-            let mut col = vec![E::zero(); block * n];
-            let mut dcol = vec![E::zero(); block * n];
+        .par_chunks_mut(per_part * in_len)
+        .zip(x.par_chunks(per_part * in_len))
+        .zip(gout.par_chunks(per_part * o * n))
+        .map(|((dx_p, x_p), g_p)| {
+            let (mut col, mut dcol, mut gt, mut phases, mut dphases) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
             // The weight gradient transposed (ct × O): its products read the im2col block as
             // it lies (row-major) and the small gout^T strided, which packs much faster than
             // reading the large im2col block transposed.
             let mut dwm_t = vec![E::zero(); ct * o];
             let mut db = vec![E::zero(); o];
-            let (mut phases, mut dphases) =
-                (Vec::new(), vec![E::zero(); if g.stride > 1 { g.phases_len() } else { 0 }]);
-            for ((dx_b, x_b), g_b) in dx_c.chunks_mut(in_len).zip(x_c.chunks(in_len)).zip(g_c.chunks(o * n)) {
-                let src = phase_source(g, x_b, &mut phases);
+            let groups = dx_p.chunks_mut(per_group * in_len).zip(x_p.chunks(per_group * in_len));
+            for ((dx_g, x_g), g_g) in groups.zip(g_p.chunks(per_group * o * n)) {
+                let (images, cols) = (x_g.len() / in_len, x_g.len() / in_len * n);
+                let srcs = phase_sources(g, x_g, &mut phases);
+                let src_len = srcs.len() / images;
+                // The group's output gradient as one (O x images*n) matrix.
+                gt.resize(o * cols, E::zero());
+                for (i, g_b) in g_g.chunks(o * n).enumerate() {
+                    for (oc, row) in g_b.chunks(n).enumerate() {
+                        gt[oc * cols + i * n..][..n].copy_from_slice(row);
+                        db[oc] += sum(row);
+                    }
+                }
                 // With stride > 1 the input gradient is gathered by phase, then merged into dx.
-                dphases.fill(E::zero());
+                if phased {
+                    dphases.clear();
+                    dphases.resize(images * g.phases_len(), E::zero());
+                }
                 for r0 in (0..ct).step_by(block) {
                     let rows = r0..(r0 + block).min(ct);
                     let len = rows.len();
-                    im2col_rows(g, &sources, src, rows.clone(), &mut col);
-                    // dwm^T[rows, :] += col · gout_b^T
-                    let (col_block, gout_t) = (Mat::rows(&col, n), Mat::rows_t(g_b, n));
-                    matmul((len, n, o), col_block, gout_t, &mut dwm_t[r0 * o..], true, inner_threads);
-                    // dcol = wm[:, rows]^T · gout_b
+                    col.resize(len * cols, E::zero());
+                    dcol.resize(len * cols, E::zero());
+                    for (i, src) in srcs.chunks(src_len).enumerate() {
+                        im2col_rows(g, &sources, src, rows.clone(), &mut col[i * n..], cols);
+                    }
+                    // dwm^T[rows, :] += col · gt^T
+                    let (col_block, gt_t) = (Mat::rows(&col, cols), Mat::rows_t(&gt, cols));
+                    matmul((len, cols, o), col_block, gt_t, &mut dwm_t[r0 * o..], true, inner_threads);
+                    // dcol = wm[:, rows]^T · gt
                     let w_t = Mat { ptr: wm[r0..].as_ptr(), rs: 1, cs: ct };
-                    matmul((len, o, n), w_t, Mat::rows(g_b, n), &mut dcol, false, inner_threads);
-                    let dst = if g.stride == 1 { &mut *dx_b } else { &mut dphases[..] };
-                    col2im_rows_add(g, &sources, rows, &dcol[..len * n], dst);
+                    matmul((len, o, cols), w_t, Mat::rows(&gt, cols), &mut dcol, false, inner_threads);
+                    for i in 0..images {
+                        let dst = match phased {
+                            true => &mut dphases[i * g.phases_len()..][..g.phases_len()],
+                            false => &mut dx_g[i * in_len..][..in_len],
+                        };
+                        col2im_rows_add(g, &sources, rows.clone(), &dcol[i * n..], cols, dst);
+                    }
                 }
-                if g.stride > 1 {
-                    merge_phases_add(g, &dphases, dx_b);
-                }
-                for (d, row) in db.iter_mut().zip(g_b.chunks(n)) {
-                    *d += sum(row);
+                if phased {
+                    for (dx_b, dp) in dx_g.chunks_mut(in_len).zip(dphases.chunks(g.phases_len())) {
+                        merge_phases_add(g, dp, dx_b);
+                    }
                 }
             }
             (dwm_t, db)

@@ -215,7 +215,7 @@ pub(crate) fn taps(k: usize, keep: impl Fn(usize, usize) -> bool) -> Vec<(usize,
 pub(crate) fn im2col<E: NnFloat>(g: &Geometry, taps: &[(usize, usize)], x: &[E], col: &mut [E]) {
     let (rows, sources) = (0..g.chans * taps.len(), tap_sources(g, taps));
     let mut phases = Vec::new();
-    im2col_rows(g, &sources, phase_source(g, x, &mut phases), rows, col);
+    im2col_rows(g, &sources, phase_source(g, x, &mut phases), rows, col, g.out_hw());
 }
 
 impl Geometry {
@@ -334,16 +334,19 @@ pub(crate) fn tap_sources(g: &Geometry, taps: &[(usize, usize)]) -> Vec<Option<T
 
 /// [`im2col`] restricted to the rows `rows` of the full matrix (`sources` from [`tap_sources`]),
 /// reading an image split into phases by [`split_phases`] (the image itself for stride 1);
-/// `col` holds just those rows.
+/// `col` holds just those rows, `ld` apart (`ld >= out_h*out_w`, so that several images'
+/// unfoldings can sit side by side in one matrix).
 pub(crate) fn im2col_rows<E: NnFloat>(
     g: &Geometry,
     sources: &[Option<TapSource>],
     phases: &[E],
     rows: std::ops::Range<usize>,
     col: &mut [E],
+    ld: usize,
 ) {
     let (n, wp, ow) = (g.out_hw(), g.phase_dims().1, g.out_w);
-    for (source, row) in sources[rows].iter().zip(col.chunks_mut(n)) {
+    for (k, source) in sources[rows].iter().enumerate() {
+        let row = &mut col[k * ld..][..n];
         let Some(TapSource { start, rows: (top, bottom), cols: (lo, hi) }) = *source else {
             row.fill(E::zero());
             continue;
@@ -351,44 +354,87 @@ pub(crate) fn im2col_rows<E: NnFloat>(
         // Zeros where the tap reads padding, copies elsewhere: each element is written once.
         row[..top * ow].fill(E::zero());
         row[bottom * ow..].fill(E::zero());
+        if lo == 0 && hi == ow && wp == ow {
+            // Whole rows on both sides: one copy.
+            row[top * ow..bottom * ow].copy_from_slice(&phases[start..][..(bottom - top) * ow]);
+            continue;
+        }
         for (i, out) in row[top * ow..bottom * ow].chunks_exact_mut(ow).enumerate() {
             out[..lo].iter_mut().for_each(|v| *v = E::zero());
-            out[lo..hi].copy_from_slice(&phases[start + i * wp..][..hi - lo]);
+            copy_short(&mut out[lo..hi], &phases[start + i * wp..][..hi - lo]);
             out[hi..].iter_mut().for_each(|v| *v = E::zero());
         }
     }
+}
+
+/// `dst.copy_from_slice(src)`, without a call to `memcpy` for the short rows of small images
+/// (7 values for a 7x7 output: the call cost more than the copy).
+#[inline(always)]
+fn copy_short<E: NnFloat>(dst: &mut [E], src: &[E]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>() && dst.len() <= 16 && super::avx512::available() {
+        // SAFETY: E is f32; AVX-512F is present; the masks cover exactly `len <= 16` elements of
+        // both slices, which have that length (asserted by the slice indexing of the caller).
+        unsafe {
+            super::avx512::copy_masked(
+                dst.as_mut_ptr() as *mut f32,
+                src.as_ptr() as *const f32,
+                src.len().min(dst.len()),
+            )
+        };
+        return;
+    }
+    dst.copy_from_slice(src);
 }
 
 /// Folds `col` (as produced by [`im2col`]) back into one image, adding into `x`.
 pub(crate) fn col2im_add<E: NnFloat>(g: &Geometry, taps: &[(usize, usize)], col: &[E], x: &mut [E]) {
     let (rows, sources) = (0..g.chans * taps.len(), tap_sources(g, taps));
     if g.stride == 1 {
-        col2im_rows_add(g, &sources, rows, col, x);
+        col2im_rows_add(g, &sources, rows, col, g.out_hw(), x);
     } else {
         let mut phases = vec![E::zero(); g.phases_len()];
-        col2im_rows_add(g, &sources, rows, col, &mut phases);
+        col2im_rows_add(g, &sources, rows, col, g.out_hw(), &mut phases);
         merge_phases_add(g, &phases, x);
     }
 }
 
 /// [`col2im_add`] for the rows `rows` of the full matrix (`sources` from [`tap_sources`]),
 /// adding into an image split into phases (see [`split_phases`]; the image itself for stride 1);
-/// `col` holds just those rows.
+/// `col` holds just those rows, `ld` apart (see [`im2col_rows`]).
 pub(crate) fn col2im_rows_add<E: NnFloat>(
     g: &Geometry,
     sources: &[Option<TapSource>],
     rows: std::ops::Range<usize>,
     col: &[E],
+    ld: usize,
     phases: &mut [E],
 ) {
     let (n, wp) = (g.out_hw(), g.phase_dims().1);
-    for (source, row) in sources[rows].iter().zip(col.chunks(n)) {
+    for (k, source) in sources[rows].iter().enumerate() {
+        let row = &col[k * ld..][..n];
         let Some(TapSource { start, rows: (top, bottom), cols: (lo, hi) }) = *source else { continue };
+        if lo == 0 && hi == g.out_w && wp == g.out_w {
+            // Whole rows on both sides: one pass.
+            let dst = &mut phases[start..][..(bottom - top) * g.out_w];
+            dst.iter_mut().zip(&row[top * g.out_w..bottom * g.out_w]).for_each(|(d, v)| *d += *v);
+            continue;
+        }
         for (i, oh) in (top..bottom).enumerate() {
             let dst = &mut phases[start + i * wp..][..hi - lo];
             dst.iter_mut().zip(&row[oh * g.out_w + lo..oh * g.out_w + hi]).for_each(|(d, v)| *d += *v);
         }
     }
+}
+
+/// Images unfolded side by side into one im2col matrix of at least this many columns: alone, a
+/// 7x7 output (49 columns) leaves the 32-column register tile of the product a quarter empty,
+/// repacks the weights for every image and gives the weight gradient's products a depth of 49.
+const MIN_GROUP_COLS: usize = 512;
+
+/// Images of `n` output positions each to unfold together (see [`MIN_GROUP_COLS`]), at most `batch`.
+pub(crate) fn group_images(n: usize, batch: usize) -> usize {
+    MIN_GROUP_COLS.div_ceil(n.max(1)).clamp(1, batch.max(1))
 }
 
 /// Rows of an im2col matrix with `n` columns processed at once, so that a block stays in cache.
