@@ -6,9 +6,17 @@
 //!   Inception-score and FID-style metrics of generated digits.
 //! - [`train`]: training it on glimpse's run layer (`examples/mnist_cnn.rs`: [`train::Config`],
 //!   the checkpointed [`train::Training`], exact `--stop-after`/`--resume`, `--eval`).
+//! - [`score`]: the scores of a set of generated (or real) digits: the Inception-style score,
+//!   the Fréchet distance of the classifier's features to the test set's, the class histogram.
+//! - [`cli`]: `examples/mnist_score.rs`, those scores for `.npy` files of samples, beside the
+//!   real data's, as a table and JSON.
 
 pub mod classifier;
+pub mod cli;
+pub mod score;
 pub mod train;
+
+use std::path::PathBuf;
 
 /// Errors from training or evaluating the classifier.
 #[derive(Debug, thiserror::Error)]
@@ -33,4 +41,23 @@ pub enum EvalError {
     /// The command line is not usable.
     #[error("bad configuration: {0}")]
     Config(String),
+    /// The classifier's run directory cannot be used (not an `mnist_cnn` run, a damaged checkpoint).
+    #[error("classifier {path}: {message}")]
+    Classifier {
+        /// The run directory.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Values that cannot be scored (empty, too few rows, not finite, mismatched sizes).
+    #[error("{0}")]
+    Input(String),
+    /// A file of samples is not a set of 28x28 images.
+    #[error("{path}: {message}")]
+    Samples {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
 }
