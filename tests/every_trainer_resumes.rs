@@ -160,7 +160,8 @@ fn mnist_cnn() {
 #[test]
 fn gan_mnist() {
     if mnist_present() {
-        let args = ["--seed", "2", "--epochs", "2", "--train-images", "512", "--batch-size", "64", "--final-samples", "50"];
+        let args =
+            ["--seed", "2", "--epochs", "2", "--train-images", "512", "--batch-size", "64", "--final-samples", "50"];
         stopped_and_resumed_equals_uninterrupted("gan_mnist", &args, "1");
     }
 }
