@@ -317,7 +317,9 @@ fn phase_sources<'a, E: NnFloat>(g: &Geometry, x: &'a [E], buf: &'a mut Vec<E>) 
     buf
 }
 
-/// Backward of [`conv_forward`]: adds into `dx`, and returns `(dwm, dbias)` for the batch.
+/// Backward of [`conv_forward`]: adds into `dx`, and returns `(dwm, dbias)` for the batch when
+/// `weight_grad` (else computes only `dx`).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn conv_backward<E: NnFloat>(
     g: &Geometry,
     taps: &[(usize, usize)],
@@ -326,7 +328,8 @@ pub(crate) fn conv_backward<E: NnFloat>(
     gout: &[E],
     dx: &mut [E],
     o: usize,
-) -> (Vec<E>, Vec<E>) {
+    weight_grad: bool,
+) -> Option<(Vec<E>, Vec<E>)> {
     let (n, ct, in_len) = (g.out_hw(), g.chans * taps.len(), g.in_len());
     let batch = gout.len() / (o * n).max(1);
     let per_group = group_images(n, batch);
@@ -347,7 +350,7 @@ pub(crate) fn conv_backward<E: NnFloat>(
             // The weight gradient transposed (ct × O): its products read the im2col block as
             // it lies (row-major) and the small gout^T strided, which packs much faster than
             // reading the large im2col block transposed.
-            let mut dwm_t = vec![E::zero(); ct * o];
+            let mut dwm_t = vec![E::zero(); if weight_grad { ct * o } else { 0 }];
             let mut db = vec![E::zero(); o];
             let groups = dx_p.chunks_mut(per_group * in_len).zip(x_p.chunks(per_group * in_len));
             for ((dx_g, x_g), g_g) in groups.zip(g_p.chunks(per_group * o * n)) {
@@ -370,14 +373,18 @@ pub(crate) fn conv_backward<E: NnFloat>(
                 for r0 in (0..ct).step_by(block) {
                     let rows = r0..(r0 + block).min(ct);
                     let len = rows.len();
-                    col.resize(len * cols, E::zero());
                     dcol.resize(len * cols, E::zero());
-                    for (i, src) in srcs.chunks(src_len).enumerate() {
-                        im2col_rows(g, &sources, src, rows.clone(), &mut col[i * n..], cols);
+                    if weight_grad {
+                        col.resize(len * cols, E::zero());
+                        for (i, src) in srcs.chunks(src_len).enumerate() {
+                            im2col_rows(g, &sources, src, rows.clone(), &mut col[i * n..], cols);
+                        }
                     }
-                    // dwm^T[rows, :] += col · gt^T
-                    let (col_block, gt_t) = (Mat::rows(&col, cols), Mat::rows_t(&gt, cols));
-                    matmul((len, cols, o), col_block, gt_t, &mut dwm_t[r0 * o..], true, inner_threads);
+                    if weight_grad {
+                        // dwm^T[rows, :] += col · gt^T
+                        let (col_block, gt_t) = (Mat::rows(&col, cols), Mat::rows_t(&gt, cols));
+                        matmul((len, cols, o), col_block, gt_t, &mut dwm_t[r0 * o..], true, inner_threads);
+                    }
                     // dcol = wm[:, rows]^T · gt
                     let w_t = Mat { ptr: wm[r0..].as_ptr(), rs: 1, cs: ct };
                     matmul((len, o, cols), w_t, Mat::rows(&gt, cols), &mut dcol, false, inner_threads);
@@ -398,6 +405,9 @@ pub(crate) fn conv_backward<E: NnFloat>(
             (dwm_t, db)
         })
         .collect();
+    if !weight_grad {
+        return None;
+    }
     let mut dwm = vec![E::zero(); o * ct];
     let mut db = vec![E::zero(); o];
     for (pw_t, pb) in partials {
@@ -408,7 +418,7 @@ pub(crate) fn conv_backward<E: NnFloat>(
         }
         db.iter_mut().zip(pb).for_each(|(a, b)| *a += b);
     }
-    (dwm, db)
+    Some((dwm, db))
 }
 
 /// Convolution op on the tape: `x` `(B, I, H, W)` with kernel `weight` restricted to `taps`.
@@ -446,14 +456,19 @@ where
     if T::OWNS_TAPE {
         let (x_g, w_g, b_g, out_g) = (x.ghost(), weight.ghost(), bias.ghost(), out.ghost());
         let taps = taps.to_vec();
+        let weight_grad = !super::freeze::parameters_frozen();
         tape.add_backward_op(move |grads| {
-            let (gout, dx, dw, db) =
-                (raw_grad!(grads, &out_g), raw_grad!(grads, &x_g), raw_grad!(grads, &w_g), raw_grad!(grads, &b_g));
-            // SAFETY: four distinct tensor ids; `grads` outlives this closure body.
-            let (gout, dx, dw, db) = unsafe { (gout.slice(), dx.slice(), dw.slice(), db.slice()) };
-            let (dwm, dbias) = conv_backward(&g, &taps, &xs, &wm, gout, dx, O);
-            scatter_taps(&dwm, (O, I, K), &taps, dw);
-            db.iter_mut().zip(dbias).for_each(|(a, b)| *a += b);
+            let (gout, dx) = (raw_grad!(grads, &out_g), raw_grad!(grads, &x_g));
+            // SAFETY: distinct tensor ids; `grads` outlives this closure body.
+            let (gout, dx) = unsafe { (gout.slice(), dx.slice()) };
+            let grads_of_weights = conv_backward(&g, &taps, &xs, &wm, gout, dx, O, weight_grad);
+            if let Some((dwm, dbias)) = grads_of_weights {
+                let (dw, db) = (raw_grad!(grads, &w_g), raw_grad!(grads, &b_g));
+                // SAFETY: as above.
+                let (dw, db) = unsafe { (dw.slice(), db.slice()) };
+                scatter_taps(&dwm, (O, I, K), &taps, dw);
+                db.iter_mut().zip(dbias).for_each(|(a, b)| *a += b);
+            }
             Ok(())
         });
     }

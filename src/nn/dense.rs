@@ -119,16 +119,22 @@ fn dense<const I: usize, const O: usize, E: NnFloat, B: Dim, T: Tape<E, Cpu>>(
     let out = x.device().try_tensor_from_vec(out, (batch, Const::<O>))?;
     if T::OWNS_TAPE {
         let (x_g, w_g, b_g, out_g) = (x.ghost(), layer.weight.ghost(), layer.bias.ghost(), out.ghost());
+        let weight_grad = !super::freeze::parameters_frozen();
         tape.add_backward_op(move |grads| {
-            let (dy, dw, db) = (raw_grad!(grads, &out_g), raw_grad!(grads, &w_g), raw_grad!(grads, &b_g));
-            let dx = if input_grad { Some(raw_grad!(grads, &x_g)) } else { None };
-            // SAFETY: four distinct tensors' gradients, all allocated above; `grads` outlives them.
-            let (dy, dw, db) = unsafe { (dy.slice(), dw.slice(), db.slice()) };
-            // dW (O x I) += dY^T (O x b) · x (b x I)
-            matmul((O, b, I), Mat::rows_t(dy, O), Mat::rows(&xs, I), dw, true, threads());
-            for row in dy.chunks_exact(O) {
-                db.iter_mut().zip(row).for_each(|(g, &d)| *g += d);
+            let dy = raw_grad!(grads, &out_g);
+            // SAFETY: distinct tensors' gradients, all allocated here; `grads` outlives them.
+            let dy = unsafe { dy.slice() };
+            if weight_grad {
+                let (dw, db) = (raw_grad!(grads, &w_g), raw_grad!(grads, &b_g));
+                // SAFETY: as above.
+                let (dw, db) = unsafe { (dw.slice(), db.slice()) };
+                // dW (O x I) += dY^T (O x b) · x (b x I)
+                matmul((O, b, I), Mat::rows_t(dy, O), Mat::rows(&xs, I), dw, true, threads());
+                for row in dy.chunks_exact(O) {
+                    db.iter_mut().zip(row).for_each(|(g, &d)| *g += d);
+                }
             }
+            let dx = if input_grad { Some(raw_grad!(grads, &x_g)) } else { None };
             if let Some(dx) = dx {
                 // SAFETY: as above.
                 let dx = unsafe { dx.slice() };

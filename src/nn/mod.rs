@@ -15,6 +15,7 @@ mod conv;
 mod convtrans;
 mod dense;
 mod dropout;
+mod freeze;
 mod loss;
 mod norm;
 mod pool;
@@ -26,6 +27,7 @@ pub use conv::{fill_fan_in_uniform, pixelcnn_mask_taps, Conv2D, MaskA, MaskB, Ma
 pub use convtrans::ConvTrans2D;
 pub use dense::Dense;
 pub use dropout::HashDropout;
+pub use freeze::with_frozen_parameters;
 pub use kernels::NnFloat;
 pub use loss::{bernoulli_nll_sum, bernoulli_nll_with_logits};
 pub use norm::{BatchNorm2D, LeakyReLU};

@@ -158,19 +158,24 @@ impl<const C: usize, B: Dim, H: Dim, W: Dim, T: Tape<f32, Cpu>> ModuleMut<Tensor
         if T::OWNS_TAPE {
             let (x_g, s_g, b_g, out_g) = (x.ghost(), self.scale.ghost(), self.bias.ghost(), out.ghost());
             let xhat = values;
+            let weight_grad = !super::freeze::parameters_frozen();
             tape.add_backward_op(move |grads| {
-                let (dy, dx, ds, db) =
-                    (raw_grad!(grads, &out_g), raw_grad!(grads, &x_g), raw_grad!(grads, &s_g), raw_grad!(grads, &b_g));
-                // SAFETY: four distinct tensor ids; `grads` outlives this closure body.
-                let (dy, dx, ds, db) = unsafe { (dy.slice(), dx.slice(), ds.slice(), db.slice()) };
+                let (dy, dx) = (raw_grad!(grads, &out_g), raw_grad!(grads, &x_g));
+                // SAFETY: distinct tensor ids; `grads` outlives this closure body.
+                let (dy, dx) = unsafe { (dy.slice(), dx.slice()) };
                 let (mut sum_dy, mut sum_dy_xhat) = (vec![0.0f64; C], vec![0.0f64; C]);
                 for (k, (g, xh)) in dy.chunks(hw).zip(xhat.chunks(hw)).enumerate() {
                     sum_dy[k % C] += g.iter().map(|&v| v as f64).sum::<f64>();
                     sum_dy_xhat[k % C] += g.iter().zip(xh).map(|(&g, &x)| (g * x) as f64).sum::<f64>();
                 }
-                for c in 0..C {
-                    db[c] += sum_dy[c] as f32;
-                    ds[c] += sum_dy_xhat[c] as f32;
+                if weight_grad {
+                    let (ds, db) = (raw_grad!(grads, &s_g), raw_grad!(grads, &b_g));
+                    // SAFETY: as above.
+                    let (ds, db) = unsafe { (ds.slice(), db.slice()) };
+                    for c in 0..C {
+                        db[c] += sum_dy[c] as f32;
+                        ds[c] += sum_dy_xhat[c] as f32;
+                    }
                 }
                 // dx = scale * inv_std * (dy - mean(dy) - x-hat * mean(dy * x-hat)).
                 for (k, ((g, xh), dx)) in dy.chunks(hw).zip(xhat.chunks(hw)).zip(dx.chunks_mut(hw)).enumerate() {

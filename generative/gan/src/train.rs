@@ -180,7 +180,9 @@ impl<D: DiscriminatorNet> Gan<D> {
         update.map_err(|source| StepError { network: "discriminator", source })?;
 
         self.normalise();
-        let logits = self.discriminator.forward_mut(fake.put_tape(g_tape));
+        // The discriminator only passes the gradient on to the generator here.
+        let discriminator = &mut self.discriminator;
+        let logits = glimpse::nn::with_frozen_parameters(|| discriminator.forward_mut(fake.put_tape(g_tape)));
         let loss = g_loss(self.objective, logits);
         let g_loss_value = loss.array();
         let mut g_grads = loss.backward();
