@@ -5,8 +5,12 @@ use dfdx::optim::Adam;
 use dfdx::prelude::*;
 use glimpse::nn::builders::*;
 
-type Classifier =
-    ((Conv2D<1, 8, 3, 1, 1>, BatchNorm2D<8>, ReLU), (Conv2D<8, 8, 3, 2, 1>, ReLU), FlattenTo<128>, Linear<128, 2>);
+type Classifier = (
+    (Conv2D<1, 8, 3, 1, 1>, dfdx::nn::builders::BatchNorm2D<8>, ReLU),
+    (Conv2D<8, 8, 3, 2, 1>, ReLU),
+    FlattenTo<128>,
+    Linear<128, 2>,
+);
 
 /// 8x8 images: class 1 has a bright vertical bar, class 0 a horizontal one, plus noise.
 #[allow(clippy::type_complexity)]
