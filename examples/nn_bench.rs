@@ -67,8 +67,31 @@ fn now_ms(clock: Clock, origin: Instant) -> f64 {
     }
 }
 
-/// Median milliseconds of `f` over `args.iters` runs after `args.warmup` runs.
-fn median_ms(args: &Args, mut f: impl FnMut()) -> f64 {
+/// The kernel paths of the products run by `f`: `avx512`, `gemm`, `avx512+gemm`, or `-` (none).
+fn paths_of(f: impl FnOnce()) -> String {
+    let before = glimpse::nn::kernel_counts();
+    f();
+    let after = glimpse::nn::kernel_counts();
+    let used: Vec<&str> = before
+        .iter()
+        .zip(after)
+        .filter(|((_, b), (_, a))| a > b)
+        .map(|((path, _), _)| match path {
+            glimpse::nn::KernelPath::Avx512 => "avx512",
+            glimpse::nn::KernelPath::GemmCrate => "gemm",
+        })
+        .collect();
+    if used.is_empty() {
+        "-".into()
+    } else {
+        used.join("+")
+    }
+}
+
+/// Median milliseconds of `f` over `args.iters` runs after `args.warmup` runs, and the kernel
+/// paths of its products (from the first run).
+fn median_ms(args: &Args, mut f: impl FnMut()) -> (f64, String) {
+    let paths = paths_of(&mut f);
     let origin = Instant::now();
     let mut samples: Vec<f64> = (0..args.warmup + args.iters)
         .map(|_| {
@@ -79,11 +102,11 @@ fn median_ms(args: &Args, mut f: impl FnMut()) -> f64 {
         .skip(args.warmup)
         .collect();
     samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
+    (samples[samples.len() / 2], paths)
 }
 
 /// Times `forward(x).sum().backward()` for a channel-preserving image layer on a random `(b, C, h, w)` input.
-fn image_case<M, const C: usize>(dev: &Cpu, m: &M, (b, h, w): (usize, usize, usize), args: &Args) -> f64
+fn image_case<M, const C: usize>(dev: &Cpu, m: &M, (b, h, w): (usize, usize, usize), args: &Args) -> (f64, String)
 where
     M: Module<
         Tensor<(usize, Const<C>, usize, usize), f32, Cpu, OwnedTape<f32, Cpu>>,
@@ -107,6 +130,19 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         Some(script) => Some(run_torch(&args, script)?),
         None => None,
     };
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l[l.find(':').map_or(0, |i| i + 1)..].trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let avx512 = glimpse::nn::avx512_available();
+    println!(
+        "CPU: {cpu} (AVX-512F: {}; products column: the kernels each case ran)",
+        if avx512 { "yes" } else { "no" }
+    );
     println!(
         "forward+backward medians ({:?} clock) over {} iterations, {} threads",
         args.clock, args.iters, args.threads
@@ -114,20 +150,20 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(t) = &torch {
         println!("PyTorch {} (torch threads {})", t["torch_version"], t["threads"]);
     }
-    println!("{:<36} {:>12} {:>12} {:>8}", "case", "glimpse ms", "torch ms", "ratio");
-    for (name, ms) in rows {
+    println!("{:<36} {:>12} {:>12} {:>8}  {}", "case", "glimpse ms", "torch ms", "ratio", "products");
+    for (name, (ms, paths)) in rows {
         match torch.as_ref().and_then(|t| t[name].as_f64()) {
-            Some(t) => println!("{name:<36} {ms:>12.3} {t:>12.3} {:>8.2}", ms / t),
-            None => println!("{name:<36} {ms:>12.3} {:>12} {:>8}", "-", "-"),
+            Some(t) => println!("{name:<36} {ms:>12.3} {t:>12.3} {:>8.2}  {paths}", ms / t),
+            None => println!("{name:<36} {ms:>12.3} {:>12} {:>8}  {paths}", "-", "-"),
         }
     }
     Ok(())
 }
 
 /// Times every glimpse case (run inside the benchmark's thread pool).
-fn glimpse_rows(args: &Args) -> Vec<(&'static str, f64)> {
+fn glimpse_rows(args: &Args) -> Vec<(&'static str, (f64, String))> {
     let dev = Cpu::seed_from_u64(0);
-    let mut rows: Vec<(&str, f64)> = Vec::new();
+    let mut rows: Vec<(&str, (f64, String))> = Vec::new();
 
     let conv1 = dev.build_module::<Conv2D<1, 32, 3, 1, 1>, f32>();
     let x1: Tensor<(usize, Const<1>, usize, usize), f32, Cpu> = dev.sample_normal_like(&(64, Const, 28, 28));

@@ -3,6 +3,7 @@
 
 use dfdx::prelude::*;
 use rand_distr::uniform::SampleUniform;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Floating-point types the layers support on the CPU (`f32` and `f64`).
 pub trait NnFloat: Dtype + num_traits::Float + SampleUniform + Send + Sync + 'static {}
@@ -43,6 +44,39 @@ pub(crate) fn matmul<E: NnFloat>(
     gemm_strided((m, k, n), a, b, dst, n, accumulate, threads);
 }
 
+/// Which code computes a matrix product of the layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelPath {
+    /// glimpse's packed AVX-512 f32 kernel (8 x 32 register tile), where the CPU has AVX-512F.
+    Avx512 = 0,
+    /// The `gemm` crate (its AVX2/FMA kernels on stable Rust), for f64, small products, or CPUs
+    /// without AVX-512.
+    GemmCrate = 1,
+}
+
+static KERNEL_COUNTS: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+
+/// Matrix products computed so far by each [`KernelPath`] (whole process), as
+/// `[(path, count)]`: a benchmark reads them before and after a case to say which path it took.
+pub fn kernel_counts() -> [(KernelPath, u64); 2] {
+    [
+        (KernelPath::Avx512, KERNEL_COUNTS[0].load(Ordering::Relaxed)),
+        (KernelPath::GemmCrate, KERNEL_COUNTS[1].load(Ordering::Relaxed)),
+    ]
+}
+
+/// Whether this CPU can run the AVX-512 kernel ([`KernelPath::Avx512`]).
+pub fn avx512_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        super::avx512::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Whether the AVX-512 f32 kernel should take a product of this shape.
 fn use_avx512<E: 'static>((m, k, n): (usize, usize, usize)) -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -81,6 +115,7 @@ fn gemm_strided<E: NnFloat>(
     #[cfg(target_arch = "x86_64")]
     if use_avx512::<E>((m, k, n)) {
         use super::avx512::{sgemm, View};
+        KERNEL_COUNTS[KernelPath::Avx512 as usize].fetch_add(1, Ordering::Relaxed);
         // Split the rows of the product over the threads; each part packs its own blocks.
         let parts = threads.clamp(1, m.div_ceil(32));
         let rows = m.div_ceil(parts);
@@ -102,6 +137,7 @@ fn gemm_strided<E: NnFloat>(
         }
         return;
     }
+    KERNEL_COUNTS[KernelPath::GemmCrate as usize].fetch_add(1, Ordering::Relaxed);
     let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     // SAFETY: the caller's views cover m×k and k×n elements (checked by the kernels' shapes) and
     // dst covers (m-1)*dst_rs + n elements (asserted by the callers); gemm reads dst only when

@@ -28,7 +28,7 @@ pub use convtrans::ConvTrans2D;
 pub use dense::Dense;
 pub use dropout::HashDropout;
 pub use freeze::with_frozen_parameters;
-pub use kernels::NnFloat;
+pub use kernels::{avx512_available, kernel_counts, KernelPath, NnFloat};
 pub use loss::{bernoulli_nll_sum, bernoulli_nll_with_logits};
 pub use norm::{BatchNorm2D, LeakyReLU};
 pub use pool::{AvgPool2D, MaxPool2D};
