@@ -150,7 +150,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(t) = &torch {
         println!("PyTorch {} (torch threads {})", t["torch_version"], t["threads"]);
     }
-    println!("{:<36} {:>12} {:>12} {:>8}  {}", "case", "glimpse ms", "torch ms", "ratio", "products");
+    println!("{:<36} {:>12} {:>12} {:>8}  products", "case", "glimpse ms", "torch ms", "ratio");
     for (name, (ms, paths)) in rows {
         match torch.as_ref().and_then(|t| t[name].as_f64()) {
             Some(t) => println!("{name:<36} {ms:>12.3} {t:>12.3} {:>8.2}  {paths}", ms / t),
