@@ -104,6 +104,26 @@ def save_grid(samples, path, rows=10):
     return True
 
 
+def write_samples(g, args, out):
+    """--num-samples samples of G in eval mode (running batch-norm statistics), uint8 [N, 28, 28], to
+    `out` (numpy.save) and a PNG grid beside it; the latents come from a generator seeded with
+    --seed + 2, so every call draws the same latents."""
+    g.eval()
+    sample_gen = torch.Generator().manual_seed(args.seed + 2)
+    chunks = []
+    with torch.no_grad():
+        for i in range(0, args.num_samples, 1000):
+            z = torch.randn(min(1000, args.num_samples - i), LATENT, generator=sample_gen)
+            chunks.append((g(z) * 255.0).round().clamp(0, 255).to(torch.uint8)[:, 0])
+    samples = torch.cat(chunks).numpy() if chunks else np.zeros((0, 28, 28), dtype=np.uint8)
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    np.save(out, samples)
+    png = os.path.splitext(out)[0] + ".png"
+    grid = save_grid(samples, png) if len(samples) else False
+    print(f"wrote {samples.shape} samples to {out}" + (f" and a grid to {png}" if grid else ""), flush=True)
+    return samples, png, grid
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     default_dir = os.environ.get("MNIST_DIR") or os.path.join(here, "..", "..", "shared", "data", "mnist")
@@ -119,6 +139,8 @@ def main():
                    help="the samples' .npy (uint8 [N, 28, 28]); the PNG grid goes beside it")
     p.add_argument("--data-dir", default=default_dir)
     p.add_argument("--json-out", help="also write the final JSON object to this file")
+    p.add_argument("--sample-at", type=int, nargs="*", default=[],
+                   help="also write --num-samples samples after these epochs, to OUT-epochE.npy")
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -163,6 +185,10 @@ def main():
             with torch.no_grad():
                 sums += torch.stack([loss_d, loss_g, torch.sigmoid(real_logits).mean(), torch.sigmoid(fake_logits).mean()]).double()
         epoch_seconds.append(time.perf_counter() - start)
+        if epoch in args.sample_at:
+            stem, ext = os.path.splitext(os.path.normpath(args.out))
+            write_samples(g, args, f"{stem}-epoch{epoch}{ext}")
+            g.train()
         m = (sums / steps_per_epoch).tolist()
         last = {"d_loss": m[0], "g_loss": m[1], "d_x": m[2], "d_g_z": m[3]}
         print(f"epoch {epoch}: {epoch_seconds[-1]:.2f} s ({steps_per_epoch} steps), D loss {m[0]:.4f}, "
@@ -170,21 +196,7 @@ def main():
     median = statistics.median(epoch_seconds)
     print(f"median seconds per epoch: {median:.2f}", flush=True)
 
-    g.eval()
-    sample_gen = torch.Generator().manual_seed(args.seed + 2)
-    chunks = []
-    with torch.no_grad():
-        for i in range(0, args.num_samples, 1000):
-            z = torch.randn(min(1000, args.num_samples - i), LATENT, generator=sample_gen)
-            chunks.append((g(z) * 255.0).round().clamp(0, 255).to(torch.uint8)[:, 0])
-    samples = torch.cat(chunks).numpy() if chunks else np.zeros((0, 28, 28), dtype=np.uint8)
-    out = os.path.normpath(args.out)
-    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-    np.save(out, samples)
-    png = os.path.splitext(out)[0] + ".png"
-    grid = save_grid(samples, png) if len(samples) else False
-    print(f"wrote {samples.shape} samples to {out}" + (f" and a grid to {png}" if grid else ""), flush=True)
-
+    samples, png, grid = write_samples(g, args, os.path.normpath(args.out))
     result = {
         "framework": f"pytorch {torch.__version__}",
         "threads": args.threads,
@@ -193,7 +205,7 @@ def main():
         "seconds_per_epoch": median,
         "epoch_seconds": epoch_seconds,
         **last,
-        "samples": out,
+        "samples": os.path.normpath(args.out),
         "grid": png if grid else None,
     }
     print(json.dumps(result))
