@@ -35,12 +35,26 @@ def cases():
     def masked_forward(x):
         return F.conv2d(x, masked.weight * mask, masked.bias, padding=3)
 
+    mask3 = pixelcnn_mask(3, True)
+    masked3 = torch.nn.Conv2d(64, 64, 3, padding=1)
+
+    def masked3_forward(x):
+        return F.conv2d(x, masked3.weight * mask3, masked3.bias, padding=1)
+
     lstm = torch.nn.LSTMCell(256, 256)
     h0, c0 = torch.zeros(128, 256), torch.zeros(128, 256)
 
     def lstm_forward(x):
         h, _c = lstm(x, (h0, c0))
         return h
+
+    h32, c32 = torch.zeros(32, 256), torch.zeros(32, 256)
+
+    def lstm32_forward(x):
+        h, _c = lstm(x, (h32, c32))
+        return h
+
+    dense = torch.nn.Linear(256, 256)
 
     conv1 = torch.nn.Conv2d(1, 32, 3, padding=1)
     conv2 = torch.nn.Conv2d(32, 64, 3, stride=2, padding=1)
@@ -62,6 +76,9 @@ def cases():
         ("masked 7x7 64->64, 32x64x28x28", masked_forward, (32, 64, 28, 28), masked.parameters()),
         ("max-pool 2x2, 64x32x28x28", torch.nn.MaxPool2d(2, 2), (64, 32, 28, 28), []),
         ("LSTM cell 256->256, batch 128", lstm_forward, (128, 256), lstm.parameters()),
+        ("masked 3x3 64->64, 32x64x28x28", masked3_forward, (32, 64, 28, 28), masked3.parameters()),
+        ("dense 256->256, batch 32", dense, (32, 256), dense.parameters()),
+        ("LSTM cell 256->256, batch 32", lstm32_forward, (32, 256), lstm.parameters()),
     ]
 
 

@@ -9,7 +9,7 @@
 
 use clap::Parser;
 use dfdx::prelude::*;
-use glimpse::nn::builders::{BatchNorm2D, Conv2D, ConvTrans2D, LSTMCell, MaskedConv2D, MaxPool2D};
+use glimpse::nn::builders::{BatchNorm2D, Conv2D, ConvTrans2D, Dense, LSTMCell, MaskedConv2D, MaxPool2D};
 use glimpse::nn::{LstmState, MaskB};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -243,6 +243,15 @@ fn glimpse_rows(args: &Args) -> Vec<(&'static str, (f64, String))> {
         ));
     }
 
+    // PixelCNN's residual blocks: type-B masked 3x3.
+    let masked3 = dev.build_module::<MaskedConv2D<64, 64, 3, MaskB>, f32>();
+    if args.selected("masked 3x3 64->64, 32x64x28x28") {
+        rows.push((
+            "masked 3x3 64->64, 32x64x28x28",
+            median_ms(args, || drop(masked3.forward(x4.leaky_trace()).sum().backward())),
+        ));
+    }
+
     if args.selected("max-pool 2x2, 64x32x28x28") {
         rows.push(("max-pool 2x2, 64x32x28x28", image_case::<_, 32>(&dev, &MaxPool2D::<2, 2>, (64, 28, 28), args)));
     }
@@ -255,6 +264,25 @@ fn glimpse_rows(args: &Args) -> Vec<(&'static str, (f64, String))> {
             median_ms(args, || {
                 let state = LstmState::<usize, 256, f32>::zeros(&dev, 128);
                 drop(lstm.try_step(x6.leaky_trace(), state).expect("lstm step").h.sum().backward())
+            }),
+        ));
+    }
+
+    // The recurrent attention model's sizes: small dense layers and an LSTM cell at batch 32.
+    let dense = dev.build_module::<Dense<256, 256>, f32>();
+    let x7: Tensor<(usize, Const<256>), f32, Cpu> = dev.sample_normal_like(&(32, Const));
+    if args.selected("dense 256->256, batch 32") {
+        rows.push((
+            "dense 256->256, batch 32",
+            median_ms(args, || drop(dense.forward(x7.leaky_trace()).sum().backward())),
+        ));
+    }
+    if args.selected("LSTM cell 256->256, batch 32") {
+        rows.push((
+            "LSTM cell 256->256, batch 32",
+            median_ms(args, || {
+                let state = LstmState::<usize, 256, f32>::zeros(&dev, 32);
+                drop(lstm.try_step(x7.leaky_trace(), state).expect("lstm step").h.sum().backward())
             }),
         ));
     }
