@@ -165,3 +165,25 @@ fn gan_mnist() {
         stopped_and_resumed_equals_uninterrupted("gan_mnist", &args, "1");
     }
 }
+
+/// The hinge objective's discriminator carries spectral-norm state (the power iteration's `u`).
+#[test]
+fn gan_mnist_hinge() {
+    if mnist_present() {
+        let args = [
+            "--seed",
+            "3",
+            "--epochs",
+            "2",
+            "--train-images",
+            "512",
+            "--batch-size",
+            "64",
+            "--final-samples",
+            "50",
+            "--objective",
+            "hinge",
+        ];
+        stopped_and_resumed_equals_uninterrupted("gan_mnist", &args, "1");
+    }
+}

@@ -1,10 +1,12 @@
 """Fuzz-style test of ``set_state_json`` (single envs and the vector env): mutated saved states
 either restore or raise ``ValueError``; the interpreter never dies and an accepted state steps.
-``GLIMPSE_FUZZ_CASES`` sets the number of cases per env (default 200)."""
+``GLIMPSE_FUZZ_CASES`` sets the number of cases per env (default 200); ``GLIMPSE_FUZZ_SECONDS``
+instead runs each env for that long (a long fuzzing run; run pytest with ``-s`` to see the counts)."""
 
 import json
 import os
 import random
+import time
 
 import gymnasium as gym
 import numpy as np
@@ -13,6 +15,7 @@ import pytest
 import glimpse
 
 CASES = int(os.environ.get("GLIMPSE_FUZZ_CASES", "200"))
+SECONDS = float(os.environ.get("GLIMPSE_FUZZ_SECONDS", "0"))
 ODD = [0, -1, 2**64 - 1, 2**64, 2**63, -(2**63) - 1, 1e308, -1e308, 0.5, True, None, "x", [], {}, [0] * 7]
 
 
@@ -59,8 +62,10 @@ def fuzz(make, act, seed: int) -> tuple[int, int]:
     source.reset(seed=seed)
     source.step(act(source))
     saved = source.get_state_json()
-    accepted = 0
-    for _ in range(CASES):
+    accepted, cases = 0, 0
+    deadline = time.monotonic() + SECONDS
+    while (time.monotonic() < deadline) if SECONDS > 0 else (cases < CASES):
+        cases += 1
         env = make()
         env.reset(seed=1)
         try:
@@ -73,7 +78,9 @@ def fuzz(make, act, seed: int) -> tuple[int, int]:
                 env.step(act(env))
             except (ValueError, RuntimeError, gym.error.Error):
                 break
-    return accepted, CASES
+    if SECONDS > 0:
+        print(f"fuzz {type(source).__name__}: {cases} cases in {SECONDS:.0f} s, {accepted} accepted")
+    return accepted, cases
 
 
 @pytest.mark.parametrize("env_id", sorted(glimpse.ENV_IDS))
