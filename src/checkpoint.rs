@@ -176,8 +176,8 @@ pub fn save_snapshot<E: From<CheckpointError>>(
 }
 
 /// The current snapshot in checkpoint directory `dir` (see [`save_snapshot`]), after checking
-/// every file against its manifest: a missing, truncated or altered file is a
-/// [`CheckpointError::Corrupt`] naming it. A directory without `LATEST` (a checkpoint written
+/// every file against its manifest: a missing, truncated or altered file, or one the manifest does
+/// not list, is a [`CheckpointError::Corrupt`] naming it. A directory without `LATEST` (a checkpoint written
 /// before snapshots existed) is returned unchecked.
 pub fn current_snapshot(dir: &Path) -> Result<PathBuf, CheckpointError> {
     let latest = dir.join(LATEST);
@@ -192,6 +192,15 @@ pub fn current_snapshot(dir: &Path) -> Result<PathBuf, CheckpointError> {
     }
     let snapshot = dir.join(name);
     let entries: Vec<ManifestEntry> = load_json(&snapshot.join(MANIFEST))?;
+    // Every file of the snapshot is listed: a loader never reads a file the manifest does not vouch for.
+    let io = |source| CheckpointError::Io { path: snapshot.clone(), source };
+    for file in std::fs::read_dir(&snapshot).map_err(io)? {
+        let file = file.map_err(io)?.file_name().to_string_lossy().into_owned();
+        if file != MANIFEST && !entries.iter().any(|e| e.name == file) {
+            let message = format!("does not list {file:?}, which the snapshot holds");
+            return Err(CheckpointError::Corrupt { path: snapshot.join(MANIFEST), message });
+        }
+    }
     for e in entries {
         // A plain file name inside the snapshot: never an absolute path or `..` (a manifest naming
         // /dev/zero would otherwise be read forever).
@@ -309,6 +318,25 @@ mod tests {
         flipped[0] ^= 1;
         std::fs::write(&file, &flipped).unwrap();
         assert!(current_snapshot(&dir).unwrap_err().to_string().contains("checksum"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A file the manifest does not list (added later, or a manifest edited to omit it) would be
+    /// read unchecked: the snapshot is refused, naming it.
+    #[test]
+    fn a_file_the_manifest_does_not_list_is_refused() {
+        let dir = temp_dir("unlisted");
+        let snap = save_snapshot::<CheckpointError>(&dir, |d| {
+            save_json(&1u32, &d.join("a.json"))?;
+            save_json(&2u32, &d.join("b.json"))
+        })
+        .unwrap();
+        assert_eq!(current_snapshot(&dir).unwrap(), snap);
+        let manifest: Vec<ManifestEntry> = load_json(&snap.join(MANIFEST)).unwrap();
+        let without_b: Vec<_> = manifest.into_iter().filter(|e| e.name != "b.json").collect();
+        save_json(&without_b, &snap.join(MANIFEST)).unwrap();
+        let err = current_snapshot(&dir).unwrap_err().to_string();
+        assert!(err.contains("does not list \"b.json\""), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -57,7 +57,9 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
 /// Trains `name` with `args` once straight through and once stopped at `stop` and resumed; both
 /// must end alike.
 fn stopped_and_resumed_equals_uninterrupted(name: &str, args: &[&str], stop: &str) {
-    let (whole, parts) = (temp(&format!("{name}-whole")), temp(&format!("{name}-parts")));
+    // Directories named after the arguments too: two tests of one example run in parallel.
+    let tag = format!("{name}-{:x}", args.join(" ").bytes().fold(0u32, |h, b| h.wrapping_mul(31) ^ u32::from(b)));
+    let (whole, parts) = (temp(&format!("{tag}-whole")), temp(&format!("{tag}-parts")));
     let with_dir = |dir: &Path, extra: &[&str]| -> Vec<String> {
         let dir = dir.display().to_string();
         args.iter().copied().chain(["--run-dir", dir.as_str()]).chain(extra.iter().copied()).map(String::from).collect()
