@@ -169,3 +169,19 @@ pub struct RunArgs {
     #[arg(long)]
     pub stop_after: Option<u64>,
 }
+
+/// Parses the process's command line into `A` for the example `name` (`--help` and flag errors
+/// exit, as clap does), with the matches, which tell the flags given from defaults.
+pub fn parse_command_line<A: clap::Parser>(name: &str) -> (A, clap::ArgMatches) {
+    let matches = A::command().bin_name(name.to_string()).get_matches();
+    let args = A::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    (args, matches)
+}
+
+/// [`parse_command_line`] on `args` (the first is the program name); a flag error is returned
+/// as its one-paragraph message.
+pub fn parse_args<A: clap::Parser>(name: &str, args: &[&str]) -> Result<(A, clap::ArgMatches), String> {
+    let flags = |e: clap::Error| e.to_string().trim().to_string();
+    let matches = A::command().bin_name(name.to_string()).try_get_matches_from(args).map_err(flags)?;
+    Ok((A::from_arg_matches(&matches).map_err(flags)?, matches))
+}

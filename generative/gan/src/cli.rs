@@ -6,7 +6,6 @@ use crate::config::{Config, Objective};
 use crate::model::{Discriminator, DiscriminatorNet, SnDiscriminator, PIXELS};
 use crate::train::{generate, stream, train, Stream, Summary, Training};
 use crate::GanError;
-use clap::{CommandFactory, FromArgMatches};
 use dfdx::prelude::*;
 use glimpse::data::{Dataset, Loader, Mnist, View};
 use glimpse::run::{Eval, Launch, RunArgs};
@@ -43,16 +42,13 @@ pub type Outcome = glimpse::generative::Outcome<Summary>;
 
 /// Parses the process's command line (`--help` and flag errors exit, as clap does) and runs it.
 pub fn run_command_line() -> Result<Outcome, GanError> {
-    let matches = Args::command().bin_name(EXAMPLE).get_matches();
-    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let (args, matches) = glimpse::run::parse_command_line::<Args>(EXAMPLE);
     launch(&args, &matches)
 }
 
 /// [`run_command_line`] on `args` (the first is the program name); a flag error is returned.
 pub fn run_with_args(args: &[&str]) -> Result<Outcome, GanError> {
-    let flags = |e: clap::Error| GanError::Config(e.to_string().trim().to_string());
-    let matches = Args::command().bin_name(EXAMPLE).try_get_matches_from(args).map_err(flags)?;
-    let args = Args::from_arg_matches(&matches).map_err(flags)?;
+    let (args, matches) = glimpse::run::parse_args::<Args>(EXAMPLE, args).map_err(GanError::Config)?;
     launch(&args, &matches)
 }
 
