@@ -180,19 +180,15 @@ impl Checkpoint for Training {
     fn save(&self, snap: &Path) -> Result<(), CheckpointError> {
         checkpoint::save_weights(&self.model, &snap.join(MODEL_FILE))?;
         self.opt.save(snap, "adam")?;
-        checkpoint::save_json(self.loader.generator(), &snap.join("loader.json"))?;
         checkpoint::save_json(&self.shift_rng, &snap.join("shift.json"))?;
-        checkpoint::save_json(&self.curves, &snap.join("curves.json"))?;
-        checkpoint::save_json(&self.epoch_seconds, &snap.join(glimpse::run::TIMINGS))
+        glimpse::run::save_epochs(snap, &self.loader, &self.curves, &self.epoch_seconds)
     }
 
     fn load(&mut self, snap: &Path) -> Result<(), CheckpointError> {
         checkpoint::load_weights(&mut self.model, &snap.join(MODEL_FILE))?;
         self.opt.load(snap, "adam")?;
-        self.loader.set_generator(checkpoint::load_json(&snap.join("loader.json"))?);
         self.shift_rng = checkpoint::load_json(&snap.join("shift.json"))?;
-        self.curves = checkpoint::load_json(&snap.join("curves.json"))?;
-        self.epoch_seconds = checkpoint::load_json(&snap.join(glimpse::run::TIMINGS))?;
+        (self.curves, self.epoch_seconds) = glimpse::run::load_epochs(snap, &mut self.loader)?;
         Ok(())
     }
 }

@@ -329,16 +329,12 @@ impl<D: DiscriminatorNet> Training<D> {
 impl<D: DiscriminatorNet> Checkpoint for Training<D> {
     fn save(&self, snap: &Path) -> Result<(), CheckpointError> {
         self.gan.save(snap)?;
-        checkpoint::save_json(self.loader.generator(), &snap.join("loader.json"))?;
-        checkpoint::save_json(&self.curves, &snap.join("curves.json"))?;
-        checkpoint::save_json(&self.epoch_seconds, &snap.join(glimpse::run::TIMINGS))
+        glimpse::run::save_epochs(snap, &self.loader, &self.curves, &self.epoch_seconds)
     }
 
     fn load(&mut self, snap: &Path) -> Result<(), CheckpointError> {
         self.gan.load(snap)?;
-        self.loader.set_generator(checkpoint::load_json(&snap.join("loader.json"))?);
-        self.curves = checkpoint::load_json(&snap.join("curves.json"))?;
-        self.epoch_seconds = checkpoint::load_json(&snap.join(glimpse::run::TIMINGS))?;
+        (self.curves, self.epoch_seconds) = glimpse::run::load_epochs(snap, &mut self.loader)?;
         Ok(())
     }
 }

@@ -147,16 +147,12 @@ impl<const Z: usize, M: VaeModel<Z>> Training<Z, M> {
 impl<const Z: usize, M: VaeModel<Z>> Checkpoint for Training<Z, M> {
     fn save(&self, snap: &Path) -> Result<(), CheckpointError> {
         self.trainer.save(snap)?;
-        checkpoint::save_json(self.loader.generator(), &snap.join("loader.json"))?;
-        checkpoint::save_json(&self.curves, &snap.join("curves.json"))?;
-        checkpoint::save_json(&self.epoch_seconds, &snap.join(glimpse::run::TIMINGS))
+        glimpse::run::save_epochs(snap, &self.loader, &self.curves, &self.epoch_seconds)
     }
 
     fn load(&mut self, snap: &Path) -> Result<(), CheckpointError> {
         self.trainer.load(snap)?;
-        self.loader.set_generator(checkpoint::load_json(&snap.join("loader.json"))?);
-        self.curves = checkpoint::load_json(&snap.join("curves.json"))?;
-        self.epoch_seconds = checkpoint::load_json(&snap.join(glimpse::run::TIMINGS))?;
+        (self.curves, self.epoch_seconds) = glimpse::run::load_epochs(snap, &mut self.loader)?;
         Ok(())
     }
 }
