@@ -7,11 +7,13 @@
 #   bash benches/gan_compare.sh train EPOCHS [SEED]   # both train EPOCHS epochs and write 10,000 samples;
 #                                                     # mnist_score scores both beside the real data
 #
-# TORCH_PYTHON names a Python with torch (default /usr/bin/python3, Debian's python3-torch).
+# TORCH_PYTHON names a Python with torch (default /usr/bin/python3, Debian's python3-torch); GAN_THREADS
+# sets both sides' threads (default 2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-time}"
 python="${TORCH_PYTHON:-/usr/bin/python3}"
+threads="${GAN_THREADS:-2}"
 out="${GAN_COMPARE_DIR:-$(mktemp -d)}"
 mkdir -p "$out"
 export GLIMPSE_NO_PROGRESS=1
@@ -25,16 +27,16 @@ time)
   for i in $(seq "$repeats"); do
     rm -rf "$out/g$i"
     ./target/release/examples/gan_mnist --run-dir "$out/g$i" --epochs 1 --train-images 12800 \
-      --final-samples 0 --threads 2 --seed "$i" > /dev/null
+      --final-samples 0 --threads "$threads" --seed "$i" > /dev/null
     python3 -c "import json; print(json.load(open('$out/g$i/summary.json'))['epoch_seconds'][0])" >> "$out/glimpse.txt"
-    "$python" benches/gan_torch.py --epochs 1 --steps 100 --threads 2 --seed "$i" --num-samples 0 \
+    "$python" benches/gan_torch.py --epochs 1 --steps 100 --threads "$threads" --seed "$i" --num-samples 0 \
       --out "$out/t$i.npy" --json-out "$out/t$i.json" > /dev/null
     python3 -c "import json; print(json.load(open('$out/t$i.json'))['seconds_per_epoch'])" >> "$out/torch.txt"
   done
   g=$(median < "$out/glimpse.txt")
   t=$(median < "$out/torch.txt")
   echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs)"
-  echo "seconds per 100 steps (batch 128), medians of $repeats alternating runs:"
+  echo "seconds per 100 steps (batch 128, $threads threads), medians of $repeats alternating runs:"
   echo "  glimpse $(paste -sd' ' "$out/glimpse.txt") -> $g"
   echo "  pytorch $(paste -sd' ' "$out/torch.txt") -> $t"
   awk -v g="$g" -v t="$t" 'BEGIN {printf "  ratio glimpse/pytorch %.2f; per epoch (468 steps): glimpse %.1f s, pytorch %.1f s\n", g/t, g*4.68, t*4.68}'
@@ -43,8 +45,8 @@ train)
   epochs="${2:?epochs}"
   seed="${3:-1}"
   rm -rf "$out/glimpse"
-  ./target/release/examples/gan_mnist --run-dir "$out/glimpse" --epochs "$epochs" --seed "$seed" --threads 2
-  "$python" benches/gan_torch.py --epochs "$epochs" --seed "$seed" --threads 2 --out "$out/torch/samples.npy" \
+  ./target/release/examples/gan_mnist --run-dir "$out/glimpse" --epochs "$epochs" --seed "$seed" --threads "$threads"
+  "$python" benches/gan_torch.py --epochs "$epochs" --seed "$seed" --threads "$threads" --out "$out/torch/samples.npy" \
     --json-out "$out/torch/result.json"
   ./target/release/examples/mnist_score "$out/glimpse/samples.npy" "$out/torch/samples.npy" --json "$out/scores.json"
   ;;
