@@ -192,16 +192,7 @@ pub fn current_snapshot(dir: &Path) -> Result<PathBuf, CheckpointError> {
     }
     let snapshot = dir.join(name);
     let entries: Vec<ManifestEntry> = load_json(&snapshot.join(MANIFEST))?;
-    // Every file of the snapshot is listed: a loader never reads a file the manifest does not vouch for.
-    let io = |source| CheckpointError::Io { path: snapshot.clone(), source };
-    for file in std::fs::read_dir(&snapshot).map_err(io)? {
-        let file = file.map_err(io)?.file_name().to_string_lossy().into_owned();
-        if file != MANIFEST && !entries.iter().any(|e| e.name == file) {
-            let message = format!("does not list {file:?}, which the snapshot holds");
-            return Err(CheckpointError::Corrupt { path: snapshot.join(MANIFEST), message });
-        }
-    }
-    for e in entries {
+    for e in &entries {
         // A plain file name inside the snapshot: never an absolute path or `..` (a manifest naming
         // /dev/zero would otherwise be read forever).
         let plain = !e.name.is_empty() && !e.name.contains(['/', '\\']) && e.name != "." && e.name != "..";
@@ -224,6 +215,15 @@ pub fn current_snapshot(dir: &Path) -> Result<PathBuf, CheckpointError> {
         }
         if crc32c::crc32c(&bytes) != e.crc32c {
             return Err(CheckpointError::Corrupt { path, message: "its checksum does not match the manifest".into() });
+        }
+    }
+    // Every file of the snapshot is listed: a loader never reads a file the manifest does not vouch for.
+    let io = |source| CheckpointError::Io { path: snapshot.clone(), source };
+    for file in std::fs::read_dir(&snapshot).map_err(io)? {
+        let file = file.map_err(io)?.file_name().to_string_lossy().into_owned();
+        if file != MANIFEST && !entries.iter().any(|e| e.name == file) {
+            let message = format!("does not list {file:?}, which the snapshot holds");
+            return Err(CheckpointError::Corrupt { path: snapshot.join(MANIFEST), message });
         }
     }
     Ok(snapshot)
