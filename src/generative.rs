@@ -45,6 +45,23 @@ pub fn median(values: &[f64]) -> f64 {
     sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
+/// The `--sample RUN --num N --out FILE.npy` flags every generative model's command line has
+/// (flattened into its clap arguments).
+#[derive(clap::Args, Debug, Clone)]
+pub struct SampleArgs {
+    /// Draw --num new images (seeded by --seed) from the checkpoint in this run directory, write
+    /// them to --out (uint8 [N, 28, 28] .npy) with a PNG grid of the first 64 beside it, then exit.
+    #[arg(long, conflicts_with_all = ["run_dir", "resume", "eval", "stop_after"])]
+    pub sample: Option<PathBuf>,
+    /// Images to draw with --sample.
+    #[arg(long, default_value_t = 64, requires = "sample")]
+    pub num: usize,
+    /// The .npy file --sample writes (the PNG grid goes beside it, same name, .png)
+    /// [default: RUN/samples-seed{SEED}.npy].
+    #[arg(long, requires = "sample")]
+    pub out: Option<PathBuf>,
+}
+
 /// Checks `--num` and `--out` of a `--sample` command before anything is drawn, for images of
 /// `pixels` values (each kept as an f32 and a grey level while writing); returns the `.npy` path,
 /// by default `RUN/samples-seed{seed}.npy`.

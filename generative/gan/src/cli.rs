@@ -9,7 +9,7 @@ use crate::GanError;
 use dfdx::prelude::*;
 use glimpse::data::{Dataset, Loader, Mnist, View};
 use glimpse::run::{Eval, Launch, RunArgs};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The example's name: the default run directory's prefix.
 pub const EXAMPLE: &str = "gan_mnist";
@@ -24,17 +24,9 @@ pub struct Args {
     /// Hyperparameters.
     #[command(flatten)]
     pub config: Config,
-    /// Draw --num new images (seeded by --seed) from the checkpoint in this run directory, write
-    /// them to --out (uint8 [N, 28, 28] .npy) with a PNG grid of the first 64 beside it, then exit.
-    #[arg(long, conflicts_with_all = ["run_dir", "resume", "eval", "stop_after"])]
-    pub sample: Option<PathBuf>,
-    /// Images to draw with --sample.
-    #[arg(long, default_value_t = 64, requires = "sample")]
-    pub num: usize,
-    /// The .npy file --sample writes (the PNG grid goes beside it, same name, .png)
-    /// [default: RUN/samples-seed{SEED}.npy].
-    #[arg(long, requires = "sample")]
-    pub out: Option<PathBuf>,
+    /// --sample RUN, --num, --out.
+    #[command(flatten)]
+    pub samples: glimpse::generative::SampleArgs,
 }
 
 /// What a command line did.
@@ -55,15 +47,16 @@ pub fn run_with_args(args: &[&str]) -> Result<Outcome, GanError> {
 /// Trains, resumes, evaluates or samples, as `args` say.
 fn launch(args: &Args, matches: &clap::ArgMatches) -> Result<Outcome, GanError> {
     let defaults = Config::default();
-    if let Some(dir) = &args.sample {
+    if let Some(dir) = &args.samples.sample {
         // A checkpoint read as --eval reads it (its saved config, checked); nothing else is written.
         let run_args = RunArgs { eval: Some(dir.clone()), ..args.run.clone() };
         let Launch::Eval(eval) = Launch::new(EXAMPLE, &run_args, &args.config, &defaults, matches)? else {
             return Err(GanError::Config("--sample reads a run directory".into()));
         };
-        let out = glimpse::generative::sample_path(args.num, args.out.clone(), &eval.dir, eval.seed, PIXELS)
-            .map_err(GanError::Config)?;
-        return dispatch!(eval.config, D => in_pool(eval.config.threads, || write_samples::<D>(&eval, args.num, &out)));
+        let out =
+            glimpse::generative::sample_path(args.samples.num, args.samples.out.clone(), &eval.dir, eval.seed, PIXELS)
+                .map_err(GanError::Config)?;
+        return dispatch!(eval.config, D => in_pool(eval.config.threads, || write_samples::<D>(&eval, args.samples.num, &out)));
     }
     match Launch::new(EXAMPLE, &args.run, &args.config, &defaults, matches)? {
         Launch::Train(run) => {

@@ -24,17 +24,9 @@ pub struct Args {
     /// Hyperparameters.
     #[command(flatten)]
     pub config: Config,
-    /// Draw --num new images (seeded by --seed) from the checkpoint in this run directory, write
-    /// them to --out (uint8 [N, 28, 28] .npy) with a PNG grid of the first 64 beside it, then exit.
-    #[arg(long, conflicts_with_all = ["run_dir", "resume", "eval", "stop_after"])]
-    pub sample: Option<PathBuf>,
-    /// Images to draw with --sample.
-    #[arg(long, default_value_t = 64, requires = "sample")]
-    pub num: usize,
-    /// The .npy file --sample writes (the PNG grid goes beside it, same name, .png)
-    /// [default: RUN/samples-seed{SEED}.npy].
-    #[arg(long, requires = "sample")]
-    pub out: Option<PathBuf>,
+    /// --sample RUN, --num, --out.
+    #[command(flatten)]
+    pub samples: glimpse::generative::SampleArgs,
     /// JSON results of `benches/vae_torch.py --json-out` (repeat for several), printed beside ours with the
     /// ratio of seconds per epoch.
     #[arg(long, conflicts_with_all = ["sample", "eval"])]
@@ -93,14 +85,14 @@ macro_rules! dispatch {
 /// Trains, resumes, evaluates or samples, as `args` say.
 fn launch(args: &Args, matches: &clap::ArgMatches) -> Result<Outcome, VaeError> {
     let defaults = Config::default();
-    if let Some(dir) = &args.sample {
+    if let Some(dir) = &args.samples.sample {
         // A checkpoint read as --eval reads it (its saved config, checked); nothing else is written.
         let run_args = RunArgs { eval: Some(dir.clone()), ..args.run.clone() };
         let Launch::Eval(eval) = Launch::new(EXAMPLE, &run_args, &args.config, &defaults, matches)? else {
             return Err(VaeError::Config("--sample reads a run directory".into()));
         };
-        let out = check_sample_args(args.num, args.out.clone(), &eval)?;
-        return dispatch!(eval.config, Z, M => in_pool(eval.config.threads, || write_samples::<Z, M>(&eval, args.num, &out)));
+        let out = check_sample_args(args.samples.num, args.samples.out.clone(), &eval)?;
+        return dispatch!(eval.config, Z, M => in_pool(eval.config.threads, || write_samples::<Z, M>(&eval, args.samples.num, &out)));
     }
     // Read before training, so that a wrong path does not wait for the end of the run.
     let torch: Vec<serde_json::Value> =
