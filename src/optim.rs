@@ -569,6 +569,36 @@ pub fn polyak_update<M: TensorCollection<f32, D>, D: dfdx::tensor_ops::Device<f3
     }
     M::iter_tensors(&mut RecursiveWalker { m: (dst, src), f: &mut Mix(tau) }).expect("cpu visit");
 }
+/// Adds the gradients of `model`'s trainable tensors in `from` into `into` (tensor by tensor, in
+/// visiting order): how gradients of parts of a batch, computed on separate threads, become the
+/// batch's.
+pub fn add_gradients<M: TensorCollection<f32, Cpu>>(
+    model: &M,
+    into: &mut Gradients<f32, Cpu>,
+    from: &mut Gradients<f32, Cpu>,
+) {
+    struct Add<'a>(&'a mut Gradients<f32, Cpu>, &'a mut Gradients<f32, Cpu>);
+    impl TensorVisitor<f32, Cpu> for Add<'_> {
+        type Viewer = ViewTensorRef;
+        type Err = CpuError;
+        type E2 = f32;
+        type D2 = Cpu;
+        fn visit<S: Shape>(
+            &mut self,
+            opts: TensorOptions<S, f32, Cpu>,
+            p: &Tensor<S, f32, Cpu>,
+        ) -> Result<Option<Tensor<S, f32, Cpu>>, CpuError> {
+            if opts.do_gradient_update {
+                let src: &[f32] = self.1.get_or_alloc_mut(p)?;
+                let dst: &mut [f32] = self.0.get_or_alloc_mut(p)?;
+                dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+            }
+            Ok(None)
+        }
+    }
+    M::iter_tensors(&mut RecursiveWalker { m: model, f: &mut Add(into, from) }).expect("cpu visit");
+}
+
 #[cfg(test)]
 mod tests {
     use super::{check_finite_params, copy_params, polyak_update, Adam, AdamConfig as Cfg, AdamOrder, CHUNK};

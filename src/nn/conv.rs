@@ -290,6 +290,14 @@ pub(crate) fn conv_forward<E: NnFloat>(
     };
     let groups = batch.div_ceil(per_group);
     let (x_chunk, out_chunk) = (per_group * g.in_len(), per_group * o * n);
+    if pointwise(g, taps, per_group) {
+        // A 1x1 kernel reads each image as it lies: out_b += wm · x_b, no im2col copy.
+        let inner = if batch >= threads() { 1 } else { threads() };
+        out.par_chunks_mut(o * n).zip(x.par_chunks(g.in_len())).for_each(|(out_b, x_b)| {
+            matmul((o, ct, n), Mat::rows(wm, ct), Mat::rows(x_b, n), out_b, true, inner);
+        });
+        return;
+    }
     if groups >= threads() {
         out.par_chunks_mut(out_chunk).zip(x.par_chunks(x_chunk)).for_each_init(
             || (Vec::new(), Vec::new(), Vec::new()),
@@ -301,6 +309,12 @@ pub(crate) fn conv_forward<E: NnFloat>(
             one_group(&mut scratch, x_g, out_g, threads());
         }
     }
+}
+
+/// Whether a convolution is pointwise (a 1x1 kernel, stride 1, no padding) on one image per
+/// group, so that each image is its own im2col matrix.
+fn pointwise(g: &Geometry, taps: &[(usize, usize)], per_group: usize) -> bool {
+    taps == [(0, 0)] && g.stride == 1 && g.pad == 0 && g.out_h == g.h && g.out_w == g.w && per_group == 1
 }
 
 /// The images of `x` (one after another) as [`im2col_rows`] reads them: `x` itself for stride
@@ -340,6 +354,7 @@ pub(crate) fn conv_backward<E: NnFloat>(
     // Each part takes whole groups of images and sums its own weight gradient.
     let per_part = batch.div_ceil(parts).div_ceil(per_group).max(1) * per_group;
     let phased = g.stride > 1;
+    let point = pointwise(g, taps, per_group);
     let partials: Vec<(Vec<E>, Vec<E>)> = dx
         .par_chunks_mut(per_part * in_len)
         .zip(x.par_chunks(per_part * in_len))
@@ -353,6 +368,19 @@ pub(crate) fn conv_backward<E: NnFloat>(
             let mut dwm_t = vec![E::zero(); if weight_grad { ct * o } else { 0 }];
             let mut db = vec![E::zero(); o];
             let groups = dx_p.chunks_mut(per_group * in_len).zip(x_p.chunks(per_group * in_len));
+            if point {
+                // A 1x1 kernel: each image is its own im2col matrix and dx its own col2im.
+                let w_t = Mat { ptr: wm.as_ptr(), rs: 1, cs: ct };
+                for ((dx_b, x_b), g_b) in groups.zip(g_p.chunks(o * n)) {
+                    g_b.chunks(n).zip(&mut db).for_each(|(row, d)| *d += sum(row));
+                    if weight_grad {
+                        let (x_m, g_t) = (Mat::rows(x_b, n), Mat::rows_t(g_b, n));
+                        matmul((ct, n, o), x_m, g_t, &mut dwm_t, true, inner_threads);
+                    }
+                    matmul((ct, o, n), w_t, Mat::rows(g_b, n), dx_b, true, inner_threads);
+                }
+                return (dwm_t, db);
+            }
             for ((dx_g, x_g), g_g) in groups.zip(g_p.chunks(per_group * o * n)) {
                 let (images, cols) = (x_g.len() / in_len, x_g.len() / in_len * n);
                 let srcs = phase_sources(g, x_g, &mut phases);

@@ -1,0 +1,152 @@
+//! The hyperparameters ([`Config`]) as command-line flags and serde, validated before a run writes
+//! anything.
+
+use glimpse::run::{RunConfig, Unit};
+use glimpse::validate;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Which model of p(x).
+#[derive(clap::ValueEnum, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// PixelCNN: masked 7×7 type A, 15 residual blocks of masked 3×3 type B, 32 channels.
+    Pixelcnn,
+}
+
+/// Training images in MNIST.
+pub const MNIST_TRAIN_IMAGES: usize = 60_000;
+/// Test images in MNIST.
+pub const MNIST_TEST_IMAGES: usize = 10_000;
+
+/// Hyperparameters. The seed is the run's (`--seed`), not a setting.
+#[derive(clap::Args, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The model.
+    #[arg(long, value_enum, default_value_t = ModelKind::Pixelcnn)]
+    pub model: ModelKind,
+    /// Training epochs (passes over the training images, binarised afresh each time).
+    #[arg(long, default_value_t = 30)]
+    pub epochs: u64,
+    /// Images per mini-batch.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Adam learning rate of the first epoch.
+    #[arg(long, default_value_t = 1e-3)]
+    pub learning_rate: f64,
+    /// The learning rate is multiplied by this after every epoch (1: constant).
+    #[arg(long, default_value_t = 0.95)]
+    pub lr_decay: f64,
+    /// Training images used (the first N, 1 to 60000).
+    #[arg(long, default_value_t = MNIST_TRAIN_IMAGES)]
+    pub train_images: usize,
+    /// Test images scored after every epoch (the first N, 1 to 10000).
+    #[arg(long, default_value_t = MNIST_TEST_IMAGES)]
+    pub test_images: usize,
+    /// Seed of the one stochastic binarisation of the test images that every run is scored on
+    /// (each pixel 1 with probability grey/255).
+    #[arg(long, default_value_t = 0)]
+    pub test_binarization_seed: u64,
+    /// Matrix-product threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Directory of the MNIST files [default: $MNIST_DIR, else ../shared/data/mnist].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            model: ModelKind::Pixelcnn,
+            epochs: 30,
+            batch_size: 32,
+            learning_rate: 1e-3,
+            lr_decay: 0.95,
+            train_images: MNIST_TRAIN_IMAGES,
+            test_images: MNIST_TEST_IMAGES,
+            test_binarization_seed: 0,
+            threads: 2,
+            data_dir: None,
+        }
+    }
+}
+
+/// A generous bound on the training memory per image of a batch: 32 channels of 784 pixels in
+/// each of about 100 activations, their gradients and the unfolded patches.
+const BYTES_PER_IMAGE: u128 = 4 << 20;
+
+impl RunConfig for Config {
+    const UNIT: Unit = Unit::Epochs;
+
+    fn budget(&self) -> u64 {
+        self.epochs
+    }
+
+    fn checkpoint_every(&self) -> u64 {
+        1
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        validate::epoch_trainer(
+            self.epochs,
+            self.batch_size,
+            BYTES_PER_IMAGE,
+            self.learning_rate,
+            self.train_images,
+            MNIST_TRAIN_IMAGES,
+            self.data_dir.as_deref(),
+        )?;
+        if !(self.lr_decay.is_finite() && self.lr_decay > 0.0 && self.lr_decay <= 1.0) {
+            return Err(format!("lr_decay must be in (0, 1], got {}", self.lr_decay));
+        }
+        if !(1..=MNIST_TEST_IMAGES).contains(&self.test_images) {
+            return Err(format!("test_images must be between 1 and {MNIST_TEST_IMAGES}, got {}", self.test_images));
+        }
+        glimpse::limits::check_threads("threads", self.threads)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    #[test]
+    fn the_flags_defaults_are_the_default_config_and_it_is_valid() {
+        let parsed = Flags::try_parse_from(["pixelcnn"]).unwrap().config;
+        assert_eq!(parsed, Config::default());
+        assert_eq!(parsed.validate(), Ok(()));
+    }
+
+    #[test]
+    fn every_bad_setting_is_refused_with_its_name() {
+        type Case = (fn(&mut Config), &'static str);
+        let cases: Vec<Case> = vec![
+            (|c| c.epochs = 0, "epochs must be at least 1"),
+            (|c| c.batch_size = 0, "batch_size must be at least 1"),
+            (|c| c.batch_size = usize::MAX, "batch_size needs"),
+            (|c| c.learning_rate = f64::NAN, "learning_rate must be a finite number > 0, got NaN"),
+            (|c| c.lr_decay = 0.0, "lr_decay must be in (0, 1], got 0"),
+            (|c| c.lr_decay = 1.5, "lr_decay must be in (0, 1], got 1.5"),
+            (|c| c.train_images = 0, "train_images must be between 1 and 60000, got 0"),
+            (|c| c.test_images = 10_001, "test_images must be between 1 and 10000, got 10001"),
+            (|c| c.threads = 0, "threads must be between 1 and"),
+            (|c| c.data_dir = Some("/nonexistent/mnist".into()), "data_dir /nonexistent/mnist is not a directory"),
+        ];
+        for (change, message) in cases {
+            let mut config = Config::default();
+            change(&mut config);
+            let err = config.validate().unwrap_err();
+            assert!(err.contains(message), "{err:?} should contain {message:?}");
+        }
+    }
+}
