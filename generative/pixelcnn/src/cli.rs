@@ -1,5 +1,6 @@
 //! The command line of `examples/pixelcnn_mnist.rs`: the run layer's flags (`--seed`, `--run-dir`,
-//! `--resume`, `--eval`, `--config`, `--stop-after`) and every [`Config`] field.
+//! `--resume`, `--eval`, `--config`, `--stop-after`), every [`Config`] field, and `--sample RUN`
+//! (new images from a checkpoint, `--sampler fast|naive`).
 
 use crate::config::{Config, ModelKind};
 use crate::model::{PixelCnn, PixelModel};
@@ -7,7 +8,11 @@ use crate::train::{test_binarization, test_nll, test_set, train, Summary, Traini
 use crate::PixelError;
 use dfdx::prelude::*;
 use glimpse::data::{Dataset, Mnist};
+use crate::figures::{chunk_for, completion_grid};
+use crate::sample::{sample, Method};
 use glimpse::run::{Eval, Launch, RunArgs};
+use std::path::Path;
+use std::time::Instant;
 
 /// The example's name: the default run directory's prefix.
 pub const EXAMPLE: &str = "pixelcnn_mnist";
@@ -22,6 +27,22 @@ pub struct Args {
     /// Hyperparameters.
     #[command(flatten)]
     pub config: Config,
+    /// --sample RUN, --num, --out.
+    #[command(flatten)]
+    pub samples: glimpse::generative::SampleArgs,
+    /// The sampler of --sample: `fast` (cached activations, one position per pixel) or `naive`
+    /// (a full forward pass per pixel; the same images, much slower).
+    #[arg(long, value_enum, default_value_t = Sampler::Fast, requires = "sample")]
+    pub sampler: Sampler,
+}
+
+/// The sampler of `--sample`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sampler {
+    /// Cached activations: one position per new pixel.
+    Fast,
+    /// A full forward pass per pixel.
+    Naive,
 }
 
 /// What a command line did.
@@ -54,6 +75,20 @@ macro_rules! dispatch {
 /// Trains, resumes or evaluates, as `args` say.
 fn launch(args: &Args, matches: &clap::ArgMatches) -> Result<Outcome, PixelError> {
     let defaults = Config::default();
+    if let Some(dir) = &args.samples.sample {
+        // A checkpoint read as --eval reads it (its saved config, checked); nothing else is written.
+        let run_args = RunArgs { eval: Some(dir.clone()), ..args.run.clone() };
+        let Launch::Eval(eval) = Launch::new(EXAMPLE, &run_args, &args.config, &defaults, matches)? else {
+            return Err(PixelError::Config("--sample reads a run directory".into()));
+        };
+        let (num, out) = (args.samples.num, args.samples.out.clone());
+        let out = glimpse::generative::sample_path(num, out, &eval.dir, eval.seed, 784).map_err(PixelError::Config)?;
+        let method = match args.sampler {
+            Sampler::Fast => Method::Fast,
+            Sampler::Naive => Method::Naive,
+        };
+        return dispatch!(eval.config, M => in_pool(eval.config.threads, || write_samples::<M>(&eval, num, method, &out)));
+    }
     match Launch::new(EXAMPLE, &args.run, &args.config, &defaults, matches)? {
         Launch::Train(run) => {
             let config = run.config.clone();
@@ -75,6 +110,25 @@ fn load<M: PixelModel>(eval: &Eval<Config>, dev: &Cpu) -> Result<Training<M>, Pi
     let mut training = Training::<M>::new(&eval.config, eval.seed, dev);
     eval.restore(&mut training)?;
     Ok(training)
+}
+
+/// `--sample`: `num` images drawn with `method` from the streams of `--seed`, as `uint8 [num, 28,
+/// 28]` (0 or 255) in `out`, a grid of the first 64 beside it and completions of test digits.
+fn write_samples<M: PixelModel>(eval: &Eval<Config>, num: usize, method: Method, out: &Path) -> Result<Outcome, PixelError> {
+    let dev = Cpu::seed_from_u64(eval.seed);
+    let s = load::<M>(eval, &dev)?;
+    let clock = Instant::now();
+    let positions = s.trainer.model.positions((28, 28));
+    let images = sample(&positions, method, num, eval.seed, chunk_for(num));
+    let seconds = clock.elapsed().as_secs_f64();
+    let png = glimpse::generative::write_samples(out, &images, 28)?;
+    println!("drew {num} images in {seconds:.2} s ({method:?} sampler, {} threads)", rayon::current_num_threads());
+    println!("wrote {} and {}", out.display(), png.display());
+    let mnist = Mnist::load(Dataset::Mnist, eval.config.data_dir.as_deref())?;
+    let completions = out.with_file_name(format!("{}-completions.png", out.file_stem().unwrap_or_default().to_string_lossy()));
+    completion_grid(&s.trainer.model, &test_set(&mnist.test, &eval.config), eval.seed)?.save_png(&completions)?;
+    println!("wrote {}", completions.display());
+    Ok(Outcome::Sampled { npy: out.to_path_buf(), png })
 }
 
 /// `--eval`: the exact test NLL of the checkpoint, nats.

@@ -9,7 +9,9 @@
 
 pub mod cli;
 pub mod config;
+pub mod figures;
 pub mod model;
+pub mod sample;
 pub mod train;
 
 pub use config::{Config, ModelKind};

@@ -4,6 +4,7 @@
 
 use dfdx::nn::builders;
 use dfdx::prelude::*;
+use crate::sample::{Autoregressive, PixelCnnPositions};
 use glimpse::nn::{self as nn, builders as nnb, MaskA, MaskB};
 
 /// A batch of binary images `(batch, 1, height, width)`, with tape `T`.
@@ -20,6 +21,10 @@ pub trait PixelModel: TensorCollection<f32, Cpu> + Clone + Sized + Send + Sync +
     fn logits_traced(&self, x: Planes<OwnedTape<f32, Cpu>>) -> Planes<OwnedTape<f32, Cpu>>;
     /// One logit per pixel of `x` (inference).
     fn logits(&self, x: Planes) -> Planes;
+    /// The model in the samplers' per-position form.
+    type Positions: Autoregressive;
+    /// The per-position form of this model for `(height, width)` images.
+    fn positions(&self, size: (usize, usize)) -> Self::Positions;
 }
 
 /// One residual block of `C` channels with an `H`-channel bottleneck (the paper has `C = 2H`).
@@ -77,5 +82,11 @@ impl<const C: usize, const H: usize, const L: usize> PixelModel for PixelCnnNet<
         let y = self.forward(x);
         let (b, _, h, w) = *y.shape();
         y.reshape_like(&(b, Const::<1>, h, w))
+    }
+
+    type Positions = PixelCnnPositions;
+
+    fn positions(&self, size: (usize, usize)) -> PixelCnnPositions {
+        PixelCnnPositions::new(self, size)
     }
 }

@@ -220,7 +220,7 @@ pub fn train<M: PixelModel>(mut run: Run<Config>) -> Result<Option<Summary>, Pix
         s.epoch_seconds.push(clock.elapsed().as_secs_f64());
         s.curves.train_nll.push(total / train_set.len() as f64);
         s.curves.test_nll.push(test_nll(&s.trainer.model, &test, &dev));
-        log_epoch(&mut run, &s)?;
+        log_epoch(&mut run, &s, &test)?;
         if run.tick(epoch, &s)? == Control::Stop {
             return Ok(None);
         }
@@ -240,8 +240,9 @@ pub fn train<M: PixelModel>(mut run: Run<Config>) -> Result<Option<Summary>, Pix
     Ok(Some(serde_json::from_value(summary).map_err(bad)?))
 }
 
-/// Prints and logs the epoch just done.
-fn log_epoch<M: PixelModel>(run: &mut Run<Config>, s: &Training<M>) -> Result<(), PixelError> {
+/// Prints and logs the epoch just done: scalars, then samples and completions of `test` digits
+/// (PNG and TensorBoard).
+fn log_epoch<M: PixelModel>(run: &mut Run<Config>, s: &Training<M>, test: &ImageSet) -> Result<(), PixelError> {
     let c = &s.curves;
     let (epoch, i) = (c.epochs(), c.train_nll.len() - 1);
     let wall: f64 = s.epoch_seconds.iter().sum();
@@ -253,5 +254,6 @@ fn log_epoch<M: PixelModel>(run: &mut Run<Config>, s: &Training<M>) -> Result<()
     run.scalar("test/nll", c.test_nll[i], epoch)?;
     run.scalar("train/seconds_per_epoch", s.epoch_seconds[i], epoch)?;
     run.scalar("train/learning_rate", s.trainer.opt.cfg.lr as f64, epoch)?;
-    Ok(())
+    let (dir, seed) = (run.path().to_path_buf(), run.seed);
+    crate::figures::write_figures(&s.trainer.model, test, seed, &dir, run.writer()?, epoch)
 }

@@ -1,0 +1,296 @@
+//! Sampling pixel by pixel in raster order: the naive sampler (one full forward pass per pixel,
+//! 784 for a digit) and the fast one of Ramachandran et al. (2017), which keeps every layer's
+//! activations and computes, for each new pixel, only the one position that pixel's conditional
+//! needs. Both run the same per-position arithmetic ([`Autoregressive::position`]) in the same
+//! order, so for the same seed they draw bit-identical images.
+//!
+//! Each image has its own random stream (ChaCha12, stream `index` of the seed), so a batch can be
+//! split over threads in any way without changing a single pixel.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
+use rayon::prelude::*;
+
+/// A model of binary images in raster order, computed one position at a time for `n` images at
+/// once. Activations are laid out position-major: `[position][channel][image]`.
+pub trait Autoregressive: Sync {
+    /// What one batch of images keeps between positions (the input and the cached activations).
+    type State: Send;
+    /// Image height and width.
+    fn size(&self) -> (usize, usize);
+    /// A zeroed state for `n` images.
+    fn state(&self, n: usize) -> Self::State;
+    /// Sets pixel `p` (raster index) of the `n` images to `values` (0 or 1).
+    fn set_pixel(&self, state: &mut Self::State, p: usize, values: &[f32]);
+    /// Computes every activation at position `p` from the input pixels before `p` and the
+    /// activations cached at earlier positions, caches what later positions read, and returns
+    /// the `n` logits of pixel `p`.
+    fn position<'s>(&self, state: &'s mut Self::State, p: usize) -> &'s [f32];
+}
+
+/// How pixels are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// A full forward pass over every position before each pixel.
+    Naive,
+    /// Only the new pixel's position, from the cached activations.
+    Fast,
+}
+
+/// The generator of image `index` of a batch drawn with `seed`.
+pub fn image_stream(seed: u64, index: u64) -> ChaCha12Rng {
+    let mut rng = ChaCha12Rng::seed_from_u64(seed);
+    rng.set_stream(index);
+    rng
+}
+
+/// Draws `n` images (values 0 or 1, one `h*w` image after another) from `model`, the images
+/// numbered `first..first + n` in `seed`'s streams; pixels before `known` (raster index) are
+/// copied from `given` (`n` images) instead of drawn: image completion.
+fn draw_chunk<A: Autoregressive>(
+    model: &A,
+    method: Method,
+    seed: u64,
+    first: u64,
+    given: Option<&[f32]>,
+    known: usize,
+    n: usize,
+) -> Vec<f32> {
+    let (h, w) = model.size();
+    let pixels = h * w;
+    let mut state = model.state(n);
+    let mut rngs: Vec<ChaCha12Rng> = (0..n as u64).map(|i| image_stream(seed, first + i)).collect();
+    let mut out = vec![0.0f32; n * pixels];
+    let mut values = vec![0.0f32; n];
+    for p in 0..pixels {
+        let logits = match method {
+            Method::Fast => model.position(&mut state, p),
+            Method::Naive => {
+                for q in 0..pixels {
+                    model.position(&mut state, q);
+                }
+                model.position(&mut state, p)
+            }
+        };
+        for (i, v) in values.iter_mut().enumerate() {
+            let u: f32 = rngs[i].gen();
+            *v = match given {
+                Some(g) if p < known => g[i * pixels + p],
+                _ => f32::from(u < sigmoid(logits[i])),
+            };
+        }
+        model.set_pixel(&mut state, p, &values);
+        for (i, &v) in values.iter().enumerate() {
+            out[i * pixels + p] = v;
+        }
+    }
+    out
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Draws `n` images from `model` with `method`, split over the rayon pool in chunks of
+/// `chunk` images (the images do not depend on the split). Values are 0 or 1, one image after another.
+pub fn sample<A: Autoregressive>(model: &A, method: Method, n: usize, seed: u64, chunk: usize) -> Vec<f32> {
+    complete(model, method, None, 0, n, seed, chunk)
+}
+
+/// Like [`sample`], with the first `known` pixels (raster order) of each image copied from
+/// `given` (`n` images, values 0 or 1): the model completes the rest.
+pub fn complete<A: Autoregressive>(
+    model: &A,
+    method: Method,
+    given: Option<&[f32]>,
+    known: usize,
+    n: usize,
+    seed: u64,
+    chunk: usize,
+) -> Vec<f32> {
+    let (h, w) = model.size();
+    let chunk = chunk.max(1);
+    let starts: Vec<usize> = (0..n).step_by(chunk).collect();
+    let parts: Vec<Vec<f32>> = starts
+        .par_iter()
+        .map(|&s| {
+            let m = chunk.min(n - s);
+            let g = given.map(|g| &g[s * h * w..(s + m) * h * w]);
+            draw_chunk(model, method, seed, s as u64, g, known, m)
+        })
+        .collect();
+    parts.concat()
+}
+
+/// A convolution as the samplers compute it: at one position, for a block of images.
+#[derive(Debug, Clone)]
+pub struct PointConv {
+    /// Input and output channels.
+    pub chans: (usize, usize),
+    /// Kernel taps as (row, column) offsets from the output position.
+    pub offsets: Vec<(isize, isize)>,
+    /// Weights `[tap][input channel][output channel]`.
+    pub weight: Vec<f32>,
+    /// One bias per output channel.
+    pub bias: Vec<f32>,
+}
+
+impl PointConv {
+    /// From a `(O, I, K, K)` kernel (`weight`, row-major) restricted to `taps` (kernel indices).
+    pub fn new(weight: &[f32], bias: Vec<f32>, (i, k): (usize, usize), taps: &[(usize, usize)]) -> Self {
+        let o = bias.len();
+        let c = (k / 2) as isize;
+        let offsets = taps.iter().map(|&(a, b)| (a as isize - c, b as isize - c)).collect();
+        let mut w = Vec::with_capacity(taps.len() * i * o);
+        for &(a, b) in taps {
+            for ic in 0..i {
+                w.extend((0..o).map(|oc| weight[((oc * i + ic) * k + a) * k + b]));
+            }
+        }
+        Self { chans: (i, o), offsets, weight: w, bias }
+    }
+
+    /// The output at position `(r, c)` of an `(h, w)` map for `n` images into `out` (`O × n`),
+    /// reading the input through `input(q)` (the `I × n` block at position `q`).
+    pub fn at<'a>(&self, (r, c): (usize, usize), (h, w): (usize, usize), n: usize, input: impl Fn(usize) -> &'a [f32], out: &mut [f32]) {
+        let (ci, co) = self.chans;
+        for (oc, row) in out[..co * n].chunks_mut(n).enumerate() {
+            row.fill(self.bias[oc]);
+        }
+        for (t, &(dr, dc)) in self.offsets.iter().enumerate() {
+            let (rr, cc) = (r as isize + dr, c as isize + dc);
+            if rr < 0 || cc < 0 || rr >= h as isize || cc >= w as isize {
+                continue;
+            }
+            let block = input(rr as usize * w + cc as usize);
+            for ic in 0..ci {
+                let x = &block[ic * n..][..n];
+                let ws = &self.weight[(t * ci + ic) * co..][..co];
+                for (row, &wv) in out.chunks_mut(n).zip(ws) {
+                    row.iter_mut().zip(x).for_each(|(o, &xv)| *o += wv * xv);
+                }
+            }
+        }
+    }
+}
+
+/// `max(0, x)` in place.
+pub fn relu(x: &mut [f32]) {
+    x.iter_mut().for_each(|v| *v = v.max(0.0));
+}
+
+/// The PixelCNN ([`crate::model::PixelCnnNet`]) in the samplers' per-position form.
+#[derive(Debug, Clone)]
+pub struct PixelCnnPositions {
+    size: (usize, usize),
+    input: PointConv,
+    /// Per residual block: 1×1 in, masked 3×3, 1×1 out.
+    blocks: Vec<[PointConv; 3]>,
+    head: [PointConv; 2],
+}
+
+/// What [`PixelCnnPositions`] keeps between positions for `n` images.
+#[derive(Debug, Clone)]
+pub struct PixelCnnState {
+    n: usize,
+    /// The input pixels, `[position][image]`.
+    x: Vec<f32>,
+    /// Per block, the input of its masked 3×3 convolution, `[position][channel][image]`.
+    cached: Vec<Vec<f32>>,
+    /// The residual stream at the current position, and scratch blocks.
+    stream: Vec<f32>,
+    scratch: [Vec<f32>; 2],
+    logits: Vec<f32>,
+}
+
+fn point_conv<const I: usize, const O: usize, const K: usize>(
+    weight: &dfdx::prelude::Tensor<dfdx::prelude::Rank4<O, I, K, K>, f32, dfdx::prelude::Cpu>,
+    bias: &dfdx::prelude::Tensor<dfdx::prelude::Rank1<O>, f32, dfdx::prelude::Cpu>,
+    taps: &[(usize, usize)],
+) -> PointConv {
+    PointConv::new(&weight.as_vec(), bias.as_vec(), (I, K), taps)
+}
+
+impl PixelCnnPositions {
+    /// The per-position form of `net` for `(height, width)` images.
+    pub fn new<const C: usize, const H: usize, const L: usize>(
+        net: &crate::model::PixelCnnNet<C, H, L>,
+        size: (usize, usize),
+    ) -> Self {
+        use glimpse::nn::pixelcnn_mask_taps;
+        let (first, blocks, (_, h1, _, h2)) = net;
+        let one = [(0, 0)];
+        let blocks = blocks
+            .modules
+            .iter()
+            .map(|block| {
+                let (_, c1, _, m3, _, c2) = &block.0;
+                [
+                    point_conv(&c1.weight, &c1.bias, &one),
+                    point_conv(&m3.weight, &m3.bias, &pixelcnn_mask_taps(3, true)),
+                    point_conv(&c2.weight, &c2.bias, &one),
+                ]
+            })
+            .collect();
+        Self {
+            size,
+            input: point_conv(&first.weight, &first.bias, &pixelcnn_mask_taps(7, false)),
+            blocks,
+            head: [point_conv(&h1.weight, &h1.bias, &one), point_conv(&h2.weight, &h2.bias, &one)],
+        }
+    }
+}
+
+impl Autoregressive for PixelCnnPositions {
+    type State = PixelCnnState;
+
+    fn size(&self) -> (usize, usize) {
+        self.size
+    }
+
+    fn state(&self, n: usize) -> PixelCnnState {
+        let pixels = self.size.0 * self.size.1;
+        let c = self.input.chans.1;
+        let widest = self.blocks.iter().flatten().chain(&self.head).map(|l| l.chans.1).max().unwrap_or(0).max(c);
+        PixelCnnState {
+            n,
+            x: vec![0.0; pixels * n],
+            cached: self.blocks.iter().map(|b| vec![0.0; pixels * b[1].chans.0 * n]).collect(),
+            stream: vec![0.0; c * n],
+            scratch: [vec![0.0; widest * n], vec![0.0; widest * n]],
+            logits: vec![0.0; n],
+        }
+    }
+
+    fn set_pixel(&self, state: &mut PixelCnnState, p: usize, values: &[f32]) {
+        let n = state.n;
+        state.x[p * n..][..n].copy_from_slice(values);
+    }
+
+    fn position<'s>(&self, s: &'s mut PixelCnnState, p: usize) -> &'s [f32] {
+        let (size, n) = (self.size, s.n);
+        let at = (p / size.1, p % size.1);
+        let PixelCnnState { x, cached, stream, scratch: [t1, t2], logits, .. } = s;
+        self.input.at(at, size, n, |q| &x[q * n..][..n], stream);
+        for ([c1, m3, c2], cache) in self.blocks.iter().zip(cached.iter_mut()) {
+            let width = c1.chans.0 * n;
+            t1[..width].copy_from_slice(stream);
+            relu(&mut t1[..width]);
+            let hn = c1.chans.1 * n;
+            let here = &mut cache[p * hn..][..hn];
+            c1.at(at, size, n, |_| &t1[..], here);
+            relu(here);
+            m3.at(at, size, n, |q| &cache[q * hn..][..hn], t2);
+            relu(&mut t2[..m3.chans.1 * n]);
+            c2.at(at, size, n, |_| &t2[..], t1);
+            stream.iter_mut().zip(&t1[..width]).for_each(|(a, b)| *a += b);
+        }
+        let [h1, h2] = &self.head;
+        t1[..stream.len()].copy_from_slice(stream);
+        relu(&mut t1[..stream.len()]);
+        h1.at(at, size, n, |_| &t1[..], t2);
+        relu(&mut t2[..h1.chans.1 * n]);
+        h2.at(at, size, n, |_| &t2[..], logits);
+        logits
+    }
+}
