@@ -4,7 +4,9 @@
 mod nn_util;
 
 use dfdx::prelude::*;
-use glimpse::nn::{builders, MaskA, MaskB, MaskKind, MaskedConv2D};
+use glimpse::nn::{
+    builders, CentreRow, HorizontalA, HorizontalB, MaskA, MaskB, MaskKind, MaskedConv2D, RowAbove, VerticalStack,
+};
 use nn_util::*;
 
 fn image<const C: usize>(
@@ -101,8 +103,7 @@ fn conv_trans2d_matches_naive_and_finite_differences() {
 
 /// Which taps mask kind `M` keeps for a `k×k` kernel.
 fn keep<M: MaskKind>(k: usize) -> impl Fn(usize, usize) -> bool {
-    let c = k / 2;
-    move |i, j| i < c || (i == c && (j < c || (M::INCLUDE_CENTRE && j == c)))
+    move |i, j| M::keeps(k, i, j)
 }
 
 fn check_masked<M: MaskKind, const I: usize, const O: usize, const K: usize>(b: usize, h: usize, w: usize) {
@@ -142,6 +143,22 @@ fn masked_conv_matches_naive_and_masked_taps_get_zero_gradient() {
     check_masked::<MaskA, 2, 3, 5>(2, 6, 7);
     check_masked::<MaskB, 3, 2, 3>(1, 5, 5);
     check_masked::<MaskB, 2, 2, 7>(3, 8, 6);
+    check_masked::<VerticalStack, 2, 3, 3>(2, 5, 6);
+    check_masked::<HorizontalA, 2, 2, 5>(1, 4, 6);
+    check_masked::<HorizontalB, 3, 2, 3>(2, 5, 4);
+    check_masked::<RowAbove, 2, 3, 3>(2, 4, 5);
+    check_masked::<CentreRow, 2, 2, 3>(3, 1, 6);
+}
+
+#[test]
+fn the_mask_kinds_keep_the_documented_taps() {
+    assert_eq!(MaskA::taps(3), [(0, 0), (0, 1), (0, 2), (1, 0)]);
+    assert_eq!(MaskB::taps(3), [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]);
+    assert_eq!(VerticalStack::taps(3), [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]);
+    assert_eq!(HorizontalA::taps(5), [(2, 0), (2, 1)]);
+    assert_eq!(HorizontalB::taps(3), [(1, 0), (1, 1)]);
+    assert_eq!(RowAbove::taps(3), [(0, 1)]);
+    assert_eq!(CentreRow::taps(3), [(1, 0), (1, 1), (1, 2)]);
 }
 
 /// Positions of the input that output pixel `(py, px)` depends on, from the gradient of that

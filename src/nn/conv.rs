@@ -116,35 +116,75 @@ where
     }
 }
 
-/// Which taps a PixelCNN mask keeps: those before the centre in raster order, plus the centre
-/// for mask B.
+/// Which taps of a `K×K` kernel a masked convolution keeps (kernel row `i`, column `j`, the
+/// centre at `(K/2, K/2)`).
 pub trait MaskKind: Default + Clone + Copy + std::fmt::Debug + Send + Sync + 'static {
-    /// Whether the centre tap is kept.
-    const INCLUDE_CENTRE: bool;
+    /// Whether tap `(i, j)` of a `k×k` kernel is kept.
+    fn keeps(k: usize, i: usize, j: usize) -> bool;
+
+    /// The kept taps in raster order.
+    fn taps(k: usize) -> Vec<(usize, usize)> {
+        taps(k, |i, j| Self::keeps(k, i, j))
+    }
 }
 
-/// PixelCNN mask type A: excludes the centre pixel (first layer).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MaskA;
-impl MaskKind for MaskA {
-    const INCLUDE_CENTRE: bool = false;
+/// Defines a mask kind from its predicate on `(c, i, j)`, `c` the centre index.
+macro_rules! mask_kind {
+    ($(#[$doc:meta])* $name:ident, |$c:ident, $i:ident, $j:ident| $keep:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, Default)]
+        pub struct $name;
+        impl MaskKind for $name {
+            fn keeps(k: usize, $i: usize, $j: usize) -> bool {
+                let $c = k / 2;
+                $keep
+            }
+        }
+    };
 }
 
-/// PixelCNN mask type B: includes the centre pixel (later layers).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MaskB;
-impl MaskKind for MaskB {
-    const INCLUDE_CENTRE: bool = true;
-}
+mask_kind!(
+    /// PixelCNN mask type A (first layer): the rows above the centre and the centre row left of it.
+    MaskA, |c, i, j| i < c || (i == c && j < c)
+);
+mask_kind!(
+    /// PixelCNN mask type B (later layers): mask A plus the centre itself.
+    MaskB, |c, i, j| i < c || (i == c && j <= c)
+);
+mask_kind!(
+    /// Gated PixelCNN's vertical stack: the rows above the centre and the centre row, every column
+    /// (its output reaches the horizontal stack only shifted down a row, see [`RowAbove`]).
+    VerticalStack, |c, i, _j| i <= c
+);
+mask_kind!(
+    /// Gated PixelCNN's horizontal stack, first layer: the centre row left of the centre.
+    HorizontalA, |c, i, j| i == c && j < c
+);
+mask_kind!(
+    /// Gated PixelCNN's horizontal stack, later layers: the centre row up to the centre.
+    HorizontalB, |c, i, j| i == c && j <= c
+);
+mask_kind!(
+    /// One tap, the pixel above the centre: a 1×1 convolution of the map shifted down a row.
+    RowAbove, |c, i, j| i + 1 == c && j == c
+);
+mask_kind!(
+    /// The whole centre row: a 1-d convolution along rows (PixelRNN's state-to-state kernel).
+    CentreRow, |c, i, _j| i == c
+);
 
 /// Kernel taps kept by a PixelCNN mask of size `k` (rows above the centre, and the centre row
 /// left of the centre, plus the centre itself if `include_centre`).
 pub fn pixelcnn_mask_taps(k: usize, include_centre: bool) -> Vec<(usize, usize)> {
-    let c = k / 2;
-    taps(k, |i, j| i < c || (i == c && (j < c || (include_centre && j == c))))
+    if include_centre {
+        MaskB::taps(k)
+    } else {
+        MaskA::taps(k)
+    }
 }
 
-/// A PixelCNN masked convolution: stride 1, "same" padding `K/2` (odd `K`), mask `M`.
+/// A masked convolution (PixelCNN, Gated PixelCNN, PixelRNN): stride 1, "same" padding `K/2`
+/// (odd `K`), the taps of mask kind `M`.
 ///
 /// Masked taps are never read nor written: they have exactly zero gradient, and the work is
 /// proportional to the kept taps only.
@@ -182,17 +222,13 @@ where
                     "weight",
                     |s| &s.weight,
                     |s| &mut s.weight,
-                    TensorOptions::reset_with(|t| {
-                        fill_fan_in_uniform(t, I * pixelcnn_mask_taps(K, M::INCLUDE_CENTRE).len())
-                    }),
+                    TensorOptions::reset_with(|t| fill_fan_in_uniform(t, I * M::taps(K).len())),
                 ),
                 Self::tensor(
                     "bias",
                     |s| &s.bias,
                     |s| &mut s.bias,
-                    TensorOptions::reset_with(|t| {
-                        fill_fan_in_uniform(t, I * pixelcnn_mask_taps(K, M::INCLUDE_CENTRE).len())
-                    }),
+                    TensorOptions::reset_with(|t| fill_fan_in_uniform(t, I * M::taps(K).len())),
                 ),
             ),
             |(weight, bias)| MaskedConv2D { weight, bias, mask: Default::default() },
@@ -220,7 +256,7 @@ where
 
     fn try_forward(&self, x: Tensor<(B, Const<I>, H, W), E, Cpu, T>) -> Result<Self::Output, CpuError> {
         assert!(K % 2 == 1, "MaskedConv2D needs an odd kernel size, got {K}");
-        conv2d(x, &self.weight, &self.bias, 1, K / 2, &pixelcnn_mask_taps(K, M::INCLUDE_CENTRE))
+        conv2d(x, &self.weight, &self.bias, 1, K / 2, &M::taps(K))
     }
 }
 

@@ -23,7 +23,10 @@ mod reshape;
 mod rnn;
 mod runtime;
 
-pub use conv::{fill_fan_in_uniform, pixelcnn_mask_taps, Conv2D, MaskA, MaskB, MaskKind, MaskedConv2D};
+pub use conv::{
+    fill_fan_in_uniform, pixelcnn_mask_taps, CentreRow, Conv2D, HorizontalA, HorizontalB, MaskA, MaskB, MaskKind,
+    MaskedConv2D, RowAbove, VerticalStack,
+};
 pub use convtrans::ConvTrans2D;
 pub use dense::Dense;
 pub use dropout::HashDropout;

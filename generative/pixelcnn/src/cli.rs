@@ -3,13 +3,14 @@
 //! (new images from a checkpoint, `--sampler fast|naive`).
 
 use crate::config::{Config, ModelKind};
+use crate::figures::{chunk_for, completion_grid};
+use crate::gated::GatedPixelCnn;
 use crate::model::{PixelCnn, PixelModel};
+use crate::sample::{sample, Method};
 use crate::train::{test_binarization, test_nll, test_set, train, Summary, Training};
 use crate::PixelError;
 use dfdx::prelude::*;
 use glimpse::data::{Dataset, Mnist};
-use crate::figures::{chunk_for, completion_grid};
-use crate::sample::{sample, Method};
 use glimpse::run::{Eval, Launch, RunArgs};
 use std::path::Path;
 use std::time::Instant;
@@ -68,6 +69,10 @@ macro_rules! dispatch {
                 type $m = PixelCnn;
                 $body
             }
+            ModelKind::Gated => {
+                type $m = GatedPixelCnn;
+                $body
+            }
         }
     };
 }
@@ -114,7 +119,12 @@ fn load<M: PixelModel>(eval: &Eval<Config>, dev: &Cpu) -> Result<Training<M>, Pi
 
 /// `--sample`: `num` images drawn with `method` from the streams of `--seed`, as `uint8 [num, 28,
 /// 28]` (0 or 255) in `out`, a grid of the first 64 beside it and completions of test digits.
-fn write_samples<M: PixelModel>(eval: &Eval<Config>, num: usize, method: Method, out: &Path) -> Result<Outcome, PixelError> {
+fn write_samples<M: PixelModel>(
+    eval: &Eval<Config>,
+    num: usize,
+    method: Method,
+    out: &Path,
+) -> Result<Outcome, PixelError> {
     let dev = Cpu::seed_from_u64(eval.seed);
     let s = load::<M>(eval, &dev)?;
     let clock = Instant::now();
@@ -125,7 +135,8 @@ fn write_samples<M: PixelModel>(eval: &Eval<Config>, num: usize, method: Method,
     println!("drew {num} images in {seconds:.2} s ({method:?} sampler, {} threads)", rayon::current_num_threads());
     println!("wrote {} and {}", out.display(), png.display());
     let mnist = Mnist::load(Dataset::Mnist, eval.config.data_dir.as_deref())?;
-    let completions = out.with_file_name(format!("{}-completions.png", out.file_stem().unwrap_or_default().to_string_lossy()));
+    let completions =
+        out.with_file_name(format!("{}-completions.png", out.file_stem().unwrap_or_default().to_string_lossy()));
     completion_grid(&s.trainer.model, &test_set(&mnist.test, &eval.config), eval.seed)?.save_png(&completions)?;
     println!("wrote {}", completions.display());
     Ok(Outcome::Sampled { npy: out.to_path_buf(), png })

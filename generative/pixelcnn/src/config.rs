@@ -12,6 +12,8 @@ use std::path::PathBuf;
 pub enum ModelKind {
     /// PixelCNN: masked 7×7 type A, 15 residual blocks of masked 3×3 type B, 32 channels.
     Pixelcnn,
+    /// Gated PixelCNN: vertical and horizontal stacks, gated units, 7×7 then 10 3×3 layers, 16 channels.
+    Gated,
 }
 
 /// Training images in MNIST.

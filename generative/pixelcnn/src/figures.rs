@@ -38,7 +38,11 @@ pub fn completion_grid<M: PixelModel>(model: &M, test: &ImageSet, seed: u64) -> 
     let n = cols * tries;
     let completions = complete(&positions, Method::Fast, Some(&given), known, n, seed, chunk_for(n));
     let mut tiles = originals.clone();
-    tiles.extend(originals.chunks(pixels).flat_map(|o| o[..known].iter().copied().chain(std::iter::repeat_n(0.5, pixels - known))));
+    tiles.extend(
+        originals
+            .chunks(pixels)
+            .flat_map(|o| o[..known].iter().copied().chain(std::iter::repeat_n(0.5, pixels - known))),
+    );
     tiles.extend(completions);
     Ok(Image::grid(&tiles, tiles.len() / pixels, 1, SIDE, SIDE, cols)?)
 }

@@ -2,9 +2,9 @@
 //! convolution, residual blocks of type-B masked convolutions (1×1 → 3×3 → 1×1, the paper's
 //! Figure 5), two 1×1 output layers and one Bernoulli logit per pixel.
 
+use crate::sample::{Autoregressive, PixelCnnPositions};
 use dfdx::nn::builders;
 use dfdx::prelude::*;
-use crate::sample::{Autoregressive, PixelCnnPositions};
 use glimpse::nn::{self as nn, builders as nnb, MaskA, MaskB};
 
 /// A batch of binary images `(batch, 1, height, width)`, with tape `T`.

@@ -152,7 +152,14 @@ impl PointConv {
 
     /// The output at position `(r, c)` of an `(h, w)` map for `n` images into `out` (`O × n`),
     /// reading the input through `input(q)` (the `I × n` block at position `q`).
-    pub fn at<'a>(&self, (r, c): (usize, usize), (h, w): (usize, usize), n: usize, input: impl Fn(usize) -> &'a [f32], out: &mut [f32]) {
+    pub fn at<'a>(
+        &self,
+        (r, c): (usize, usize),
+        (h, w): (usize, usize),
+        n: usize,
+        input: impl Fn(usize) -> &'a [f32],
+        out: &mut [f32],
+    ) {
         let (ci, co) = self.chans;
         for (oc, row) in out[..co * n].chunks_mut(n).enumerate() {
             row.fill(self.bias[oc]);
@@ -217,7 +224,7 @@ impl PixelCnnPositions {
         net: &crate::model::PixelCnnNet<C, H, L>,
         size: (usize, usize),
     ) -> Self {
-        use glimpse::nn::pixelcnn_mask_taps;
+        use glimpse::nn::{MaskA, MaskB, MaskKind};
         let (first, blocks, (_, h1, _, h2)) = net;
         let one = [(0, 0)];
         let blocks = blocks
@@ -227,14 +234,14 @@ impl PixelCnnPositions {
                 let (_, c1, _, m3, _, c2) = &block.0;
                 [
                     point_conv(&c1.weight, &c1.bias, &one),
-                    point_conv(&m3.weight, &m3.bias, &pixelcnn_mask_taps(3, true)),
+                    point_conv(&m3.weight, &m3.bias, &MaskB::taps(3)),
                     point_conv(&c2.weight, &c2.bias, &one),
                 ]
             })
             .collect();
         Self {
             size,
-            input: point_conv(&first.weight, &first.bias, &pixelcnn_mask_taps(7, false)),
+            input: point_conv(&first.weight, &first.bias, &MaskA::taps(7)),
             blocks,
             head: [point_conv(&h1.weight, &h1.bias, &one), point_conv(&h2.weight, &h2.bias, &one)],
         }
@@ -292,5 +299,165 @@ impl Autoregressive for PixelCnnPositions {
         relu(&mut t2[..h1.chans.1 * n]);
         h2.at(at, size, n, |_| &t2[..], logits);
         logits
+    }
+}
+
+/// One gated layer in the samplers' per-position form.
+#[derive(Debug, Clone)]
+struct GatedLayerPositions {
+    /// Vertical tanh and gate halves.
+    v: [PointConv; 2],
+    /// Horizontal tanh and gate halves.
+    h: [PointConv; 2],
+    /// Links from the vertical halves a row up.
+    link: [PointConv; 2],
+    out: PointConv,
+}
+
+impl GatedLayerPositions {
+    fn new<const I: usize, const P: usize, const K: usize, HM: glimpse::nn::MaskKind>(
+        l: &crate::gated::GatedLayer<I, P, K, HM, f32, dfdx::prelude::Cpu>,
+    ) -> Self {
+        use glimpse::nn::{MaskKind, RowAbove, VerticalStack};
+        let (vt, ht, lt) = (VerticalStack::taps(K), HM::taps(K), RowAbove::taps(3));
+        Self {
+            v: [point_conv(&l.v_tanh.weight, &l.v_tanh.bias, &vt), point_conv(&l.v_gate.weight, &l.v_gate.bias, &vt)],
+            h: [point_conv(&l.h_tanh.weight, &l.h_tanh.bias, &ht), point_conv(&l.h_gate.weight, &l.h_gate.bias, &ht)],
+            link: [
+                point_conv(&l.link_tanh.weight, &l.link_tanh.bias, &lt),
+                point_conv(&l.link_gate.weight, &l.link_gate.bias, &lt),
+            ],
+            out: point_conv(&l.out.weight, &l.out.bias, &[(0, 0)]),
+        }
+    }
+}
+
+/// The Gated PixelCNN ([`crate::gated::GatedPixelCnnNet`]) in the samplers' per-position form:
+/// the vertical stack of a row is computed once, when the row below starts, and the horizontal
+/// stack once per pixel.
+#[derive(Debug, Clone)]
+pub struct GatedPositions {
+    size: (usize, usize),
+    layers: Vec<GatedLayerPositions>,
+    head: [PointConv; 2],
+}
+
+/// What [`GatedPositions`] keeps for `n` images, per layer and `[position][channel][image]`.
+#[derive(Debug, Clone)]
+pub struct GatedState {
+    n: usize,
+    /// Per layer, its vertical input (the image for the first).
+    v_in: Vec<Vec<f32>>,
+    /// Per layer, its horizontal input (the image for the first), and the last layer's output.
+    h_in: Vec<Vec<f32>>,
+    /// Per layer, the vertical pre-activations (tanh half, gate half).
+    v_pre: Vec<[Vec<f32>; 2]>,
+    scratch: [Vec<f32>; 3],
+    logits: Vec<f32>,
+}
+
+impl GatedPositions {
+    /// The per-position form of `net` for `(height, width)` images.
+    pub fn new<const P: usize, const L: usize>(
+        net: &crate::gated::GatedPixelCnnNet<P, L, f32, dfdx::prelude::Cpu>,
+        size: (usize, usize),
+    ) -> Self {
+        let mut layers = vec![GatedLayerPositions::new(&net.first)];
+        layers.extend(net.layers.modules.iter().map(GatedLayerPositions::new));
+        let (h1, h2) = &net.head;
+        let one = [(0, 0)];
+        Self { size, layers, head: [point_conv(&h1.weight, &h1.bias, &one), point_conv(&h2.weight, &h2.bias, &one)] }
+    }
+
+    /// The vertical stack of every layer along row `r`.
+    fn vertical_row(&self, s: &mut GatedState, r: usize) {
+        let (size, n) = (self.size, s.n);
+        let last = self.layers.len() - 1;
+        for (l, layer) in self.layers.iter().enumerate() {
+            let (ci, p) = (layer.v[0].chans.0, layer.v[0].chans.1);
+            for c in 0..size.1 {
+                let q = r * size.1 + c;
+                for half in 0..2 {
+                    let (v_in, pre) = (&s.v_in[l], &mut s.v_pre[l][half][q * p * n..][..p * n]);
+                    layer.v[half].at((r, c), size, n, |q| &v_in[q * ci * n..][..ci * n], pre);
+                }
+                if l < last {
+                    let [a, b] = &s.v_pre[l];
+                    let next = &mut s.v_in[l + 1][q * p * n..][..p * n];
+                    gate(&a[q * p * n..][..p * n], &b[q * p * n..][..p * n], next);
+                }
+            }
+        }
+    }
+}
+
+/// `out = tanh(a) · sigmoid(b)`.
+fn gate(a: &[f32], b: &[f32], out: &mut [f32]) {
+    for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+        *o = a.tanh() * sigmoid(b);
+    }
+}
+
+impl Autoregressive for GatedPositions {
+    type State = GatedState;
+
+    fn size(&self) -> (usize, usize) {
+        self.size
+    }
+
+    fn state(&self, n: usize) -> GatedState {
+        let pixels = self.size.0 * self.size.1;
+        let p = self.layers[0].out.chans.1;
+        let mut h_in: Vec<Vec<f32>> = self.layers.iter().map(|l| vec![0.0; pixels * l.v[0].chans.0 * n]).collect();
+        h_in.push(vec![0.0; pixels * p * n]);
+        GatedState {
+            n,
+            v_in: self.layers.iter().map(|l| vec![0.0; pixels * l.v[0].chans.0 * n]).collect(),
+            h_in,
+            v_pre: self.layers.iter().map(|_| [vec![0.0; pixels * p * n], vec![0.0; pixels * p * n]]).collect(),
+            scratch: [vec![0.0; p * n], vec![0.0; p * n], vec![0.0; p * n]],
+            logits: vec![0.0; n],
+        }
+    }
+
+    fn set_pixel(&self, s: &mut GatedState, p: usize, values: &[f32]) {
+        let n = s.n;
+        s.v_in[0][p * n..][..n].copy_from_slice(values);
+        s.h_in[0][p * n..][..n].copy_from_slice(values);
+    }
+
+    fn position<'s>(&self, s: &'s mut GatedState, q: usize) -> &'s [f32] {
+        let (size, n) = (self.size, s.n);
+        let at = (q / size.1, q % size.1);
+        if at.1 == 0 && at.0 > 0 {
+            self.vertical_row(s, at.0 - 1);
+        }
+        for (l, layer) in self.layers.iter().enumerate() {
+            let (ci, p) = (layer.h[0].chans.0, layer.h[0].chans.1);
+            let [ha, hb, g] = &mut s.scratch;
+            let (h_in, v_pre) = (&s.h_in[l], &s.v_pre[l]);
+            for (half, pre) in [&mut *ha, &mut *hb].into_iter().enumerate() {
+                layer.h[half].at(at, size, n, |q| &h_in[q * ci * n..][..ci * n], pre);
+                let mut link = vec![0.0; p * n];
+                layer.link[half].at(at, size, n, |q| &v_pre[half][q * p * n..][..p * n], &mut link);
+                pre.iter_mut().zip(&link).for_each(|(a, b)| *a += b);
+            }
+            gate(ha, hb, g);
+            let (before, after) = s.h_in.split_at_mut(l + 1);
+            let out = &mut after[0][q * p * n..][..p * n];
+            layer.out.at(at, size, n, |_| &g[..], out);
+            if l > 0 {
+                out.iter_mut().zip(&before[l][q * p * n..][..p * n]).for_each(|(o, h)| *o += h);
+            }
+        }
+        let [h1, h2] = &self.head;
+        let p = h1.chans.0;
+        let [t1, t2, _] = &mut s.scratch;
+        t1.copy_from_slice(&s.h_in[self.layers.len()][q * p * n..][..p * n]);
+        relu(t1);
+        h1.at(at, size, n, |_| &t1[..], t2);
+        relu(t2);
+        h2.at(at, size, n, |_| &t2[..], &mut s.logits);
+        &s.logits
     }
 }

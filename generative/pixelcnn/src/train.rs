@@ -87,7 +87,12 @@ impl<M: PixelModel> Trainer<M> {
 
 /// The summed negative log-likelihood of `x`'s images divided by `n`, and its gradients (in
 /// `grads`, zeroed first, when given).
-fn half_step<M: PixelModel>(model: &M, x: Planes, n: usize, grads: Option<Gradients<f32, Cpu>>) -> (Gradients<f32, Cpu>, f32) {
+fn half_step<M: PixelModel>(
+    model: &M,
+    x: Planes,
+    n: usize,
+    grads: Option<Gradients<f32, Cpu>>,
+) -> (Gradients<f32, Cpu>, f32) {
     let mut grads = grads.unwrap_or_else(|| model.alloc_grads());
     model.zero_grads(&mut grads);
     let logits = model.logits_traced(x.clone().traced(grads));
