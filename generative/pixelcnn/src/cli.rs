@@ -6,6 +6,7 @@ use crate::config::{Config, ModelKind};
 use crate::figures::{chunk_for, completion_grid};
 use crate::gated::GatedPixelCnn;
 use crate::model::{PixelCnn, PixelModel};
+use crate::rowlstm::RowLstm;
 use crate::sample::{sample, Method};
 use crate::train::{test_binarization, test_nll, test_set, train, Summary, Training};
 use crate::PixelError;
@@ -71,6 +72,10 @@ macro_rules! dispatch {
             }
             ModelKind::Gated => {
                 type $m = GatedPixelCnn;
+                $body
+            }
+            ModelKind::Rowlstm => {
+                type $m = RowLstm;
                 $body
             }
         }

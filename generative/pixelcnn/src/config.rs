@@ -14,6 +14,8 @@ pub enum ModelKind {
     Pixelcnn,
     /// Gated PixelCNN: vertical and horizontal stacks, gated units, 7×7 then 10 3×3 layers, 16 channels.
     Gated,
+    /// PixelRNN with Row LSTM layers: 7×7 type A, then 4 Row LSTM layers of 32 hidden units, 32 channels.
+    Rowlstm,
 }
 
 /// Training images in MNIST.

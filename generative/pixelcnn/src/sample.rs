@@ -461,3 +461,149 @@ impl Autoregressive for GatedPositions {
         &s.logits
     }
 }
+
+/// One Row LSTM layer in the samplers' per-position form.
+#[derive(Debug, Clone)]
+struct RowLstmLayerPositions {
+    /// Input-to-state convolutions of the input, gates input, forget, output, cell.
+    input_to_state: [PointConv; 4],
+    /// State-to-state convolutions of the hidden state a row up.
+    state_to_state: [PointConv; 4],
+    out: PointConv,
+}
+
+/// The Row LSTM PixelRNN ([`crate::rowlstm::RowLstmNet`]) in the samplers' per-position form:
+/// each layer's hidden and cell states at a pixel come from its input there and left of it and
+/// from the hidden states of the row above.
+#[derive(Debug, Clone)]
+pub struct RowLstmPositions {
+    size: (usize, usize),
+    first: PointConv,
+    layers: Vec<RowLstmLayerPositions>,
+    head: [PointConv; 2],
+}
+
+/// What [`RowLstmPositions`] keeps for `n` images, `[position][channel][image]`.
+#[derive(Debug, Clone)]
+pub struct RowLstmState {
+    n: usize,
+    x: Vec<f32>,
+    /// Per layer, its input; then the last layer's output.
+    inputs: Vec<Vec<f32>>,
+    /// Per layer, the hidden and the cell states.
+    hidden: Vec<Vec<f32>>,
+    cells: Vec<Vec<f32>>,
+    scratch: [Vec<f32>; 6],
+    logits: Vec<f32>,
+}
+
+impl RowLstmPositions {
+    /// The per-position form of `net` for `(height, width)` images.
+    pub fn new<const C: usize, const H: usize, const L: usize>(
+        net: &crate::rowlstm::RowLstmNet<C, H, L, f32, dfdx::prelude::Cpu>,
+        size: (usize, usize),
+    ) -> Self {
+        use glimpse::nn::{CentreRow, HorizontalB, MaskA, MaskKind};
+        let layers = net
+            .layers
+            .modules
+            .iter()
+            .map(|l| {
+                let mut state_to_state = gates_of(&l.state_to_state, &CentreRow::taps(3));
+                // The batch network convolves the previous row as a one-row image; here it is read a row up.
+                for conv in &mut state_to_state {
+                    conv.offsets.iter_mut().for_each(|(dr, _)| *dr -= 1);
+                }
+                RowLstmLayerPositions {
+                    input_to_state: gates_of(&l.input_to_state, &HorizontalB::taps(3)),
+                    state_to_state,
+                    out: point_conv(&l.out.weight, &l.out.bias, &[(0, 0)]),
+                }
+            })
+            .collect();
+        let (h1, h2) = &net.head;
+        Self {
+            size,
+            first: point_conv(&net.first.weight, &net.first.bias, &MaskA::taps(7)),
+            layers,
+            head: [point_conv(&h1.weight, &h1.bias, &[(0, 0)]), point_conv(&h2.weight, &h2.bias, &[(0, 0)])],
+        }
+    }
+}
+
+/// The four gates' convolutions of `g` restricted to `taps`.
+fn gates_of<const I: usize, const H: usize, M>(
+    g: &crate::rowlstm::Gates<I, H, M, f32, dfdx::prelude::Cpu>,
+    taps: &[(usize, usize)],
+) -> [PointConv; 4] {
+    [&g.input, &g.forget, &g.output, &g.cell].map(|m| point_conv(&m.weight, &m.bias, taps))
+}
+
+impl Autoregressive for RowLstmPositions {
+    type State = RowLstmState;
+
+    fn size(&self) -> (usize, usize) {
+        self.size
+    }
+
+    fn state(&self, n: usize) -> RowLstmState {
+        let pixels = self.size.0 * self.size.1;
+        let c = self.first.chans.1;
+        let h = self.layers.first().map_or(0, |l| l.out.chans.0);
+        let widest = c.max(h) * n;
+        RowLstmState {
+            n,
+            x: vec![0.0; pixels * n],
+            inputs: (0..=self.layers.len()).map(|_| vec![0.0; pixels * c * n]).collect(),
+            hidden: self.layers.iter().map(|_| vec![0.0; pixels * h * n]).collect(),
+            cells: self.layers.iter().map(|_| vec![0.0; pixels * h * n]).collect(),
+            scratch: std::array::from_fn(|_| vec![0.0; widest]),
+            logits: vec![0.0; n],
+        }
+    }
+
+    fn set_pixel(&self, s: &mut RowLstmState, p: usize, values: &[f32]) {
+        let n = s.n;
+        s.x[p * n..][..n].copy_from_slice(values);
+    }
+
+    fn position<'s>(&self, s: &'s mut RowLstmState, p: usize) -> &'s [f32] {
+        let (size, n) = (self.size, s.n);
+        let at = (p / size.1, p % size.1);
+        let c = self.first.chans.1;
+        let x = &s.x;
+        self.first.at(at, size, n, |q| &x[q * n..][..n], &mut s.inputs[0][p * c * n..][..c * n]);
+        for (l, layer) in self.layers.iter().enumerate() {
+            let h = layer.out.chans.0;
+            let (hn, cn) = (h * n, c * n);
+            let [gi, gf, go, gg, t, _] = &mut s.scratch;
+            let (input, hidden) = (&s.inputs[l], &s.hidden[l]);
+            for (k, pre) in [&mut *gi, &mut *gf, &mut *go, &mut *gg].into_iter().enumerate() {
+                layer.input_to_state[k].at(at, size, n, |q| &input[q * cn..][..cn], pre);
+                layer.state_to_state[k].at(at, size, n, |q| &hidden[q * hn..][..hn], t);
+                pre[..hn].iter_mut().zip(&t[..hn]).for_each(|(a, b)| *a += b);
+            }
+            let above = (at.0 > 0).then(|| p - size.1);
+            let (cells, hidden) = (&mut s.cells[l], &mut s.hidden[l]);
+            for j in 0..hn {
+                let (i, f, o, g) = (sigmoid(gi[j]), sigmoid(gf[j]), sigmoid(go[j]), gg[j].tanh());
+                let previous = above.map_or(0.0, |q| cells[q * hn + j]);
+                let cell = f * previous + i * g;
+                cells[p * hn + j] = cell;
+                hidden[p * hn + j] = o * cell.tanh();
+            }
+            let (before, after) = s.inputs.split_at_mut(l + 1);
+            let out = &mut after[0][p * cn..][..cn];
+            layer.out.at(at, size, n, |_| &hidden[p * hn..][..hn], out);
+            out.iter_mut().zip(&before[l][p * cn..][..cn]).for_each(|(o, x)| *o += x);
+        }
+        let [h1, h2] = &self.head;
+        let [t1, t2, ..] = &mut s.scratch;
+        t1[..c * n].copy_from_slice(&s.inputs[self.layers.len()][p * c * n..][..c * n]);
+        relu(&mut t1[..c * n]);
+        h1.at(at, size, n, |_| &t1[..], t2);
+        relu(&mut t2[..h1.chans.1 * n]);
+        h2.at(at, size, n, |_| &t2[..], &mut s.logits);
+        &s.logits
+    }
+}

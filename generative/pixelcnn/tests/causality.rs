@@ -5,9 +5,11 @@
 use dfdx::prelude::*;
 use glimpse_pixelcnn::gated::GatedPixelCnnNet;
 use glimpse_pixelcnn::model::{PixelCnnNet, PixelModel, Planes};
+use glimpse_pixelcnn::rowlstm::RowLstmNet;
 
 type Small = PixelCnnNet<8, 4, 3>;
 type SmallGated = GatedPixelCnnNet<4, 3, f32, Cpu>;
+type SmallRow = RowLstmNet<4, 4, 2, f32, Cpu>;
 
 const SIDE: usize = 12;
 
@@ -46,6 +48,7 @@ fn check_causal<M: PixelModel>() {
 fn no_logit_depends_on_its_own_pixel_or_later_ones() {
     check_causal::<Small>();
     check_causal::<SmallGated>();
+    check_causal::<SmallRow>();
 }
 
 #[test]

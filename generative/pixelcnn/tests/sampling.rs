@@ -5,16 +5,19 @@
 use dfdx::prelude::*;
 use glimpse_pixelcnn::gated::GatedPixelCnnNet;
 use glimpse_pixelcnn::model::{PixelCnnNet, PixelModel, Planes};
+use glimpse_pixelcnn::rowlstm::RowLstmNet;
 use glimpse_pixelcnn::sample::{complete, sample, Autoregressive, Method};
 
 type Small = PixelCnnNet<8, 4, 2>;
 type SmallGated = GatedPixelCnnNet<4, 2, f32, Cpu>;
+type SmallRow = RowLstmNet<4, 4, 2, f32, Cpu>;
 
 /// Runs `$check::<M>()` for every model kind.
 macro_rules! for_every_model {
     ($check:ident) => {
         $check::<Small>();
         $check::<SmallGated>();
+        $check::<SmallRow>();
     };
 }
 
