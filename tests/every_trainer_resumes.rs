@@ -189,3 +189,14 @@ fn gan_mnist_hinge() {
         stopped_and_resumed_equals_uninterrupted("gan_mnist", &args, "1");
     }
 }
+
+/// The three autoregressive models (each checkpoint holds the model, Adam and the binarising loader).
+#[test]
+fn pixelcnn_mnist() {
+    if mnist_present() {
+        for model in ["pixelcnn", "gated", "rowlstm"] {
+            let args = ["--seed", "2", "--epochs", "2", "--train-images", "96", "--test-images", "40", "--model", model];
+            stopped_and_resumed_equals_uninterrupted("pixelcnn_mnist", &args, "1");
+        }
+    }
+}
