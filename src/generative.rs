@@ -53,13 +53,30 @@ pub struct SampleArgs {
     /// them to --out (uint8 [N, 28, 28] .npy) with a PNG grid of the first 64 beside it, then exit.
     #[arg(long, conflicts_with_all = ["run_dir", "resume", "eval", "stop_after"])]
     pub sample: Option<PathBuf>,
-    /// Images to draw with --sample.
-    #[arg(long, default_value_t = 64, requires = "sample")]
-    pub num: usize,
+    /// Images to draw with --sample [default: 64].
+    #[arg(long, requires = "sample")]
+    pub num: Option<usize>,
     /// The .npy file --sample writes (the PNG grid goes beside it, same name, .png)
     /// [default: RUN/samples-seed{SEED}.npy].
     #[arg(long, requires = "sample")]
     pub out: Option<PathBuf>,
+}
+
+impl SampleArgs {
+    /// The images `--sample` draws: `--num`, 64 by default.
+    pub fn count(&self) -> usize {
+        self.num.unwrap_or(64)
+    }
+
+    /// Refuses `--num` or `--out` without `--sample` (clap lets them through beside `--run-dir`,
+    /// which `--sample` conflicts with).
+    pub fn check(&self) -> Result<(), String> {
+        match (&self.sample, self.num, &self.out) {
+            (None, Some(_), _) => Err("--num needs --sample RUN".into()),
+            (None, _, Some(_)) => Err("--out needs --sample RUN".into()),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Checks `--num` and `--out` of a `--sample` command before anything is drawn, for images of
@@ -139,6 +156,20 @@ mod tests {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 3.0);
         assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn sample_flags_need_sample() {
+        let args = |sample: Option<&str>, num, out: Option<&str>| SampleArgs {
+            sample: sample.map(PathBuf::from),
+            num,
+            out: out.map(PathBuf::from),
+        };
+        assert_eq!(args(None, Some(5), None).check().unwrap_err(), "--num needs --sample RUN");
+        assert_eq!(args(None, None, Some("a.npy")).check().unwrap_err(), "--out needs --sample RUN");
+        assert_eq!(args(Some("run"), Some(5), Some("a.npy")).check(), Ok(()));
+        assert_eq!(args(None, None, None).check(), Ok(()));
+        assert_eq!(args(None, None, None).count(), 64);
     }
 
     #[test]

@@ -47,16 +47,22 @@ pub fn run_with_args(args: &[&str]) -> Result<Outcome, GanError> {
 /// Trains, resumes, evaluates or samples, as `args` say.
 fn launch(args: &Args, matches: &clap::ArgMatches) -> Result<Outcome, GanError> {
     let defaults = Config::default();
+    args.samples.check().map_err(GanError::Config)?;
     if let Some(dir) = &args.samples.sample {
         // A checkpoint read as --eval reads it (its saved config, checked); nothing else is written.
         let run_args = RunArgs { eval: Some(dir.clone()), ..args.run.clone() };
         let Launch::Eval(eval) = Launch::new(EXAMPLE, &run_args, &args.config, &defaults, matches)? else {
             return Err(GanError::Config("--sample reads a run directory".into()));
         };
-        let out =
-            glimpse::generative::sample_path(args.samples.num, args.samples.out.clone(), &eval.dir, eval.seed, PIXELS)
-                .map_err(GanError::Config)?;
-        return dispatch!(eval.config, D => in_pool(eval.config.threads, || write_samples::<D>(&eval, args.samples.num, &out)));
+        let out = glimpse::generative::sample_path(
+            args.samples.count(),
+            args.samples.out.clone(),
+            &eval.dir,
+            eval.seed,
+            PIXELS,
+        )
+        .map_err(GanError::Config)?;
+        return dispatch!(eval.config, D => in_pool(eval.config.threads, || write_samples::<D>(&eval, args.samples.count(), &out)));
     }
     match Launch::new(EXAMPLE, &args.run, &args.config, &defaults, matches)? {
         Launch::Train(run) => {

@@ -33,9 +33,9 @@ pub struct Args {
     #[command(flatten)]
     pub samples: glimpse::generative::SampleArgs,
     /// The sampler of --sample: `fast` (cached activations, one position per pixel) or `naive`
-    /// (a full forward pass per pixel; the same images, much slower).
-    #[arg(long, value_enum, default_value_t = Sampler::Fast, requires = "sample")]
-    pub sampler: Sampler,
+    /// (a full forward pass per pixel; the same images, much slower) [default: fast].
+    #[arg(long, value_enum, requires = "sample")]
+    pub sampler: Option<Sampler>,
 }
 
 /// The sampler of `--sample`.
@@ -85,17 +85,21 @@ macro_rules! dispatch {
 /// Trains, resumes or evaluates, as `args` say.
 fn launch(args: &Args, matches: &clap::ArgMatches) -> Result<Outcome, PixelError> {
     let defaults = Config::default();
+    args.samples.check().map_err(PixelError::Config)?;
+    if args.sampler.is_some() && args.samples.sample.is_none() {
+        return Err(PixelError::Config("--sampler needs --sample RUN".into()));
+    }
     if let Some(dir) = &args.samples.sample {
         // A checkpoint read as --eval reads it (its saved config, checked); nothing else is written.
         let run_args = RunArgs { eval: Some(dir.clone()), ..args.run.clone() };
         let Launch::Eval(eval) = Launch::new(EXAMPLE, &run_args, &args.config, &defaults, matches)? else {
             return Err(PixelError::Config("--sample reads a run directory".into()));
         };
-        let (num, out) = (args.samples.num, args.samples.out.clone());
+        let (num, out) = (args.samples.count(), args.samples.out.clone());
         let out = glimpse::generative::sample_path(num, out, &eval.dir, eval.seed, 784).map_err(PixelError::Config)?;
         let method = match args.sampler {
-            Sampler::Fast => Method::Fast,
-            Sampler::Naive => Method::Naive,
+            Some(Sampler::Naive) => Method::Naive,
+            Some(Sampler::Fast) | None => Method::Fast,
         };
         return dispatch!(eval.config, M => in_pool(eval.config.threads, || write_samples::<M>(&eval, num, method, &out)));
     }

@@ -12,7 +12,7 @@ use rand_chacha::ChaCha12Rng;
 use rayon::prelude::*;
 
 /// A model of binary images in raster order, computed one position at a time for `n` images at
-/// once. Activations are laid out position-major: `[position][channel][image]`.
+/// once. Activations are laid out position-major: `[position][image][channel]`.
 pub trait Autoregressive: Sync {
     /// What one batch of images keeps between positions (the input and the cached activations).
     type State: Send;
@@ -150,8 +150,8 @@ impl PointConv {
         Self { chans: (i, o), offsets, weight: w, bias }
     }
 
-    /// The output at position `(r, c)` of an `(h, w)` map for `n` images into `out` (`O × n`),
-    /// reading the input through `input(q)` (the `I × n` block at position `q`).
+    /// The output at position `(r, c)` of an `(h, w)` map for `n` images into `out` (`n × O`),
+    /// reading the input through `input(q)` (the `n × I` block at position `q`).
     pub fn at<'a>(
         &self,
         (r, c): (usize, usize),
@@ -161,8 +161,8 @@ impl PointConv {
         out: &mut [f32],
     ) {
         let (ci, co) = self.chans;
-        for (oc, row) in out[..co * n].chunks_mut(n).enumerate() {
-            row.fill(self.bias[oc]);
+        for row in out[..n * co].chunks_mut(co) {
+            row.copy_from_slice(&self.bias);
         }
         for (t, &(dr, dc)) in self.offsets.iter().enumerate() {
             let (rr, cc) = (r as isize + dr, c as isize + dc);
@@ -170,11 +170,10 @@ impl PointConv {
                 continue;
             }
             let block = input(rr as usize * w + cc as usize);
-            for ic in 0..ci {
-                let x = &block[ic * n..][..n];
-                let ws = &self.weight[(t * ci + ic) * co..][..co];
-                for (row, &wv) in out.chunks_mut(n).zip(ws) {
-                    row.iter_mut().zip(x).for_each(|(o, &xv)| *o += wv * xv);
+            let ws = &self.weight[t * ci * co..][..ci * co];
+            for (x, row) in block[..n * ci].chunks(ci).zip(out.chunks_mut(co)) {
+                for (&xv, w_ic) in x.iter().zip(ws.chunks(co)) {
+                    row.iter_mut().zip(w_ic).for_each(|(o, &wv)| *o += wv * xv);
                 }
             }
         }
@@ -202,7 +201,7 @@ pub struct PixelCnnState {
     n: usize,
     /// The input pixels, `[position][image]`.
     x: Vec<f32>,
-    /// Per block, the input of its masked 3×3 convolution, `[position][channel][image]`.
+    /// Per block, the input of its masked 3×3 convolution, `[position][image][channel]`.
     cached: Vec<Vec<f32>>,
     /// The residual stream at the current position, and scratch blocks.
     stream: Vec<f32>,
@@ -342,7 +341,7 @@ pub struct GatedPositions {
     head: [PointConv; 2],
 }
 
-/// What [`GatedPositions`] keeps for `n` images, per layer and `[position][channel][image]`.
+/// What [`GatedPositions`] keeps for `n` images, per layer and `[position][image][channel]`.
 #[derive(Debug, Clone)]
 pub struct GatedState {
     n: usize,
@@ -483,7 +482,7 @@ pub struct RowLstmPositions {
     head: [PointConv; 2],
 }
 
-/// What [`RowLstmPositions`] keeps for `n` images, `[position][channel][image]`.
+/// What [`RowLstmPositions`] keeps for `n` images, `[position][image][channel]`.
 #[derive(Debug, Clone)]
 pub struct RowLstmState {
     n: usize,

@@ -85,14 +85,15 @@ macro_rules! dispatch {
 /// Trains, resumes, evaluates or samples, as `args` say.
 fn launch(args: &Args, matches: &clap::ArgMatches) -> Result<Outcome, VaeError> {
     let defaults = Config::default();
+    args.samples.check().map_err(VaeError::Config)?;
     if let Some(dir) = &args.samples.sample {
         // A checkpoint read as --eval reads it (its saved config, checked); nothing else is written.
         let run_args = RunArgs { eval: Some(dir.clone()), ..args.run.clone() };
         let Launch::Eval(eval) = Launch::new(EXAMPLE, &run_args, &args.config, &defaults, matches)? else {
             return Err(VaeError::Config("--sample reads a run directory".into()));
         };
-        let out = check_sample_args(args.samples.num, args.samples.out.clone(), &eval)?;
-        return dispatch!(eval.config, Z, M => in_pool(eval.config.threads, || write_samples::<Z, M>(&eval, args.samples.num, &out)));
+        let out = check_sample_args(args.samples.count(), args.samples.out.clone(), &eval)?;
+        return dispatch!(eval.config, Z, M => in_pool(eval.config.threads, || write_samples::<Z, M>(&eval, args.samples.count(), &out)));
     }
     // Read before training, so that a wrong path does not wait for the end of the run.
     let torch: Vec<serde_json::Value> =
