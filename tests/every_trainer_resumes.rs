@@ -195,7 +195,8 @@ fn gan_mnist_hinge() {
 fn pixelcnn_mnist() {
     if mnist_present() {
         for model in ["pixelcnn", "gated", "rowlstm"] {
-            let args = ["--seed", "2", "--epochs", "2", "--train-images", "96", "--test-images", "40", "--model", model];
+            let args =
+                ["--seed", "2", "--epochs", "2", "--train-images", "96", "--test-images", "40", "--model", model];
             stopped_and_resumed_equals_uninterrupted("pixelcnn_mnist", &args, "1");
         }
     }
