@@ -130,14 +130,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         Some(script) => Some(run_torch(&args, script)?),
         None => None,
     };
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l[l.find(':').map_or(0, |i| i + 1)..].trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
+    let cpu = glimpse::nn::cpu_model();
     let avx512 = glimpse::nn::avx512_available();
     println!(
         "CPU: {cpu} (AVX-512F: {}; products column: the kernels each case ran)",

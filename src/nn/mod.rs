@@ -37,7 +37,7 @@ pub use norm::{BatchNorm2D, LeakyReLU};
 pub use pool::{AvgPool2D, MaxPool2D};
 pub use reshape::{Flatten, FlattenTo, Unflatten};
 pub use rnn::{split_steps, stack_steps, GRUCell, LSTMCell, LstmState, MergeTapes};
-pub use runtime::{in_thread_pool, keep_freed_memory, GLIBC_TUNABLES};
+pub use runtime::{cpu_model, in_thread_pool, keep_freed_memory, GLIBC_TUNABLES};
 
 /// Device- and dtype-free layer descriptions, to use in module tuples with `dev.build_module`.
 pub mod builders {

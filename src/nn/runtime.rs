@@ -46,3 +46,15 @@ pub fn in_thread_pool<R: Send>(
     }
     Ok(builder.build()?.install(f))
 }
+
+/// The CPU's model name from `/proc/cpuinfo` ("unknown" where there is none), for benchmark reports.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l[l.find(':').map_or(0, |i| i + 1)..].trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
