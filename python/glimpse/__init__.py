@@ -12,9 +12,10 @@ Importing the package registers every glimpse environment with gymnasium under `
 
 from glimpse._glimpse import GlimpseEnvError, InvalidAction, ResetNeeded
 from glimpse.envs import ENV_IDS, GlimpseEnv, register_envs
-from glimpse.vector import VectorEnv
+from glimpse.vector import AutoresetMode, VectorEnv
 
 __all__ = [
+    "AutoresetMode",
     "ENV_IDS",
     "GlimpseEnv",
     "GlimpseEnvError",

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.vector import AutoresetMode
+
+try:
+    from gymnasium.vector import AutoresetMode
+except ImportError:  # gymnasium 1.0: vector envs reset on the next step, and the enum is not there yet
+
+    class AutoresetMode(Enum):
+        """gymnasium >= 1.1's ``gymnasium.vector.AutoresetMode``, with the same values."""
+
+        NEXT_STEP = "NextStep"
+        SAME_STEP = "SameStep"
+        DISABLED = "Disabled"
+
 from gymnasium.vector.utils import batch_space
 
 from glimpse import _glimpse

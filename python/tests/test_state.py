@@ -8,10 +8,9 @@ import pickle
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium.vector import AutoresetMode
 
 import glimpse
-from glimpse import _glimpse
+from glimpse import AutoresetMode, _glimpse
 from glimpse.envs import ENV_CLASSES
 
 IDS = sorted(glimpse.ENV_IDS)
