@@ -437,9 +437,9 @@ impl Autoregressive for GatedPositions {
             let (h_in, v_pre) = (&s.h_in[l], &s.v_pre[l]);
             for (half, pre) in [&mut *ha, &mut *hb].into_iter().enumerate() {
                 layer.h[half].at(at, size, n, |q| &h_in[q * ci * n..][..ci * n], pre);
-                let mut link = vec![0.0; p * n];
-                layer.link[half].at(at, size, n, |q| &v_pre[half][q * p * n..][..p * n], &mut link);
-                pre.iter_mut().zip(&link).for_each(|(a, b)| *a += b);
+                // The link goes into `g` (free until the gate below).
+                layer.link[half].at(at, size, n, |q| &v_pre[half][q * p * n..][..p * n], g);
+                pre.iter_mut().zip(&g[..p * n]).for_each(|(a, b)| *a += b);
             }
             gate(ha, hb, g);
             let (before, after) = s.h_in.split_at_mut(l + 1);
