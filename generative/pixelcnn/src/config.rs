@@ -18,6 +18,38 @@ pub enum ModelKind {
     Rowlstm,
 }
 
+/// How the learning rate changes over a run.
+#[derive(clap::ValueEnum, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LrSchedule {
+    /// Multiplied by `lr_decay` after every epoch.
+    Exponential,
+    /// Half a cosine from `learning_rate` at the first step to 0 after the last, step by step
+    /// (Loshchilov and Hutter's SGDR without restarts); `lr_decay` is not used.
+    Cosine,
+}
+
+impl LrSchedule {
+    /// The schedule of run directories written before there was a choice, so that they resume
+    /// as they began.
+    fn before_cosine() -> Self {
+        LrSchedule::Exponential
+    }
+
+    /// The learning rate of step `step` (0-based) of `steps_per_epoch * epochs`, in epoch
+    /// `epoch` (1-based).
+    pub fn rate(self, config: &Config, epoch: u64, step: u64, steps_per_epoch: u64) -> f64 {
+        match self {
+            LrSchedule::Exponential => config.learning_rate * config.lr_decay.powi(epoch as i32 - 1),
+            LrSchedule::Cosine => {
+                let done = ((epoch - 1) * steps_per_epoch + step) as f64;
+                let total = (config.epochs * steps_per_epoch).max(1) as f64;
+                0.5 * config.learning_rate * (1.0 + (std::f64::consts::PI * done / total).cos())
+            }
+        }
+    }
+}
+
 /// Training images in MNIST.
 pub const MNIST_TRAIN_IMAGES: usize = 60_000;
 /// Test images in MNIST.
@@ -39,7 +71,12 @@ pub struct Config {
     /// Adam learning rate of the first epoch.
     #[arg(long, default_value_t = 1e-3)]
     pub learning_rate: f64,
-    /// The learning rate is multiplied by this after every epoch (1: constant).
+    /// How the learning rate changes: cosine annealing to 0 over `epochs`, or exponential decay.
+    #[arg(long, value_enum, default_value_t = LrSchedule::Cosine)]
+    #[serde(default = "LrSchedule::before_cosine")]
+    pub lr_schedule: LrSchedule,
+    /// With `--lr-schedule exponential`, the learning rate is multiplied by this after every
+    /// epoch (1: constant).
     #[arg(long, default_value_t = 0.95)]
     pub lr_decay: f64,
     /// Training images used (the first N, 1 to 60000).
@@ -67,6 +104,7 @@ impl Default for Config {
             epochs: 30,
             batch_size: 32,
             learning_rate: 1e-3,
+            lr_schedule: LrSchedule::Cosine,
             lr_decay: 0.95,
             train_images: MNIST_TRAIN_IMAGES,
             test_images: MNIST_TEST_IMAGES,
@@ -129,6 +167,18 @@ mod tests {
         let parsed = Flags::try_parse_from(["pixelcnn"]).unwrap().config;
         assert_eq!(parsed, Config::default());
         assert_eq!(parsed.validate(), Ok(()));
+    }
+
+    #[test]
+    fn the_cosine_schedule_starts_at_the_rate_halves_midway_and_ends_near_zero() {
+        let config = Config { epochs: 4, ..Config::default() };
+        let rate = |epoch, step| LrSchedule::Cosine.rate(&config, epoch, step, 10);
+        assert_eq!(rate(1, 0), config.learning_rate);
+        assert!((rate(3, 0) - config.learning_rate / 2.0).abs() < 1e-12);
+        assert!(rate(4, 9) > 0.0 && rate(4, 9) < config.learning_rate * 0.002);
+        let exponential = |epoch| LrSchedule::Exponential.rate(&config, epoch, 7, 10);
+        assert_eq!(exponential(1), config.learning_rate);
+        assert!((exponential(3) - config.learning_rate * 0.95 * 0.95).abs() < 1e-15);
     }
 
     #[test]

@@ -207,11 +207,11 @@ pub fn train<M: PixelModel>(mut run: Run<Config>) -> Result<Option<Summary>, Pix
 
     while s.curves.epochs() < cfg.epochs {
         let epoch = s.curves.epochs() + 1;
-        s.trainer.opt.cfg.lr = (cfg.learning_rate * cfg.lr_decay.powi(epoch as i32 - 1)) as f32;
         let clock = Instant::now();
         let mut total = 0.0;
         for (b, batch) in s.loader.epoch::<784>(&train_set, &dev).enumerate() {
             let n = batch.len() as f64;
+            s.trainer.opt.cfg.lr = cfg.lr_schedule.rate(&cfg, epoch, b as u64, batches as u64) as f32;
             let step = s.trainer.step(batch.image_planes());
             let nll = step.map_err(|source| PixelError::NonFiniteGradient { source, epoch, batch: b })? as f64;
             if !nll.is_finite() {
