@@ -129,3 +129,55 @@ fn fused_bernoulli_nll_matches_dfdx_bce_and_its_gradient() {
         logits.as_vec().chunks(784).zip(x.as_vec().chunks(784)).map(|(l, t)| bernoulli_nll_sum(l, t)).sum();
     assert!((per_row as f32 - o).abs() < 1e-3, "{per_row} vs {o}");
 }
+
+/// The largest absolute difference of two f32 slices of one length.
+fn diff32(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// `DenseUpTo` of width `w` against a `Dense<w, O>` holding the same weights (transposed).
+fn compare_up_to<const W: usize, const MAX: usize, const O: usize>(batch: usize) {
+    use rand::SeedableRng;
+    let dev = Cpu::seed_from_u64(11);
+    let mut wide = dev.build_module::<glimpse::nn::builders::DenseUpTo<MAX, O>, f32>();
+    wide.init_width(W, &mut rand::rngs::StdRng::seed_from_u64(2));
+    let w = wide.weight.as_vec();
+    assert!(w[W * O..].iter().all(|&v| v == 0.0), "rows past the width start at zero");
+    let bound = 1.0 / (W as f32).sqrt();
+    assert!(w[..W * O].iter().chain(&wide.bias.as_vec()).all(|v| v.abs() <= bound), "torch's init");
+    let mut dense = dev.build_module::<Dense<W, O>, f32>();
+    let transposed: Vec<f32> = (0..O * W).map(|k| w[(k % W) * O + k / W]).collect();
+    dense.weight.copy_from(&transposed);
+    dense.bias = wide.bias.clone();
+    let x: Tensor<(usize, Const<W>), f32, Cpu> = dev.sample_normal_like(&(batch, Const::<W>));
+    let target: Tensor<(usize, Const<O>), f32, Cpu> = dev.sample_normal_like(&(batch, Const::<O>));
+    let y1 = dense.forward_data(x.clone(), OwnedTape::default());
+    let y2 = wide.forward_data(x.clone().realize::<(usize, usize)>(), OwnedTape::default());
+    assert!(diff32(&y1.as_vec(), &y2.as_vec()) < 1e-5, "forward");
+    let g1 = (y1 * target.clone()).sum().backward();
+    let g2 = (y2 * target).sum().backward();
+    let dw1 = g1.get(&dense.weight).as_vec();
+    let dw2 = g2.get(&wide.weight).as_vec();
+    let dw1_t: Vec<f32> = (0..W * O).map(|k| dw1[(k % O) * W + k / O]).collect();
+    assert!(diff32(&dw1_t, &dw2[..W * O]) < 1e-4, "weight gradient");
+    assert!(dw2[W * O..].iter().all(|&g| g == 0.0), "no gradient past the width");
+    assert!(diff32(&g1.get(&dense.bias).as_vec(), &g2.get(&wide.bias).as_vec()) < 1e-4, "bias gradient");
+}
+
+#[test]
+fn dense_up_to_equals_dense_of_its_width() {
+    compare_up_to::<5, 9, 3>(4);
+    // The RAM's image branch: 12×12 patches at 3 scales, room for 1024 inputs.
+    compare_up_to::<432, 1024, 128>(128);
+    compare_up_to::<64, 64, 128>(33);
+}
+
+#[test]
+#[should_panic(expected = "more than the layer's")]
+fn dense_up_to_refuses_a_wider_input() {
+    let dev = Cpu::default();
+    let wide = dev.build_module::<glimpse::nn::builders::DenseUpTo<4, 2>, f32>();
+    let x: Tensor<(usize, usize), f32, Cpu> = dev.zeros_like(&(1, 5));
+    let _ = wide.forward_data(x, NoneTape);
+}

@@ -67,12 +67,19 @@ pub fn write_npy_u8(path: &Path, shape: &[usize], bytes: &[u8]) -> Result<(), Da
     if count != bytes.len() {
         return Err(bad(format!("shape {shape:?} holds {count} values, {} bytes were given", bytes.len())));
     }
-    let file = encode("|u1", shape, bytes);
+    let file = encode_npy("|u1", shape, bytes);
     crate::checkpoint::write_atomic(path, &file).map_err(|source| DataError::Io { path: path.to_path_buf(), source })
 }
 
-/// The bytes of a version 1.0 `.npy` file of `data` with element type `descr` and `shape`.
-fn encode(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
+/// The bytes of a version 1.0 `.npy` file of `data` (already in bytes) with element type `descr`
+/// (NumPy's, e.g. `<f4`, `<i8`) and `shape`; nothing is checked (tests write odd files with it).
+///
+/// ```
+/// use glimpse::data::npy::{encode_npy, parse_npy, NpyData};
+/// let bytes = encode_npy("<i8", &[2], &[3i64.to_le_bytes(), 9i64.to_le_bytes()].concat());
+/// assert_eq!(parse_npy(&bytes).unwrap().data, NpyData::Int(vec![3, 9]));
+/// ```
+pub fn encode_npy(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
     let dims = match shape {
         [one] => format!("({one},)"),
         _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
@@ -240,7 +247,7 @@ mod tests {
 
     /// A `[2, 3]` array of type `descr`, laid out as `numpy.save` lays one out (version 1.0).
     fn numpy_file(descr: &str, data: &[u8]) -> Vec<u8> {
-        encode(descr, &[2, 3], data)
+        encode_npy(descr, &[2, 3], data)
     }
 
     #[test]

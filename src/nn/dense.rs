@@ -18,6 +18,9 @@ pub mod builder {
     /// A fully connected layer from `I` to `O` features.
     #[derive(Debug, Clone, Copy, Default)]
     pub struct Dense<const I: usize, const O: usize>;
+    /// A fully connected layer from up to `MAX_I` (a run-time width) to `O` features.
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct DenseUpTo<const MAX_I: usize, const O: usize>;
 }
 
 impl<const I: usize, const O: usize, E: NnFloat> BuildOnDevice<Cpu, E> for builder::Dense<I, O>
@@ -145,4 +148,130 @@ fn dense<const I: usize, const O: usize, E: NnFloat, B: Dim, T: Tape<E, Cpu>>(
         });
     }
     Ok(out.put_tape(tape))
+}
+
+/// A fully connected layer for data inputs whose width is known only at run time, up to
+/// `MAX_I`: `y = x W[..width] + b` for `x` of shape `(batch, width)`.
+///
+/// dfdx modules (and so optimizers and checkpoints) need constant shapes, so the weight is
+/// stored for `MAX_I` inputs, input-major (`(MAX_I, O)`), and a forward pass of width `w` uses
+/// its first `w` rows; the others get zero gradients and stay as they are. Built for glimpse
+/// sensors whose size is a setting. Call [`DenseUpTo::init_width`] once the width is known, to
+/// initialise as `torch.nn.Linear(width, O)` does.
+#[derive(Debug, Clone)]
+pub struct DenseUpTo<const MAX_I: usize, const O: usize, E: Dtype, D: Storage<E>> {
+    /// Weight matrix, shape `(MAX_I, O)`: row `i` holds input `i`'s weights.
+    pub weight: Tensor<Rank2<MAX_I, O>, E, D>,
+    /// Bias vector, shape `(O,)`.
+    pub bias: Tensor<Rank1<O>, E, D>,
+}
+
+impl<const MAX_I: usize, const O: usize, E: NnFloat> BuildOnDevice<Cpu, E> for builder::DenseUpTo<MAX_I, O>
+where
+    Cpu: Device<E>,
+{
+    type Built = DenseUpTo<MAX_I, O, E, Cpu>;
+    fn try_build_on_device(device: &Cpu) -> Result<Self::Built, CpuError> {
+        Self::Built::try_build(device)
+    }
+}
+
+impl<const MAX_I: usize, const O: usize, E: Dtype, D: Storage<E>> NonMutableModule for DenseUpTo<MAX_I, O, E, D> {}
+
+impl<const MAX_I: usize, const O: usize, E: NnFloat> TensorCollection<E, Cpu> for DenseUpTo<MAX_I, O, E, Cpu>
+where
+    Cpu: Device<E>,
+{
+    type To<E2: Dtype, D2: Device<E2>> = DenseUpTo<MAX_I, O, E2, D2>;
+
+    fn iter_tensors<V: ModuleVisitor<Self, E, Cpu>>(visitor: &mut V) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        visitor.visit_fields(
+            (
+                Self::tensor(
+                    "weight",
+                    |s| &s.weight,
+                    |s| &mut s.weight,
+                    TensorOptions::reset_with(|t| fill_fan_in_uniform(t, MAX_I)),
+                ),
+                Self::tensor(
+                    "bias",
+                    |s| &s.bias,
+                    |s| &mut s.bias,
+                    TensorOptions::reset_with(|t| fill_fan_in_uniform(t, MAX_I)),
+                ),
+            ),
+            |(weight, bias)| DenseUpTo { weight, bias },
+        )
+    }
+}
+
+impl<const MAX_I: usize, const O: usize, E: NnFloat> DenseUpTo<MAX_I, O, E, Cpu>
+where
+    Cpu: Device<E>,
+{
+    /// Re-initialises for inputs of `width`: the first `width` weight rows and the bias uniform
+    /// in ±1/sqrt(width) (`torch.nn.Linear`'s init), the other rows zero.
+    ///
+    /// # Panics
+    /// If `width` is 0 or more than `MAX_I`.
+    pub fn init_width(&mut self, width: usize, rng: &mut impl rand::Rng) {
+        assert!((1..=MAX_I).contains(&width), "width {width} is not in 1..={MAX_I}");
+        let bound = 1.0 / (width as f64).sqrt();
+        let mut draw = |n: usize| -> Vec<E> {
+            (0..n).map(|_| <E as num_traits::NumCast>::from(rng.gen_range(-bound..bound)).expect("f64 converts")).collect()
+        };
+        let mut weight = draw(width * O);
+        weight.resize(MAX_I * O, E::zero());
+        self.weight.copy_from(&weight);
+        self.bias.copy_from(&draw(O));
+    }
+
+    /// The forward pass for a data input of `width ≤ MAX_I` columns (no gradient flows to `x`);
+    /// `tape` records the parameters' gradients.
+    ///
+    /// # Panics
+    /// If `x` is wider than `MAX_I`.
+    pub fn forward_data<B: Dim, T: Tape<E, Cpu>>(
+        &self,
+        x: Tensor<(B, usize), E, Cpu>,
+        tape: T,
+    ) -> Tensor<(B, Const<O>), E, Cpu, T> {
+        dense_up_to(self, x, tape)
+    }
+}
+
+fn dense_up_to<const MAX_I: usize, const O: usize, E: NnFloat, B: Dim, T: Tape<E, Cpu>>(
+    layer: &DenseUpTo<MAX_I, O, E, Cpu>,
+    x: Tensor<(B, usize), E, Cpu>,
+    mut tape: T,
+) -> Tensor<(B, Const<O>), E, Cpu, T> {
+    let (batch, width) = *x.shape();
+    assert!(width <= MAX_I, "input width {width} is more than the layer's {MAX_I}");
+    let b = batch.size();
+    let xs = tensor_vec(&x).expect("CPU allocation");
+    let ws = tensor_vec(&layer.weight).expect("CPU allocation");
+    let bias = tensor_vec(&layer.bias).expect("CPU allocation");
+    let mut out = Vec::with_capacity(b * O);
+    for _ in 0..b {
+        out.extend_from_slice(&bias);
+    }
+    // out (b x O) += x (b x width) · W[..width] (width x O)
+    matmul((b, width, O), Mat::rows(&xs, width), Mat::rows(&ws, O), &mut out, true, threads());
+    let out = x.device().tensor_from_vec(out, (batch, Const::<O>));
+    if T::OWNS_TAPE && !super::freeze::parameters_frozen() {
+        let (w_g, b_g, out_g) = (layer.weight.ghost(), layer.bias.ghost(), out.ghost());
+        tape.add_backward_op(move |grads| {
+            let dy = raw_grad!(grads, &out_g);
+            let (dw, db) = (raw_grad!(grads, &w_g), raw_grad!(grads, &b_g));
+            // SAFETY: distinct tensors' gradients, all allocated here; `grads` outlives them.
+            let (dy, dw, db) = unsafe { (dy.slice(), dw.slice(), db.slice()) };
+            // dW[..width] (width x O) += x^T (width x b) · dY (b x O)
+            matmul((width, b, O), Mat::rows_t(&xs, width), Mat::rows(dy, O), &mut dw[..width * O], true, threads());
+            for row in dy.chunks_exact(O) {
+                db.iter_mut().zip(row).for_each(|(g, &d)| *g += d);
+            }
+            Ok(())
+        });
+    }
+    out.put_tape(tape)
 }

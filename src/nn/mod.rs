@@ -28,7 +28,7 @@ pub use conv::{
     MaskedConv2D, RowAbove, VerticalStack,
 };
 pub use convtrans::ConvTrans2D;
-pub use dense::Dense;
+pub use dense::{Dense, DenseUpTo};
 pub use dropout::HashDropout;
 pub use freeze::with_frozen_parameters;
 pub use kernels::{avx512_available, kernel_counts, KernelPath, NnFloat};
@@ -43,7 +43,7 @@ pub use runtime::{cpu_model, in_thread_pool, keep_freed_memory, GLIBC_TUNABLES};
 pub mod builders {
     pub use super::conv::builder::{Conv2D, MaskedConv2D};
     pub use super::convtrans::builder::ConvTrans2D;
-    pub use super::dense::builder::Dense;
+    pub use super::dense::builder::{Dense, DenseUpTo};
     pub use super::dropout::HashDropout;
     pub use super::norm::builder::BatchNorm2D;
     pub use super::norm::LeakyReLU;

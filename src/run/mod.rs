@@ -61,7 +61,7 @@ use crate::checkpoint::CheckpointError;
 pub use config::{load_config, overlay_config, resolve_config};
 pub use dir::{default_run_dir, holds_checkpoint, utc_timestamp, RunDir, RunLock, LOCK_FILE};
 pub use envs::{snapshot_files, SavedEnvs, TIMINGS};
-pub use epochs::{load_epochs, save_epochs};
+pub use epochs::{load_epochs, save_epochs, TrainError};
 pub use outcome::{eval_seed, EvalReport, EvalStats, Outcome, RlMetrics, RlSummary};
 pub use progress::{summary_line, Progress};
 pub use session::{

@@ -17,7 +17,8 @@ pub const DIGIT: usize = 28;
 pub const CROP: usize = 8;
 
 /// A classification task on MNIST digits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(clap::ValueEnum, serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
 pub enum Task {
     /// The 28×28 digits as they are.
     Mnist,

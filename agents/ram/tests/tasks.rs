@@ -92,20 +92,9 @@ fn a_seed_gives_one_test_set_and_another_seed_another() {
     assert_eq!(a.labels(), set.labels());
 }
 
-/// Writes a `.npy` file of `descr` (e.g. `<f4`) and `shape` with the raw little-endian `data`.
+/// Writes a version 1.0 `.npy` file of `descr` values (`data`, already in bytes) and `shape`.
 fn write_npy(path: &Path, descr: &str, shape: &[usize], data: &[u8]) {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    bytes.extend_from_slice(data);
-    std::fs::write(path, bytes).unwrap();
+    std::fs::write(path, glimpse::data::npy::encode_npy(descr, shape, data)).unwrap();
 }
 
 #[test]

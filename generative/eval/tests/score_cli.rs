@@ -26,20 +26,9 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// A version 1.0 `.npy` file of `descr` values (`data`, already in bytes) and `shape`.
+/// Writes a version 1.0 `.npy` file of `descr` values (`data`, already in bytes) and `shape`.
 fn write_npy(path: &Path, descr: &str, shape: &[usize], data: &[u8]) {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let dims = if shape.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {dims}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    bytes.extend_from_slice(data);
-    std::fs::write(path, bytes).unwrap();
+    std::fs::write(path, glimpse::data::npy::encode_npy(descr, shape, data)).unwrap();
 }
 
 fn write_f32(path: &Path, shape: &[usize], values: &[f32]) {
