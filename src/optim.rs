@@ -53,6 +53,20 @@ impl Default for AdamConfig {
     }
 }
 
+/// The learning rate after `done` of `total` steps of half a cosine from `base` to 0
+/// (Loshchilov and Hutter's SGDR without restarts).
+///
+/// ```
+/// use glimpse::optim::cosine_rate;
+/// assert_eq!(cosine_rate(1e-3, 0, 100), 1e-3);
+/// assert!((cosine_rate(1e-3, 50, 100) - 5e-4).abs() < 1e-12);
+/// assert!(cosine_rate(1e-3, 100, 100).abs() < 1e-12);
+/// ```
+pub fn cosine_rate(base: f64, done: u64, total: u64) -> f64 {
+    let f = done as f64 / total.max(1) as f64;
+    0.5 * base * (1.0 + (std::f64::consts::PI * f.min(1.0)).cos())
+}
+
 /// How one Adam step is written in floating point; both are Adam, they round differently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -218,7 +218,9 @@ where
         assert!((1..=MAX_I).contains(&width), "width {width} is not in 1..={MAX_I}");
         let bound = 1.0 / (width as f64).sqrt();
         let mut draw = |n: usize| -> Vec<E> {
-            (0..n).map(|_| <E as num_traits::NumCast>::from(rng.gen_range(-bound..bound)).expect("f64 converts")).collect()
+            (0..n)
+                .map(|_| <E as num_traits::NumCast>::from(rng.gen_range(-bound..bound)).expect("f64 converts"))
+                .collect()
         };
         let mut weight = draw(width * O);
         weight.resize(MAX_I * O, E::zero());
@@ -249,7 +251,8 @@ fn dense_up_to<const MAX_I: usize, const O: usize, E: NnFloat, B: Dim, T: Tape<E
     assert!(width <= MAX_I, "input width {width} is more than the layer's {MAX_I}");
     let b = batch.size();
     let xs = tensor_vec(&x).expect("CPU allocation");
-    let ws = tensor_vec(&layer.weight).expect("CPU allocation");
+    // Only the rows in use are copied out of the weight.
+    let ws = tensor_vec(&layer.weight.clone().slice((0..width, ..))).expect("CPU allocation");
     let bias = tensor_vec(&layer.bias).expect("CPU allocation");
     let mut out = Vec::with_capacity(b * O);
     for _ in 0..b {

@@ -181,9 +181,28 @@ pub(crate) fn sum<E: NnFloat>(v: &[E]) -> E {
     acc.iter().fold(tail, |a, &x| a + x)
 }
 
-/// Number of rayon threads available to the kernels.
+std::thread_local! {
+    /// Set while [`with_serial_kernels`] runs on this thread.
+    static SERIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with every layer's products on the calling thread only: for work that is already
+/// parallel at a coarser grain (independent parts of a batch on different threads), where
+/// splitting each small product again would only add hand-offs. Results are the same either way.
+pub fn with_serial_kernels<R>(f: impl FnOnce() -> R) -> R {
+    let before = SERIAL.with(|s| s.replace(true));
+    let out = f();
+    SERIAL.with(|s| s.set(before));
+    out
+}
+
+/// Number of rayon threads available to the kernels (1 inside [`with_serial_kernels`]).
 pub(crate) fn threads() -> usize {
-    rayon::current_num_threads().max(1)
+    if SERIAL.with(|s| s.get()) {
+        1
+    } else {
+        rayon::current_num_threads().max(1)
+    }
 }
 
 /// Geometry of a 2d convolution over one image: `chans × h × w` input, `out_h × out_w` output.

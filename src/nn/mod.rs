@@ -31,7 +31,7 @@ pub use convtrans::ConvTrans2D;
 pub use dense::{Dense, DenseUpTo};
 pub use dropout::HashDropout;
 pub use freeze::with_frozen_parameters;
-pub use kernels::{avx512_available, kernel_counts, KernelPath, NnFloat};
+pub use kernels::{avx512_available, kernel_counts, with_serial_kernels, KernelPath, NnFloat};
 pub use loss::{bernoulli_nll_sum, bernoulli_nll_with_logits};
 pub use norm::{BatchNorm2D, LeakyReLU};
 pub use pool::{AvgPool2D, MaxPool2D};

@@ -5,7 +5,7 @@
 use crate::config::Config;
 use crate::model::{Core, Ram};
 use crate::sensor::Retina;
-use crate::train::{stream, test_looking, Canvases, Stream};
+use crate::train::{test_looking, test_streams, Canvases};
 use crate::RamError;
 use dfdx::prelude::*;
 use glimpse::data::ImageSet;
@@ -61,7 +61,7 @@ impl Picture {
 }
 
 /// The first `cfg.figure_images` images of `test` with the glimpses the model takes on them (one
-/// test pass with the first draws of [`Stream::Test`] of `seed`), in a grid of 8 columns.
+/// test pass with the first chunk's generator of [`test_streams`] of `seed`), in a grid of 8 columns.
 pub fn glimpse_paths<C: Core>(
     model: &Ram<C>,
     test: &ImageSet,
@@ -75,7 +75,7 @@ pub fn glimpse_paths<C: Core>(
     let batch = Canvases::of(test, &index);
     let (h, w) = (test.height(), test.width());
     let looking = test_looking(cfg).0;
-    let mut rng = stream(seed, Stream::Test);
+    let mut rng = test_streams(seed, 1).remove(0);
     let glimpses = cfg.glimpse_count();
     let ep = model.episode::<NoneTape>(&batch.images, (h, w), retina, glimpses, looking, &mut rng, dev);
     let zoom = (112 / h.max(w)).max(1);

@@ -271,7 +271,9 @@ collection!(LocationNet { hidden, mean });
 
 impl<C: TensorCollection<f32, Cpu>> TensorCollection<f32, Cpu> for Ram<C, f32, Cpu> {
     type To<E2: Dtype, D2: Device<E2>> = Ram<C::To<E2, D2>, E2, D2>;
-    fn iter_tensors<V: ModuleVisitor<Self, f32, Cpu>>(visitor: &mut V) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+    fn iter_tensors<V: ModuleVisitor<Self, f32, Cpu>>(
+        visitor: &mut V,
+    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
         visitor.visit_fields(
             (
                 Self::module("glimpse", |s| &s.glimpse, |s| &mut s.glimpse),

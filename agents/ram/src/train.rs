@@ -19,10 +19,13 @@ use dfdx::prelude::*;
 use glimpse::checkpoint::{self, CheckpointError};
 use glimpse::data::{Dataset, ImageSet, Mnist};
 use glimpse::generative::median;
+use glimpse::nn::with_serial_kernels;
 use glimpse::optim::{Adam, AdamConfig, AdamOrder, NonFiniteGradient};
 use glimpse::run::{Checkpoint, Control, Run, RunError};
 use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Instant;
@@ -43,13 +46,16 @@ pub fn stream(seed: u64, stream: Stream) -> ChaCha12Rng {
     glimpse::generative::stream(seed, stream as u64)
 }
 
+/// The parts a training batch is split into (see [`Trainer::step`]).
+pub const SHARDS: usize = 2;
+
 /// The weights' file in a snapshot.
 pub const MODEL_FILE: &str = "model.safetensors";
 
 /// How the trainer looks: the policy's samples, or uniform locations for the ablation.
 pub fn training_looking(cfg: &Config) -> Looking {
     match cfg.locations {
-        Locations::Learned => Looking::Sampled { std: cfg.std as f32 },
+        Locations::Learned => Looking::Sampled { std: cfg.policy_std() as f32 },
         Locations::Random => Looking::Random,
     }
 }
@@ -70,6 +76,23 @@ impl Canvases {
         let side = set.width();
         let images = index.iter().flat_map(|&i| set.image(i).iter().map(|&v| v as f32 / 255.0)).collect();
         Self { images, labels: index.iter().map(|&i| set.label(i)).collect(), side }
+    }
+
+    /// The canvases in `k` consecutive parts of (nearly) equal size; empty parts are left out.
+    pub fn split(&self, k: usize) -> Vec<Canvases> {
+        let (n, per) = (self.labels.len(), self.side * self.side);
+        let size = n.div_ceil(k.max(1)).max(1);
+        (0..n)
+            .step_by(size)
+            .map(|start| {
+                let end = (start + size).min(n);
+                Canvases {
+                    images: self.images[start * per..end * per].to_vec(),
+                    labels: self.labels[start..end].to_vec(),
+                    side: self.side,
+                }
+            })
+            .collect()
     }
 
     /// Fresh `task` canvases of digits `index` of `digits`, drawn from `rng`.
@@ -110,6 +133,11 @@ impl<C: Core> Trainer<C> {
 
     /// One Adam step on the hybrid loss of `batch`, looking as `looking` says; returns the
     /// batch's figures and its loss. A NaN or infinite gradient changes nothing and is an error.
+    ///
+    /// The batch goes forward and backward as [`SHARDS`] parts at once on rayon's threads, each
+    /// part's products on its own thread and its draws from its own generator (seeded from the
+    /// policy stream), and the parts' gradients are added in order: the same step on any number
+    /// of threads.
     pub fn step(
         &mut self,
         batch: &Canvases,
@@ -118,13 +146,45 @@ impl<C: Core> Trainer<C> {
         looking: Looking,
         std: f32,
     ) -> Result<(BatchStats, f32), NonFiniteGradient> {
-        let side = (batch.side, batch.side);
-        let episode =
-            self.model.episode::<OwnedTape<f32, Cpu>>(&batch.images, side, retina, glimpses, looking, &mut self.policy, &self.dev);
-        let loss = hybrid_loss(episode, &batch.labels, std, &self.dev);
-        let value = loss.total.array();
-        let mut grads = loss.total.backward();
-        self.opt.update(&mut self.model, &mut grads, None).map(|_| (loss.stats, value))
+        let parts = batch.split(SHARDS);
+        let seeds: Vec<u64> = parts.iter().map(|_| self.policy.gen()).collect();
+        let (model, dev, n) = (&self.model, &self.dev, batch.labels.len());
+        let mut done: Vec<_> = parts
+            .par_iter()
+            .zip(seeds)
+            .map(|(part, seed)| {
+                with_serial_kernels(|| {
+                    let mut rng = ChaCha12Rng::seed_from_u64(seed);
+                    let side = (part.side, part.side);
+                    let ep = model.episode::<OwnedTape<f32, Cpu>>(
+                        &part.images,
+                        side,
+                        retina,
+                        glimpses,
+                        looking,
+                        &mut rng,
+                        dev,
+                    );
+                    let loss = hybrid_loss(ep, &part.labels, std, dev);
+                    // Each part's mean, weighted by its share of the batch: the parts add up to the batch's mean.
+                    let total = loss.total * (part.labels.len() as f32 / n as f32);
+                    let value = total.array();
+                    (total.backward(), loss.stats, value)
+                })
+            })
+            .collect();
+        let (mut grads, mut stats, mut value) = done.remove(0);
+        for (mut g, st, v) in done {
+            glimpse::optim::add_gradients(&self.model, &mut grads, &mut g);
+            stats.add(&st);
+            value += v;
+        }
+        self.opt.update(&mut self.model, &mut grads, None).map(|_| (stats, value))
+    }
+
+    /// Sets Adam's learning rate for the steps that follow.
+    pub fn set_learning_rate(&mut self, lr: f64) {
+        self.opt.cfg.lr = lr as f32;
     }
 
     /// Saves the weights ([`MODEL_FILE`]), Adam's moments and both generators into `dir`.
@@ -265,7 +325,8 @@ pub fn train<C: Core>(mut run: Run<Config>) -> Result<Option<Summary>, RamError>
         order.shuffle(&mut s.trainer.data);
         for (b, index) in order.chunks(cfg.batch_size).enumerate() {
             let batch = Canvases::compose(cfg.task, &digits, index, &mut s.trainer.data);
-            let step = s.trainer.step(&batch, &retina, glimpses, looking, cfg.std as f32);
+            s.trainer.set_learning_rate(cfg.rate(epoch, b as u64, batches as u64));
+            let step = s.trainer.step(&batch, &retina, glimpses, looking, cfg.policy_std() as f32);
             let (batch_stats, loss) = step.map_err(|source| RamError::NonFiniteGradient { source, epoch, batch: b })?;
             if !loss.is_finite() {
                 return Err(RamError::NonFinite { loss: loss.into(), epoch, batch: b });
@@ -274,7 +335,8 @@ pub fn train<C: Core>(mut run: Run<Config>) -> Result<Option<Summary>, RamError>
             loss_sum += loss as f64;
             if b % 50 == 0 {
                 let accuracy = stats.correct as f64 / stats.images as f64;
-                run.progress().message(format!("epoch {epoch} batch {b}/{batches} loss {loss:.4} accuracy {accuracy:.4}"));
+                run.progress()
+                    .message(format!("epoch {epoch} batch {b}/{batches} loss {loss:.4} accuracy {accuracy:.4}"));
             }
         }
         s.epoch_seconds.push(clock.elapsed().as_secs_f64());
@@ -344,10 +406,9 @@ fn log_epoch<C: Core>(
     if cfg.figure_images > 0 {
         let picture = glimpse_paths(&s.trainer.model, test, &cfg, retina, run.seed, dev)?;
         picture.save_png(&run.path().join("glimpses.png"))?;
-        run.writer()?.image("glimpses", &picture, epoch).map_err(|source| RunError::Io {
-            path: run.path().to_path_buf(),
-            source,
-        })?;
+        run.writer()?
+            .image("glimpses", &picture, epoch)
+            .map_err(|source| RunError::Io { path: run.path().to_path_buf(), source })?;
     }
     Ok(())
 }
@@ -358,16 +419,23 @@ pub fn test_looking(cfg: &Config) -> (Looking, usize) {
     match (cfg.locations, cfg.test_samples) {
         (Locations::Random, m) => (Looking::Random, m.max(1)),
         (Locations::Learned, 0) => (Looking::Mean, 1),
-        (Locations::Learned, m) => (Looking::Sampled { std: cfg.std as f32 }, m),
+        (Locations::Learned, m) => (Looking::Sampled { std: cfg.policy_std() as f32 }, m),
     }
 }
 
 /// Test images per forward pass.
 const TEST_BATCH: usize = 500;
 
+/// The generators of the test passes over `chunks` chunks of a test set: one per chunk, seeded
+/// from [`Stream::Test`] of `seed` (the same draws at every call, on any number of threads).
+pub fn test_streams(seed: u64, chunks: usize) -> Vec<ChaCha12Rng> {
+    let mut rng = stream(seed, Stream::Test);
+    (0..chunks).map(|_| ChaCha12Rng::seed_from_u64(rng.gen())).collect()
+}
+
 /// The fraction of `set` misclassified, and the predictions: the class log-probabilities are
 /// averaged over the passes of [`test_looking`], the first locations and the policy's noise drawn
-/// from [`Stream::Test`] of `seed` (the same draws at every call).
+/// from [`test_streams`] of `seed`. Chunks of [`TEST_BATCH`] images run in parallel.
 pub fn test_error<C: Core>(
     model: &Ram<C>,
     set: &ImageSet,
@@ -377,19 +445,34 @@ pub fn test_error<C: Core>(
     dev: &Cpu,
 ) -> (f64, Vec<u8>) {
     let (looking, passes) = test_looking(cfg);
-    let mut rng = stream(seed, Stream::Test);
-    let mut predicted = Vec::with_capacity(set.len());
     let all: Vec<usize> = (0..set.len()).collect();
-    for index in all.chunks(TEST_BATCH) {
-        let batch = Canvases::of(set, index);
-        let mut sum = vec![0.0f32; index.len() * CLASSES];
-        for _ in 0..passes {
-            let side = (batch.side, batch.side);
-            let ep = model.episode::<NoneTape>(&batch.images, side, retina, cfg.glimpse_count(), looking, &mut rng, dev);
-            sum.iter_mut().zip(ep.log_probs.as_vec()).for_each(|(s, v)| *s += v);
-        }
-        predicted.extend(predictions(&sum));
-    }
+    let chunks: Vec<&[usize]> = all.chunks(TEST_BATCH).collect();
+    let rngs = test_streams(seed, chunks.len());
+    let predicted: Vec<Vec<u8>> = chunks
+        .par_iter()
+        .zip(rngs)
+        .map(|(index, mut rng)| {
+            with_serial_kernels(|| {
+                let batch = Canvases::of(set, index);
+                let mut sum = vec![0.0f32; index.len() * CLASSES];
+                for _ in 0..passes {
+                    let side = (batch.side, batch.side);
+                    let ep = model.episode::<NoneTape>(
+                        &batch.images,
+                        side,
+                        retina,
+                        cfg.glimpse_count(),
+                        looking,
+                        &mut rng,
+                        dev,
+                    );
+                    sum.iter_mut().zip(ep.log_probs.as_vec()).for_each(|(s, v)| *s += v);
+                }
+                predictions(&sum)
+            })
+        })
+        .collect();
+    let predicted: Vec<u8> = predicted.concat();
     let wrong = predicted.iter().zip(set.labels()).filter(|(p, y)| p != y).count();
     (wrong as f64 / set.len().max(1) as f64, predicted)
 }

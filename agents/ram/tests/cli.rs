@@ -118,7 +118,7 @@ fn bad_settings_are_refused_before_anything_is_written() {
     let dir = temp("bad");
     for (flags, word) in [
         (vec!["--patch", "16", "--scales", "5"], "1024"),
-        (vec!["--std", "-1"], "std"),
+        (vec!["--std=-1"], "std"),
         (vec!["--glimpses", "0"], "glimpses"),
         (vec!["--test-images", "/nonexistent.npy", "--test-labels", "/nonexistent.npy"], "not a file"),
     ] {

@@ -42,9 +42,8 @@ impl LrSchedule {
         match self {
             LrSchedule::Exponential => config.learning_rate * config.lr_decay.powi(epoch as i32 - 1),
             LrSchedule::Cosine => {
-                let done = ((epoch - 1) * steps_per_epoch + step) as f64;
-                let total = (config.epochs * steps_per_epoch).max(1) as f64;
-                0.5 * config.learning_rate * (1.0 + (std::f64::consts::PI * done / total).cos())
+                let done = (epoch - 1) * steps_per_epoch + step;
+                glimpse::optim::cosine_rate(config.learning_rate, done, config.epochs * steps_per_epoch)
             }
         }
     }
