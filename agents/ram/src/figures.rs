@@ -1,6 +1,7 @@
 //! The picture of where the model looks: test canvases with the squares of their glimpses drawn
 //! over them, the first glimpse red, the later ones going through yellow to green and cyan, a
-//! dot at each centre; the outer scales of the last glimpse in white.
+//! dot at each centre; the outer scales of the last glimpse in white. As a PNG of the whole
+//! path and as an animated GIF, one frame per glimpse.
 
 use crate::config::Config;
 use crate::model::{Core, Ram};
@@ -61,15 +62,16 @@ impl Picture {
 }
 
 /// The first `cfg.figure_images` images of `test` with the glimpses the model takes on them (one
-/// test pass with the first chunk's generator of [`test_streams`] of `seed`), in a grid of 8 columns.
-pub fn glimpse_paths<C: Core>(
+/// test pass with the first chunk's generator of [`test_streams`] of `seed`), in a grid of 8
+/// columns: one picture per glimpse, the `t`-th showing the first `t + 1` glimpses.
+pub fn glimpse_frames<C: Core>(
     model: &Ram<C>,
     test: &ImageSet,
     cfg: &Config,
     retina: &Retina,
     seed: u64,
     dev: &Cpu,
-) -> Result<Image, RamError> {
+) -> Result<Vec<Image>, RamError> {
     let count = cfg.figure_images.min(test.len());
     let index: Vec<usize> = (0..count).collect();
     let batch = Canvases::of(test, &index);
@@ -79,24 +81,61 @@ pub fn glimpse_paths<C: Core>(
     let glimpses = cfg.glimpse_count();
     let ep = model.episode::<NoneTape>(&batch.images, (h, w), retina, glimpses, looking, &mut rng, dev);
     let zoom = (112 / h.max(w)).max(1);
-    let mut tiles = Vec::with_capacity(count * 3 * (h * zoom) * (w * zoom));
-    for i in 0..count {
-        let mut pic = Picture::new(&batch.images[i * h * w..(i + 1) * h * w], h, zoom);
-        for (t, locs) in ep.looked_at.iter().enumerate() {
-            let scales = if t + 1 == glimpses { retina.scales() } else { 1 };
-            for s in (0..scales).rev() {
-                let (row, col) = retina.corner(locs[i], s, h, w);
-                let z = zoom as isize;
-                let c = if s == 0 { colour(t, glimpses) } else { [1.0; 3] };
-                pic.square(col * z, row * z, (retina.side(s) * zoom) as isize, c);
+    let frame = |upto: usize| -> Result<Image, RamError> {
+        let mut tiles = Vec::with_capacity(count * 3 * (h * zoom) * (w * zoom));
+        for i in 0..count {
+            let mut pic = Picture::new(&batch.images[i * h * w..(i + 1) * h * w], h, zoom);
+            for (t, locs) in ep.looked_at.iter().enumerate().take(upto + 1) {
+                let scales = if t == upto { retina.scales() } else { 1 };
+                for s in (0..scales).rev() {
+                    let (row, col) = retina.corner(locs[i], s, h, w);
+                    let z = zoom as isize;
+                    let c = if s == 0 { colour(t, glimpses) } else { [1.0; 3] };
+                    pic.square(col * z, row * z, (retina.side(s) * zoom) as isize, c);
+                }
+                let centre = |v: f32, n: usize| ((v + 1.0) / 2.0 * (n * zoom) as f32) as isize;
+                let (cx, cy) = (centre(locs[i][0], w), centre(locs[i][1], h));
+                for (dx, dy) in [(0, 0), (1, 0), (0, 1), (-1, 0), (0, -1)] {
+                    pic.set(cx + dx, cy + dy, colour(t, glimpses));
+                }
             }
-            let (cx, cy) = ((locs[i][0] + 1.0) / 2.0 * (w * zoom) as f32, (locs[i][1] + 1.0) / 2.0 * (h * zoom) as f32);
-            for (dx, dy) in [(0, 0), (1, 0), (0, 1), (-1, 0), (0, -1)] {
-                pic.set(cx as isize + dx, cy as isize + dy, colour(t, glimpses));
-            }
+            tiles.extend(pic.rgb);
         }
-        tiles.extend(pic.rgb);
+        let side = h * zoom;
+        Ok(Image::grid(&tiles, count, 3, side, side, 8.min(count.max(1)))?)
+    };
+    (0..ep.looked_at.len()).map(frame).collect()
+}
+
+/// The last of [`glimpse_frames`]: every glimpse of the path.
+pub fn glimpse_paths<C: Core>(
+    model: &Ram<C>,
+    test: &ImageSet,
+    cfg: &Config,
+    retina: &Retina,
+    seed: u64,
+    dev: &Cpu,
+) -> Result<Image, RamError> {
+    let mut frames = glimpse_frames(model, test, cfg, retina, seed, dev)?;
+    Ok(frames.pop().expect("at least one glimpse"))
+}
+
+/// Writes `frames` (RGB) as an animated GIF that loops, `delay_ms` per frame, atomically.
+pub fn write_gif(frames: &[Image], delay_ms: u16, path: &std::path::Path) -> Result<(), RamError> {
+    let Some(first) = frames.first() else { return Ok(()) };
+    let (w, h) = (first.width as u16, first.height as u16);
+    let mut bytes = Vec::new();
+    {
+        let gif_error = |e: gif::EncodingError| RamError::Config(format!("{}: {e}", path.display()));
+        let mut encoder = gif::Encoder::new(&mut bytes, w, h, &[]).map_err(gif_error)?;
+        encoder.set_repeat(gif::Repeat::Infinite).map_err(gif_error)?;
+        for image in frames {
+            let mut frame = gif::Frame::from_rgb_speed(w, h, &image.data, 10);
+            frame.delay = delay_ms / 10;
+            encoder.write_frame(&frame).map_err(gif_error)?;
+        }
     }
-    let side = h * zoom;
-    Ok(Image::grid(&tiles, count, 3, side, side, 8.min(count.max(1)))?)
+    glimpse::checkpoint::write_atomic(path, &bytes)
+        .map_err(|source| glimpse::run::RunError::Io { path: path.to_path_buf(), source })?;
+    Ok(())
 }

@@ -9,7 +9,7 @@
 //! uninterrupted run ends.
 
 use crate::config::{Config, Locations};
-use crate::figures::glimpse_paths;
+use crate::figures::{glimpse_frames, glimpse_paths, write_gif};
 use crate::loss::{hybrid_loss, predictions, BatchStats};
 use crate::model::{Core, Looking, Ram, CLASSES};
 use crate::sensor::Retina;
@@ -356,6 +356,10 @@ pub fn train<C: Core>(mut run: Run<Config>) -> Result<Option<Summary>, RamError>
         }
     }
 
+    if cfg.figure_images > 0 {
+        let frames = glimpse_frames(&s.trainer.model, &test, &cfg, &retina, run.seed, &dev)?;
+        write_gif(&frames, 600, &run.path().join("glimpses.gif"))?;
+    }
     let last = |v: &[f64]| v.last().copied().unwrap_or(f64::NAN);
     let metrics = serde_json::json!({
         "test_error": last(&s.curves.test_error),

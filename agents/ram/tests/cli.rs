@@ -78,6 +78,8 @@ fn stopped_and_resumed_equals_the_uninterrupted_run_and_eval_repeats_it() {
     }
     assert_eq!(fa, fb, "the snapshots differ");
     assert!(a.join("glimpses.png").is_file());
+    let gif = std::fs::read(a.join("glimpses.gif")).unwrap();
+    assert!(gif.starts_with(b"GIF89a"), "glimpses.gif is not a GIF");
 
     // --eval with the run's seed repeats the summary's test error; nothing is written.
     let before = std::fs::read_dir(&a).unwrap().count();
