@@ -82,9 +82,11 @@ fn evaluate_run<C: Core>(eval: &Eval<Config>) -> Result<Outcome, RamError> {
     glimpse::checkpoint::load_weights(&mut model, &eval.snapshot.join(MODEL_FILE))?;
     let mnist = Mnist::load(Dataset::Mnist, cfg.data_dir.as_deref())?;
     let test = test_set(cfg, &mnist)?;
-    let (error, _) = test_error(&model, &test, cfg, &retina, eval.seed, &dev);
+    let (error, predicted) = test_error(&model, &test, cfg, &retina, cfg.test_samples, eval.seed, &dev);
+    let misclassified = predicted.iter().zip(test.labels()).filter(|(p, y)| p != y).count();
     Ok(Outcome::Evaluated(eval.report(&serde_json::json!({
         "test_error": error,
+        "misclassified": misclassified,
         "test_images": test.len(),
         "test_samples": cfg.test_samples,
         "epochs": eval.done,

@@ -90,9 +90,9 @@ pub struct Config {
     /// the task's, 0.05 on 28×28, 0.25 on the larger canvases].
     #[arg(long)]
     pub std: Option<f64>,
-    /// Test passes: 0 looks where the policy's mean says; M ≥ 1 averages the class
-    /// log-probabilities of M sampled glimpse paths.
-    #[arg(long, default_value_t = 0)]
+    /// The final test (and `--eval`): the class log-probabilities of M sampled glimpse paths
+    /// averaged (0: one pass where the policy's mean says, as the per-epoch curve looks).
+    #[arg(long, default_value_t = 10)]
     pub test_samples: usize,
     /// Training digits used (the first N, 1 to 60000).
     #[arg(long, default_value_t = MNIST_TRAIN_IMAGES)]
@@ -131,7 +131,7 @@ impl Default for Config {
             core: CoreKind::Rnn,
             locations: Locations::Learned,
             std: None,
-            test_samples: 0,
+            test_samples: 10,
             train_images: MNIST_TRAIN_IMAGES,
             test_set_seed: 0,
             test_images: None,

@@ -62,7 +62,7 @@ impl Picture {
 }
 
 /// The first `cfg.figure_images` images of `test` with the glimpses the model takes on them (one
-/// test pass with the first chunk's generator of [`test_streams`] of `seed`), in a grid of 8
+/// pass where the policy's mean says, with the first chunk's generator of [`test_streams`] of `seed`), in a grid of 8
 /// columns: one picture per glimpse, the `t`-th showing the first `t + 1` glimpses.
 pub fn glimpse_frames<C: Core>(
     model: &Ram<C>,
@@ -76,7 +76,7 @@ pub fn glimpse_frames<C: Core>(
     let index: Vec<usize> = (0..count).collect();
     let batch = Canvases::of(test, &index);
     let (h, w) = (test.height(), test.width());
-    let looking = test_looking(cfg).0;
+    let looking = test_looking(cfg, 0).0;
     let mut rng = test_streams(seed, 1).remove(0);
     let glimpses = cfg.glimpse_count();
     let ep = model.episode::<NoneTape>(&batch.images, (h, w), retina, glimpses, looking, &mut rng, dev);

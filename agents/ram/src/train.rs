@@ -219,7 +219,7 @@ pub struct Curves {
     pub baseline_error: Vec<f64>,
     /// The variance over images of the REINFORCE term `Σ_t (R − b_t) log π(l_t)`.
     pub reinforce_variance: Vec<f64>,
-    /// Test error (fraction misclassified) after each epoch.
+    /// Test error (fraction misclassified) after each epoch, looking where the policy's mean says.
     pub test_error: Vec<f64>,
 }
 
@@ -266,9 +266,14 @@ pub struct Summary {
     pub wall_seconds: f64,
     /// Epochs trained.
     pub epochs: u64,
-    /// Test error (fraction of the test images misclassified) after the last epoch.
+    /// Test error (fraction of the test images misclassified) after the last epoch, the class
+    /// log-probabilities averaged over `test_samples` sampled glimpse paths (0: the policy's mean).
     pub test_error: f64,
-    /// The lowest test error after any epoch (reported beside the last, not chosen by it).
+    /// The sampled paths averaged for `test_error`.
+    pub test_samples: usize,
+    /// Test error after the last epoch looking where the policy's mean says (the curve's last point).
+    pub mean_path_test_error: f64,
+    /// The lowest point of that curve (reported beside the last, not chosen by it).
     pub best_test_error: f64,
     /// Training accuracy over the last epoch.
     pub train_accuracy: f64,
@@ -348,7 +353,7 @@ pub fn train<C: Core>(mut run: Run<Config>) -> Result<Option<Summary>, RamError>
         c.baseline.push(stats.baseline / n);
         c.baseline_error.push(stats.baseline_error / n);
         c.reinforce_variance.push(stats.reinforce_variance());
-        let (error, _) = test_error(&s.trainer.model, &test, &cfg, &retina, run.seed, &dev);
+        let (error, _) = test_error(&s.trainer.model, &test, &cfg, &retina, 0, run.seed, &dev);
         c.test_error.push(error);
         log_epoch(&mut run, &s, &test, &retina, &dev)?;
         if run.tick(epoch, &s)? == Control::Stop {
@@ -361,8 +366,11 @@ pub fn train<C: Core>(mut run: Run<Config>) -> Result<Option<Summary>, RamError>
         write_gif(&frames, 600, &run.path().join("glimpses.gif"))?;
     }
     let last = |v: &[f64]| v.last().copied().unwrap_or(f64::NAN);
+    let (final_error, _) = test_error(&s.trainer.model, &test, &cfg, &retina, cfg.test_samples, run.seed, &dev);
     let metrics = serde_json::json!({
-        "test_error": last(&s.curves.test_error),
+        "test_error": final_error,
+        "test_samples": cfg.test_samples,
+        "mean_path_test_error": last(&s.curves.test_error),
         "best_test_error": s.curves.test_error.iter().copied().fold(f64::NAN, f64::min),
         "train_accuracy": last(&s.curves.train_accuracy),
         "seconds_per_epoch": median(&s.epoch_seconds),
@@ -417,10 +425,10 @@ fn log_epoch<C: Core>(
     Ok(())
 }
 
-/// How the test passes look: the policy's mean, or `test_samples` sampled paths; uniform
-/// locations for the random-locations ablation.
-pub fn test_looking(cfg: &Config) -> (Looking, usize) {
-    match (cfg.locations, cfg.test_samples) {
+/// How `samples` test passes look: the policy's mean (one pass) for 0, else `samples` sampled
+/// paths; uniform locations for the random-locations ablation.
+pub fn test_looking(cfg: &Config, samples: usize) -> (Looking, usize) {
+    match (cfg.locations, samples) {
         (Locations::Random, m) => (Looking::Random, m.max(1)),
         (Locations::Learned, 0) => (Looking::Mean, 1),
         (Locations::Learned, m) => (Looking::Sampled { std: cfg.policy_std() as f32 }, m),
@@ -438,17 +446,18 @@ pub fn test_streams(seed: u64, chunks: usize) -> Vec<ChaCha12Rng> {
 }
 
 /// The fraction of `set` misclassified, and the predictions: the class log-probabilities are
-/// averaged over the passes of [`test_looking`], the first locations and the policy's noise drawn
+/// averaged over the passes of [`test_looking`] for `samples`, the first locations and the policy's noise drawn
 /// from [`test_streams`] of `seed`. Chunks of [`TEST_BATCH`] images run in parallel.
 pub fn test_error<C: Core>(
     model: &Ram<C>,
     set: &ImageSet,
     cfg: &Config,
     retina: &Retina,
+    samples: usize,
     seed: u64,
     dev: &Cpu,
 ) -> (f64, Vec<u8>) {
-    let (looking, passes) = test_looking(cfg);
+    let (looking, passes) = test_looking(cfg, samples);
     let all: Vec<usize> = (0..set.len()).collect();
     let chunks: Vec<&[usize]> = all.chunks(TEST_BATCH).collect();
     let rngs = test_streams(seed, chunks.len());

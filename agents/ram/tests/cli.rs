@@ -35,7 +35,9 @@ fn s(p: &Path) -> &str {
 fn ram(args: &[&str]) -> Result<Outcome, glimpse_ram::RamError> {
     let mut all = vec!["ram_mnist"];
     all.extend_from_slice(args);
-    for (flag, value) in [("--train-images", "2000"), ("--batch-size", "64"), ("--figure-images", "4")] {
+    for (flag, value) in
+        [("--train-images", "2000"), ("--batch-size", "64"), ("--figure-images", "4"), ("--test-samples", "2")]
+    {
         if !args.contains(&flag) {
             all.extend([flag, value]);
         }
