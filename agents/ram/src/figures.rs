@@ -80,7 +80,7 @@ pub fn glimpse_frames<C: Core>(
     let mut rng = test_streams(seed, 1).remove(0);
     let glimpses = cfg.glimpse_count();
     let ep = model.episode::<NoneTape>(&batch.images, (h, w), retina, glimpses, looking, &mut rng, dev);
-    let zoom = (112 / h.max(w)).max(1);
+    let zoom = (128 / h.max(w)).max(1);
     let frame = |upto: usize| -> Result<Image, RamError> {
         let mut tiles = Vec::with_capacity(count * 3 * (h * zoom) * (w * zoom));
         for i in 0..count {
