@@ -43,6 +43,9 @@ pub enum TrainError {
     /// Writing an image failed.
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),
+    /// Writing sample files failed.
+    #[error(transparent)]
+    Samples(#[from] crate::generative::SampleError),
     /// Writing TensorBoard events failed.
     #[error("TensorBoard writer: {0}")]
     Log(#[from] std::io::Error),

@@ -28,47 +28,4 @@ pub use train::{train, Summary, Trainer, Training};
 pub const PIXELS: usize = glimpse::data::mnist::PIXELS;
 
 /// Errors from training, evaluating or sampling a VAE.
-#[derive(Debug, thiserror::Error)]
-pub enum VaeError {
-    /// Loading the data set or writing a `.npy` file failed.
-    #[error(transparent)]
-    Data(#[from] glimpse::data::DataError),
-    /// Setting up, checkpointing or finishing the run failed.
-    #[error(transparent)]
-    Run(#[from] glimpse::run::RunError),
-    /// Saving or loading a checkpoint failed.
-    #[error(transparent)]
-    Checkpoint(#[from] glimpse::checkpoint::CheckpointError),
-    /// Writing an image failed.
-    #[error(transparent)]
-    Image(#[from] glimpse::image::ImageError),
-    /// Writing sample files failed.
-    #[error(transparent)]
-    Samples(#[from] glimpse::generative::SampleError),
-    /// Writing TensorBoard events failed.
-    #[error("TensorBoard writer: {0}")]
-    Log(#[from] std::io::Error),
-    /// The loss became NaN or infinite.
-    #[error("the loss is not finite ({loss}) at epoch {epoch}, batch {batch}; try a lower learning rate")]
-    NonFinite {
-        /// The loss.
-        loss: f64,
-        /// The epoch (from 1).
-        epoch: u64,
-        /// The batch in the epoch (from 0).
-        batch: usize,
-    },
-    /// A gradient became NaN or infinite; the optimizer refused the step.
-    #[error("at epoch {epoch}, batch {batch}: {source}; try a lower learning rate")]
-    NonFiniteGradient {
-        /// What the optimizer saw.
-        source: glimpse::optim::NonFiniteGradient,
-        /// The epoch (from 1).
-        epoch: u64,
-        /// The batch in the epoch (from 0).
-        batch: usize,
-    },
-    /// The command line or configuration is not usable.
-    #[error("bad configuration: {0}")]
-    Config(String),
-}
+pub use glimpse::run::TrainError as VaeError;
