@@ -110,15 +110,20 @@ unsafe fn blocked(
                 pack_a(a, (ic, pc), (mc, kc), packed_a);
                 for jr in (0..nc).step_by(NR) {
                     let nr = NR.min(nc - jr);
-                    let bp = packed_b.as_ptr().add(jr * kc);
+                    // A full panel of a row-major `B` is read where it lies (see `pack_b`).
+                    let (bp, ldb) = if reads_b_in_place(b, nr) {
+                        (b.ptr.add(pc * b.rs + jc + jr), b.rs)
+                    } else {
+                        (packed_b.as_ptr().add(jr * kc), NR)
+                    };
                     for ir in (0..mc).step_by(MR) {
                         let mr = MR.min(mc - ir);
                         let ap = packed_a.as_ptr().add(ir * kc);
                         let cp = c.add((ic + ir) * ldc + jc + jr);
                         if nr <= 16 {
-                            kernel_half(kc, ap, bp, cp, ldc, mr, nr);
+                            kernel_half(kc, ap, (bp, ldb), cp, ldc, mr, nr);
                         } else {
-                            kernel(kc, ap, bp, cp, ldc, mr, nr);
+                            kernel(kc, ap, (bp, ldb), cp, ldc, mr, nr);
                         }
                     }
                 }
@@ -157,11 +162,22 @@ unsafe fn transpose8x8(src: *const f32, src_stride: usize, dst: *mut f32, dst_st
     w(7, _mm256_permute2f128_ps::<0x31>(s3, s7));
 }
 
-/// Packs `b[pc.., jc..]` (`kc × nc`) into `NR`-column panels, zero-padded.
+/// Whether the micro-kernel reads an `nr`-column panel of `b` in place instead of packed: a
+/// full panel of a row-major `b` is already `NR` contiguous values per depth, so copying it only
+/// costs time (it was a sixth of small recurrent models' training step).
+fn reads_b_in_place(b: View, nr: usize) -> bool {
+    b.cs == 1 && nr == NR
+}
+
+/// Packs `b[pc.., jc..]` (`kc × nc`) into `NR`-column panels, zero-padded, except the panels
+/// [`reads_b_in_place`] leaves where they are.
 #[target_feature(enable = "avx512f")]
 unsafe fn pack_b(b: View, (pc, jc): (usize, usize), (kc, nc): (usize, usize), out: &mut [f32]) {
     for (panel, jr) in (0..nc).step_by(NR).enumerate() {
         let nr = NR.min(nc - jr);
+        if reads_b_in_place(b, nr) {
+            continue;
+        }
         let dst = &mut out[panel * kc * NR..(panel + 1) * kc * NR];
         if b.cs == 1 {
             for p in 0..kc {
@@ -235,13 +251,22 @@ unsafe fn pack_a(a: View, (ic, pc): (usize, usize), (mc, kc): (usize, usize), ou
     }
 }
 
-/// `c[mr×nr] += A_panel · B_panel` for one register tile.
+/// `c[mr×nr] += A_panel · B_panel` for one register tile; the `B` panel's depths lie `ldb`
+/// apart (`NR` when packed).
 #[target_feature(enable = "avx512f")]
-unsafe fn kernel(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, mr: usize, nr: usize) {
+unsafe fn kernel(
+    kc: usize,
+    a: *const f32,
+    (b, ldb): (*const f32, usize),
+    c: *mut f32,
+    ldc: usize,
+    mr: usize,
+    nr: usize,
+) {
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     for p in 0..kc {
-        let b0 = _mm512_loadu_ps(b.add(p * NR));
-        let b1 = _mm512_loadu_ps(b.add(p * NR + 16));
+        let b0 = _mm512_loadu_ps(b.add(p * ldb));
+        let b1 = _mm512_loadu_ps(b.add(p * ldb + 16));
         let ap = a.add(p * MR);
         for (i, row) in acc.iter_mut().enumerate() {
             let ai = _mm512_set1_ps(*ap.add(i));
@@ -271,10 +296,18 @@ unsafe fn kernel(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usiz
 /// [`kernel`] for a tile at most 16 columns wide (the last one of a row whose width is not a
 /// multiple of `NR`): the left half of the packed `B` panel, at half the cost.
 #[target_feature(enable = "avx512f")]
-unsafe fn kernel_half(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, mr: usize, nr: usize) {
+unsafe fn kernel_half(
+    kc: usize,
+    a: *const f32,
+    (b, ldb): (*const f32, usize),
+    c: *mut f32,
+    ldc: usize,
+    mr: usize,
+    nr: usize,
+) {
     let mut acc = [_mm512_setzero_ps(); MR];
     for p in 0..kc {
-        let b0 = _mm512_loadu_ps(b.add(p * NR));
+        let b0 = _mm512_loadu_ps(b.add(p * ldb));
         let ap = a.add(p * MR);
         for (i, row) in acc.iter_mut().enumerate() {
             *row = _mm512_fmadd_ps(_mm512_set1_ps(*ap.add(i)), b0, *row);

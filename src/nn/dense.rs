@@ -12,6 +12,7 @@ use dfdx::prelude::*;
 
 use super::conv::fill_fan_in_uniform;
 use super::kernels::{matmul, raw_grad, take_contiguous, tensor_vec, threads, Mat, NnFloat};
+use super::reuse::{transposed_view, weight_and_transpose, weight_values};
 
 /// Device-free description of [`Dense`], for module tuples built with `dev.build_module`.
 pub mod builder {
@@ -111,14 +112,15 @@ fn dense<const I: usize, const O: usize, E: NnFloat, B: Dim, T: Tape<E, Cpu>>(
     let batch = x.shape().0;
     let b = batch.size();
     let (x, xs) = take_contiguous(x)?;
-    let ws = tensor_vec(&layer.weight)?;
-    let bias = tensor_vec(&layer.bias)?;
+    let (ws, wt) = weight_and_transpose(&layer.weight, (O, I))?;
+    let bias = weight_values(&layer.bias, None)?;
     let mut out = Vec::with_capacity(b * O);
     for _ in 0..b {
         out.extend_from_slice(&bias);
     }
     // out (b x O) += x (b x I) · W^T (I x O)
-    matmul((b, I, O), Mat::rows(&xs, I), Mat::rows_t(&ws, I), &mut out, true, threads());
+    let w_t = transposed_view((&ws, wt.as_deref().map(|v| v.as_slice())), (O, I));
+    matmul((b, I, O), Mat::rows(&xs, I), w_t, &mut out, true, threads());
     let out = x.device().try_tensor_from_vec(out, (batch, Const::<O>))?;
     if T::OWNS_TAPE {
         let (x_g, w_g, b_g, out_g) = (x.ghost(), layer.weight.ghost(), layer.bias.ghost(), out.ghost());
@@ -251,9 +253,9 @@ fn dense_up_to<const MAX_I: usize, const O: usize, E: NnFloat, B: Dim, T: Tape<E
     assert!(width <= MAX_I, "input width {width} is more than the layer's {MAX_I}");
     let b = batch.size();
     let xs = tensor_vec(&x).expect("CPU allocation");
-    // Only the rows in use are copied out of the weight.
-    let ws = tensor_vec(&layer.weight.clone().slice((0..width, ..))).expect("CPU allocation");
-    let bias = tensor_vec(&layer.bias).expect("CPU allocation");
+    // The rows past `width` are never read.
+    let ws = weight_values(&layer.weight, None).expect("CPU allocation");
+    let bias = weight_values(&layer.bias, None).expect("CPU allocation");
     let mut out = Vec::with_capacity(b * O);
     for _ in 0..b {
         out.extend_from_slice(&bias);

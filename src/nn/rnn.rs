@@ -10,6 +10,8 @@ use rayon::prelude::*;
 
 use super::conv::fill_fan_in_uniform;
 use super::kernels::{matmul, take_contiguous, tensor_vec, threads, Mat, NnFloat};
+use super::reuse::{transposed_view, weight_and_transpose, weight_values};
+use std::sync::Arc;
 
 /// Builders of the recurrent cells.
 pub mod builder {
@@ -87,15 +89,22 @@ fn tanh<E: NnFloat>(v: E) -> E {
 const MIN_ROWS_PER_TASK: usize = 8;
 
 /// `pre[B × G] (+)= input[B × F] · weight[G × F]^T`, then `+ bias` per row when given.
-fn project<E: NnFloat>(input: &[E], weight: &[E], bias: Option<&[E]>, (b, f, g): (usize, usize, usize), pre: &mut [E]) {
-    match bias {
-        Some(bias) => {
-            pre.chunks_mut(g).for_each(|row| row.copy_from_slice(bias));
-            matmul((b, f, g), Mat::rows(input, f), Mat::rows_t(weight, f), pre, true, threads());
-        }
-        None => matmul((b, f, g), Mat::rows(input, f), Mat::rows_t(weight, f), pre, false, threads()),
+fn project<E: NnFloat>(
+    input: &[E],
+    weight: &Weight<E>,
+    bias: Option<&[E]>,
+    (b, f, g): (usize, usize, usize),
+    pre: &mut [E],
+) {
+    let w_t = transposed_view((&weight.0, weight.1.as_deref().map(|v| v.as_slice())), (g, f));
+    if let Some(bias) = bias {
+        pre.chunks_mut(g).for_each(|row| row.copy_from_slice(bias));
     }
+    matmul((b, f, g), Mat::rows(input, f), w_t, pre, bias.is_some(), threads());
 }
+
+/// A gate weight's values and, inside a [`super::with_weight_reuse`] scope, its transpose.
+type Weight<E> = (Arc<Vec<E>>, Option<Arc<Vec<E>>>);
 
 /// Gradients of a projection: `d_input = dpre · weight`, `d_weight = dpre^T · input`, `d_bias = Σ dpre`.
 fn project_backward<E: NnFloat>(
@@ -284,12 +293,15 @@ impl<const I: usize, const H: usize, E: NnFloat> LSTMCell<I, H, E, Cpu> {
         let (x, x_tape) = x.split_tape();
         let (h, h_tape) = h.split_tape();
         let mut tape = x_tape.merge_tapes(h_tape);
-        let (w_ih, w_hh, bias) = (tensor_vec(&self.weight_ih)?, tensor_vec(&self.weight_hh)?, tensor_vec(&self.bias)?);
+        let w_ih = weight_and_transpose(&self.weight_ih, (4 * H, I))?;
+        let w_hh = weight_and_transpose(&self.weight_hh, (4 * H, H))?;
+        let bias = weight_values(&self.bias, None)?;
 
         // Gate pre-activations, then activations in place: [i f g o] per row.
         let mut gates = vec![E::zero(); b * 4 * H];
         project(&xs, &w_ih, Some(&bias), (b, I, 4 * H), &mut gates);
-        matmul((b, H, 4 * H), Mat::rows(&hs, H), Mat::rows_t(&w_hh, H), &mut gates, true, threads());
+        let w_hh_t = transposed_view((&w_hh.0, w_hh.1.as_deref().map(|v| v.as_slice())), (4 * H, H));
+        matmul((b, H, 4 * H), Mat::rows(&hs, H), w_hh_t, &mut gates, true, threads());
         let mut c_new = vec![E::zero(); b * H];
         let mut h_new = vec![E::zero(); b * H];
         let mut tanh_c = vec![E::zero(); b * H];
@@ -345,8 +357,8 @@ impl<const I: usize, const H: usize, E: NnFloat> LSTMCell<I, H, E, Cpu> {
                             dc0[j] = dc * f;
                         }
                     });
-                let (dx, dw_ih, db) = project_backward(&dpre, &xs, &w_ih, (b, I, 4 * H));
-                let (dh, dw_hh, _) = project_backward(&dpre, &hs, &w_hh, (b, H, 4 * H));
+                let (dx, dw_ih, db) = project_backward(&dpre, &xs, &w_ih.0, (b, I, 4 * H));
+                let (dh, dw_hh, _) = project_backward(&dpre, &hs, &w_hh.0, (b, H, 4 * H));
                 add_grad!(grads, &x_g, dx);
                 add_grad!(grads, &h_g, dh);
                 add_grad!(grads, &c_g, dc_prev);
@@ -409,12 +421,12 @@ impl<const I: usize, const H: usize, E: NnFloat> GRUCell<I, H, E, Cpu> {
         let (x, x_tape) = x.split_tape();
         let (h, h_tape) = h.split_tape();
         let mut tape = x_tape.merge_tapes(h_tape);
-        let w_ih = tensor_vec(&self.weight_ih)?;
-        let w_hh = tensor_vec(&self.weight_hh)?;
+        let w_ih = weight_and_transpose(&self.weight_ih, (3 * H, I))?;
+        let w_hh = weight_and_transpose(&self.weight_hh, (3 * H, H))?;
         let mut gi = vec![E::zero(); b * 3 * H];
-        project(&xs, &w_ih, Some(&tensor_vec(&self.bias_ih)?), (b, I, 3 * H), &mut gi);
+        project(&xs, &w_ih, Some(&weight_values(&self.bias_ih, None)?), (b, I, 3 * H), &mut gi);
         let mut gh = vec![E::zero(); b * 3 * H];
-        project(&hs, &w_hh, Some(&tensor_vec(&self.bias_hh)?), (b, H, 3 * H), &mut gh);
+        project(&hs, &w_hh, Some(&weight_values(&self.bias_hh, None)?), (b, H, 3 * H), &mut gh);
         // gi becomes the activations [r z n] per row; gh keeps W_hn h + b_hn for the backward.
         let mut h_new = vec![E::zero(); b * H];
         gi.par_chunks_mut(3 * H)
@@ -465,8 +477,8 @@ impl<const I: usize, const H: usize, E: NnFloat> GRUCell<I, H, E, Cpu> {
                             dd[j] = g[j] * z;
                         }
                     });
-                let (dx, dw_ih, db_ih) = project_backward(&dgi, &xs, &w_ih, (b, I, 3 * H));
-                let (mut dh, dw_hh, db_hh) = project_backward(&dgh, &hs, &w_hh, (b, H, 3 * H));
+                let (dx, dw_ih, db_ih) = project_backward(&dgi, &xs, &w_ih.0, (b, I, 3 * H));
+                let (mut dh, dw_hh, db_hh) = project_backward(&dgh, &hs, &w_hh.0, (b, H, 3 * H));
                 dh.iter_mut().zip(&dh_direct).for_each(|(a, v)| *a += *v);
                 add_grad!(grads, &x_g, dx);
                 add_grad!(grads, &h_g, dh);

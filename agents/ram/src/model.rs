@@ -195,8 +195,26 @@ impl<C: Core> Ram<C, f32, Cpu> {
     /// Runs `glimpses` glimpses of `retina` over a batch of `h`×`w` images (`images` holds them
     /// one after another, values in [0, 1]). The first location is uniform in [-1, 1]²; each
     /// later one comes from the core state as `looking` says. Every random draw comes from `rng`.
+    ///
+    /// The layers copy their weights once for the whole episode ([`glimpse::nn::with_weight_reuse`]).
     #[allow(clippy::too_many_arguments)]
     pub fn episode<T: RamTape>(
+        &self,
+        images: &[f32],
+        (h, w): (usize, usize),
+        retina: &Retina,
+        glimpses: usize,
+        looking: Looking,
+        rng: &mut impl Rng,
+        dev: &Cpu,
+    ) -> Episode<T> {
+        glimpse::nn::with_weight_reuse(self, |model| {
+            model.episode_with_weights(images, (h, w), retina, glimpses, looking, rng, dev)
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn episode_with_weights<T: RamTape>(
         &self,
         images: &[f32],
         (h, w): (usize, usize),

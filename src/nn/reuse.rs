@@ -1,0 +1,172 @@
+//! [`with_weight_reuse`]: layers that a loop calls many times (a recurrent model's steps) copy
+//! their weights out of dfdx once instead of on every call.
+//!
+//! dfdx 0.13 keeps a tensor's values private, so each layer call copies its weights (and a
+//! forward product with `W^T` packs them transposed) before the matrix products. Inside the
+//! scope, the layers' weights that lie inside the borrowed model are copied (and transposed)
+//! once and the copies are shared by every later call on this thread.
+//!
+//! This is sound without trusting the caller: the model is borrowed immutably for the whole
+//! scope, so no tensor stored inside its bytes can change; tensors elsewhere (temporaries, or
+//! layers the model keeps on the heap) are never cached and are copied as usual.
+
+use dfdx::prelude::*;
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::kernels::{tensor_vec, NnFloat};
+
+/// The active scope on this thread: the model's address range and the copies made so far,
+/// keyed by the tensor's address and whether the copy is transposed.
+struct Scope {
+    start: usize,
+    end: usize,
+    copies: HashMap<(usize, bool), Arc<dyn Any + Send + Sync>>,
+}
+
+thread_local! {
+    static SCOPE: RefCell<Option<Scope>> = const { RefCell::new(None) };
+}
+
+/// Runs `f(model)` with the weights of `model`'s layers copied once and reused by every layer
+/// call inside `f` on this thread (see the module docs); the copies are dropped afterwards.
+/// Results are the same as without the scope, bit for bit.
+///
+/// ```
+/// use dfdx::prelude::*;
+/// use glimpse::nn::{builders::Dense, with_weight_reuse};
+/// let dev = Cpu::default();
+/// let layer = dev.build_module::<Dense<4, 4>, f32>();
+/// let x: Tensor<Rank2<2, 4>, f32, Cpu> = dev.sample_normal();
+/// let unrolled = with_weight_reuse(&layer, |l| {
+///     (0..3).fold(x.clone(), |h, _| l.forward(h).tanh())
+/// });
+/// let plain = (0..3).fold(x.clone(), |h, _| layer.forward(h).tanh());
+/// assert_eq!(unrolled.array(), plain.array());
+/// ```
+pub fn with_weight_reuse<M, R>(model: &M, f: impl FnOnce(&M) -> R) -> R {
+    /// Puts the enclosing scope back, also when `f` panics.
+    struct Restore(Option<Scope>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let outer = self.0.take();
+            SCOPE.with_borrow_mut(|s| *s = outer);
+        }
+    }
+    let start = model as *const M as usize;
+    let scope = Scope { start, end: start + std::mem::size_of::<M>(), copies: HashMap::new() };
+    let _restore = Restore(SCOPE.with_borrow_mut(|s| s.replace(scope)));
+    f(model)
+}
+
+/// Whether a [`with_weight_reuse`] scope is active on this thread.
+pub(crate) fn reusing() -> bool {
+    SCOPE.with_borrow(|s| s.is_some())
+}
+
+/// The values of weight `t`, row-major; with `transpose: Some((rows, cols))` (the tensor seen
+/// as a `rows × cols` matrix) its transpose, `cols × rows`. Copied once per
+/// [`with_weight_reuse`] scope when `t` lies inside the scope's model, else on every call.
+pub(crate) fn weight_values<S: Shape, E: NnFloat>(
+    t: &Tensor<S, E, Cpu>,
+    transpose: Option<(usize, usize)>,
+) -> Result<Arc<Vec<E>>, CpuError> {
+    let copy = || -> Result<Arc<Vec<E>>, CpuError> {
+        let values = tensor_vec(t)?;
+        Ok(Arc::new(match transpose {
+            None => values,
+            Some((rows, cols)) => transposed(&values, rows, cols),
+        }))
+    };
+    let at = t as *const Tensor<S, E, Cpu> as usize;
+    let inside = SCOPE.with_borrow(|s| {
+        s.as_ref().is_some_and(|s| at >= s.start && at + std::mem::size_of::<Tensor<S, E, Cpu>>() <= s.end)
+    });
+    if !inside {
+        return copy();
+    }
+    let key = (at, transpose.is_some());
+    let cached = SCOPE.with_borrow(|s| s.as_ref().and_then(|s| s.copies.get(&key).cloned()));
+    if let Some(found) = cached.and_then(|c| c.downcast::<Vec<E>>().ok()) {
+        return Ok(found);
+    }
+    let values = copy()?;
+    SCOPE.with_borrow_mut(|s| {
+        if let Some(s) = s.as_mut() {
+            s.copies.insert(key, values.clone() as Arc<dyn Any + Send + Sync>);
+        }
+    });
+    Ok(values)
+}
+
+/// A weight seen as a `rows × cols` matrix, row-major, and (inside a [`with_weight_reuse`]
+/// scope) its transpose too, for products with `W^T` that then read it in place.
+#[allow(clippy::type_complexity)]
+pub(crate) fn weight_and_transpose<S: Shape, E: NnFloat>(
+    t: &Tensor<S, E, Cpu>,
+    (rows, cols): (usize, usize),
+) -> Result<(Arc<Vec<E>>, Option<Arc<Vec<E>>>), CpuError> {
+    let transpose = if reusing() { Some(weight_values(t, Some((rows, cols)))?) } else { None };
+    Ok((weight_values(t, None)?, transpose))
+}
+
+/// `W^T` for a product: the row-major transpose when there is one, else `W`'s values read
+/// transposed (`w` is `rows × cols` row-major).
+pub(crate) fn transposed_view<E>(
+    (w, wt): (&[E], Option<&[E]>),
+    (rows, cols): (usize, usize),
+) -> super::kernels::Mat<E> {
+    match wt {
+        Some(wt) => super::kernels::Mat::rows(wt, rows),
+        None => super::kernels::Mat::rows_t(w, cols),
+    }
+}
+
+/// The transpose of a row-major `rows × cols` matrix, in 16 × 16 tiles.
+fn transposed<E: NnFloat>(values: &[E], rows: usize, cols: usize) -> Vec<E> {
+    const TILE: usize = 16;
+    let mut out = vec![E::zero(); rows * cols];
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    out[c * rows + r] = values[r * cols + c];
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transposed_swaps_rows_and_columns() {
+        let v: Vec<f32> = (0..6).map(|i| i as f32).collect();
+        assert_eq!(transposed(&v, 2, 3), vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+        let big: Vec<f32> = (0..37 * 21).map(|i| i as f32).collect();
+        let t = transposed(&big, 37, 21);
+        assert!((0..37).all(|r| (0..21).all(|c| t[c * 37 + r] == big[r * 21 + c])));
+    }
+
+    #[test]
+    fn only_tensors_inside_the_model_are_cached() {
+        let dev = Cpu::default();
+        let model: (Tensor<Rank1<3>, f32, Cpu>, Tensor<Rank1<3>, f32, Cpu>) =
+            (dev.tensor([1.0, 2.0, 3.0]), dev.tensor([4.0, 5.0, 6.0]));
+        with_weight_reuse(&model, |m| {
+            let a = weight_values(&m.0, None).unwrap();
+            assert!(Arc::ptr_eq(&a, &weight_values(&m.0, None).unwrap()), "a second call reuses the copy");
+            assert_eq!(*weight_values(&m.1, None).unwrap(), vec![4.0, 5.0, 6.0]);
+            let mut outside: Tensor<Rank1<3>, f32, Cpu> = dev.tensor([7.0, 8.0, 9.0]);
+            assert_eq!(*weight_values(&outside, None).unwrap(), vec![7.0, 8.0, 9.0]);
+            outside.copy_from(&[0.0, 0.0, 1.0]);
+            assert_eq!(*weight_values(&outside, None).unwrap(), vec![0.0, 0.0, 1.0], "temporaries are not cached");
+        });
+        assert!(!reusing());
+    }
+}
