@@ -209,59 +209,45 @@ impl<C: Core> Ram<C, f32, Cpu> {
         dev: &Cpu,
     ) -> Episode<T> {
         glimpse::nn::with_weight_reuse(self, |model| {
-            model.episode_with_weights(images, (h, w), retina, glimpses, looking, rng, dev)
-        })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn episode_with_weights<T: RamTape>(
-        &self,
-        images: &[f32],
-        (h, w): (usize, usize),
-        retina: &Retina,
-        glimpses: usize,
-        looking: Looking,
-        rng: &mut impl Rng,
-        dev: &Cpu,
-    ) -> Episode<T> {
-        let batch = images.len() / (h * w);
-        let uniform = |rng: &mut dyn rand::RngCore| -> Vec<[f32; 2]> {
-            (0..batch).map(|_| [rng.gen_range(-1.0..=1.0), rng.gen_range(-1.0..=1.0)]).collect()
-        };
-        let mut loc = uniform(rng);
-        let mut rho = vec![0.0; batch * retina.len()];
-        let mut state = C::initial::<T>(dev, batch);
-        let (mut means, mut drawn, mut baselines, mut looked_at) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for t in 1..=glimpses {
-            retina.read_batch(images, h, w, &loc, &mut rho);
-            let rho_t = dev.tensor_from_vec(rho.clone(), (batch, retina.len()));
-            let loc_t = dev.tensor_from_vec(loc.iter().flatten().copied().collect(), (batch, Const::<2>));
-            let g = self.glimpse.forward::<T>(rho_t, loc_t);
-            state = self.core.step(g, state);
-            looked_at.push(loc.clone());
-            if t == glimpses {
-                break;
-            }
-            loc = match looking {
-                Looking::Random => uniform(rng),
-                Looking::Sampled { .. } | Looking::Mean => {
-                    let out = C::output_data(&state);
-                    let mean = self.location.forward::<T>(out.clone());
-                    baselines.push(self.baseline.forward_data(out, T::default()));
-                    let mut next = mean.as_vec();
-                    if let Looking::Sampled { std } = looking {
-                        next.iter_mut().for_each(|v| *v += std * rng.sample::<f32, _>(StandardNormal));
-                    }
-                    means.push(mean);
-                    let clamped = next.chunks_exact(2).map(|p| [p[0].clamp(-1.0, 1.0), p[1].clamp(-1.0, 1.0)]);
-                    let clamped = clamped.collect();
-                    drawn.push(next);
-                    clamped
-                }
+            let batch = images.len() / (h * w);
+            let uniform = |rng: &mut dyn rand::RngCore| -> Vec<[f32; 2]> {
+                (0..batch).map(|_| [rng.gen_range(-1.0..=1.0), rng.gen_range(-1.0..=1.0)]).collect()
             };
-        }
-        let log_probs = self.classifier.forward(C::output(state)).log_softmax::<Axis<1>>();
-        Episode { log_probs, means, drawn, baselines, looked_at }
+            let mut loc = uniform(rng);
+            let mut rho = vec![0.0; batch * retina.len()];
+            let mut state = C::initial::<T>(dev, batch);
+            let (mut means, mut drawn, mut baselines, mut looked_at) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for t in 1..=glimpses {
+                retina.read_batch(images, h, w, &loc, &mut rho);
+                let rho_t = dev.tensor_from_vec(rho.clone(), (batch, retina.len()));
+                let loc_t = dev.tensor_from_vec(loc.iter().flatten().copied().collect(), (batch, Const::<2>));
+                let g = model.glimpse.forward::<T>(rho_t, loc_t);
+                state = model.core.step(g, state);
+                looked_at.push(loc.clone());
+                if t == glimpses {
+                    break;
+                }
+                loc = match looking {
+                    Looking::Random => uniform(rng),
+                    Looking::Sampled { .. } | Looking::Mean => {
+                        let out = C::output_data(&state);
+                        let mean = model.location.forward::<T>(out.clone());
+                        baselines.push(model.baseline.forward_data(out, T::default()));
+                        let mut next = mean.as_vec();
+                        if let Looking::Sampled { std } = looking {
+                            next.iter_mut().for_each(|v| *v += std * rng.sample::<f32, _>(StandardNormal));
+                        }
+                        means.push(mean);
+                        let clamped = next.chunks_exact(2).map(|p| [p[0].clamp(-1.0, 1.0), p[1].clamp(-1.0, 1.0)]);
+                        let clamped = clamped.collect();
+                        drawn.push(next);
+                        clamped
+                    }
+                };
+            }
+            let log_probs = model.classifier.forward(C::output(state)).log_softmax::<Axis<1>>();
+            Episode { log_probs, means, drawn, baselines, looked_at }
+        })
     }
 }
 
