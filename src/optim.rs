@@ -605,7 +605,9 @@ pub fn add_gradients<M: TensorCollection<f32, Cpu>>(
             if opts.do_gradient_update {
                 let src: &[f32] = self.1.get_or_alloc_mut(p)?;
                 let dst: &mut [f32] = self.0.get_or_alloc_mut(p)?;
-                dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+                dst.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(d, s)| {
+                    d.iter_mut().zip(s).for_each(|(d, s)| *d += s);
+                });
             }
             Ok(None)
         }

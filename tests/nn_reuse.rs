@@ -50,7 +50,7 @@ fn reused_weights_give_the_same_values_and_gradients() {
         gru: BuildModule::build(&dev),
         out: BuildModule::build(&dev),
     };
-    for batch in [3, 64] {
+    for batch in [1, 3, 64] {
         let xs: Vec<Rows<48>> = (0..5).map(|_| dev.sample_normal_like(&(batch, Const))).collect();
         let target: Rows<40> = dev.sample_normal_like(&(batch, Const));
         let plain = unroll(&net, &xs, &target, &dev);

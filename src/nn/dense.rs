@@ -119,7 +119,7 @@ fn dense<const I: usize, const O: usize, E: NnFloat, B: Dim, T: Tape<E, Cpu>>(
         out.extend_from_slice(&bias);
     }
     // out (b x O) += x (b x I) · W^T (I x O)
-    let w_t = transposed_view((&ws, wt.as_deref().map(|v| v.as_slice())), (O, I));
+    let w_t = transposed_view((&ws, wt.as_deref().map(|v| v.as_slice())), (O, I), b);
     matmul((b, I, O), Mat::rows(&xs, I), w_t, &mut out, true, threads());
     let out = x.device().try_tensor_from_vec(out, (batch, Const::<O>))?;
     if T::OWNS_TAPE {

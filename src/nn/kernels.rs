@@ -78,7 +78,7 @@ pub fn avx512_available() -> bool {
 }
 
 /// Whether the AVX-512 f32 kernel should take a product of this shape.
-fn use_avx512<E: 'static>((m, k, n): (usize, usize, usize)) -> bool {
+pub(crate) fn use_avx512<E: 'static>((m, k, n): (usize, usize, usize)) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>()

@@ -14,6 +14,7 @@ pub(crate) mod kernels;
 mod conv;
 mod convtrans;
 mod dense;
+mod dense_sum;
 mod dropout;
 mod freeze;
 mod loss;
@@ -30,6 +31,7 @@ pub use conv::{
 };
 pub use convtrans::ConvTrans2D;
 pub use dense::{Dense, DenseUpTo};
+pub use dense_sum::dense_sum_relu;
 pub use dropout::HashDropout;
 pub use freeze::with_frozen_parameters;
 pub use kernels::{avx512_available, kernel_counts, with_serial_kernels, KernelPath, NnFloat};

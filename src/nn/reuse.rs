@@ -112,15 +112,19 @@ pub(crate) fn weight_and_transpose<S: Shape, E: NnFloat>(
     Ok((weight_values(t, None)?, transpose))
 }
 
-/// `W^T` for a product: the row-major transpose when there is one, else `W`'s values read
-/// transposed (`w` is `rows × cols` row-major).
-pub(crate) fn transposed_view<E>(
+/// `W^T` for a product `(m × cols) · W^T`: the row-major transpose when there is one and the
+/// product takes glimpse's AVX-512 kernel, else `W`'s values read transposed (`w` is
+/// `rows × cols` row-major). The gemm crate, which takes the small products, may round the two
+/// layouts differently, so it always gets `W` itself: the results are the same, bit for bit,
+/// with or without a [`with_weight_reuse`] scope.
+pub(crate) fn transposed_view<E: NnFloat>(
     (w, wt): (&[E], Option<&[E]>),
     (rows, cols): (usize, usize),
+    m: usize,
 ) -> super::kernels::Mat<E> {
     match wt {
-        Some(wt) => super::kernels::Mat::rows(wt, rows),
-        None => super::kernels::Mat::rows_t(w, cols),
+        Some(wt) if super::kernels::use_avx512::<E>((m, cols, rows)) => super::kernels::Mat::rows(wt, rows),
+        _ => super::kernels::Mat::rows_t(w, cols),
     }
 }
 

@@ -96,7 +96,7 @@ fn project<E: NnFloat>(
     (b, f, g): (usize, usize, usize),
     pre: &mut [E],
 ) {
-    let w_t = transposed_view((&weight.0, weight.1.as_deref().map(|v| v.as_slice())), (g, f));
+    let w_t = transposed_view((&weight.0, weight.1.as_deref().map(|v| v.as_slice())), (g, f), b);
     if let Some(bias) = bias {
         pre.chunks_mut(g).for_each(|row| row.copy_from_slice(bias));
     }
@@ -300,7 +300,7 @@ impl<const I: usize, const H: usize, E: NnFloat> LSTMCell<I, H, E, Cpu> {
         // Gate pre-activations, then activations in place: [i f g o] per row.
         let mut gates = vec![E::zero(); b * 4 * H];
         project(&xs, &w_ih, Some(&bias), (b, I, 4 * H), &mut gates);
-        let w_hh_t = transposed_view((&w_hh.0, w_hh.1.as_deref().map(|v| v.as_slice())), (4 * H, H));
+        let w_hh_t = transposed_view((&w_hh.0, w_hh.1.as_deref().map(|v| v.as_slice())), (4 * H, H), b);
         matmul((b, H, 4 * H), Mat::rows(&hs, H), w_hh_t, &mut gates, true, threads());
         let mut c_new = vec![E::zero(); b * H];
         let mut h_new = vec![E::zero(); b * H];

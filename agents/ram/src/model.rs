@@ -12,7 +12,7 @@
 use crate::sensor::Retina;
 use dfdx::nn::{BuildModule, Module, ModuleVisitor, TensorCollection};
 use dfdx::prelude::*;
-use glimpse::nn::{Dense, DenseUpTo, LSTMCell, LstmState, MergeTapes};
+use glimpse::nn::{dense_sum_relu, Dense, DenseUpTo, LSTMCell, LstmState, MergeTapes};
 use rand::Rng;
 use rand_distr::StandardNormal;
 
@@ -52,7 +52,7 @@ impl GlimpseNet<f32, Cpu> {
     pub fn forward<T: RamTape>(&self, rho: Tensor<(usize, usize), f32, Cpu>, loc: Rows<2>) -> Rows<HIDDEN, T> {
         let what = self.image.forward_data(rho, T::default()).relu();
         let place = self.place.forward_data(loc, T::default()).relu();
-        (self.what.forward(what) + self.place_out.forward(place)).relu()
+        dense_sum_relu(&self.what, what, &self.place_out, place).expect("CPU allocation")
     }
 }
 
@@ -86,7 +86,7 @@ impl Core for RnnCore<f32, Cpu> {
         dev.zeros_like(&(batch, Const)).retaped()
     }
     fn step<T: RamTape>(&self, g: Rows<HIDDEN, T>, h: Rows<HIDDEN, T>) -> Rows<HIDDEN, T> {
-        (self.input.forward(g) + self.recurrent.forward(h)).relu()
+        dense_sum_relu(&self.input, g, &self.recurrent, h).expect("CPU allocation")
     }
     fn output_data<T: RamTape>(h: &Rows<HIDDEN, T>) -> Rows<HIDDEN> {
         h.retaped()
