@@ -20,6 +20,7 @@ cargo build --release --example ram_mnist
 "$python" benches/ram_torch.py --task "$task" "${glimpse[@]}" --epochs "$epochs" --threads "$threads" \
   --json-out "$out/torch.json"
 GLIMPSE_NO_PROGRESS=1 ./target/release/examples/ram_mnist --task "$task" "${glimpse[@]}" --epochs "$epochs" \
+  --learning-rate 3e-4 --lr-schedule constant \
   --threads "$threads" --figure-images 0 --run-dir "$out/glimpse" > "$out/glimpse.log"
 "$python" - "$out/torch.json" "$out/glimpse/summary.json" "$task" "$threads" <<'PY'
 import json, sys

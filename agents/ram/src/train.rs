@@ -316,13 +316,13 @@ pub fn train<C: Core>(mut run: Run<Config>) -> Result<Option<Summary>, RamError>
     let test = test_set(&cfg, &mnist)?;
     let (retina, glimpses) = (cfg.retina().map_err(RamError::Config)?, cfg.glimpse_count());
     let dev = Cpu::seed_from_u64(run.seed);
-    let trainer = Trainer::<C>::new(&retina, cfg.learning_rate, run.seed, &dev);
+    let trainer = Trainer::<C>::new(&retina, cfg.base_learning_rate(), run.seed, &dev);
     let mut s = Training { trainer, curves: Curves::default(), epoch_seconds: Vec::new() };
     run.restore(&mut s)?;
     let looking = training_looking(&cfg);
     let batches = digits.len().div_ceil(cfg.batch_size);
 
-    while s.curves.epochs() < cfg.epochs {
+    while s.curves.epochs() < cfg.epoch_count() {
         let epoch = s.curves.epochs() + 1;
         let clock = Instant::now();
         let (mut stats, mut loss_sum) = (BatchStats::default(), 0.0f64);
