@@ -63,6 +63,25 @@ fn fused_sum_matches_two_layers_an_add_and_a_relu() {
 }
 
 #[test]
+fn a_zero_second_input_still_gives_every_gradient() {
+    let dev = Cpu::seed_from_u64(5);
+    let pair = Pair { a: BuildModule::build(&dev), b: BuildModule::build(&dev) };
+    let x: Rows<24> = dev.sample_normal_like(&(9, Const));
+    let zero: Rows<16> = dev.zeros_like(&(9, Const));
+    let target: Rows<40> = dev.sample_normal_like(&(9, Const));
+    let plain = run(&pair, &x, &zero, &target, false);
+    let fused = run(&pair, &x, &zero, &target, true);
+    for (i, (p, f)) in plain.iter().zip(&fused).enumerate() {
+        close(f, p, &format!("value {i}"));
+    }
+    assert!(
+        fused[3].iter().all(|&g| g == 0.0) && fused[4].iter().any(|&g| g != 0.0),
+        "b's weight: zero; its bias: not"
+    );
+    assert!(fused[6].iter().any(|&g| g != 0.0), "the zero input still gets its gradient");
+}
+
+#[test]
 fn one_tensor_as_both_inputs_gets_both_gradients() {
     let dev = Cpu::seed_from_u64(4);
     let (a, b): (Dense<8, 6, f32, Cpu>, Dense<8, 6, f32, Cpu>) = (BuildModule::build(&dev), BuildModule::build(&dev));

@@ -16,7 +16,8 @@ use super::rnn::MergeTapes;
 
 /// `relu(first(x) + second(y))`, with the gradients of both layers' weights and biases and of
 /// both inputs; `x` and `y` may each be traced or not. Equal, up to rounding, to
-/// `(first.forward(x) + second.forward(y)).relu()`.
+/// `(first.forward(x) + second.forward(y)).relu()`. An all-zero `y` (a recurrent model's first
+/// state) skips its two products that would only add zeros.
 ///
 /// ```
 /// use dfdx::prelude::*;
@@ -58,8 +59,13 @@ where
     // out (b x O) += x (b x I1) · W1^T + y (b x I2) · W2^T
     let w1_t = transposed_view((&w1, w1t.as_deref().map(|v| v.as_slice())), (O, I1), b);
     matmul((b, I1, O), Mat::rows(&xs, I1), w1_t, &mut out, true, threads());
-    let w2_t = transposed_view((&w2, w2t.as_deref().map(|v| v.as_slice())), (O, I2), b);
-    matmul((b, I2, O), Mat::rows(&ys, I2), w2_t, &mut out, true, threads());
+    // A recurrent model's first step reads a zero state: its product adds nothing, forward or
+    // to the weight's gradient, and is skipped.
+    let y_zero = ys.iter().all(|&v| v == E::zero());
+    if !y_zero {
+        let w2_t = transposed_view((&w2, w2t.as_deref().map(|v| v.as_slice())), (O, I2), b);
+        matmul((b, I2, O), Mat::rows(&ys, I2), w2_t, &mut out, true, threads());
+    }
     let (zero, one) = (E::zero(), E::one());
     // The relu's derivative (1 where the sum is positive, else 0), then the relu in place.
     let active: Vec<E> = out.iter().map(|&v| if v > zero { one } else { zero }).collect();
@@ -77,13 +83,22 @@ where
             // One layer at a time, so that no two live slices come from the same tensor even
             // when both layers, or both inputs, are one tensor.
             macro_rules! layer_backward {
-                ($w_g:expr, $b_g:expr, $w:expr, $inputs:expr, $x_g:expr, $width:expr) => {{
+                ($w_g:expr, $b_g:expr, $w:expr, $inputs:expr, $x_g:expr, $width:expr, $zero:expr) => {{
                     if weight_grad {
                         let dw = raw_grad!(grads, $w_g);
                         // SAFETY: the weight's gradient alone is borrowed while this slice lives.
                         let dw = unsafe { dw.slice() };
-                        // dW (O x I) += dZ^T (O x b) · x (b x I)
-                        matmul((O, b, $width), Mat::rows_t(&dz, O), Mat::rows($inputs, $width), dw, true, threads());
+                        if !$zero {
+                            // dW (O x I) += dZ^T (O x b) · x (b x I)
+                            matmul(
+                                (O, b, $width),
+                                Mat::rows_t(&dz, O),
+                                Mat::rows($inputs, $width),
+                                dw,
+                                true,
+                                threads(),
+                            );
+                        }
                         let db = raw_grad!(grads, $b_g);
                         // SAFETY: as above, for the bias.
                         let db = unsafe { db.slice() };
@@ -98,8 +113,8 @@ where
                     matmul((b, O, $width), Mat::rows(&dz, O), Mat::rows($w, $width), dx, true, threads());
                 }};
             }
-            layer_backward!(&w1_g, &b1_g, &w1, &xs, &x_g, I1);
-            layer_backward!(&w2_g, &b2_g, &w2, &ys, &y_g, I2);
+            layer_backward!(&w1_g, &b1_g, &w1, &xs, &x_g, I1, false);
+            layer_backward!(&w2_g, &b2_g, &w2, &ys, &y_g, I2, y_zero);
             Ok(())
         });
     }

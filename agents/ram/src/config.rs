@@ -285,7 +285,8 @@ mod tests {
         assert_eq!(budget(&parse(&[])), (150, 3e-4, LrSchedule::Constant));
         assert_eq!(budget(&parse(&["--task", "cluttered60"])), (300, 1e-3, LrSchedule::Cosine));
         assert_eq!(budget(&parse(&["--task", "cluttered100"])), (120, 1e-3, LrSchedule::Cosine));
-        let set = parse(&["--task", "translated", "--epochs", "7", "--learning-rate", "0.01", "--lr-schedule", "constant"]);
+        let set =
+            parse(&["--task", "translated", "--epochs", "7", "--learning-rate", "0.01", "--lr-schedule", "constant"]);
         assert_eq!(budget(&set), (7, 0.01, LrSchedule::Constant));
     }
 

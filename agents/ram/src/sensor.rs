@@ -91,6 +91,18 @@ impl Retina {
             let block = 1usize << s;
             let (r0, c0) = self.corner(loc, s, h, w);
             out.fill(0.0);
+            if block == 1 {
+                // The first scale copies the part of each row that lies inside the image.
+                let (lo, hi) = (c0.clamp(0, w as isize), (c0 + g as isize).clamp(0, w as isize));
+                for (i, out_row) in out.chunks_exact_mut(g).enumerate() {
+                    let r = r0 + i as isize;
+                    if lo < hi && (0..h as isize).contains(&r) {
+                        let row = &image[r as usize * w..][..w];
+                        out_row[(lo - c0) as usize..(hi - c0) as usize].copy_from_slice(&row[lo as usize..hi as usize]);
+                    }
+                }
+                continue;
+            }
             for (i, out_row) in out.chunks_exact_mut(g).enumerate() {
                 for dr in 0..block {
                     let r = r0 + (i * block + dr) as isize;
