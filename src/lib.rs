@@ -42,6 +42,7 @@ pub mod replay;
 pub mod rollout;
 pub mod run;
 pub mod spaces;
+pub mod testing;
 pub mod validate;
 pub mod vec_env;
 pub mod wrappers;

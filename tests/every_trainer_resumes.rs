@@ -17,9 +17,7 @@ fn example(name: &str) -> PathBuf {
 }
 
 fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("glimpse-every-trainer-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    glimpse::testing::scratch_dir("every-trainer", name)
 }
 
 /// Runs example `name` with `args`; returns its status and what it printed.

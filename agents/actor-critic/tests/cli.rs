@@ -26,10 +26,7 @@ fn a2c() -> A2cConfig {
 }
 
 fn temp(name: &str) -> PathBuf {
-    std::env::set_var("GLIMPSE_NO_PROGRESS", "1");
-    let dir = std::env::temp_dir().join(format!("glimpse-ac-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    glimpse::testing::scratch_dir("ac", name)
 }
 
 fn run_in<C: Algorithm>(cfg: C, args: RunArgs) -> Result<Outcome<Summary>, Error> {

@@ -71,10 +71,7 @@ fn cfg() -> PpoConfig {
 }
 
 fn temp(name: &str) -> std::path::PathBuf {
-    std::env::set_var("GLIMPSE_NO_PROGRESS", "1");
-    let dir = std::env::temp_dir().join(format!("glimpse-ac-errors-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    glimpse::testing::scratch_dir("ac-errors", name)
 }
 
 /// Trains `policy` on faulty envs through the library's parts (so the agent can be inspected).

@@ -17,10 +17,7 @@ use rand::SeedableRng;
 const CHAIN: usize = 5;
 
 fn temp(name: &str) -> std::path::PathBuf {
-    std::env::set_var("GLIMPSE_NO_PROGRESS", "1");
-    let dir = std::env::temp_dir().join(format!("glimpse-ac-mdp-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    glimpse::testing::scratch_dir("ac-mdp", name)
 }
 
 /// One step; action a in [-2, 2] earns −(a − 0.7)².

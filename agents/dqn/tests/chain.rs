@@ -34,10 +34,7 @@ fn config(total: u64) -> Config {
 }
 
 fn temp(name: &str) -> std::path::PathBuf {
-    std::env::set_var("GLIMPSE_NO_PROGRESS", "1");
-    let dir = std::env::temp_dir().join(format!("glimpse-dqn-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    glimpse::testing::scratch_dir("dqn", name)
 }
 
 /// The greedy policy walks right: N - 2 step costs, then the reward of 1.

@@ -22,10 +22,7 @@ fn config() -> Config {
 }
 
 fn temp(name: &str) -> std::path::PathBuf {
-    std::env::set_var("GLIMPSE_NO_PROGRESS", "1");
-    let dir = std::env::temp_dir().join(format!("glimpse-dqn-guards-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    glimpse::testing::scratch_dir("dqn-guards", name)
 }
 
 /// A new run of `cfg` in `dir`, as code (not a command line) starts one.

@@ -32,10 +32,7 @@ fn config() -> Config {
 }
 
 fn temp(name: &str) -> PathBuf {
-    std::env::set_var("GLIMPSE_NO_PROGRESS", "1");
-    let dir = std::env::temp_dir().join(format!("glimpse-dqn-resume-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    glimpse::testing::scratch_dir("dqn-resume", name)
 }
 
 /// The cartpole example's command line (hidden width 32) with `cfg` as its defaults.

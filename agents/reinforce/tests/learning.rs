@@ -10,10 +10,7 @@ use glimpse_reinforce::{flat_grads, grad_variance, Baseline, Reinforce, Reinforc
 const CHAIN: usize = 5;
 
 fn temp(name: &str) -> std::path::PathBuf {
-    std::env::set_var("GLIMPSE_NO_PROGRESS", "1");
-    let dir = std::env::temp_dir().join(format!("glimpse-reinforce-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    glimpse::testing::scratch_dir("reinforce", name)
 }
 
 #[test]

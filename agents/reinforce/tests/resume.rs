@@ -23,10 +23,7 @@ fn config(baseline: Baseline) -> ReinforceConfig {
 }
 
 fn temp(name: &str) -> PathBuf {
-    std::env::set_var("GLIMPSE_NO_PROGRESS", "1");
-    let dir = std::env::temp_dir().join(format!("glimpse-reinforce-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    glimpse::testing::scratch_dir("reinforce", name)
 }
 
 fn trainer(cfg: ReinforceConfig) -> Trainer<glimpse::wrappers::TimeLimit<glimpse_envs::CartPole>, 4, 2> {

@@ -15,9 +15,7 @@ use glimpse_eval::score::Classifier;
 use glimpse_eval::train::Config;
 
 fn temp(name: &str) -> PathBuf {
-    std::env::set_var("GLIMPSE_NO_PROGRESS", "1");
-    let dir = std::env::temp_dir().join(format!("glimpse-mnist-score-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = glimpse::testing::scratch_dir("mnist-score", name);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }

@@ -5,31 +5,14 @@
 
 use std::path::{Path, PathBuf};
 
+use glimpse::testing::{arg as s, have_mnist, scratch_dir};
+
 use glimpse::checkpoint::current_snapshot;
 use glimpse::run::RunConfig;
 use glimpse_eval::train::{run_with_args, Config, Outcome};
 
-/// Whether MNIST is there; a note is printed when its files are absent.
-fn have_mnist() -> bool {
-    match glimpse::data::Mnist::load_with(glimpse::data::Dataset::Mnist, None, false) {
-        Ok(_) => true,
-        Err(e @ (glimpse::data::DataError::MissingDir { .. } | glimpse::data::DataError::MissingFile { .. })) => {
-            eprintln!("skipping: {e}");
-            false
-        }
-        Err(e) => panic!("{e}"),
-    }
-}
-
 fn temp(name: &str) -> PathBuf {
-    std::env::set_var("GLIMPSE_NO_PROGRESS", "1");
-    let dir = std::env::temp_dir().join(format!("glimpse-mnist-cnn-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+    scratch_dir("mnist-cnn", name)
 }
 
 /// `mnist_cnn` with `args`, on 1,500 training images unless they say otherwise.

@@ -6,30 +6,13 @@
 
 use std::path::{Path, PathBuf};
 
+use glimpse::testing::{arg as s, have_mnist, scratch_dir};
+
 use glimpse::data::npy::{read_npy, NpyData};
 use glimpse_vae::cli::{run_with_args, Outcome};
 
-/// Whether MNIST is there; a note is printed when its files are absent.
-fn have_mnist() -> bool {
-    match glimpse::data::Mnist::load_with(glimpse::data::Dataset::Mnist, None, false) {
-        Ok(_) => true,
-        Err(e @ (glimpse::data::DataError::MissingDir { .. } | glimpse::data::DataError::MissingFile { .. })) => {
-            eprintln!("skipping: {e}");
-            false
-        }
-        Err(e) => panic!("{e}"),
-    }
-}
-
 fn temp(name: &str) -> PathBuf {
-    std::env::set_var("GLIMPSE_NO_PROGRESS", "1");
-    let dir = std::env::temp_dir().join(format!("glimpse-vae-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+    scratch_dir("vae-cli", name)
 }
 
 /// `vae_mnist` with `args`, and a small, fast setting for the flags they do not give.
