@@ -39,7 +39,7 @@ pub use loss::{bernoulli_nll_sum, bernoulli_nll_with_logits};
 pub use norm::{BatchNorm2D, LeakyReLU};
 pub use pool::{AvgPool2D, MaxPool2D};
 pub use reshape::{Flatten, FlattenTo, Unflatten};
-pub use reuse::with_weight_reuse;
+pub use reuse::{with_weight_reuse, SharedWeights};
 pub use rnn::{split_steps, stack_steps, GRUCell, LSTMCell, LstmState, MergeTapes};
 pub use runtime::{cpu_model, in_thread_pool, keep_freed_memory, GLIBC_TUNABLES};
 

@@ -14,16 +14,18 @@ use dfdx::prelude::*;
 use std::any::Any;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::kernels::{tensor_vec, NnFloat};
 
-/// The active scope on this thread: the model's address range and the copies made so far,
-/// keyed by the tensor's address and whether the copy is transposed.
+/// Copies of a model's weights, keyed by the tensor's address and whether the copy is transposed.
+type Copies = Arc<Mutex<HashMap<(usize, bool), Arc<dyn Any + Send + Sync>>>>;
+
+/// The active scope on this thread: the model's address range and the copies made so far.
 struct Scope {
     start: usize,
     end: usize,
-    copies: HashMap<(usize, bool), Arc<dyn Any + Send + Sync>>,
+    copies: Copies,
 }
 
 thread_local! {
@@ -32,7 +34,8 @@ thread_local! {
 
 /// Runs `f(model)` with the weights of `model`'s layers copied once and reused by every layer
 /// call inside `f` on this thread (see the module docs); the copies are dropped afterwards.
-/// Results are the same as without the scope, bit for bit.
+/// Results are the same as without the scope, bit for bit. Inside a scope that already covers
+/// `model` (a [`SharedWeights::scope`], say) it keeps that scope's copies.
 ///
 /// ```
 /// use dfdx::prelude::*;
@@ -47,7 +50,55 @@ thread_local! {
 /// assert_eq!(unrolled.array(), plain.array());
 /// ```
 pub fn with_weight_reuse<M, R>(model: &M, f: impl FnOnce(&M) -> R) -> R {
-    /// Puts the enclosing scope back, also when `f` panics.
+    let (start, end) = span(model);
+    if SCOPE.with_borrow(|s| s.as_ref().is_some_and(|s| s.start <= start && end <= s.end)) {
+        return f(model);
+    }
+    in_scope(Scope { start, end, copies: Copies::default() }, || f(model))
+}
+
+/// Weight copies of one model shared by several threads: each thread that runs
+/// [`SharedWeights::scope`] reuses the copies any of them made, so work split over threads
+/// (parts of a batch) copies and transposes the weights once, not once per thread. The model
+/// stays borrowed while this lives, so the copies cannot go stale.
+///
+/// ```
+/// use dfdx::prelude::*;
+/// use glimpse::nn::{builders::Dense, SharedWeights};
+/// let dev = Cpu::default();
+/// let layer = dev.build_module::<Dense<4, 4>, f32>();
+/// let x: Tensor<Rank2<2, 4>, f32, Cpu> = dev.sample_normal();
+/// let shared = SharedWeights::new(&layer);
+/// let (a, b) = rayon::join(|| shared.scope(|l| l.forward(x.clone())), || shared.scope(|l| l.forward(x.clone())));
+/// assert_eq!(a.array(), b.array());
+/// ```
+pub struct SharedWeights<'m, M> {
+    model: &'m M,
+    copies: Copies,
+}
+
+impl<'m, M> SharedWeights<'m, M> {
+    /// No copies yet of `model`'s weights.
+    pub fn new(model: &'m M) -> Self {
+        Self { model, copies: Copies::default() }
+    }
+
+    /// Runs `f(model)` on this thread with the shared copies (made as layers first need them).
+    pub fn scope<R>(&self, f: impl FnOnce(&M) -> R) -> R {
+        let (start, end) = span(self.model);
+        in_scope(Scope { start, end, copies: self.copies.clone() }, || f(self.model))
+    }
+}
+
+/// The address range of `model`'s bytes.
+fn span<M>(model: &M) -> (usize, usize) {
+    let start = model as *const M as usize;
+    (start, start + std::mem::size_of::<M>())
+}
+
+/// Runs `f` with `scope` active on this thread, then puts the enclosing one back (also when `f`
+/// panics).
+fn in_scope<R>(scope: Scope, f: impl FnOnce() -> R) -> R {
     struct Restore(Option<Scope>);
     impl Drop for Restore {
         fn drop(&mut self) {
@@ -55,10 +106,8 @@ pub fn with_weight_reuse<M, R>(model: &M, f: impl FnOnce(&M) -> R) -> R {
             SCOPE.with_borrow_mut(|s| *s = outer);
         }
     }
-    let start = model as *const M as usize;
-    let scope = Scope { start, end: start + std::mem::size_of::<M>(), copies: HashMap::new() };
     let _restore = Restore(SCOPE.with_borrow_mut(|s| s.replace(scope)));
-    f(model)
+    f()
 }
 
 /// Whether a [`with_weight_reuse`] scope is active on this thread.
@@ -81,23 +130,23 @@ pub(crate) fn weight_values<S: Shape, E: NnFloat>(
         }))
     };
     let at = t as *const Tensor<S, E, Cpu> as usize;
-    let inside = SCOPE.with_borrow(|s| {
-        s.as_ref().is_some_and(|s| at >= s.start && at + std::mem::size_of::<Tensor<S, E, Cpu>>() <= s.end)
+    let copies = SCOPE.with_borrow(|s| {
+        s.as_ref()
+            .filter(|s| at >= s.start && at + std::mem::size_of::<Tensor<S, E, Cpu>>() <= s.end)
+            .map(|s| s.copies.clone())
     });
-    if !inside {
+    let Some(copies) = copies else {
         return copy();
-    }
+    };
+    // The lock is held while a copy is made: a thread that needs the same weight waits for it
+    // instead of copying it again.
+    let mut copies = copies.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let key = (at, transpose.is_some());
-    let cached = SCOPE.with_borrow(|s| s.as_ref().and_then(|s| s.copies.get(&key).cloned()));
-    if let Some(found) = cached.and_then(|c| c.downcast::<Vec<E>>().ok()) {
+    if let Some(found) = copies.get(&key).cloned().and_then(|c| c.downcast::<Vec<E>>().ok()) {
         return Ok(found);
     }
     let values = copy()?;
-    SCOPE.with_borrow_mut(|s| {
-        if let Some(s) = s.as_mut() {
-            s.copies.insert(key, values.clone() as Arc<dyn Any + Send + Sync>);
-        }
-    });
+    copies.insert(key, values.clone() as Arc<dyn Any + Send + Sync>);
     Ok(values)
 }
 
@@ -171,6 +220,24 @@ mod tests {
             outside.copy_from(&[0.0, 0.0, 1.0]);
             assert_eq!(*weight_values(&outside, None).unwrap(), vec![0.0, 0.0, 1.0], "temporaries are not cached");
         });
+        assert!(!reusing());
+    }
+
+    #[test]
+    fn a_nested_scope_and_other_threads_share_the_copies() {
+        let dev = Cpu::default();
+        let model: (Tensor<Rank1<3>, f32, Cpu>, Tensor<Rank1<3>, f32, Cpu>) =
+            (dev.tensor([1.0, 2.0, 3.0]), dev.tensor([4.0, 5.0, 6.0]));
+        with_weight_reuse(&model, |m| {
+            let outer = weight_values(&m.0, None).unwrap();
+            let inner = with_weight_reuse(&m.0, |t| weight_values(t, None).unwrap());
+            assert!(Arc::ptr_eq(&outer, &inner), "the inner scope keeps the outer copies");
+        });
+        let shared = SharedWeights::new(&model);
+        let here = shared.scope(|m| weight_values(&m.1, Some((1, 3))).unwrap());
+        let there =
+            std::thread::scope(|s| s.spawn(|| shared.scope(|m| weight_values(&m.1, Some((1, 3))).unwrap())).join());
+        assert!(Arc::ptr_eq(&here, &there.unwrap()), "another thread reuses the copy");
         assert!(!reusing());
     }
 }

@@ -19,7 +19,7 @@ use dfdx::prelude::*;
 use glimpse::checkpoint::{self, CheckpointError};
 use glimpse::data::{Dataset, ImageSet, Mnist};
 use glimpse::generative::median;
-use glimpse::nn::with_serial_kernels;
+use glimpse::nn::{with_serial_kernels, SharedWeights};
 use glimpse::optim::{Adam, AdamConfig, AdamOrder, NonFiniteGradient};
 use glimpse::run::{Checkpoint, Control, Run, RunError};
 use rand::seq::SliceRandom;
@@ -148,31 +148,36 @@ impl<C: Core> Trainer<C> {
     ) -> Result<(BatchStats, f32), NonFiniteGradient> {
         let parts = batch.split(SHARDS);
         let seeds: Vec<u64> = parts.iter().map(|_| self.policy.gen()).collect();
-        let (model, dev, n) = (&self.model, &self.dev, batch.labels.len());
+        let (dev, n) = (&self.dev, batch.labels.len());
+        // The parts' threads copy the weights out of dfdx once between them.
+        let shared = SharedWeights::new(&self.model);
         let mut done: Vec<_> = parts
             .par_iter()
             .zip(seeds)
             .map(|(part, seed)| {
-                with_serial_kernels(|| {
-                    let mut rng = ChaCha12Rng::seed_from_u64(seed);
-                    let side = (part.side, part.side);
-                    let ep = model.episode::<OwnedTape<f32, Cpu>>(
-                        &part.images,
-                        side,
-                        retina,
-                        glimpses,
-                        looking,
-                        &mut rng,
-                        dev,
-                    );
-                    let loss = hybrid_loss(ep, &part.labels, std, dev);
-                    // Each part's mean, weighted by its share of the batch: the parts add up to the batch's mean.
-                    let total = loss.total * (part.labels.len() as f32 / n as f32);
-                    let value = total.array();
-                    (total.backward(), loss.stats, value)
+                shared.scope(|model| {
+                    with_serial_kernels(|| {
+                        let mut rng = ChaCha12Rng::seed_from_u64(seed);
+                        let side = (part.side, part.side);
+                        let ep = model.episode::<OwnedTape<f32, Cpu>>(
+                            &part.images,
+                            side,
+                            retina,
+                            glimpses,
+                            looking,
+                            &mut rng,
+                            dev,
+                        );
+                        let loss = hybrid_loss(ep, &part.labels, std, dev);
+                        // Each part's mean, weighted by its share of the batch: the parts add up to the batch's mean.
+                        let total = loss.total * (part.labels.len() as f32 / n as f32);
+                        let value = total.array();
+                        (total.backward(), loss.stats, value)
+                    })
                 })
             })
             .collect();
+        drop(shared);
         let (mut grads, mut stats, mut value) = done.remove(0);
         for (mut g, st, v) in done {
             glimpse::optim::add_gradients(&self.model, &mut grads, &mut g);
