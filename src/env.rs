@@ -177,6 +177,13 @@ pub trait Env: Send {
         let _ = state;
         Err(EnvError::Unsupported(format!("{} cannot restore a saved state", std::any::type_name::<Self>())))
     }
+
+    /// The current state as an RGB picture, as gymnasium's `render_mode="rgb_array"` draws it
+    /// (see [`crate::draw`]). The default returns [`EnvError::Unsupported`]; wrappers forward to
+    /// the env they wrap.
+    fn render(&self) -> Result<crate::image::Image, EnvError> {
+        Err(EnvError::Unsupported(format!("{} does not render", std::any::type_name::<Self>())))
+    }
 }
 
 impl<E: Env + ?Sized> Env for Box<E> {
@@ -199,5 +206,8 @@ impl<E: Env + ?Sized> Env for Box<E> {
     }
     fn restore_state(&mut self, state: &EnvState) -> Result<(), EnvError> {
         (**self).restore_state(state)
+    }
+    fn render(&self) -> Result<crate::image::Image, EnvError> {
+        (**self).render()
     }
 }

@@ -26,6 +26,7 @@
 pub mod checkpoint;
 pub mod data;
 pub mod distributions;
+pub mod draw;
 pub mod env;
 pub mod evaluate;
 pub mod finite;

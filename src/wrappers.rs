@@ -61,6 +61,9 @@ impl<E: Env> Env for TimeLimit<E> {
             WrapperState { max_steps: self.max_steps, count: self.elapsed, ret: 0.0, env: self.env.save_state()? };
         to_env_state("TimeLimit", &state)
     }
+    fn render(&self) -> Result<crate::image::Image, EnvError> {
+        self.env.render()
+    }
     fn restore_state(&mut self, state: &EnvState) -> Result<(), EnvError> {
         let s: WrapperState = from_env_state("TimeLimit", state)?;
         if s.max_steps != self.max_steps {
@@ -134,6 +137,9 @@ impl<E: Env> Env for RecordEpisodeStatistics<E> {
     fn save_state(&self) -> Result<EnvState, EnvError> {
         let state = WrapperState { max_steps: 0, count: self.len, ret: self.ret, env: self.env.save_state()? };
         to_env_state("RecordEpisodeStatistics", &state)
+    }
+    fn render(&self) -> Result<crate::image::Image, EnvError> {
+        self.env.render()
     }
     fn restore_state(&mut self, state: &EnvState) -> Result<(), EnvError> {
         let s: WrapperState = from_env_state("RecordEpisodeStatistics", state)?;

@@ -12,6 +12,8 @@ use crate::numpy_scalar::{self, pow2};
 /// Integration time step in seconds.
 const DT: f64 = 0.2;
 const LINK_LENGTH_1: f64 = 1.0;
+/// The second link's length (only the picture uses it: the dynamics need only the first).
+const LINK_LENGTH_2: f64 = 1.0;
 const LINK_MASS_1: f64 = 1.0;
 const LINK_MASS_2: f64 = 1.0;
 const LINK_COM_POS_1: f64 = 0.5;
@@ -154,6 +156,10 @@ impl Env for Acrobot {
         Discrete::new(3).into()
     }
 
+    /// The frame gymnasium's `rgb_array` mode draws (see [`crate::render`]).
+    fn render(&self) -> Result<glimpse::image::Image, EnvError> {
+        Ok(crate::render::acrobot(&self.state, LINK_LENGTH_1, LINK_LENGTH_2))
+    }
     fn save_state(&self) -> Result<EnvState, EnvError> {
         to_env_state("Acrobot", self)
     }

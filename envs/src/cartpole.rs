@@ -70,6 +70,10 @@ impl Env for CartPole {
         Discrete::new(2).into()
     }
 
+    /// The frame gymnasium's `rgb_array` mode draws (see [`crate::render`]).
+    fn render(&self) -> Result<glimpse::image::Image, EnvError> {
+        Ok(crate::render::cartpole(&self.state, X_THRESHOLD, LENGTH))
+    }
     fn save_state(&self) -> Result<EnvState, EnvError> {
         to_env_state("CartPole", self)
     }

@@ -21,6 +21,7 @@ pub mod np_random;
 mod numpy_scalar;
 
 pub mod pendulum;
+pub mod render;
 pub mod toy;
 
 pub use acrobot::{acrobot_v1, Acrobot};

@@ -61,6 +61,10 @@ impl Env for MountainCar {
         Discrete::new(3).into()
     }
 
+    /// The frame gymnasium's `rgb_array` mode draws (see [`crate::render`]).
+    fn render(&self) -> Result<glimpse::image::Image, EnvError> {
+        Ok(crate::render::mountain_car(self.state[0], MIN_POSITION, MAX_POSITION, GOAL_POSITION))
+    }
     fn save_state(&self) -> Result<EnvState, EnvError> {
         to_env_state("MountainCar", self)
     }

@@ -149,6 +149,10 @@ impl Env for MountainCarContinuous {
         BoxSpace::new(vec![-1.0], vec![1.0]).into()
     }
 
+    /// The frame gymnasium's `rgb_array` mode draws (see [`crate::render`]).
+    fn render(&self) -> Result<glimpse::image::Image, EnvError> {
+        Ok(crate::render::mountain_car(self.state[0], MIN_POSITION, MAX_POSITION, GOAL_POSITION))
+    }
     fn save_state(&self) -> Result<EnvState, EnvError> {
         to_env_state("MountainCarContinuous", self)
     }

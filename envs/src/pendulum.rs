@@ -89,6 +89,10 @@ impl Env for Pendulum {
         BoxSpace::new(vec![-MAX_TORQUE], vec![MAX_TORQUE]).into()
     }
 
+    /// The frame gymnasium's `rgb_array` mode draws (see [`crate::render`]).
+    fn render(&self) -> Result<glimpse::image::Image, EnvError> {
+        Ok(crate::render::pendulum(&self.state))
+    }
     fn save_state(&self) -> Result<EnvState, EnvError> {
         to_env_state("Pendulum", self)
     }

@@ -119,23 +119,3 @@ pub fn glimpse_paths<C: Core>(
     let mut frames = glimpse_frames(model, test, cfg, retina, seed, dev)?;
     Ok(frames.pop().expect("at least one glimpse"))
 }
-
-/// Writes `frames` (RGB) as an animated GIF that loops, `delay_ms` per frame, atomically.
-pub fn write_gif(frames: &[Image], delay_ms: u16, path: &std::path::Path) -> Result<(), RamError> {
-    let Some(first) = frames.first() else { return Ok(()) };
-    let (w, h) = (first.width as u16, first.height as u16);
-    let mut bytes = Vec::new();
-    {
-        let gif_error = |e: gif::EncodingError| RamError::Config(format!("{}: {e}", path.display()));
-        let mut encoder = gif::Encoder::new(&mut bytes, w, h, &[]).map_err(gif_error)?;
-        encoder.set_repeat(gif::Repeat::Infinite).map_err(gif_error)?;
-        for image in frames {
-            let mut frame = gif::Frame::from_rgb_speed(w, h, &image.data, 10);
-            frame.delay = delay_ms / 10;
-            encoder.write_frame(&frame).map_err(gif_error)?;
-        }
-    }
-    glimpse::checkpoint::write_atomic(path, &bytes)
-        .map_err(|source| glimpse::run::RunError::Io { path: path.to_path_buf(), source })?;
-    Ok(())
-}

@@ -9,7 +9,7 @@
 //! uninterrupted run ends.
 
 use crate::config::{Config, Locations};
-use crate::figures::{glimpse_frames, glimpse_paths, write_gif};
+use crate::figures::{glimpse_frames, glimpse_paths};
 use crate::loss::{hybrid_loss, predictions, BatchStats};
 use crate::model::{Core, Looking, Ram, CLASSES};
 use crate::sensor::Retina;
@@ -19,6 +19,7 @@ use dfdx::prelude::*;
 use glimpse::checkpoint::{self, CheckpointError};
 use glimpse::data::{Dataset, ImageSet, Mnist};
 use glimpse::generative::median;
+use glimpse::image::write_gif;
 use glimpse::nn::{with_serial_kernels, SharedWeights};
 use glimpse::optim::{Adam, AdamConfig, AdamOrder, NonFiniteGradient};
 use glimpse::run::{Checkpoint, Control, Run, RunError};
