@@ -100,7 +100,7 @@ impl Canvas {
         let (dx, dy) = (b.0 - a.0, b.1 - a.1);
         let length = (dx * dx + dy * dy).sqrt();
         let half = width.max(1.0) / 2.0;
-        if !(length > 0.0) {
+        if length.is_nan() || length <= 0.0 {
             self.circle(a, half, color);
             return;
         }
@@ -163,7 +163,7 @@ mod tests {
         c.polygon(&[(0.0, 0.0), (f64::NAN, 1.0), (1.0, 1.0)], [1; 3]);
         c.circle((100.0, 100.0), 3.0, [1; 3]);
         c.circle((2.0, 2.0), f64::INFINITY, [1; 3]);
-        c.line((2.0, 2.0), (2.0, 2.0), 0.0, [2; 3]);
+        c.line((2.5, 2.5), (2.5, 2.5), 0.0, [2; 3]);
         let image = c.into_image();
         assert_eq!(painted(&image, [1; 3]), 0);
         assert_eq!(painted(&image, [2; 3]), 1, "a zero-length line is a dot");

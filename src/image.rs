@@ -146,6 +146,34 @@ pub fn encode_png(width: usize, height: usize, channels: usize, data: &[u8]) -> 
     Ok(out)
 }
 
+/// Writes `frames` (RGB, all of one size, at most 65535 pixels a side) as an animated GIF that
+/// loops, `delay_ms` per frame (GIF counts hundredths of a second), atomically. No frames: no
+/// file.
+#[cfg(feature = "png")]
+pub fn write_gif(frames: &[Image], delay_ms: u16, path: &Path) -> Result<(), ImageError> {
+    let Some(first) = frames.first() else { return Ok(()) };
+    let side = |v: usize| u16::try_from(v).map_err(|_| ImageError::Shape(format!("{v} pixels is too large for a GIF")));
+    let (w, h) = (side(first.width)?, side(first.height)?);
+    if let Some(odd) = frames.iter().find(|f| (f.width, f.height, f.channels) != (first.width, first.height, 3)) {
+        return Err(ImageError::Shape(format!(
+            "GIF frames must be RGB and {}×{}, got {}×{}×{}",
+            first.width, first.height, odd.width, odd.height, odd.channels
+        )));
+    }
+    let mut bytes = Vec::new();
+    {
+        let mut encoder = gif::Encoder::new(&mut bytes, w, h, &[])?;
+        encoder.set_repeat(gif::Repeat::Infinite)?;
+        for image in frames {
+            let mut frame = gif::Frame::from_rgb_speed(w, h, &image.data, 10);
+            frame.delay = delay_ms / 10;
+            encoder.write_frame(&frame)?;
+        }
+    }
+    crate::checkpoint::write_atomic(path, &bytes)
+        .map_err(|source| ImageError::Io { path: path.display().to_string(), source })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,32 +213,4 @@ mod tests {
         #[cfg(feature = "png")]
         assert!(encode_png(0, 2, 1, &[]).is_err());
     }
-}
-
-/// Writes `frames` (RGB, all of one size, at most 65535 pixels a side) as an animated GIF that
-/// loops, `delay_ms` per frame (GIF counts hundredths of a second), atomically. No frames: no
-/// file.
-#[cfg(feature = "png")]
-pub fn write_gif(frames: &[Image], delay_ms: u16, path: &Path) -> Result<(), ImageError> {
-    let Some(first) = frames.first() else { return Ok(()) };
-    let side = |v: usize| u16::try_from(v).map_err(|_| ImageError::Shape(format!("{v} pixels is too large for a GIF")));
-    let (w, h) = (side(first.width)?, side(first.height)?);
-    if let Some(odd) = frames.iter().find(|f| (f.width, f.height, f.channels) != (first.width, first.height, 3)) {
-        return Err(ImageError::Shape(format!(
-            "GIF frames must be RGB and {}×{}, got {}×{}×{}",
-            first.width, first.height, odd.width, odd.height, odd.channels
-        )));
-    }
-    let mut bytes = Vec::new();
-    {
-        let mut encoder = gif::Encoder::new(&mut bytes, w, h, &[])?;
-        encoder.set_repeat(gif::Repeat::Infinite)?;
-        for image in frames {
-            let mut frame = gif::Frame::from_rgb_speed(w, h, &image.data, 10);
-            frame.delay = delay_ms / 10;
-            encoder.write_frame(&frame)?;
-        }
-    }
-    crate::checkpoint::write_atomic(path, &bytes)
-        .map_err(|source| ImageError::Io { path: path.display().to_string(), source })
 }
