@@ -96,3 +96,42 @@ pub fn evaluate_greedy<E: Env>(
 fn non_finite(e: NonFinite) -> EnvError {
     EnvError::Other(e.to_string())
 }
+
+/// Where a recording hands its frames ([`record_greedy`]): an error stops it.
+pub type Frames<'a> = dyn FnMut(crate::image::Image) -> Result<(), EnvError> + 'a;
+
+/// Plays `episodes` greedy episodes one after another, as [`evaluate_greedy`] plays them side by
+/// side (episode i reset with `seed + i`, actions from `act`), handing every frame the env
+/// renders (after the reset and after each step) to `frame`: a video of the episodes an
+/// evaluation with the same seed scores, for a deterministic policy.
+pub fn record_greedy<E: Env>(
+    make_env: &dyn Fn() -> E,
+    episodes: usize,
+    seed: u64,
+    mut act: impl FnMut(&[f32]) -> Result<Vec<E::Act>, EnvError>,
+    frame: &mut Frames,
+) -> Result<EvalResult, EnvError> {
+    let mut obs = vec![0.0f32; E::Obs::DIM];
+    let (mut returns, mut lengths) = (Vec::with_capacity(episodes), Vec::with_capacity(episodes));
+    for i in 0..episodes {
+        let mut env = make_env();
+        env.reset(Some(seed.wrapping_add(i as u64)))?.0.write_to(&mut obs);
+        frame(env.render()?)?;
+        let (mut ret, mut len) = (0.0, 0);
+        loop {
+            check_finite("evaluation observation", &obs, 0).map_err(non_finite)?;
+            let action =
+                act(&obs)?.into_iter().next().ok_or_else(|| EnvError::Other("the policy gave no action".into()))?;
+            let step = env.step(&action)?;
+            (ret, len) = (ret + step.reward, len + 1);
+            frame(env.render()?)?;
+            if step.done() {
+                break;
+            }
+            step.obs.write_to(&mut obs);
+        }
+        returns.push(ret);
+        lengths.push(len);
+    }
+    Ok(EvalResult { returns, lengths })
+}

@@ -152,26 +152,58 @@ pub fn encode_png(width: usize, height: usize, channels: usize, data: &[u8]) -> 
 #[cfg(feature = "png")]
 pub fn write_gif(frames: &[Image], delay_ms: u16, path: &Path) -> Result<(), ImageError> {
     let Some(first) = frames.first() else { return Ok(()) };
-    let side = |v: usize| u16::try_from(v).map_err(|_| ImageError::Shape(format!("{v} pixels is too large for a GIF")));
-    let (w, h) = (side(first.width)?, side(first.height)?);
-    if let Some(odd) = frames.iter().find(|f| (f.width, f.height, f.channels) != (first.width, first.height, 3)) {
-        return Err(ImageError::Shape(format!(
-            "GIF frames must be RGB and {}×{}, got {}×{}×{}",
-            first.width, first.height, odd.width, odd.height, odd.channels
-        )));
+    let mut gif = GifWriter::new(first.width, first.height, delay_ms)?;
+    for frame in frames {
+        gif.push(frame)?;
     }
-    let mut bytes = Vec::new();
-    {
-        let mut encoder = gif::Encoder::new(&mut bytes, w, h, &[])?;
+    gif.finish(path)
+}
+
+/// An animated GIF built one frame at a time (frames are compressed as they come, so a long
+/// episode need not be held in memory), written atomically by [`GifWriter::finish`].
+#[cfg(feature = "png")]
+pub struct GifWriter {
+    encoder: gif::Encoder<Vec<u8>>,
+    size: (u16, u16),
+    delay: u16,
+}
+
+#[cfg(feature = "png")]
+impl GifWriter {
+    /// A looping GIF of `width` × `height` RGB frames, `delay_ms` each.
+    pub fn new(width: usize, height: usize, delay_ms: u16) -> Result<Self, ImageError> {
+        let side = |v: usize| {
+            u16::try_from(v)
+                .ok()
+                .filter(|&v| v > 0)
+                .ok_or_else(|| ImageError::Shape(format!("a GIF cannot be {v} pixels wide or high")))
+        };
+        let size = (side(width)?, side(height)?);
+        let mut encoder = gif::Encoder::new(Vec::new(), size.0, size.1, &[])?;
         encoder.set_repeat(gif::Repeat::Infinite)?;
-        for image in frames {
-            let mut frame = gif::Frame::from_rgb_speed(w, h, &image.data, 10);
-            frame.delay = delay_ms / 10;
-            encoder.write_frame(&frame)?;
-        }
+        Ok(Self { encoder, size, delay: delay_ms / 10 })
     }
-    crate::checkpoint::write_atomic(path, &bytes)
-        .map_err(|source| ImageError::Io { path: path.display().to_string(), source })
+
+    /// Appends `frame`, which must be RGB and of the GIF's size.
+    pub fn push(&mut self, frame: &Image) -> Result<(), ImageError> {
+        let (w, h) = self.size;
+        if (frame.width, frame.height, frame.channels) != (w as usize, h as usize, 3) {
+            return Err(ImageError::Shape(format!(
+                "GIF frames must be RGB and {w}×{h}, got {}×{}×{}",
+                frame.width, frame.height, frame.channels
+            )));
+        }
+        let mut gif_frame = gif::Frame::from_rgb_speed(w, h, &frame.data, 10);
+        gif_frame.delay = self.delay;
+        Ok(self.encoder.write_frame(&gif_frame)?)
+    }
+
+    /// Writes the GIF to `path` (atomically).
+    pub fn finish(self, path: &Path) -> Result<(), ImageError> {
+        let io = |source| ImageError::Io { path: path.display().to_string(), source };
+        let bytes = self.encoder.into_inner().map_err(io)?;
+        crate::checkpoint::write_atomic(path, &bytes).map_err(io)
+    }
 }
 
 #[cfg(test)]

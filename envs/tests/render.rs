@@ -95,3 +95,22 @@ fn the_registered_envs_render_through_their_wrappers_and_others_refuse() {
     let bandit = glimpse_envs::toy::TwoArmedBandit::new(0);
     assert!(matches!(bandit.render(), Err(EnvError::Unsupported(_))));
 }
+
+#[test]
+fn a_recorded_episode_hands_out_one_frame_per_step_plus_the_first() {
+    let always_right = |obs: &[f32]| Ok(vec![1usize; obs.len() / 4]);
+    let mut frames = 0;
+    let mut count = |frame: Image| {
+        assert_eq!((frame.width, frame.height), (600, 400));
+        frames += 1;
+        Ok(())
+    };
+    let result = glimpse::evaluate::record_greedy(&glimpse_envs::cartpole_v1, 2, 3, always_right, &mut count).unwrap();
+    assert_eq!(frames, result.lengths.iter().sum::<usize>() + 2);
+    let played = glimpse::evaluate::evaluate_greedy(&glimpse_envs::cartpole_v1, 2, 3, always_right).unwrap();
+    assert_eq!(played.returns, result.returns, "the same episodes an evaluation with that seed plays");
+    let mut refuse = |_: Image| Err(EnvError::Other("disk full".into()));
+    let err =
+        glimpse::evaluate::record_greedy(&glimpse_envs::cartpole_v1, 1, 3, always_right, &mut refuse).unwrap_err();
+    assert!(err.to_string().contains("disk full"));
+}

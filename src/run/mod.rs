@@ -163,6 +163,10 @@ pub struct RunArgs {
     /// Load the checkpoint in this run directory and only evaluate it (writes nothing there).
     #[arg(long)]
     pub eval: Option<PathBuf>,
+    /// With --eval: also write a GIF of the first greedy episodes here (RL examples; their
+    /// environments must render).
+    #[arg(long, requires = "eval")]
+    pub video: Option<PathBuf>,
     /// Config file (TOML or JSON); flags given on the command line override its values.
     #[arg(long)]
     pub config: Option<PathBuf>,

@@ -200,7 +200,19 @@ impl<C: RunConfig> Launch<C> {
         if let Some(dir) = &args.eval {
             let (snapshot, state) = open_snapshot(dir)?;
             let config = saved_config::<C>(dir, &state, cli, args, matches)?;
-            return Ok(Launch::Eval(Eval { config, seed: args.seed, dir: dir.clone(), snapshot, done: state.done }));
+            if args.video.is_some() && C::UNIT == Unit::Epochs {
+                let message = "--video records episodes of an RL agent; this trainer has none".to_string();
+                return Err(RunError::Config { path: "<command line>".into(), message });
+            }
+            let video = args.video.clone();
+            return Ok(Launch::Eval(Eval {
+                config,
+                seed: args.seed,
+                dir: dir.clone(),
+                snapshot,
+                done: state.done,
+                video,
+            }));
         }
         if let Some(dir) = &args.resume {
             let (snapshot, state) = open_snapshot(dir)?;
@@ -327,6 +339,8 @@ pub struct Eval<C> {
     pub snapshot: PathBuf,
     /// Training done when the snapshot was written.
     pub done: u64,
+    /// Where `--video` asked for a GIF of greedy episodes.
+    pub video: Option<PathBuf>,
 }
 
 impl<C> Eval<C> {

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use clap::{CommandFactory, FromArgMatches};
 
 use super::{with_defaults, Cli, Eval, EvalReport, Launch, Outcome, RlSummary, Run, RunArgs, RunConfig, RunError};
-use crate::evaluate::EvalResult;
+use crate::evaluate::{EvalResult, Frames};
 
 /// What a trainer started from code sets its runs up with: the config, the seed, the run
 /// directory and the name its default run directory starts with.
@@ -100,6 +100,15 @@ pub trait Train: Sized {
     fn evaluate_policy(&self, policy: &Self::Policy, episodes: usize, seed: u64) -> Result<EvalResult, Self::Error>;
     /// The episodes `--eval` plays with this config (its `eval_episodes`).
     fn eval_episodes(config: &Self::Config) -> usize;
+    /// Plays `episodes` greedy episodes of `policy` one after another, episode i reset with
+    /// `seed + i`, handing each rendered frame to `frame` ([`crate::evaluate::record_greedy`]).
+    fn record_policy(
+        &self,
+        policy: &Self::Policy,
+        episodes: usize,
+        seed: u64,
+        frame: &mut Frames,
+    ) -> Result<EvalResult, Self::Error>;
 
     /// The seed of a new run: the networks' initialisation, the envs (env i reset with seed + i)
     /// and the sampling (default 1).
@@ -171,6 +180,10 @@ pub trait Train: Sized {
                 let policy = self.restore_policy(&eval)?;
                 let result = self.evaluate_policy(&policy, Self::eval_episodes(&eval.config), eval.seed)?;
                 let report = EvalReport::new(eval.done, eval.seed, &result);
+                if let Some(path) = &eval.video {
+                    let episodes = Self::eval_episodes(&eval.config).clamp(1, VIDEO_EPISODES);
+                    write_video(path, |frame| self.record_policy(&policy, episodes, eval.seed, frame))?;
+                }
                 eval.report(&report);
                 Ok(Outcome::Evaluated(report))
             }
@@ -187,4 +200,33 @@ pub trait Train: Sized {
     fn evaluate(&self, dir: impl AsRef<Path>, episodes: usize, seed: u64) -> Result<EvalResult, Self::Error> {
         self.evaluate_policy(&self.load_policy(dir)?, episodes, seed)
     }
+}
+
+/// Episodes `--eval --video` records (the first of the evaluation's, at most).
+pub const VIDEO_EPISODES: usize = 3;
+
+/// Frames per second of `--video` GIFs.
+const VIDEO_FPS: u16 = 30;
+
+/// Writes the frames `record` hands out as a GIF at `path`. A frame that cannot be encoded stops
+/// the recording with its error; a GIF that cannot be written is a [`RunError::Config`] naming
+/// the file.
+fn write_video<E: From<RunError>>(
+    path: &Path,
+    record: impl FnOnce(&mut Frames) -> Result<EvalResult, E>,
+) -> Result<(), E> {
+    let fail = |message: String| RunError::Config { path: path.to_path_buf(), message };
+    let encode = |e: crate::image::ImageError| crate::EnvError::Other(format!("{}: {e}", path.display()));
+    let mut gif: Option<crate::image::GifWriter> = None;
+    record(&mut |frame| {
+        let writer = match &mut gif {
+            Some(writer) => writer,
+            None => {
+                gif.insert(crate::image::GifWriter::new(frame.width, frame.height, 1000 / VIDEO_FPS).map_err(encode)?)
+            }
+        };
+        writer.push(&frame).map_err(encode)
+    })?;
+    let writer = gif.ok_or_else(|| fail("no frames were recorded".into()))?;
+    writer.finish(path).map_err(|e| fail(e.to_string()).into())
 }

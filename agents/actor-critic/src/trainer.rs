@@ -13,9 +13,11 @@
 //! # Ok::<(), glimpse_actor_critic::Error>(())
 //! ```
 
-use glimpse::evaluate::EvalResult;
+use glimpse::evaluate::{record_greedy, EvalResult, Frames};
 use glimpse::run::{Eval, Outcome, Run, RunConfig, Setup, Train};
 use glimpse::Env;
+use rand::SeedableRng;
+use rand_chacha::ChaCha12Rng;
 
 use crate::policy::{action_bounds, ActorCritic, DiscreteMlp, GaussianMlp, SeparateDiscrete, SeparateGaussian};
 use crate::training::{evaluate_policy, NetWeights, Training};
@@ -117,5 +119,12 @@ where
 
     fn eval_episodes(config: &C) -> usize {
         config.to_ppo().eval_episodes
+    }
+
+    fn record_policy(&self, policy: &P, episodes: usize, seed: u64, frame: &mut Frames) -> Result<EvalResult, Error> {
+        // The mode draws nothing from it; `act` takes one for sampling.
+        let mut rng = ChaCha12Rng::seed_from_u64(seed);
+        let act = |obs: &[f32]| Ok(policy.act(obs, true, &mut rng).env_actions);
+        Ok(record_greedy(&*self.make_env, episodes, seed, act, frame)?)
     }
 }

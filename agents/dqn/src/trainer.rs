@@ -7,7 +7,7 @@ use std::path::Path;
 
 use dfdx::prelude::*;
 use glimpse::checkpoint::{self, CheckpointError};
-use glimpse::evaluate::{evaluate_greedy, EvalResult};
+use glimpse::evaluate::{evaluate_greedy, record_greedy, EvalResult, Frames};
 use glimpse::run::{Checkpoint, Eval, Outcome, Run, Setup, Train};
 use glimpse::validate::discrete_spaces;
 use glimpse::Env;
@@ -88,6 +88,17 @@ impl<E: Env<Act = usize> + 'static, const O: usize, const A: usize, const H: usi
 
     fn eval_episodes(config: &Config) -> usize {
         config.eval_episodes
+    }
+
+    fn record_policy(
+        &self,
+        policy: &Policy<O, A, H>,
+        episodes: usize,
+        seed: u64,
+        frame: &mut Frames,
+    ) -> Result<EvalResult, Error> {
+        let act = |obs: &[f32]| policy.actions(obs).map_err(|e| glimpse::EnvError::Other(e.to_string()));
+        Ok(record_greedy(&*self.make_env, episodes, seed, act, frame)?)
     }
 }
 

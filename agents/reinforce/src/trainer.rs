@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use glimpse::checkpoint::{load_json, load_weights, save_json, save_weights, CheckpointError};
-use glimpse::evaluate::{evaluate_greedy, EvalResult};
+use glimpse::evaluate::{evaluate_greedy, record_greedy, EvalResult, Frames};
 use glimpse::rollout::RolloutBuffer;
 use glimpse::run::{Checkpoint, Eval, EvalStats, Outcome, RlMetrics, Run, SavedEnvs, Setup, Train};
 use glimpse::validate::{self, discrete_spaces, SpaceMismatch};
@@ -242,5 +242,18 @@ impl<E: Env<Act = usize> + 'static, const O: usize, const A: usize> Train for Tr
 
     fn eval_episodes(config: &ReinforceConfig) -> usize {
         config.eval_episodes
+    }
+
+    fn record_policy(
+        &self,
+        agent: &Reinforce<O, A>,
+        episodes: usize,
+        seed: u64,
+        frame: &mut Frames,
+    ) -> Result<EvalResult, Error> {
+        // The mode draws nothing from it; `act` takes one for sampling.
+        let mut rng = ChaCha12Rng::seed_from_u64(seed);
+        let act = |obs: &[f32]| Ok(agent.act(obs, true, &mut rng));
+        Ok(record_greedy(&*self.make_env, episodes, seed, act, frame)?)
     }
 }
