@@ -12,7 +12,7 @@ const BLACK: Rgb = [0, 0, 0];
 
 /// CartPole-v1, 600 × 400: the cart (black) on the track, the pole (tan) on its axle (lilac).
 pub fn cartpole(state: &[f64; 4], x_threshold: f64, half_pole_length: f64) -> Image {
-    let (width, height) = (600.0, 400.0);
+    let width = 600.0;
     let scale = width / (2.0 * x_threshold);
     let (pole_width, pole_length) = (10.0, scale * 2.0 * half_pole_length);
     let (cart_width, cart_height) = (50.0, 30.0);
@@ -26,7 +26,6 @@ pub fn cartpole(state: &[f64; 4], x_threshold: f64, half_pole_length: f64) -> Im
     c.polygon(&pole, [202, 152, 101]);
     c.circle((cart_x, cart_y + axle_offset), pole_width / 2.0, [129, 132, 203]);
     c.line((0.0, cart_y), (width, cart_y), 1.0, BLACK);
-    let _ = height;
     c.into_image()
 }
 
@@ -53,7 +52,7 @@ pub fn pendulum(state: &[f64; 2]) -> Image {
 /// MountainCar-v0 and MountainCarContinuous-v0, 600 × 400: the hill, the car (black, grey
 /// wheels) tilted with the slope, the flag (yellow) at `goal`.
 pub fn mountain_car(position: f64, min_position: f64, max_position: f64, goal: f64) -> Image {
-    let (width, height) = (600.0, 400.0);
+    let width = 600.0;
     let scale = width / (max_position - min_position);
     let hill = |x: f64| (3.0 * x).sin() * 0.45 + 0.55;
     let (car_width, car_height, clearance) = (40.0, 20.0, 10.0);
@@ -75,7 +74,6 @@ pub fn mountain_car(position: f64, min_position: f64, max_position: f64, goal: f
     let (flag_bottom, flag_top) = (hill(goal) * scale, hill(goal) * scale + 50.0);
     c.line((flag_x, flag_bottom), (flag_x, flag_top), 1.0, BLACK);
     c.polygon(&[(flag_x, flag_top), (flag_x, flag_top - 10.0), (flag_x + 25.0, flag_top - 5.0)], [204, 204, 0]);
-    let _ = height;
     c.into_image()
 }
 
