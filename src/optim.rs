@@ -9,7 +9,9 @@
 //! **How a step runs**: one pass over the gradients computes the global norm (and refuses the
 //! step, changing nothing, when it is NaN or infinite); then, per tensor, the parameter is copied
 //! into a scratch buffer, one vectorised pass (parallel over chunks for large tensors) updates
-//! the moments and the parameter values there, and they are copied back. The gradients are read
+//! the moments and the parameter values there, and they are copied back. Blocks whose gradient
+//! and moments are all `+0.0` (weights no step has reached yet, such as the unused rows of a
+//! [`crate::nn::DenseUpTo`]) are skipped: their step would change no bit. The gradients are read
 //! where dfdx keeps them, without a copy (which is why [`Adam::update`] borrows them mutably;
 //! their values are not changed). Results do not depend on the number of threads or on the
 //! CPU's vector width.
@@ -378,10 +380,37 @@ unsafe fn adam_chunk_avx2(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32
     adam_chunk_portable(k, g, m, v, p)
 }
 
-/// The element-wise step. Rust never fuses a product and a sum into one rounding, so the
-/// vectorised builds compute exactly what the scalar one does.
+/// Elements per block of [`adam_chunk_portable`]'s test for untouched weights.
+const BLOCK: usize = 64;
+
+/// Whether the gradient and both moments of a block are all `+0.0` (all bits zero): a block
+/// whose step would leave every value bit for bit as it is (both moments stay `+0.0`, and the
+/// parameter loses `+0.0`), such as the rows of a `DenseUpTo` weight beyond the width in use.
+#[inline(always)]
+fn untouched(g: &[f32], m: &[f32], v: &[f32]) -> bool {
+    let mut bits = 0u32;
+    for i in 0..g.len() {
+        bits |= g[i].to_bits() | m[i].to_bits() | v[i].to_bits();
+    }
+    bits == 0
+}
+
+/// The element-wise step, block by block, skipping [`untouched`] blocks. Rust never fuses a
+/// product and a sum into one rounding, so the vectorised builds compute exactly what the scalar
+/// one does.
 #[inline(always)]
 fn adam_chunk_portable(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], p: &mut [f32]) {
+    let n = g.len();
+    let (m, v, p) = (&mut m[..n], &mut v[..n], &mut p[..n]);
+    for (((g, m), v), p) in g.chunks(BLOCK).zip(m.chunks_mut(BLOCK)).zip(v.chunks_mut(BLOCK)).zip(p.chunks_mut(BLOCK)) {
+        if !untouched(g, m, v) {
+            adam_block(k, g, m, v, p);
+        }
+    }
+}
+
+#[inline(always)]
+fn adam_block(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], p: &mut [f32]) {
     let n = g.len();
     let (m, v, p) = (&mut m[..n], &mut v[..n], &mut p[..n]);
     let StepConsts { b1, b2, lr, eps, c1, c2, scale, .. } = *k;
@@ -439,10 +468,13 @@ impl TensorVisitor<f32, Cpu> for Step<'_> {
         if g.len() < CHUNK {
             adam_chunk(k, g, m, v, values);
         } else {
-            g.par_chunks(CHUNK)
-                .zip(m.par_chunks_mut(CHUNK))
-                .zip(v.par_chunks_mut(CHUNK))
-                .zip(values.par_chunks_mut(CHUNK))
+            // The step is element-wise: any split gives the same bits; a finer one than the
+            // norm's keeps both threads busy on tensors of one or two chunks.
+            let split = CHUNK / 4;
+            g.par_chunks(split)
+                .zip(m.par_chunks_mut(split))
+                .zip(v.par_chunks_mut(split))
+                .zip(values.par_chunks_mut(split))
                 .for_each(|(((g, m), v), p)| adam_chunk(k, g, m, v, p));
         }
         p.copy_from(values);
@@ -641,6 +673,38 @@ mod tests {
         dev: &Cpu,
     ) -> (Tensor<Rank2<16, I>, f32, Cpu>, Tensor<Rank2<16, O>, f32, Cpu>) {
         (dev.sample_normal(), dev.sample_normal())
+    }
+
+    #[test]
+    fn skipping_untouched_blocks_changes_no_bit() {
+        use super::{adam_block, adam_chunk, StepConsts, BLOCK};
+        // Blocks of: all +0 (skipped), -0 gradients, a -0 moment, one live value, -0 weights.
+        let n = BLOCK * 7 + 5;
+        let mut g = vec![0.0f32; n];
+        let mut m = vec![0.0f32; n];
+        let v = vec![0.0f32; n];
+        let mut p: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+        g[BLOCK..2 * BLOCK].fill(-0.0);
+        m[2 * BLOCK + 3] = -0.0;
+        g[3 * BLOCK + 7] = 0.25;
+        m[5 * BLOCK + 1] = 1e-3;
+        p[4 * BLOCK..5 * BLOCK].fill(-0.0);
+        g[n - 1] = -2.0;
+        for order in [AdamOrder::Glimpse, AdamOrder::Dfdx] {
+            for scale in [1.0, 0.5] {
+                let cfg = Cfg { lr: 1e-2, order, ..Default::default() };
+                let k = StepConsts::new(&cfg, 3, scale);
+                let (mut m1, mut v1, mut p1) = (m.clone(), v.clone(), p.clone());
+                let (mut m2, mut v2, mut p2) = (m.clone(), v.clone(), p.clone());
+                adam_chunk(&k, &g, &mut m1, &mut v1, &mut p1);
+                adam_block(&k, &g, &mut m2, &mut v2, &mut p2);
+                let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&m1), bits(&m2));
+                assert_eq!(bits(&v1), bits(&v2));
+                assert_eq!(bits(&p1), bits(&p2));
+                assert_ne!(p1, p, "the live values moved");
+            }
+        }
     }
 
     #[test]
