@@ -6,7 +6,6 @@
 use glimpse_dqn::prelude::*;
 
 fn main() {
-    let defaults = Config { solve_threshold: Some(475.0), ..Config::default() };
-    let trainer = Trainer::<_, 4, 2, 64>::new(defaults, glimpse_envs::cartpole_v1);
+    let trainer = Trainer::<_, 4, 2, 64>::new(Config::cartpole(), glimpse_envs::cartpole_v1);
     exit_on_error(trainer.and_then(|t| t.run_command_line("cartpole_dqn")));
 }

@@ -24,7 +24,6 @@ fn gym_cartpole() -> GymEnv<4> {
 fn main() {
     // Fail early, with Python's message, when gymnasium cannot be imported or made.
     drop(exit_on_error(GymEnv::<4>::make(GYM_ID).map_err(|e| format!("{e} (is a venv with gymnasium active?)"))));
-    let defaults = Config { solve_threshold: Some(475.0), ..Config::default() };
-    let trainer = Trainer::<_, 4, 2, 64>::new(defaults, gym_cartpole);
+    let trainer = Trainer::<_, 4, 2, 64>::new(Config::cartpole(), gym_cartpole);
     exit_on_error(trainer.and_then(|t| t.run_command_line("gym_cartpole_dqn")));
 }

@@ -141,6 +141,31 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The settings of `cartpole_dqn`: the defaults, stopping at the first greedy evaluation
+    /// of 100 episodes averaging ≥ 475 (CartPole-v1 counts as solved there).
+    pub fn cartpole() -> Self {
+        Self { solve_threshold: Some(475.0), ..Self::default() }
+    }
+
+    /// The settings of `acrobot_dqn` (with a hidden width of 128): Acrobot's episodes are long (up
+    /// to 500 steps of -1) and its reward sparse, so a larger batch, more gradient steps and more
+    /// exploration than CartPole; solved at a greedy mean ≥ -100.
+    pub fn acrobot() -> Self {
+        Self {
+            total_timesteps: 100_000,
+            learning_rate: 6.3e-4,
+            batch_size: 128,
+            target_network_frequency: 250,
+            train_frequency: 4,
+            gradient_steps: 4,
+            exploration_fraction: 0.12,
+            end_e: 0.1,
+            eval_frequency: 5000,
+            solve_threshold: Some(-100.0),
+            ..Self::default()
+        }
+    }
+
     /// Checks every setting, naming the first bad one and what is allowed. The replay buffer is
     /// checked against the memory available for the smallest observation (one value); the agent
     /// checks it again for its real observation size before allocating ([`Config::check_memory`]).
