@@ -25,16 +25,19 @@ class GlimpseEnv(gym.Env):
     ``copy.deepcopy`` and ``pickle`` copy the complete state (physics, random generator, whether
     a reset is due): the copy continues exactly as the original would. ``get_state_json`` and
     ``set_state_json`` save and restore that state explicitly.
+
+    ``render_mode="rgb_array"``: ``render()`` returns the frame, ``uint8 [height, width, 3]``, as
+    gymnasium's env lays it out (600 × 400 or 500 × 500). ``gym.make(id, render_mode="human")``
+    shows each reset and step in a pygame window (gymnasium's ``HumanRendering`` over these frames).
     """
 
-    metadata = {"render_modes": [], "render_fps": 50}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
     #: The glimpse id, set by each subclass.
     env_id: str = ""
 
     def __init__(self, render_mode: str | None = None):
-        if render_mode is not None:
-            raise ValueError(f"{self.env_id} does not render (render_mode={render_mode!r})")
-        self.render_mode = None
+        _check_render_mode(self.env_id, render_mode, self.metadata["render_modes"])
+        self.render_mode = render_mode
         self._core = _glimpse.RustEnv(self.env_id)
         self.observation_space = to_gymnasium(self._core.observation_space())
         self.action_space = to_gymnasium(self._core.action_space())
@@ -49,6 +52,19 @@ class GlimpseEnv(gym.Env):
             action = _box_action(action, self.action_space.shape)
         obs, reward, terminated, truncated = self._core.step(action)
         return obs, reward, terminated, truncated, {}
+
+    def render(self) -> np.ndarray | None:
+        """The current state as an RGB frame, ``uint8 [height, width, 3]``, laid out as
+        gymnasium's ``rgb_array``; without a ``render_mode`` it warns and returns None, as
+        gymnasium's envs do."""
+        if self.render_mode is None:
+            gym.logger.warn(
+                "You are calling render method without specifying any render mode. "
+                f'You can specify the render_mode at initialization, e.g. gym.make("glimpse/{self.env_id}", '
+                'render_mode="rgb_array")'
+            )
+            return None
+        return self._core.render()
 
     @property
     def state(self) -> np.ndarray:
@@ -71,6 +87,16 @@ class GlimpseEnv(gym.Env):
         self._core.set_state_json(state)
 
 
+def _check_render_mode(env_id: str, render_mode: str | None, allowed: list[str]) -> None:
+    """A ``ValueError`` unless ``render_mode`` is None or one of ``allowed``."""
+    if render_mode is None or render_mode in allowed:
+        return
+    hint = ""
+    if render_mode == "human":
+        hint = f' (gym.make("glimpse/{env_id}", render_mode="human") shows the frames with pygame)'
+    raise ValueError(f"{env_id}: render_mode {render_mode!r} is not supported; use one of {allowed} or None{hint}")
+
+
 def _box_action(action, shape: tuple[int, ...]) -> np.ndarray:
     """A continuous action as a flat float32 array, or a clear error."""
     array = np.asarray(action)
@@ -81,9 +107,21 @@ def _box_action(action, shape: tuple[int, ...]) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=np.float32).reshape(-1)
 
 
+#: Each env's ``metadata["render_fps"]``, as gymnasium's (the speed of ``render_mode="human"``).
+RENDER_FPS: dict[str, int] = {
+    "CartPole-v1": 50,
+    "Acrobot-v1": 15,
+    "MountainCar-v0": 30,
+    "MountainCarContinuous-v0": 30,
+    "Pendulum-v1": 30,
+}
+
+
 def _env_class(env_id: str) -> type[GlimpseEnv]:
     name = env_id.split("-")[0] + "Env"
-    return type(name, (GlimpseEnv,), {"env_id": env_id, "__module__": __name__, "__qualname__": name})
+    metadata = {"render_modes": ["rgb_array"], "render_fps": RENDER_FPS.get(env_id, 30)}
+    attrs = {"env_id": env_id, "metadata": metadata, "__module__": __name__, "__qualname__": name}
+    return type(name, (GlimpseEnv,), attrs)
 
 
 #: One ``GlimpseEnv`` subclass per id, e.g. ``CartPoleEnv``.

@@ -23,7 +23,7 @@ from gymnasium.vector.utils import batch_space
 
 from glimpse import _glimpse
 from glimpse._spaces import to_gymnasium
-from glimpse.envs import ENV_IDS
+from glimpse.envs import ENV_IDS, RENDER_FPS, _check_render_mode
 
 
 class VectorEnv(gym.vector.VectorEnv):
@@ -38,7 +38,7 @@ class VectorEnv(gym.vector.VectorEnv):
 
     ``copy.deepcopy`` and ``pickle`` copy the complete state of every env (physics, random
     generators, step counts, pending autoresets); ``get_state_json``/``set_state_json`` save and
-    restore it explicitly.
+    restore it explicitly. ``render_mode="rgb_array"``: ``render()`` returns every env's frame.
     """
 
     def __init__(
@@ -48,10 +48,12 @@ class VectorEnv(gym.vector.VectorEnv):
         *,
         max_episode_steps: int | None = None,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        render_mode: str | None = None,
     ):
         env_id = env_id.removeprefix("glimpse/")
         if env_id not in ENV_IDS:
             raise gym.error.Error(f"unknown glimpse env {env_id!r}; known: {sorted(ENV_IDS)}")
+        _check_render_mode(env_id, render_mode, ["rgb_array"])
         autoreset_mode = AutoresetMode(autoreset_mode)
         if autoreset_mode == AutoresetMode.DISABLED:
             raise ValueError("glimpse.VectorEnv resets episodes itself: use NEXT_STEP or SAME_STEP")
@@ -59,8 +61,12 @@ class VectorEnv(gym.vector.VectorEnv):
         self._core = _glimpse.RustVecEnv(env_id, num_envs, steps, autoreset_mode == AutoresetMode.SAME_STEP)
         self.env_id = env_id
         self.num_envs = num_envs
-        self.metadata = {"autoreset_mode": autoreset_mode, "render_modes": []}
-        self.render_mode = None
+        self.metadata = {
+            "autoreset_mode": autoreset_mode,
+            "render_modes": ["rgb_array"],
+            "render_fps": RENDER_FPS.get(env_id, 30),
+        }
+        self.render_mode = render_mode
         self.single_observation_space = to_gymnasium(self._core.observation_space())
         self.single_action_space = to_gymnasium(self._core.action_space())
         self.observation_space = batch_space(self.single_observation_space, num_envs)
@@ -102,6 +108,19 @@ class VectorEnv(gym.vector.VectorEnv):
                 boxed[i] = final_obs[i]
             infos = {"final_obs": boxed, "_final_obs": done, "final_info": {}, "_final_info": done.copy()}
         return obs, rewards, terminated, truncated, infos
+
+    def render(self) -> tuple[np.ndarray, ...] | None:
+        """Every env's frame (``render_mode="rgb_array"``), as ``SyncVectorEnv.render`` returns
+        them: a tuple of ``uint8 [height, width, 3]`` arrays. Without a ``render_mode`` it warns and
+        returns None, as gymnasium's vector envs do."""
+        if self.render_mode is None:
+            gym.logger.warn(
+                "You are calling render method without specifying any render mode. "
+                f'You can specify the render_mode at initialization, e.g. gym.make_vec("glimpse/{self.env_id}", '
+                'render_mode="rgb_array")'
+            )
+            return None
+        return tuple(self._core.render(i) for i in range(self.num_envs))
 
     def get_state(self, index: int) -> np.ndarray:
         """The physical state of env ``index`` (a copy), as ``env.unwrapped.state``."""

@@ -2,6 +2,7 @@
 //! call per batch, not per env), with gymnasium's vector autoreset modes.
 
 use glimpse::env::{from_env_state, to_env_state};
+use glimpse::image::Image;
 use glimpse::wrappers::TimeLimit;
 use glimpse::{Env, EnvError, EnvState, Observation, Space};
 use glimpse_envs::{Acrobot, CartPole, MountainCar, MountainCarContinuous, Pendulum};
@@ -62,6 +63,8 @@ pub trait DynBatch: Send + Sync {
     fn save_state(&self) -> Result<EnvState, EnvError>;
     /// Restores what [`save_state`](DynBatch::save_state) wrote for a batch of the same size.
     fn restore_state(&mut self, state: &EnvState) -> Result<(), EnvError>;
+    /// Env `i`'s current state as an RGB frame (see [`Env::render`]).
+    fn render(&self, i: usize) -> Result<Image, EnvError>;
 }
 
 /// What [`DynBatch::save_state`] writes.
@@ -198,6 +201,10 @@ where
         }
         self.pending_reset = s.pending_reset;
         Ok(())
+    }
+
+    fn render(&self, i: usize) -> Result<Image, EnvError> {
+        self.envs[i].render()
     }
 }
 

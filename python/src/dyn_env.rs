@@ -1,6 +1,7 @@
 //! [`DynEnv`]: the glimpse environments behind one object-safe interface with flat `f32`
 //! observation buffers, so that Python can drive any of them without generics.
 
+use glimpse::image::Image;
 use glimpse::wrappers::TimeLimit;
 use glimpse::{Env, EnvError, EnvState, Observation, Space};
 use glimpse_envs::{Acrobot, CartPole, MountainCar, MountainCarContinuous, Pendulum};
@@ -120,6 +121,8 @@ pub trait DynEnv: Send + Sync {
     fn save_state(&self) -> Result<EnvState, EnvError>;
     /// Restores what [`save_state`](DynEnv::save_state) wrote (see [`Env::restore_state`]).
     fn restore_state(&mut self, state: &EnvState) -> Result<(), EnvError>;
+    /// The current state as an RGB frame (see [`Env::render`]).
+    fn render(&self) -> Result<Image, EnvError>;
 }
 
 /// An [`Env`] with its id, seen as a [`DynEnv`].
@@ -176,6 +179,9 @@ where
     }
     fn restore_state(&mut self, state: &EnvState) -> Result<(), EnvError> {
         self.env.restore_state(state)
+    }
+    fn render(&self) -> Result<Image, EnvError> {
+        self.env.render()
     }
 }
 

@@ -3,16 +3,20 @@
 //! [`RustEnv`] is one glimpse environment, [`RustVecEnv`] a batch of them stepped in one call.
 //! The Python classes in `glimpse/` wrap them as `gymnasium.Env` and `gymnasium.vector.VectorEnv`.
 
+mod agents;
 mod batch;
 mod dyn_env;
+mod py_agent;
 mod saved;
 
 use batch::{make_batch, ActionsIn, BatchError, DynBatch};
 use dyn_env::{make_env, ActionIn, DynEnv, ENVS};
+use glimpse::image::Image;
 use glimpse::{EnvError, Space};
-use numpy::ndarray::Array2;
+use numpy::ndarray::{Array2, Array3};
 use numpy::{
-    IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
+    IntoPyArray, PyArray1, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
+    PyUntypedArrayMethods,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -83,6 +87,12 @@ fn check_finite(state: &[f64], what: &str) -> PyResult<()> {
         return Ok(());
     }
     Err(PyValueError::new_err(format!("{what}: cannot save a state holding NaN or infinity: {state:?}")))
+}
+
+/// A frame as a numpy `uint8` array `[height, width, channels]` (it takes the pixels, no copy).
+fn frame_array(py: Python<'_>, frame: Image) -> Bound<'_, PyArray3<u8>> {
+    let shape = (frame.height, frame.width, frame.channels);
+    Array3::from_shape_vec(shape, frame.data).expect("height*width*channels bytes").into_pyarray(py)
 }
 
 /// Reads one action for a single environment.
@@ -183,6 +193,13 @@ impl RustEnv {
     #[getter]
     fn id(&self) -> &'static str {
         self.env.id()
+    }
+
+    /// The current state as an RGB frame, `uint8 [height, width, 3]`, laid out as gymnasium's
+    /// `render_mode="rgb_array"` (drawn without holding the GIL).
+    fn render<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray3<u8>>> {
+        let frame = py.detach(|| self.env.render()).map_err(to_py)?;
+        Ok(frame_array(py, frame))
     }
 
     /// The complete state as JSON (physics, random generator, time limit counter, whether a reset
@@ -366,6 +383,14 @@ impl RustVecEnv {
         self.batch.set_state(index, &values, as_f32).map_err(PyValueError::new_err)
     }
 
+    /// Env `index`'s current state as an RGB frame, `uint8 [height, width, 3]` (see
+    /// `RustEnv.render`).
+    fn render<'py>(&self, py: Python<'py>, index: usize) -> PyResult<Bound<'py, PyArray3<u8>>> {
+        self.check_index(index)?;
+        let frame = py.detach(|| self.batch.render(index)).map_err(to_py)?;
+        Ok(frame_array(py, frame))
+    }
+
     /// The complete state of every env as JSON (physics, random generators, time limit counters,
     /// pending autoresets): `set_state_json` on a vector env built with the same arguments
     /// continues exactly from here.
@@ -428,6 +453,7 @@ fn registry() -> Vec<(&'static str, usize)> {
 fn _glimpse(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RustEnv>()?;
     m.add_class::<RustVecEnv>()?;
+    m.add_class::<py_agent::RustAgent>()?;
     m.add_function(wrap_pyfunction!(registry, m)?)?;
     m.add("InvalidAction", m.py().get_type::<InvalidAction>())?;
     m.add("ResetNeeded", m.py().get_type::<ResetNeeded>())?;

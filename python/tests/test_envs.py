@@ -204,5 +204,5 @@ class TestErrors:
         with pytest.raises(gym.error.Error):
             glimpse.VectorEnv("NoSuchEnv-v0", 2)
         with pytest.raises(ValueError), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # gymnasium warns first that "human" is not offered
-            gym.make("glimpse/CartPole-v1", render_mode="human")
+            warnings.simplefilter("ignore")  # gymnasium warns first that "ansi" is not offered
+            gym.make("glimpse/CartPole-v1", render_mode="ansi")
