@@ -3,8 +3,10 @@
 //! [`RustEnv`] is one glimpse environment, [`RustVecEnv`] a batch of them stepped in one call.
 //! The Python classes in `glimpse/` wrap them as `gymnasium.Env` and `gymnasium.vector.VectorEnv`.
 
+mod agents;
 mod batch;
 mod dyn_env;
+mod py_agent;
 mod saved;
 
 use batch::{make_batch, ActionsIn, BatchError, DynBatch};
@@ -451,6 +453,7 @@ fn registry() -> Vec<(&'static str, usize)> {
 fn _glimpse(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RustEnv>()?;
     m.add_class::<RustVecEnv>()?;
+    m.add_class::<py_agent::RustAgent>()?;
     m.add_function(wrap_pyfunction!(registry, m)?)?;
     m.add("InvalidAction", m.py().get_type::<InvalidAction>())?;
     m.add("ResetNeeded", m.py().get_type::<ResetNeeded>())?;
