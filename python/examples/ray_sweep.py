@@ -166,7 +166,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         getattr(glimpse, AGENTS[args.agent])(args.env, **c)
 
     ray.init(address=args.address)
-    trial = ray.remote(num_cpus=1)(run_trial)
+    # One CPU per trial, and one thread: glimpse's parallel parts (rayon) would otherwise start a
+    # thread per core in every trial and contend with the other trials.
+    trial = ray.remote(num_cpus=1, runtime_env={"env_vars": {"RAYON_NUM_THREADS": "1"}})(run_trial)
     pending = [
         trial.remote(args.agent, args.env, c, seed, str(out / config_name(c) / f"seed-{seed}"))
         for c in configs
