@@ -214,6 +214,18 @@ fn config<C: DeserializeOwned>(settings: &Value) -> Result<C, Failure> {
 
 /// Serves `request` for agent `kind` on env `env_id` with the full `settings` (see [`merge`]).
 pub fn dispatch(kind: Kind, env_id: &str, settings: &Value, request: Request<'_>) -> Result<Reply, Failure> {
+    // PPO and A2C build the same policy from their own config types: one trainer per config.
+    macro_rules! actor_critic {
+        ($build:ident::<$o:literal, $a:literal>, $make:expr) => {
+            actor_critic(
+                kind,
+                settings,
+                request,
+                |c| AcTrainer::$build::<$o, $a>(c, $make),
+                |c| AcTrainer::$build::<$o, $a>(c, $make),
+            )
+        };
+    }
     known_env(env_id)?;
     match (kind, env_id) {
         (Kind::Dqn, "CartPole-v1") => dqn::<_, 4, 2, 64>(settings, envs::cartpole_v1, request),
@@ -225,56 +237,11 @@ pub fn dispatch(kind: Kind, env_id: &str, settings: &Value, request: Request<'_>
         (Kind::Dqn | Kind::Reinforce, _) => Err(Failure::Config(format!(
             "{env_id} has continuous actions; {kind} needs discrete ones (use PPO or A2C)"
         ))),
-        (_, "CartPole-v1") => {
-            let make = envs::cartpole_v1;
-            actor_critic(
-                kind,
-                settings,
-                request,
-                |c| AcTrainer::discrete::<4, 2>(c, make),
-                |c| AcTrainer::discrete::<4, 2>(c, make),
-            )
-        }
-        (_, "Acrobot-v1") => {
-            let make = envs::acrobot_v1;
-            actor_critic(
-                kind,
-                settings,
-                request,
-                |c| AcTrainer::discrete::<6, 3>(c, make),
-                |c| AcTrainer::discrete::<6, 3>(c, make),
-            )
-        }
-        (_, "MountainCar-v0") => {
-            let make = envs::mountain_car_v0;
-            actor_critic(
-                kind,
-                settings,
-                request,
-                |c| AcTrainer::discrete::<2, 3>(c, make),
-                |c| AcTrainer::discrete::<2, 3>(c, make),
-            )
-        }
-        (_, "Pendulum-v1") => {
-            let make = envs::pendulum_v1;
-            actor_critic(
-                kind,
-                settings,
-                request,
-                |c| AcTrainer::gaussian::<3, 1>(c, make),
-                |c| AcTrainer::gaussian::<3, 1>(c, make),
-            )
-        }
-        _ => {
-            let make = envs::mountain_car_continuous_v0;
-            actor_critic(
-                kind,
-                settings,
-                request,
-                |c| AcTrainer::gaussian::<2, 1>(c, make),
-                |c| AcTrainer::gaussian::<2, 1>(c, make),
-            )
-        }
+        (_, "CartPole-v1") => actor_critic!(discrete::<4, 2>, envs::cartpole_v1),
+        (_, "Acrobot-v1") => actor_critic!(discrete::<6, 3>, envs::acrobot_v1),
+        (_, "MountainCar-v0") => actor_critic!(discrete::<2, 3>, envs::mountain_car_v0),
+        (_, "Pendulum-v1") => actor_critic!(gaussian::<3, 1>, envs::pendulum_v1),
+        _ => actor_critic!(gaussian::<2, 1>, envs::mountain_car_continuous_v0),
     }
 }
 
