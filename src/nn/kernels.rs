@@ -41,8 +41,15 @@ pub(crate) fn matmul<E: NnFloat>(
     threads: usize,
 ) {
     assert!(dst.len() >= m * n, "matmul destination too small");
+    let threads = if m * k * n < MIN_PARALLEL_MACS { 1 } else { threads };
     gemm_strided((m, k, n), a, b, dst, n, accumulate, threads);
 }
+
+/// Multiply-adds below which a product stays on the calling thread: handing half of it to
+/// another thread (a wake-up, often a context switch on these shared machines) costs more than
+/// the tens of microseconds it would save. The products of RL networks (batch 64-256, widths
+/// 64-256) stay below it.
+const MIN_PARALLEL_MACS: usize = 1 << 21;
 
 /// Which code computes a matrix product of the layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

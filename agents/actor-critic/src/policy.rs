@@ -7,6 +7,7 @@
 use dfdx::nn::tensor_collection::TensorCollection;
 use dfdx::prelude::*;
 use glimpse::distributions::{builder::GaussianHead, Categorical, DiagGaussian};
+use glimpse::nn::builders::{Dense, FastTanh};
 use glimpse::rollout::PolicyStep;
 use glimpse::validate::{self, SpaceMismatch};
 use glimpse::Space;
@@ -31,20 +32,20 @@ pub type Column<T = NoneTape> = Tensor<(usize,), f32, Cpu, T>;
 pub type Rows<const N: usize, T = NoneTape> = Tensor<(usize, Const<N>), f32, Cpu, T>;
 
 /// Two hidden tanh layers of width `H` (the CleanRL/SB3 default MLP).
-pub type Trunk<const I: usize, const H: usize> = (Linear<I, H>, Tanh, Linear<H, H>, Tanh);
+pub type Trunk<const I: usize, const H: usize> = (Dense<I, H>, FastTanh, Dense<H, H>, FastTanh);
 
 /// Separate actor and critic MLPs for `A` discrete actions.
 pub type SeparateDiscrete<const O: usize, const A: usize, const H: usize> =
-    SplitInto<((Trunk<O, H>, Linear<H, A>), (Trunk<O, H>, Linear<H, 1>))>;
+    SplitInto<((Trunk<O, H>, Dense<H, A>), (Trunk<O, H>, Dense<H, 1>))>;
 /// One shared trunk with a logits head and a value head.
 pub type SharedDiscrete<const O: usize, const A: usize, const H: usize> =
-    (Trunk<O, H>, SplitInto<(Linear<H, A>, Linear<H, 1>)>);
+    (Trunk<O, H>, SplitInto<(Dense<H, A>, Dense<H, 1>)>);
 /// Separate actor (Gaussian head) and critic MLPs for an `A`-dimensional continuous action.
 pub type SeparateGaussian<const O: usize, const A: usize, const H: usize> =
-    SplitInto<((Trunk<O, H>, GaussianHead<H, A>), (Trunk<O, H>, Linear<H, 1>))>;
+    SplitInto<((Trunk<O, H>, GaussianHead<H, A>), (Trunk<O, H>, Dense<H, 1>))>;
 /// One shared trunk with a Gaussian head and a value head.
 pub type SharedGaussian<const O: usize, const A: usize, const H: usize> =
-    (Trunk<O, H>, SplitInto<(GaussianHead<H, A>, Linear<H, 1>)>);
+    (Trunk<O, H>, SplitInto<(GaussianHead<H, A>, Dense<H, 1>)>);
 
 /// What a policy returns when acting on a batch of N observations.
 pub type ActOutput<A> = PolicyStep<A>;

@@ -1,17 +1,18 @@
 //! Q-networks as typed dfdx module tuples, generic over observation size `O`, action count `A`
 //! and hidden width `H`.
 
-use dfdx::nn::modules::{Linear, ReLU};
+use dfdx::nn::modules::ReLU;
 use dfdx::prelude::*;
+use glimpse::nn::{builders, Dense};
 
 /// The plain Q-network architecture: `O -> H -> H -> A` with ReLUs.
 pub type QNetwork<const O: usize, const A: usize, const H: usize> =
-    (builders::Linear<O, H>, ReLU, builders::Linear<H, H>, ReLU, builders::Linear<H, A>);
+    (builders::Dense<O, H>, ReLU, builders::Dense<H, H>, ReLU, builders::Dense<H, A>);
 
 /// The dueling architecture (Wang et al. 2016): a shared body, then a value head and an advantage
 /// head combined as `Q = V + A - mean(A)`.
 pub type DuelingQNetwork<const O: usize, const A: usize, const H: usize> =
-    ((builders::Linear<O, H>, ReLU, builders::Linear<H, H>, ReLU), (builders::Linear<H, 1>, builders::Linear<H, A>));
+    ((builders::Dense<O, H>, ReLU, builders::Dense<H, H>, ReLU), (builders::Dense<H, 1>, builders::Dense<H, A>));
 
 /// A batch of observations.
 pub type Obs<const O: usize, T = NoneTape> = Tensor<(usize, Const<O>), f32, Cpu, T>;
@@ -31,7 +32,7 @@ pub trait QFunction<const O: usize, const A: usize>:
 
 /// The built [`QNetwork`] on the CPU: what an agent holds (`<QNetwork<O, A, H> as BuildOnDevice<..>>::Built`).
 pub type MlpQ<const O: usize, const A: usize, const H: usize> =
-    (Linear<O, H, f32, Cpu>, ReLU, Linear<H, H, f32, Cpu>, ReLU, Linear<H, A, f32, Cpu>);
+    (Dense<O, H, f32, Cpu>, ReLU, Dense<H, H, f32, Cpu>, ReLU, Dense<H, A, f32, Cpu>);
 
 impl<const O: usize, const A: usize, const H: usize> QFunction<O, A> for MlpQ<O, A, H> {
     fn build(dev: &Cpu) -> Self {
@@ -44,7 +45,7 @@ impl<const O: usize, const A: usize, const H: usize> QFunction<O, A> for MlpQ<O,
 
 /// The built [`DuelingQNetwork`] on the CPU.
 pub type DuelingQ<const O: usize, const A: usize, const H: usize> =
-    ((Linear<O, H, f32, Cpu>, ReLU, Linear<H, H, f32, Cpu>, ReLU), (Linear<H, 1, f32, Cpu>, Linear<H, A, f32, Cpu>));
+    ((Dense<O, H, f32, Cpu>, ReLU, Dense<H, H, f32, Cpu>, ReLU), (Dense<H, 1, f32, Cpu>, Dense<H, A, f32, Cpu>));
 
 impl<const O: usize, const A: usize, const H: usize> QFunction<O, A> for DuelingQ<O, A, H> {
     fn build(dev: &Cpu) -> Self {

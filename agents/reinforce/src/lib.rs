@@ -25,6 +25,7 @@ use dfdx::nn::tensor_collection::{RecursiveWalker, TensorCollection, TensorOptio
 use dfdx::prelude::*;
 use glimpse::distributions::Categorical;
 use glimpse::finite::{check_finite, NonFinite};
+use glimpse::nn::builders::{Dense, FastTanh};
 use glimpse::optim::{check_finite_params, Adam, AdamConfig, NonFiniteGradient, NonFiniteParams};
 use glimpse::rollout::{PolicyStep, RolloutBuffer, RolloutError};
 use glimpse::run::{eval_seed, Control, EvalStats, Outcome, Run, RunConfig, RunError, Unit};
@@ -44,9 +45,9 @@ pub mod prelude {
 
 /// Two tanh hidden layers of width `H` to `A` logits.
 pub type PolicyNet<const O: usize, const A: usize, const H: usize> =
-    (Linear<O, H>, Tanh, Linear<H, H>, Tanh, Linear<H, A>);
+    (Dense<O, H>, FastTanh, Dense<H, H>, FastTanh, Dense<H, A>);
 /// Two tanh hidden layers of width `H` to one value.
-pub type ValueNet<const O: usize, const H: usize> = (Linear<O, H>, Tanh, Linear<H, H>, Tanh, Linear<H, 1>);
+pub type ValueNet<const O: usize, const H: usize> = (Dense<O, H>, FastTanh, Dense<H, H>, FastTanh, Dense<H, 1>);
 
 /// The hidden width used by [`Reinforce::new`].
 pub const HIDDEN: usize = 64;
