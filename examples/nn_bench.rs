@@ -79,6 +79,7 @@ fn paths_of(f: impl FnOnce()) -> String {
         .map(|((path, _), _)| match path {
             glimpse::nn::KernelPath::Avx512 => "avx512",
             glimpse::nn::KernelPath::GemmCrate => "gemm",
+            glimpse::nn::KernelPath::Avx512Small => "avx512-small",
         })
         .collect();
     if used.is_empty() {

@@ -132,6 +132,118 @@ unsafe fn blocked(
     }
 }
 
+/// `c[m×n] (+)= a[m×k] · b[k×n]` for small products, without packing `a` (its values are
+/// broadcast from where they lie) and with `b` read in place when it is row-major (else copied
+/// row-major once). Every element gets the same operations in the same order as in [`sgemm`]
+/// (per depth block of `KC`, fused multiply-adds from zero, then one add into `c`), so the two
+/// give the same bits and the choice between them is only a matter of speed.
+///
+/// # Safety
+/// As [`sgemm`].
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn sgemm_small(
+    (m, k, n): (usize, usize, usize),
+    a: View,
+    b: View,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    if !accumulate {
+        for i in 0..m {
+            std::ptr::write_bytes(c.add(i * ldc), 0, n);
+        }
+    }
+    if k == 0 {
+        return;
+    }
+    ROW_MAJOR_B.with_borrow_mut(|copy| {
+        let (bp, ldb) = if b.cs == 1 {
+            (b.ptr, b.rs)
+        } else {
+            grow(copy, k * n);
+            row_major_copy(b, (k, n), copy);
+            (copy.as_ptr(), n)
+        };
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            for j0 in (0..n).step_by(NR) {
+                let nr = NR.min(n - j0);
+                let masks = (lane_mask(nr), lane_mask(nr.saturating_sub(16)));
+                let bt = bp.add(pc * ldb + j0);
+                for i0 in (0..m).step_by(MR) {
+                    let at = a.ptr.add(i0 * a.rs + pc * a.cs);
+                    let tile = (at, a.rs, a.cs, kc, bt, ldb, c.add(i0 * ldc + j0), ldc, masks);
+                    match MR.min(m - i0) {
+                        8 => small_tile::<8>(tile),
+                        7 => small_tile::<7>(tile),
+                        6 => small_tile::<6>(tile),
+                        5 => small_tile::<5>(tile),
+                        4 => small_tile::<4>(tile),
+                        3 => small_tile::<3>(tile),
+                        2 => small_tile::<2>(tile),
+                        _ => small_tile::<1>(tile),
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Copies `b` (`k × n`, any strides) into `out` row-major; a column-major `b` (`W^T` of a
+/// layer's forward pass) goes 8 × 8 blocks at a time through [`transpose8x8`].
+#[target_feature(enable = "avx512f")]
+unsafe fn row_major_copy(b: View, (k, n): (usize, usize), out: &mut [f32]) {
+    let (full_p, full_j) = if b.rs == 1 { (k / 8 * 8, n / 8 * 8) } else { (0, 0) };
+    for j0 in (0..full_j).step_by(8) {
+        for p0 in (0..full_p).step_by(8) {
+            transpose8x8(b.ptr.add(p0 + j0 * b.cs), b.cs, out.as_mut_ptr().add(p0 * n + j0), n);
+        }
+    }
+    for p in 0..k {
+        let j_from = if p < full_p { full_j } else { 0 };
+        for j in j_from..n {
+            *out.get_unchecked_mut(p * n + j) = *b.ptr.add(p * b.rs + j * b.cs);
+        }
+    }
+}
+
+thread_local! {
+    /// [`sgemm_small`]'s row-major copy of a `b` given transposed, kept between calls.
+    static ROW_MAJOR_B: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The first `lanes` (at most 16) lanes of a zmm vector.
+fn lane_mask(lanes: usize) -> __mmask16 {
+    ((1u32 << lanes.min(16)) - 1) as __mmask16
+}
+
+/// One tile of [`sgemm_small`]: `(a, a_rs, a_cs, kc, b, ldb, c, ldc, (mask0, mask1))`.
+type SmallTile = (*const f32, usize, usize, usize, *const f32, usize, *mut f32, usize, (__mmask16, __mmask16));
+
+/// `c[R × ≤32] += a[R × kc] · b[kc × ≤32]`, the columns given by the two lane masks.
+#[target_feature(enable = "avx512f")]
+unsafe fn small_tile<const R: usize>((a, a_rs, a_cs, kc, b, ldb, c, ldc, (m0, m1)): SmallTile) {
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    for p in 0..kc {
+        let b0 = _mm512_maskz_loadu_ps(m0, b.add(p * ldb));
+        let b1 = _mm512_maskz_loadu_ps(m1, b.add(p * ldb + 16));
+        for (i, row) in acc.iter_mut().enumerate() {
+            let ai = _mm512_set1_ps(*a.add(i * a_rs + p * a_cs));
+            row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
+            row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
+        }
+    }
+    for (i, row) in acc.iter().enumerate() {
+        let cp = c.add(i * ldc);
+        _mm512_mask_storeu_ps(cp, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, cp), row[0]));
+        if m1 != 0 {
+            let cp = cp.add(16);
+            _mm512_mask_storeu_ps(cp, m1, _mm512_add_ps(_mm512_maskz_loadu_ps(m1, cp), row[1]));
+        }
+    }
+}
+
 /// Transposes an 8×8 block: `dst[q * dst_stride + l] = src[l * src_stride + q]` for `l, q < 8`.
 ///
 /// Packing a matrix that lies transposed to its panels (row-major `A`, column-major `B`) one
@@ -391,6 +503,37 @@ mod tests {
                                 "({m},{k},{n}) c[{i},{j}] = {got}, want {want}"
                             );
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn small_kernel_gives_the_packed_kernels_bits() {
+        if !available() {
+            eprintln!("skipped: no AVX-512F on this CPU");
+            return;
+        }
+        for &(m, k, n) in &[(1, 1, 1), (7, 3, 5), (64, 4, 64), (64, 64, 2), (9, 257, 33), (130, 300, 70), (3, 600, 40)]
+        {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 97) as f32 / 97.0 - 0.5).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| ((i * 104729) % 89) as f32 / 89.0 - 0.5).collect();
+            for (a_rs, a_cs) in [(k, 1), (1, m)] {
+                for (b_rs, b_cs) in [(n, 1), (1, k)] {
+                    for accumulate in [true, false] {
+                        let ldc = n + 3;
+                        let (mut packed, mut small) = (vec![0.25f32; m * ldc], vec![0.25f32; m * ldc]);
+                        let (av, bv) = (
+                            View { ptr: a.as_ptr(), rs: a_rs, cs: a_cs },
+                            View { ptr: b.as_ptr(), rs: b_rs, cs: b_cs },
+                        );
+                        unsafe {
+                            sgemm((m, k, n), av, bv, packed.as_mut_ptr(), ldc, accumulate);
+                            sgemm_small((m, k, n), av, bv, small.as_mut_ptr(), ldc, accumulate);
+                        }
+                        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&packed), bits(&small), "({m},{k},{n}) strides {a_rs},{a_cs} {b_rs},{b_cs}");
                     }
                 }
             }

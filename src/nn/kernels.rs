@@ -56,19 +56,22 @@ const MIN_PARALLEL_MACS: usize = 1 << 21;
 pub enum KernelPath {
     /// glimpse's packed AVX-512 f32 kernel (8 x 32 register tile), where the CPU has AVX-512F.
     Avx512 = 0,
-    /// The `gemm` crate (its AVX2/FMA kernels on stable Rust), for f64, small products, or CPUs
-    /// without AVX-512.
+    /// The `gemm` crate (its AVX2/FMA kernels on stable Rust), for f64 or CPUs without AVX-512.
     GemmCrate = 1,
+    /// glimpse's unpacked AVX-512 f32 kernel for small products (RL networks, recurrent cells):
+    /// the packed kernel's sums, without its packing.
+    Avx512Small = 2,
 }
 
-static KERNEL_COUNTS: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+static KERNEL_COUNTS: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
 
 /// Matrix products computed so far by each [`KernelPath`] (whole process), as
 /// `[(path, count)]`: a benchmark reads them before and after a case to say which path it took.
-pub fn kernel_counts() -> [(KernelPath, u64); 2] {
+pub fn kernel_counts() -> [(KernelPath, u64); 3] {
     [
         (KernelPath::Avx512, KERNEL_COUNTS[0].load(Ordering::Relaxed)),
         (KernelPath::GemmCrate, KERNEL_COUNTS[1].load(Ordering::Relaxed)),
+        (KernelPath::Avx512Small, KERNEL_COUNTS[2].load(Ordering::Relaxed)),
     ]
 }
 
@@ -84,13 +87,16 @@ pub fn avx512_available() -> bool {
     }
 }
 
-/// Whether the AVX-512 f32 kernel should take a product of this shape.
+/// Multiply-adds below which an f32 product takes the unpacked AVX-512 kernel
+/// ([`KernelPath::Avx512Small`]): packing costs more than it saves there.
+const SMALL_MACS: usize = 1 << 19;
+
+/// Whether the packed AVX-512 f32 kernel should take a product of this shape.
 pub(crate) fn use_avx512<E: 'static>((m, k, n): (usize, usize, usize)) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>()
-            && n >= 16
-            && m * k * n >= 1 << 15
+            && m * k * n >= SMALL_MACS
             && super::avx512::available()
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -117,6 +123,22 @@ fn gemm_strided<E: NnFloat>(
         if !accumulate {
             dst.chunks_mut(dst_rs).take(m).for_each(|row| row[..n].iter_mut().for_each(|v| *v = E::zero()));
         }
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>()
+        && m * k * n < SMALL_MACS
+        && super::avx512::available()
+    {
+        use super::avx512::{sgemm_small, View};
+        KERNEL_COUNTS[KernelPath::Avx512Small as usize].fetch_add(1, Ordering::Relaxed);
+        let (av, bv) = (
+            View { ptr: a.ptr as *const f32, rs: a.rs, cs: a.cs },
+            View { ptr: b.ptr as *const f32, rs: b.rs, cs: b.cs },
+        );
+        // SAFETY: E is f32 and the CPU has AVX-512F (checked just above); the views and `dst`
+        // cover the shapes given, as for the packed kernel below.
+        unsafe { sgemm_small((m, k, n), av, bv, dst.as_mut_ptr() as *mut f32, dst_rs, accumulate) };
         return;
     }
     #[cfg(target_arch = "x86_64")]

@@ -47,6 +47,38 @@ pub type SeparateGaussian<const O: usize, const A: usize, const H: usize> =
 pub type SharedGaussian<const O: usize, const A: usize, const H: usize> =
     (Trunk<O, H>, SplitInto<(GaussianHead<H, A>, Dense<H, 1>)>);
 
+/// The policy's part of an actor-critic network: its output without the critic's, for greedy
+/// evaluation (half the work of a full forward pass with separate networks).
+pub trait PolicyForward<X> {
+    /// What the policy part outputs (logits, or `(mean, log_std)`).
+    type Policy;
+    /// The policy part's forward pass.
+    fn policy_forward(&self, x: X) -> Self::Policy;
+}
+
+/// Separate networks: the first one.
+impl<X, Actor: Module<X>, Critic> PolicyForward<X> for SplitInto<(Actor, Critic)>
+where
+    Actor::Error: std::fmt::Debug,
+{
+    type Policy = Actor::Output;
+    fn policy_forward(&self, x: X) -> Actor::Output {
+        self.0 .0.forward(x)
+    }
+}
+
+/// A shared trunk: the trunk, then the first head.
+impl<X, T: Module<X>, Head: Module<T::Output>, Value> PolicyForward<X> for (T, SplitInto<(Head, Value)>)
+where
+    T::Error: std::fmt::Debug,
+    Head::Error: std::fmt::Debug,
+{
+    type Policy = Head::Output;
+    fn policy_forward(&self, x: X) -> Head::Output {
+        self.1 .0 .0.forward(self.0.forward(x))
+    }
+}
+
 /// What a policy returns when acting on a batch of N observations.
 pub type ActOutput<A> = PolicyStep<A>;
 
@@ -79,6 +111,9 @@ pub trait ActorCritic<const O: usize> {
     fn net_mut(&mut self) -> &mut Self::Net;
     /// Samples (or, when `greedy`, takes the mode of) actions for `obs` (flat `[N * O]`).
     fn act<R: Rng + ?Sized>(&self, obs: &[f32], greedy: bool, rng: &mut R) -> ActOutput<Self::Action>;
+    /// The mode of the policy for each of `obs` (flat `[N * O]`), as env actions: what
+    /// `act(obs, true, _).env_actions` gives, without the critic.
+    fn greedy_actions(&self, obs: &[f32]) -> Vec<Self::Action>;
     /// Critic values of `obs` (flat `[N * O]`).
     fn values(&self, obs: &[f32]) -> Vec<f32>;
     /// Log-probs, entropies and values of stored `actions` in traced observations.
@@ -121,7 +156,8 @@ where
     M: TensorCollection<f32, Cpu>
         + Clone
         + Module<ObsBatch<O>, Output = (Rows<A>, Rows<1>)>
-        + Module<ObsBatch<O, Traced>, Output = (Rows<A, Traced>, Rows<1, Traced>)>,
+        + Module<ObsBatch<O, Traced>, Output = (Rows<A, Traced>, Rows<1, Traced>)>
+        + PolicyForward<ObsBatch<O>, Policy = Rows<A>>,
 {
     type Action = usize;
     type Net = M;
@@ -149,6 +185,10 @@ where
             log_probs,
             values: values.as_vec(),
         }
+    }
+
+    fn greedy_actions(&self, obs: &[f32]) -> Vec<usize> {
+        Categorical::from_logits(self.net.policy_forward(obs_batch::<O>(&self.dev, obs))).mode()
     }
 
     fn values(&self, obs: &[f32]) -> Vec<f32> {
@@ -201,7 +241,8 @@ where
     M: TensorCollection<f32, Cpu>
         + Clone
         + Module<ObsBatch<O>, Output = ((Rows<A>, Rows<A>), Rows<1>)>
-        + Module<ObsBatch<O, Traced>, Output = ((Rows<A, Traced>, Rows<A, Traced>), Rows<1, Traced>)>,
+        + Module<ObsBatch<O, Traced>, Output = ((Rows<A, Traced>, Rows<A, Traced>), Rows<1, Traced>)>
+        + PolicyForward<ObsBatch<O>, Policy = (Rows<A>, Rows<A>)>,
 {
     type Action = [f32; A];
     type Net = M;
@@ -227,6 +268,12 @@ where
         let env_actions =
             actions.chunks(A).map(|row| std::array::from_fn(|j| row[j].clamp(self.low[j], self.high[j]))).collect();
         ActOutput { env_actions, actions, log_probs, values: values.as_vec() }
+    }
+
+    fn greedy_actions(&self, obs: &[f32]) -> Vec<[f32; A]> {
+        let (mean, log_std) = self.net.policy_forward(obs_batch::<O>(&self.dev, obs));
+        let actions = DiagGaussian::new(mean, log_std).mode();
+        actions.chunks(A).map(|row| std::array::from_fn(|j| row[j].clamp(self.low[j], self.high[j]))).collect()
     }
 
     fn values(&self, obs: &[f32]) -> Vec<f32> {

@@ -16,8 +16,6 @@
 use glimpse::evaluate::{record_greedy, EvalResult, Frames};
 use glimpse::run::{Eval, Outcome, Run, RunConfig, Setup, Train};
 use glimpse::Env;
-use rand::SeedableRng;
-use rand_chacha::ChaCha12Rng;
 
 use crate::policy::{action_bounds, ActorCritic, DiscreteMlp, GaussianMlp, SeparateDiscrete, SeparateGaussian};
 use crate::training::{evaluate_policy, NetWeights, Training};
@@ -122,9 +120,7 @@ where
     }
 
     fn record_policy(&self, policy: &P, episodes: usize, seed: u64, frame: &mut Frames) -> Result<EvalResult, Error> {
-        // The mode draws nothing from it; `act` takes one for sampling.
-        let mut rng = ChaCha12Rng::seed_from_u64(seed);
-        let act = |obs: &[f32]| Ok(policy.act(obs, true, &mut rng).env_actions);
+        let act = |obs: &[f32]| Ok(policy.greedy_actions(obs));
         Ok(record_greedy(&*self.make_env, episodes, seed, act, frame)?)
     }
 }

@@ -161,9 +161,7 @@ pub fn evaluate_policy<E: Env, P: ActorCritic<O, Action = E::Act>, const O: usiz
 ) -> Result<EvalResult, Error> {
     let env = make_env();
     policy.check_spaces(&env.observation_space(), &env.action_space())?;
-    // The mode draws nothing from it; `act` takes one for sampling.
-    let mut rng = ChaCha12Rng::seed_from_u64(seed);
-    Ok(evaluate_greedy(make_env, episodes, seed, |obs| Ok(policy.act(obs, true, &mut rng).env_actions))?)
+    Ok(evaluate_greedy(make_env, episodes, seed, |obs| Ok(policy.greedy_actions(obs)))?)
 }
 
 impl Progress {

@@ -140,6 +140,9 @@ impl ActorCritic<2> for NanGradient {
     fn act<R: Rng + ?Sized>(&self, obs: &[f32], greedy: bool, rng: &mut R) -> ActOutput<usize> {
         ActorCritic::<2>::act(&self.0, obs, greedy, rng)
     }
+    fn greedy_actions(&self, obs: &[f32]) -> Vec<usize> {
+        ActorCritic::<2>::greedy_actions(&self.0, obs)
+    }
     fn values(&self, obs: &[f32]) -> Vec<f32> {
         ActorCritic::<2>::values(&self.0, obs)
     }

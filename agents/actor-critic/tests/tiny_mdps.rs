@@ -152,3 +152,20 @@ fn ppo_gaussian_policy_finds_a_continuous_target() {
     let std = policy.net.1 .0 .0.log_std.array()[0].exp();
     assert!(std < 0.6, "exploration std should shrink from 1, got {std}");
 }
+
+#[test]
+fn greedy_actions_are_the_greedy_acts_for_every_architecture() {
+    fn check<P: ActorCritic<3>>(p: &P)
+    where
+        P::Action: PartialEq,
+    {
+        let obs: Vec<f32> = (0..3 * 40).map(|i| ((i * 37 % 23) as f32 - 11.0) / 4.0).collect();
+        let act = p.act(&obs, true, &mut StdRng::seed_from_u64(1)).env_actions;
+        assert_eq!(p.greedy_actions(&obs), act);
+    }
+    check(&DiscretePolicy::build::<SeparateDiscrete<3, 4, 16>>(1));
+    check(&DiscretePolicy::build::<SharedDiscrete<3, 4, 16>>(2));
+    // Bounds tight enough that some means are clipped.
+    check(&GaussianPolicy::build::<SeparateGaussian<3, 2, 16>>(3, [-0.1, -0.2], [0.1, 0.3]));
+    check(&GaussianPolicy::build::<SharedGaussian<3, 2, 16>>(4, [-0.1, -0.2], [0.1, 0.3]));
+}
