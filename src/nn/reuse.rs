@@ -178,7 +178,7 @@ pub(crate) fn transposed_view<E: NnFloat>(
 }
 
 /// The transpose of a row-major `rows × cols` matrix, in 16 × 16 tiles.
-fn transposed<E: NnFloat>(values: &[E], rows: usize, cols: usize) -> Vec<E> {
+pub(crate) fn transposed<E: NnFloat>(values: &[E], rows: usize, cols: usize) -> Vec<E> {
     const TILE: usize = 16;
     let mut out = vec![E::zero(); rows * cols];
     for r0 in (0..rows).step_by(TILE) {
