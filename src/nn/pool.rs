@@ -69,6 +69,110 @@ fn max_pool_plane<E: NnFloat>(g: &Geometry, k: usize, xp: &[E], out: &mut [E], a
     }
 }
 
+/// [`max_pool_plane`], or for 2x2 windows with stride 2 and no padding on f32 where the CPU has
+/// AVX-512, [`max_pool_2x2_avx512`]: the same maxima and indices, 16 windows at a time.
+fn max_pool_plane_fastest<E: NnFloat>(
+    g: &Geometry,
+    (k, s, p): (usize, usize, usize),
+    xp: &[E],
+    out: &mut [E],
+    argmax: &mut [u32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if (k, s, p) == (2, 2, 0)
+        && std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>()
+        && super::avx512::available()
+    {
+        // SAFETY: E is f32 (checked just above), so the slices are f32 slices of the same lengths.
+        let (xp, out) = unsafe {
+            (
+                std::slice::from_raw_parts(xp.as_ptr() as *const f32, xp.len()),
+                std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut f32, out.len()),
+            )
+        };
+        assert!(xp.len() >= g.h * g.w && out.len() >= g.out_hw() && argmax.len() >= g.out_hw());
+        // SAFETY: AVX-512F is present; the slices cover a plane and its output (asserted).
+        return unsafe { max_pool_2x2_avx512(g, xp, out, argmax) };
+    }
+    max_pool_plane(g, k, xp, out, argmax)
+}
+
+/// 2x2 max pooling with stride 2 and no padding, 16 output columns at a time: each pair of input
+/// rows is loaded 32 values at a time and split into even and odd columns, and the four
+/// candidates are compared in the window's row-major order with [`max_pool_plane`]'s rule (a
+/// larger value or a NaN replaces the best so far).
+///
+/// # Safety
+/// AVX-512F must be present; `xp` must hold `g.h * g.w` values, `out` and `argmax` `g.out_hw()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn max_pool_2x2_avx512(g: &Geometry, xp: &[f32], out: &mut [f32], argmax: &mut [u32]) {
+    use std::arch::x86_64::*;
+    let mask = |lanes: usize| ((1u32 << lanes.min(16)) - 1) as __mmask16;
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    let w = g.w;
+    for oh in 0..g.out_h {
+        let (r0, r1) = (2 * oh * w, (2 * oh + 1) * w);
+        for ow0 in (0..g.out_w).step_by(16) {
+            let count = (g.out_w - ow0).min(16);
+            let (lo, hi, m_out) = (mask(2 * count), mask((2 * count).saturating_sub(16)), mask(count));
+            let load = |row: usize| {
+                let at = xp.as_ptr().add(row + 2 * ow0);
+                (_mm512_maskz_loadu_ps(lo, at), _mm512_maskz_loadu_ps(hi, at.add(16)))
+            };
+            let ((a0, a1), (b0, b1)) = (load(r0), load(r1));
+            let first = _mm512_add_epi32(_mm512_set1_epi32((r0 + 2 * ow0) as i32), even);
+            let (mut best, mut at) = (_mm512_permutex2var_ps(a0, even, a1), first);
+            for (cand, offset) in [
+                (_mm512_permutex2var_ps(a0, odd, a1), 1),
+                (_mm512_permutex2var_ps(b0, even, b1), w),
+                (_mm512_permutex2var_ps(b0, odd, b1), w + 1),
+            ] {
+                let take =
+                    _mm512_cmp_ps_mask::<_CMP_GT_OQ>(cand, best) | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(cand, cand);
+                best = _mm512_mask_blend_ps(take, best, cand);
+                at = _mm512_mask_blend_epi32(take, at, _mm512_add_epi32(first, _mm512_set1_epi32(offset as i32)));
+            }
+            let o = oh * g.out_w + ow0;
+            _mm512_mask_storeu_ps(out.as_mut_ptr().add(o), m_out, best);
+            _mm512_mask_storeu_epi32(argmax.as_mut_ptr().add(o) as *mut i32, m_out, at);
+        }
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod fast_path_tests {
+    use super::*;
+
+    #[test]
+    fn the_2x2_kernel_gives_the_generic_maxima_and_indices() {
+        if !crate::nn::avx512_available() {
+            eprintln!("skipped: no AVX-512F on this CPU");
+            return;
+        }
+        for (h, w) in [(28, 28), (14, 14), (7, 7), (5, 9), (2, 2), (3, 70), (64, 33)] {
+            let g = plane_geometry((h, w), 2, 2, 0);
+            // Ties (few distinct values), NaNs and negative zeros among ordinary numbers.
+            let xp: Vec<f32> = (0..h * w)
+                .map(|i| match (i * 7919) % 23 {
+                    0 => f32::NAN,
+                    1 => -0.0,
+                    r => (r % 5) as f32 - 2.0,
+                })
+                .collect();
+            let n = g.out_hw();
+            let (mut out, mut at) = (vec![0.0f32; n], vec![0u32; n]);
+            let (mut want, mut want_at) = (vec![0.0f32; n], vec![0u32; n]);
+            max_pool_plane_fastest(&g, (2, 2, 0), &xp, &mut out, &mut at);
+            max_pool_plane(&g, 2, &xp, &mut want, &mut want_at);
+            assert_eq!(at, want_at, "{h}x{w}");
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&out), bits(&want), "{h}x{w}");
+        }
+    }
+}
+
 impl<const K: usize, const S: usize, const P: usize, E, B, C, H, W, T> Module<Tensor<(B, C, H, W), E, Cpu, T>>
     for MaxPool2D<K, S, P>
 where
@@ -95,7 +199,7 @@ where
             .zip(argmax.par_chunks_mut(out_plane))
             .zip(xs.par_chunks(plane))
             .with_min_len(MIN_PLANES_PER_TASK)
-            .for_each(|((o, a), xp)| max_pool_plane(&g, K, xp, o, a));
+            .for_each(|((o, a), xp)| max_pool_plane_fastest(&g, (K, S, P), xp, o, a));
         let out = x.device().try_tensor_from_vec(out, (b, c, g.out_h, g.out_w))?;
         if T::OWNS_TAPE {
             let (x_g, out_g) = (x.ghost(), out.ghost());
