@@ -20,11 +20,22 @@ use super::kernels::{raw_grad, take_contiguous, tensor_vec};
 /// planes in parallel, each total added in plane order, so the result does not depend on the
 /// thread count.
 fn channel_sums<const C: usize>(values: &[f32], hw: usize, f: impl Fn(usize, &[f32]) -> f64 + Sync) -> Vec<f64> {
-    let planes: Vec<f64> =
+    let pairs = channel_sum_pairs::<C>(values, hw, |k, p| (f(k, p), 0.0));
+    pairs.into_iter().map(|(a, _)| a).collect()
+}
+
+/// [`channel_sums`] of two totals at once (one pass over the planes for both).
+fn channel_sum_pairs<const C: usize>(
+    values: &[f32],
+    hw: usize,
+    f: impl Fn(usize, &[f32]) -> (f64, f64) + Sync,
+) -> Vec<(f64, f64)> {
+    let planes: Vec<(f64, f64)> =
         values.par_chunks(hw).with_min_len(MIN_PLANES_PER_TASK).enumerate().map(|(k, p)| f(k, p)).collect();
-    let mut sums = vec![0.0f64; C];
-    for (k, v) in planes.iter().enumerate() {
-        sums[k % C] += v;
+    let mut sums = vec![(0.0f64, 0.0f64); C];
+    for (k, (a, b)) in planes.iter().enumerate() {
+        sums[k % C].0 += a;
+        sums[k % C].1 += b;
     }
     sums
 }
@@ -48,6 +59,56 @@ fn lane_sum(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f64) -> f64 {
 #[target_feature(enable = "avx512f")]
 unsafe fn lane_sum_avx512(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f64) -> f64 {
     lane_sum_portable(a, b, term)
+}
+
+/// `(Σ first(a[i], b[i]), Σ second(a[i], b[i]))` in one pass, each exactly as [`lane_sum`] sums.
+fn lane_sum_pair(
+    a: &[f32],
+    b: &[f32],
+    first: impl Fn(f32, f32) -> f64,
+    second: impl Fn(f32, f32) -> f64,
+) -> (f64, f64) {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx512::available() {
+        // SAFETY: the CPU has AVX-512F, checked just above.
+        return unsafe { lane_sum_pair_avx512(a, b, first, second) };
+    }
+    lane_sum_pair_portable(a, b, first, second)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn lane_sum_pair_avx512(
+    a: &[f32],
+    b: &[f32],
+    first: impl Fn(f32, f32) -> f64,
+    second: impl Fn(f32, f32) -> f64,
+) -> (f64, f64) {
+    lane_sum_pair_portable(a, b, first, second)
+}
+
+#[inline(always)]
+fn lane_sum_pair_portable(
+    a: &[f32],
+    b: &[f32],
+    first: impl Fn(f32, f32) -> f64,
+    second: impl Fn(f32, f32) -> f64,
+) -> (f64, f64) {
+    let (mut acc, mut acc2) = ([0.0f64; 8], [0.0f64; 8]);
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += first(x[l], y[l]);
+            acc2[l] += second(x[l], y[l]);
+        }
+    }
+    for (l, (&x, &y)) in ra.iter().zip(rb).enumerate() {
+        acc[l] += first(x, y);
+        acc2[l] += second(x, y);
+    }
+    let total = |acc: [f64; 8]| ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
+    (total(acc), total(acc2))
 }
 
 #[inline(always)]
@@ -80,6 +141,22 @@ fn zip_apply(a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(f32, f32, &mut f3
 #[target_feature(enable = "avx512f")]
 unsafe fn zip_apply_avx512(a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(f32, f32, &mut f32)) {
     zip_apply_portable(a, b, out, f)
+}
+
+/// `f(&mut a[i], &mut b[i])` for every `i`, compiled for AVX-512 where the CPU has it.
+fn pair_apply(a: &mut [f32], b: &mut [f32], f: impl Fn(&mut f32, &mut f32)) {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx512::available() {
+        // SAFETY: the CPU has AVX-512F, checked just above.
+        return unsafe { pair_apply_avx512(a, b, f) };
+    }
+    a.iter_mut().zip(b).for_each(|(x, y)| f(x, y))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pair_apply_avx512(a: &mut [f32], b: &mut [f32], f: impl Fn(&mut f32, &mut f32)) {
+    a.iter_mut().zip(b).for_each(|(x, y)| f(x, y))
 }
 
 /// `f(&mut v[i])` for every `i`, compiled for AVX-512 where the CPU has it.
@@ -228,8 +305,10 @@ impl<const C: usize, B: Dim, H: Dim, W: Dim, T: Tape<f32, Cpu>> ModuleMut<Tensor
         planes.enumerate().for_each(|(k, (plane, o))| {
             let (c, m) = (k % C, mean[k % C] as f32);
             let (inv, sc, bi) = (inv_std[c], scale[c], bias[c]);
-            zip_apply(plane, plane, o, |v, _, o| *o = (v - m) * inv * sc + bi);
-            plane.iter_mut().for_each(|v| *v = (*v - m) * inv);
+            pair_apply(plane, o, |v, o| {
+                *v = (*v - m) * inv;
+                *o = *v * sc + bi;
+            });
         });
         let mom = self.momentum;
         let running = |old: Vec<f32>, new: &[f64]| -> Vec<f32> {
@@ -249,9 +328,10 @@ impl<const C: usize, B: Dim, H: Dim, W: Dim, T: Tape<f32, Cpu>> ModuleMut<Tensor
                 let (dy, dx) = (raw_grad!(grads, &out_g), raw_grad!(grads, &x_g));
                 // SAFETY: distinct tensor ids; `grads` outlives this closure body.
                 let (dy, dx) = unsafe { (dy.slice(), dx.slice()) };
-                let sum_dy = channel_sums::<C>(dy, hw, |_, g| lane_sum(g, g, |x, _| x as f64));
-                let sum_dy_xhat =
-                    channel_sums::<C>(dy, hw, |k, g| lane_sum(g, &xhat[k * hw..][..hw], |g, x| (g * x) as f64));
+                let sums = channel_sum_pairs::<C>(dy, hw, |k, g| {
+                    lane_sum_pair(g, &xhat[k * hw..][..hw], |g, _| g as f64, |g, x| (g * x) as f64)
+                });
+                let (sum_dy, sum_dy_xhat): (Vec<f64>, Vec<f64>) = sums.into_iter().unzip();
                 if weight_grad {
                     let (ds, db) = (raw_grad!(grads, &s_g), raw_grad!(grads, &b_g));
                     // SAFETY: as above.
