@@ -162,10 +162,11 @@ pub(crate) fn weight_and_transpose<S: Shape, E: NnFloat>(
 }
 
 /// `W^T` for a product `(m × cols) · W^T`: the row-major transpose when there is one and the
-/// product takes glimpse's AVX-512 kernel, else `W`'s values read transposed (`w` is
-/// `rows × cols` row-major). The gemm crate, which takes the small products, may round the two
-/// layouts differently, so it always gets `W` itself: the results are the same, bit for bit,
-/// with or without a [`with_weight_reuse`] scope.
+/// product takes glimpse's packed AVX-512 kernel, else `W`'s values read transposed (`w` is
+/// `rows × cols` row-major; the unpacked kernel of small products copies them row-major). The
+/// gemm crate (f64, or CPUs without AVX-512) may round the two layouts differently, so it always
+/// gets `W` itself: the results are the same, bit for bit, with or without a
+/// [`with_weight_reuse`] scope.
 pub(crate) fn transposed_view<E: NnFloat>(
     (w, wt): (&[E], Option<&[E]>),
     (rows, cols): (usize, usize),
