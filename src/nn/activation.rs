@@ -70,7 +70,7 @@ fn as_f32<E: NnFloat>(v: &mut [E]) -> Option<&mut [f32]> {
 
 fn tanh_f32_slice(v: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx512f") {
+    if super::avx512::available() {
         // SAFETY: the CPU has AVX-512F, checked just above.
         return unsafe { tanh_f32_avx512(v) };
     }

@@ -62,9 +62,7 @@ pub(crate) unsafe fn sgemm(
     accumulate: bool,
 ) {
     if !accumulate {
-        for i in 0..m {
-            std::ptr::write_bytes(c.add(i * ldc), 0, n);
-        }
+        clear_rows(c, (m, n), ldc);
     }
     if k == 0 {
         return;
@@ -76,6 +74,16 @@ pub(crate) unsafe fn sgemm(
         grow(packed_a, MC.min(m.div_ceil(MR) * MR) * KC);
         blocked((m, k, n), a, b, c, ldc, packed_a, packed_b);
     });
+}
+
+/// Zeroes the first `n` values of `m` rows of `c`, `ldc` apart.
+///
+/// # Safety
+/// `c` must cover `(m-1)*ldc + n` elements.
+unsafe fn clear_rows(c: *mut f32, (m, n): (usize, usize), ldc: usize) {
+    for i in 0..m {
+        std::ptr::write_bytes(c.add(i * ldc), 0, n);
+    }
 }
 
 thread_local! {
@@ -154,9 +162,7 @@ pub(crate) unsafe fn sgemm_small(
     accumulate: bool,
 ) {
     if !accumulate {
-        for i in 0..m {
-            std::ptr::write_bytes(c.add(i * ldc), 0, n);
-        }
+        clear_rows(c, (m, n), ldc);
     }
     if k == 0 {
         return;

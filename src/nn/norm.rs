@@ -45,23 +45,14 @@ const MIN_PLANES_PER_TASK: usize = 64;
 
 /// `Σ term(a[i], b[i])` in f64, in eight interleaved partial sums (vectorised; one running f64
 /// sum is a chain of dependent adds, which made batch norm slower than PyTorch's), compiled for
-/// AVX-512 where the CPU has it (the same operations, so the same bits).
+/// AVX-512 where the CPU has it (the same operations, so the same bits): [`lane_sum_pair`]'s
+/// first total.
 fn lane_sum(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f64) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    if super::avx512::available() {
-        // SAFETY: the CPU has AVX-512F, checked just above.
-        return unsafe { lane_sum_avx512(a, b, term) };
-    }
-    lane_sum_portable(a, b, term)
+    lane_sum_pair(a, b, term, |_, _| 0.0).0
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn lane_sum_avx512(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f64) -> f64 {
-    lane_sum_portable(a, b, term)
-}
-
-/// `(Σ first(a[i], b[i]), Σ second(a[i], b[i]))` in one pass, each exactly as [`lane_sum`] sums.
+/// `(Σ first(a[i], b[i]), Σ second(a[i], b[i]))` in one pass, each in eight interleaved partial
+/// sums added pairwise at the end.
 fn lane_sum_pair(
     a: &[f32],
     b: &[f32],
@@ -109,22 +100,6 @@ fn lane_sum_pair_portable(
     }
     let total = |acc: [f64; 8]| ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]));
     (total(acc), total(acc2))
-}
-
-#[inline(always)]
-fn lane_sum_portable(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f64) -> f64 {
-    let mut acc = [0.0f64; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += term(x[l], y[l]);
-        }
-    }
-    for (l, (&x, &y)) in ra.iter().zip(rb).enumerate() {
-        acc[l] += term(x, y);
-    }
-    ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
 }
 
 /// `f(a[i], b[i], &mut out[i])` for every `i`, compiled for AVX-512 where the CPU has it.
