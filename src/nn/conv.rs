@@ -261,7 +261,7 @@ where
 }
 
 /// Weight `(O, I, K, K)` restricted to `taps`, as a row-major `O × (I*T)` matrix.
-fn gather_taps<E: NnFloat>(w: &[E], (o, i, k): (usize, usize, usize), taps: &[(usize, usize)]) -> Vec<E> {
+pub(crate) fn gather_taps<E: NnFloat>(w: &[E], (o, i, k): (usize, usize, usize), taps: &[(usize, usize)]) -> Vec<E> {
     let mut wm = Vec::with_capacity(o * i * taps.len());
     for oc in 0..o {
         for ic in 0..i {
@@ -273,7 +273,12 @@ fn gather_taps<E: NnFloat>(w: &[E], (o, i, k): (usize, usize, usize), taps: &[(u
 }
 
 /// Adds the `O × (I*T)` matrix `dwm` into the `(O, I, K, K)` gradient at the given taps.
-fn scatter_taps<E: NnFloat>(dwm: &[E], (o, i, k): (usize, usize, usize), taps: &[(usize, usize)], dw: &mut [E]) {
+pub(crate) fn scatter_taps<E: NnFloat>(
+    dwm: &[E],
+    (o, i, k): (usize, usize, usize),
+    taps: &[(usize, usize)],
+    dw: &mut [E],
+) {
     let t = taps.len();
     for oc in 0..o {
         for ic in 0..i {

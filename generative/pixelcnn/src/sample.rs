@@ -230,7 +230,7 @@ impl PixelCnnPositions {
             .modules
             .iter()
             .map(|block| {
-                let (_, c1, _, m3, _, c2) = &block.0;
+                let (c1, m3, c2) = (&block.reduce, &block.masked, &block.expand);
                 [
                     point_conv(&c1.weight, &c1.bias, &one),
                     point_conv(&m3.weight, &m3.bias, &MaskB::taps(3)),
