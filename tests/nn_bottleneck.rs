@@ -1,12 +1,12 @@
-//! ResidualBottleneck: the same forward values, bit for bit, and the same gradients as the tuple
-//! of dfdx ops it fuses; its gradients against finite differences (f64); checkpoints shared with
-//! the tuple.
+//! ResidualBottleneck and ResidualStack: the same forward values, bit for bit, and the same
+//! gradients as the tuples of dfdx ops they fuse; gradients against finite differences (f64);
+//! checkpoints shared with the tuples.
 
 mod nn_util;
 
-use dfdx::nn::builders::{ReLU, Residual};
+use dfdx::nn::builders::{ReLU, Repeated, Residual};
 use dfdx::prelude::*;
-use glimpse::nn::{builders, MaskB, ResidualBottleneck};
+use glimpse::nn::{builders, MaskB, ResidualBottleneck, ResidualStack};
 use nn_util::*;
 
 type Tuple<const C: usize, const H: usize> = Residual<(
@@ -106,5 +106,70 @@ fn checkpoints_are_shared_with_the_tuple() {
     let mut back = dev.build_module::<Fused<6, 4>, f32>();
     back.load_safetensors(&path).expect("the fused block loads the tuple's checkpoint");
     assert_eq!(back.reduce.weight.as_vec(), fused.reduce.weight.as_vec());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+type TupleStack = Repeated<Tuple<6, 4>, 3>;
+type FusedStack = builders::ResidualStack<6, 4, 3, MaskB, 3>;
+
+/// A fused stack of three blocks and the `Repeated` tuples with the same parameters.
+fn stack_pair(
+    dev: &Cpu,
+) -> (ResidualStack<6, 4, 3, MaskB, 3, f32, Cpu>, <TupleStack as BuildOnDevice<Cpu, f32>>::Built) {
+    let fused = dev.build_module::<FusedStack, f32>();
+    let mut tuples = dev.build_module::<TupleStack, f32>();
+    for (block, tuple) in fused.blocks.iter().zip(tuples.modules.iter_mut()) {
+        let (_, c1, _, m, _, c2) = &mut tuple.0;
+        (c1.weight, c1.bias) = (block.reduce.weight.clone(), block.reduce.bias.clone());
+        (m.weight, m.bias) = (block.masked.weight.clone(), block.masked.bias.clone());
+        (c2.weight, c2.bias) = (block.expand.weight.clone(), block.expand.bias.clone());
+    }
+    (fused, tuples)
+}
+
+#[test]
+fn stack_is_the_repeated_tuples_bit_for_bit_and_gradients_agree() {
+    let dev = Cpu::seed_from_u64(6);
+    let (fused, tuples) = stack_pair(&dev);
+    for b in [1, 4] {
+        let (h, w) = (6, 5);
+        let xv: Vec<f32> = values(b * 6 * h * w, 21).into_iter().map(|v| v as f32).collect();
+        let x = dev.tensor_from_vec(xv, (b, Const::<6>, h, w));
+        let r: Vec<f32> = values(b * 6 * h * w, 4).into_iter().map(|v| v as f32).collect();
+        let rt = dev.tensor_from_vec(r, (b, Const::<6>, h, w));
+        let reference = tuples.forward(x.clone()).as_vec();
+        assert_eq!(fused.forward(x.clone()).as_vec(), reference, "batch {b}, no tape");
+        let out = fused.forward(x.trace(Gradients::leaky()));
+        assert_eq!(out.retaped::<NoneTape>().as_vec(), reference, "batch {b}, traced");
+        let gf = (out * rt.clone()).sum().backward();
+        let gt = (tuples.forward(x.trace(Gradients::leaky())) * rt).sum().backward();
+        let close = |name: &str, a: Vec<f32>, b: Vec<f32>| {
+            let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+            let err = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale;
+            assert!(err < 1e-5, "{name}: stack and tuple gradients differ by {err} (relative to {scale})");
+        };
+        close("x", gf.get(&x).as_vec(), gt.get(&x).as_vec());
+        for (i, (block, tuple)) in fused.blocks.iter().zip(&tuples.modules).enumerate() {
+            let (_, c1, _, m, _, c2) = &tuple.0;
+            close(&format!("{i}.reduce.weight"), gf.get(&block.reduce.weight).as_vec(), gt.get(&c1.weight).as_vec());
+            close(&format!("{i}.masked.weight"), gf.get(&block.masked.weight).as_vec(), gt.get(&m.weight).as_vec());
+            close(&format!("{i}.masked.bias"), gf.get(&block.masked.bias).as_vec(), gt.get(&m.bias).as_vec());
+            close(&format!("{i}.expand.weight"), gf.get(&block.expand.weight).as_vec(), gt.get(&c2.weight).as_vec());
+            close(&format!("{i}.expand.bias"), gf.get(&block.expand.bias).as_vec(), gt.get(&c2.bias).as_vec());
+        }
+    }
+}
+
+#[test]
+fn stack_checkpoints_are_the_repeated_tuples() {
+    let dev = Cpu::seed_from_u64(8);
+    let (fused, _) = stack_pair(&dev);
+    let dir = std::env::temp_dir().join(format!("glimpse-stack-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("stack.safetensors");
+    fused.save_safetensors(&path).unwrap();
+    let mut tuples = dev.build_module::<TupleStack, f32>();
+    tuples.load_safetensors(&path).expect("Repeated tuples load the stack's checkpoint");
+    assert_eq!(tuples.modules[2].0 .3.weight.as_vec(), fused.blocks[2].masked.weight.as_vec());
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -27,25 +27,26 @@ pub trait PixelModel: TensorCollection<f32, Cpu> + Clone + Sized + Send + Sync +
     fn positions(&self, size: (usize, usize)) -> Self::Positions;
 }
 
-/// One residual block of `C` channels with an `H`-channel bottleneck (the paper has `C = 2H`):
-/// ReLU, 1×1 to `H`, ReLU, masked 3×3 type B, ReLU, 1×1 to `C`, plus the input, fused into one
-/// op (its checkpoints are those of the equivalent dfdx `Residual` tuple).
-pub type ResidualBlockBuilder<const C: usize, const H: usize> = nnb::ResidualBottleneck<C, H, 3, MaskB>;
+/// `L` residual blocks of `C` channels with `H`-channel bottlenecks (the paper has `C = 2H`),
+/// each ReLU, 1×1 to `H`, ReLU, masked 3×3 type B, ReLU, 1×1 to `C`, plus its input; computed
+/// as one op (its checkpoints are those of dfdx's `Repeated` of the equivalent `Residual` tuples).
+pub type ResidualBlocksBuilder<const C: usize, const H: usize, const L: usize> = nnb::ResidualStack<C, H, 3, MaskB, L>;
 
-/// The built residual block (see [`ResidualBlockBuilder`]).
-pub type ResidualBlock<const C: usize, const H: usize> = nn::ResidualBottleneck<C, H, 3, MaskB, f32, Cpu>;
+/// The built residual blocks (see [`ResidualBlocksBuilder`]).
+pub type ResidualBlocks<const C: usize, const H: usize, const L: usize> =
+    nn::ResidualStack<C, H, 3, MaskB, L, f32, Cpu>;
 
 /// PixelCNN with `C` channels, `H`-channel bottlenecks and `L` residual blocks, as a builder.
 pub type PixelCnnBuilder<const C: usize, const H: usize, const L: usize> = (
     nnb::MaskedConv2D<1, C, 7, MaskA>,
-    builders::Repeated<ResidualBlockBuilder<C, H>, L>,
+    ResidualBlocksBuilder<C, H, L>,
     (builders::ReLU, nnb::Conv2D<C, C, 1>, builders::ReLU, nnb::Conv2D<C, 1, 1>),
 );
 
 /// The built PixelCNN (see [`PixelCnnBuilder`]).
 pub type PixelCnnNet<const C: usize, const H: usize, const L: usize> = (
     nn::MaskedConv2D<1, C, 7, MaskA, f32, Cpu>,
-    Repeated<ResidualBlock<C, H>, L>,
+    ResidualBlocks<C, H, L>,
     (ReLU, nn::Conv2D<C, C, 1, 1, 0, f32, Cpu>, ReLU, nn::Conv2D<C, 1, 1, 1, 0, f32, Cpu>),
 );
 

@@ -227,7 +227,7 @@ impl PixelCnnPositions {
         let (first, blocks, (_, h1, _, h2)) = net;
         let one = [(0, 0)];
         let blocks = blocks
-            .modules
+            .blocks
             .iter()
             .map(|block| {
                 let (c1, m3, c2) = (&block.reduce, &block.masked, &block.expand);
