@@ -260,9 +260,21 @@ fn relu_in_place<E: NnFloat>(v: &mut [E]) {
     v.iter_mut().for_each(|x| *x = x.max(E::zero()));
 }
 
-/// `g = 0` where the ReLU output `a` is not positive (the ReLU's gradient, as dfdx's).
-fn relu_grad<E: NnFloat>(g: &mut [E], a: &[E]) {
-    g.iter_mut().zip(a).for_each(|(g, &a)| *g = if a > E::zero() { *g } else { E::zero() });
+/// `g = 0` where the ReLU output `a` is not positive (the ReLU's gradient, as dfdx's), row by row
+/// of `a.len() / sums.len()` values; each row's sum (the bias gradient) is added into `sums` when given.
+fn relu_grad_rows<E: NnFloat>(g: &mut [E], a: &[E], sums: Option<&mut [E]>) {
+    let relu_grad =
+        |g: &mut [E], a: &[E]| g.iter_mut().zip(a).for_each(|(g, &a)| *g = if a > E::zero() { *g } else { E::zero() });
+    match sums {
+        Some(sums) => {
+            let n = g.len() / sums.len().max(1);
+            for ((g, a), d) in g.chunks_mut(n).zip(a.chunks(n)).zip(sums) {
+                relu_grad(g, a);
+                *d += sum(g);
+            }
+        }
+        None => relu_grad(g, a),
+    }
 }
 
 /// `rows` of `len` values each, every one filled with its entry of `values`.
@@ -332,9 +344,9 @@ impl<E: NnFloat> Block<E> {
         im2col_rows(&self.geometry, &self.sources, a1, 0..rows, &mut s.col, n);
         s.narrow.resize(h * n, E::zero());
         matmul((h, rows, n), Mat::rows(&self.w2, rows), Mat::rows(&s.col, n), &mut s.narrow, false, threads);
-        fill_rows(a2, &self.b2, n);
-        add(a2, &s.narrow);
-        relu_in_place(a2);
+        for ((a2, narrow), &b) in a2.chunks_mut(n).zip(s.narrow.chunks(n)).zip(&self.b2) {
+            a2.iter_mut().zip(narrow).for_each(|(a, &v)| *a = (b + v).max(E::zero()));
+        }
         fill_rows(out, &self.b3, n);
         matmul((c, h, n), Mat::rows(&self.w3, h), Mat::rows(a2, n), out, true, threads);
         add(out, x);
@@ -376,11 +388,10 @@ impl<E: NnFloat> Block<E> {
         s.narrow.resize(h * n, E::zero());
         let w3_t = Mat { ptr: self.w3.as_ptr(), rs: 1, cs: h };
         matmul((h, c, n), w3_t, Mat::rows(gy, n), &mut s.narrow, false, threads);
-        relu_grad(&mut s.narrow, a2);
+        relu_grad_rows(&mut s.narrow, a2, weight_grad.then_some(&mut grads.b2[..]));
         // masked: a2 = relu(w2 · im2col(a1) + b2)
         s.col.resize(rows * n, E::zero());
         if weight_grad {
-            s.narrow.chunks(n).zip(&mut grads.b2).for_each(|(row, d)| *d += sum(row));
             im2col_rows(&self.geometry, &self.sources, a1, 0..rows, &mut s.col, n);
             matmul((rows, n, h), Mat::rows(&s.col, n), Mat::rows_t(&s.narrow, n), &mut grads.w2, true, threads);
         }
@@ -389,10 +400,9 @@ impl<E: NnFloat> Block<E> {
         s.ga1.clear();
         s.ga1.resize(h * n, E::zero());
         col2im_rows_add(&self.geometry, &self.sources, 0..rows, &s.col, n, &mut s.ga1);
-        relu_grad(&mut s.ga1, a1);
+        relu_grad_rows(&mut s.ga1, a1, weight_grad.then_some(&mut grads.b1[..]));
         // reduce: a1 = relu(w1 · relu(x) + b1)
         if weight_grad {
-            s.ga1.chunks(n).zip(&mut grads.b1).for_each(|(row, d)| *d += sum(row));
             s.wide.clear();
             s.wide.extend(x.iter().map(|v| v.max(E::zero())));
             matmul((c, n, h), Mat::rows(&s.wide, n), Mat::rows_t(&s.ga1, n), &mut grads.w1, true, threads);
@@ -400,8 +410,7 @@ impl<E: NnFloat> Block<E> {
         s.wide.resize(c * n, E::zero());
         let w1_t = Mat { ptr: self.w1.as_ptr(), rs: 1, cs: c };
         matmul((c, h, n), w1_t, Mat::rows(&s.ga1, n), &mut s.wide, false, threads);
-        relu_grad(&mut s.wide, x);
-        add(g, &s.wide);
+        g.iter_mut().zip(&s.wide).zip(x).for_each(|((g, &d), &x)| *g += if x > E::zero() { d } else { E::zero() });
     }
 }
 
