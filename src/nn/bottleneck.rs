@@ -178,6 +178,9 @@ where
     T: Tape<E, Cpu>,
 {
     assert!(K % 2 == 1, "ResidualBottleneck needs an odd kernel size, got {K}");
+    if modules.is_empty() {
+        return Ok(x);
+    }
     let shape = *x.shape();
     let (b, size) = (shape.0.size(), (shape.2.size(), shape.3.size()));
     let taps = M::taps(K);
@@ -570,7 +573,7 @@ mod recycle {
     use std::sync::Mutex;
 
     /// Buffers kept at most (the oldest goes first).
-    const KEEP: usize = 8;
+    const KEEP: usize = 16;
 
     static POOL: Mutex<Vec<Box<dyn Any + Send>>> = Mutex::new(Vec::new());
 
