@@ -62,7 +62,7 @@ pub struct Config {
     #[arg(long, value_enum, default_value_t = ModelKind::Pixelcnn)]
     pub model: ModelKind,
     /// Training epochs (passes over the training images, binarised afresh each time).
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 60)]
     pub epochs: u64,
     /// Images per mini-batch.
     #[arg(long, default_value_t = 32)]
@@ -100,7 +100,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             model: ModelKind::Pixelcnn,
-            epochs: 30,
+            epochs: 60,
             batch_size: 32,
             learning_rate: 1e-3,
             lr_schedule: LrSchedule::Cosine,
