@@ -178,6 +178,7 @@ fn stack_checkpoints_are_the_repeated_tuples() {
 fn an_empty_stack_is_the_identity() {
     let dev = Cpu::seed_from_u64(1);
     let empty = dev.build_module::<builders::ResidualStack<6, 4, 3, MaskB, 0>, f32>();
-    let x = dev.tensor_from_vec(values(2 * 6 * 4 * 4, 3).into_iter().map(|v| v as f32).collect(), (2, Const::<6>, 4, 4));
+    let x =
+        dev.tensor_from_vec(values(2 * 6 * 4 * 4, 3).into_iter().map(|v| v as f32).collect(), (2, Const::<6>, 4, 4));
     assert_eq!(empty.forward(x.clone()).as_vec(), x.as_vec());
 }

@@ -165,6 +165,7 @@ where
 }
 
 /// The blocks `modules` one after another on `x`, as one op on the tape.
+#[allow(clippy::type_complexity)]
 fn forward_blocks<const C: usize, const H: usize, const K: usize, M, E, B, Hd, Wd, T>(
     modules: &[&ResidualBottleneck<C, H, K, M, E, Cpu>],
     x: Tensor<(B, Const<C>, Hd, Wd), E, Cpu, T>,

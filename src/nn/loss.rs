@@ -40,7 +40,8 @@ pub fn bernoulli_nll_with_logits<S: Shape, T: Tape<f32, Cpu>>(
 }
 
 /// The value of [`bernoulli_nll_with_logits`] on plain slices (no tape, one thread): the sum of
-/// softplus(l) - x l over `logits` and `targets` of equal length, accumulated in f64 per 16 lanes.
+/// softplus(l) - x l over `logits` and `targets` of equal length: f32 lanes over blocks of 1,024
+/// values, their sums added in f64.
 pub fn bernoulli_nll_sum(logits: &[f32], targets: &[f32]) -> f64 {
     assert_eq!(logits.len(), targets.len(), "logits and targets have the same length");
     nll_chunk(logits, targets, &mut [])
@@ -76,9 +77,29 @@ unsafe fn nll_chunk_avx2(l: &[f32], x: &[f32], grad: &mut [f32]) -> f64 {
 }
 
 /// The loop itself: sixteen partial sums let the compiler vectorise it (one running sum would fix
-/// the order of the additions).
+/// the order of the additions). They are f32 over blocks of [`F32_BLOCK`] values, added into an f64
+/// total after each block: over a whole batch of 100 images, f32 lanes of 4,900 terms each drifted
+/// by 2e-5 of the sum (784 ln 2 per image came out 0.012 nats low).
 #[inline(always)]
 fn nll_chunk_portable(l: &[f32], x: &[f32], grad: &mut [f32]) -> f64 {
+    if l.len() > F32_BLOCK {
+        let with_grad = !grad.is_empty();
+        let mut total = 0.0f64;
+        for (i, (lb, xb)) in l.chunks(F32_BLOCK).zip(x.chunks(F32_BLOCK)).enumerate() {
+            let g = if with_grad { &mut grad[i * F32_BLOCK..][..lb.len()] } else { &mut [][..] };
+            total += nll_block(lb, xb, g);
+        }
+        return total;
+    }
+    nll_block(l, x, grad)
+}
+
+/// Values summed in f32 lanes before their sum goes into the f64 total (64 per lane).
+const F32_BLOCK: usize = 1024;
+
+/// [`nll_chunk_portable`] for at most [`F32_BLOCK`] values.
+#[inline(always)]
+fn nll_block(l: &[f32], x: &[f32], grad: &mut [f32]) -> f64 {
     const LANES: usize = 16;
     let with_grad = !grad.is_empty();
     let mut acc = [0.0f32; LANES];
