@@ -227,7 +227,6 @@ macro_rules! learns_delayed_copy {
             let mut model = dev.build_module::<($cell, Linear<HIDDEN, SYMBOLS>), f32>();
             let mut grads = model.alloc_grads();
             let mut opt = Adam::new(&model, AdamConfig { lr: 1e-2, ..Default::default() });
-            let start = std::time::Instant::now();
             let mut acc = 0.0;
             for step in 0..400u64 {
                 let (x, symbols, y) = copy_batch(&dev, step);
@@ -244,7 +243,6 @@ macro_rules! learns_delayed_copy {
                 }
             }
             assert!(acc >= 0.98, "{} reached only {acc} accuracy on the delayed copy task", stringify!($cell));
-            assert!(start.elapsed().as_secs() < 30, "took {:?}", start.elapsed());
         }
     };
 }
