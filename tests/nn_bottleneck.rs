@@ -28,11 +28,28 @@ where
 {
     let fused = dev.build_module::<Fused<6, 4>, E>();
     let mut tuple = dev.build_module::<Tuple<6, 4>, E>();
-    let (_, c1, _, m, _, c2) = &mut tuple.0;
-    (c1.weight, c1.bias) = (fused.reduce.weight.clone(), fused.reduce.bias.clone());
-    (m.weight, m.bias) = (fused.masked.weight.clone(), fused.masked.bias.clone());
-    (c2.weight, c2.bias) = (fused.expand.weight.clone(), fused.expand.bias.clone());
+    copy_into(&fused, &mut tuple);
     (fused, tuple)
+}
+
+/// Gives `tuple` the parameters of `block`.
+fn copy_into<E: glimpse::nn::NnFloat>(
+    block: &ResidualBottleneck<6, 4, 3, MaskB, E, Cpu>,
+    tuple: &mut <Tuple<6, 4> as BuildOnDevice<Cpu, E>>::Built,
+) where
+    Cpu: Device<E>,
+{
+    let (_, c1, _, m, _, c2) = &mut tuple.0;
+    (c1.weight, c1.bias) = (block.reduce.weight.clone(), block.reduce.bias.clone());
+    (m.weight, m.bias) = (block.masked.weight.clone(), block.masked.bias.clone());
+    (c2.weight, c2.bias) = (block.expand.weight.clone(), block.expand.bias.clone());
+}
+
+/// Asserts that two gradients agree within 1e-5 of the larger's scale.
+fn assert_close(name: &str, a: Vec<f32>, b: Vec<f32>) {
+    let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+    let err = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale;
+    assert!(err < 1e-5, "{name}: fused and tuple gradients differ by {err} (relative to {scale})");
 }
 
 #[test]
@@ -51,19 +68,14 @@ fn forward_is_the_tuples_bit_for_bit_and_gradients_agree() {
     let gf = (fused_out * rt.clone()).sum().backward();
     let gt = (tuple.forward(x.trace(Gradients::leaky())) * rt).sum().backward();
 
-    let close = |name: &str, a: Vec<f32>, b: Vec<f32>| {
-        let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
-        let err = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale;
-        assert!(err < 1e-5, "{name}: fused and tuple gradients differ by {err} (relative to {scale})");
-    };
     let (_, c1, _, m, _, c2) = &tuple.0;
-    close("x", gf.get(&x).as_vec(), gt.get(&x).as_vec());
-    close("reduce.weight", gf.get(&fused.reduce.weight).as_vec(), gt.get(&c1.weight).as_vec());
-    close("reduce.bias", gf.get(&fused.reduce.bias).as_vec(), gt.get(&c1.bias).as_vec());
-    close("masked.weight", gf.get(&fused.masked.weight).as_vec(), gt.get(&m.weight).as_vec());
-    close("masked.bias", gf.get(&fused.masked.bias).as_vec(), gt.get(&m.bias).as_vec());
-    close("expand.weight", gf.get(&fused.expand.weight).as_vec(), gt.get(&c2.weight).as_vec());
-    close("expand.bias", gf.get(&fused.expand.bias).as_vec(), gt.get(&c2.bias).as_vec());
+    assert_close("x", gf.get(&x).as_vec(), gt.get(&x).as_vec());
+    assert_close("reduce.weight", gf.get(&fused.reduce.weight).as_vec(), gt.get(&c1.weight).as_vec());
+    assert_close("reduce.bias", gf.get(&fused.reduce.bias).as_vec(), gt.get(&c1.bias).as_vec());
+    assert_close("masked.weight", gf.get(&fused.masked.weight).as_vec(), gt.get(&m.weight).as_vec());
+    assert_close("masked.bias", gf.get(&fused.masked.bias).as_vec(), gt.get(&m.bias).as_vec());
+    assert_close("expand.weight", gf.get(&fused.expand.weight).as_vec(), gt.get(&c2.weight).as_vec());
+    assert_close("expand.bias", gf.get(&fused.expand.bias).as_vec(), gt.get(&c2.bias).as_vec());
 }
 
 #[test]
@@ -119,10 +131,7 @@ fn stack_pair(
     let fused = dev.build_module::<FusedStack, f32>();
     let mut tuples = dev.build_module::<TupleStack, f32>();
     for (block, tuple) in fused.blocks.iter().zip(tuples.modules.iter_mut()) {
-        let (_, c1, _, m, _, c2) = &mut tuple.0;
-        (c1.weight, c1.bias) = (block.reduce.weight.clone(), block.reduce.bias.clone());
-        (m.weight, m.bias) = (block.masked.weight.clone(), block.masked.bias.clone());
-        (c2.weight, c2.bias) = (block.expand.weight.clone(), block.expand.bias.clone());
+        copy_into(block, tuple);
     }
     (fused, tuples)
 }
@@ -143,19 +152,26 @@ fn stack_is_the_repeated_tuples_bit_for_bit_and_gradients_agree() {
         assert_eq!(out.retaped::<NoneTape>().as_vec(), reference, "batch {b}, traced");
         let gf = (out * rt.clone()).sum().backward();
         let gt = (tuples.forward(x.trace(Gradients::leaky())) * rt).sum().backward();
-        let close = |name: &str, a: Vec<f32>, b: Vec<f32>| {
-            let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
-            let err = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale;
-            assert!(err < 1e-5, "{name}: stack and tuple gradients differ by {err} (relative to {scale})");
-        };
-        close("x", gf.get(&x).as_vec(), gt.get(&x).as_vec());
+        assert_close("x", gf.get(&x).as_vec(), gt.get(&x).as_vec());
         for (i, (block, tuple)) in fused.blocks.iter().zip(&tuples.modules).enumerate() {
             let (_, c1, _, m, _, c2) = &tuple.0;
-            close(&format!("{i}.reduce.weight"), gf.get(&block.reduce.weight).as_vec(), gt.get(&c1.weight).as_vec());
-            close(&format!("{i}.masked.weight"), gf.get(&block.masked.weight).as_vec(), gt.get(&m.weight).as_vec());
-            close(&format!("{i}.masked.bias"), gf.get(&block.masked.bias).as_vec(), gt.get(&m.bias).as_vec());
-            close(&format!("{i}.expand.weight"), gf.get(&block.expand.weight).as_vec(), gt.get(&c2.weight).as_vec());
-            close(&format!("{i}.expand.bias"), gf.get(&block.expand.bias).as_vec(), gt.get(&c2.bias).as_vec());
+            assert_close(
+                &format!("{i}.reduce.weight"),
+                gf.get(&block.reduce.weight).as_vec(),
+                gt.get(&c1.weight).as_vec(),
+            );
+            assert_close(
+                &format!("{i}.masked.weight"),
+                gf.get(&block.masked.weight).as_vec(),
+                gt.get(&m.weight).as_vec(),
+            );
+            assert_close(&format!("{i}.masked.bias"), gf.get(&block.masked.bias).as_vec(), gt.get(&m.bias).as_vec());
+            assert_close(
+                &format!("{i}.expand.weight"),
+                gf.get(&block.expand.weight).as_vec(),
+                gt.get(&c2.weight).as_vec(),
+            );
+            assert_close(&format!("{i}.expand.bias"), gf.get(&block.expand.bias).as_vec(), gt.get(&c2.bias).as_vec());
         }
     }
 }

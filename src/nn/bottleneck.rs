@@ -209,14 +209,14 @@ where
     let (x, mut tape) = x.split_tape();
     // Every value of `out` is written by the forward pass: a recycled buffer needs no zeroing.
     let mut out = recycle::take(xs.len());
-    let saved = T::OWNS_TAPE.then(|| {
+    let saved = if T::OWNS_TAPE {
         let mut saved = stack.saved(b);
         stack.forward(&xs, &mut out, Some(&mut saved));
-        saved
-    });
-    if saved.is_none() {
+        Some(saved)
+    } else {
         stack.forward(&xs, &mut out, None);
-    }
+        None
+    };
     recycle::give(xs);
     let out = x.device().try_tensor_from_vec(out, shape)?;
     if let Some(saved) = saved {
