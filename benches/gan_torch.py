@@ -45,10 +45,16 @@ from mnist_idx import load
 LATENT = 100
 
 
+CLASSES = 10
+
+
 class Generator(nn.Module):
-    def __init__(self, latent=LATENT):
+    """With `conditional`, the input is z followed by the label's one-hot code (110 values)."""
+
+    def __init__(self, conditional=False):
         super().__init__()
-        self.fc = nn.Linear(latent, 128 * 7 * 7)
+        self.conditional = conditional
+        self.fc = nn.Linear(LATENT + (CLASSES if conditional else 0), 128 * 7 * 7)
         self.net = nn.Sequential(
             nn.BatchNorm2d(128),
             nn.ReLU(),
@@ -59,31 +65,43 @@ class Generator(nn.Module):
             nn.Sigmoid(),
         )
 
-    def forward(self, z):
+    def forward(self, z, labels=None):
+        if self.conditional:
+            z = torch.cat([z, F.one_hot(labels, CLASSES).float()], dim=1)
         return self.net(self.fc(z).view(-1, 128, 7, 7))
 
 
 class Discriminator(nn.Module):
-    def __init__(self):
+    """With `conditional`, a projection discriminator (Miyato and Koyama 2018): the logit gains
+    <embed(y), h>, h the 6272 features the final linear layer reads."""
+
+    def __init__(self, conditional=False):
         super().__init__()
-        self.net = nn.Sequential(
+        self.embed = nn.Embedding(CLASSES, 128 * 7 * 7) if conditional else None
+        self.features = nn.Sequential(
             nn.Conv2d(1, 64, 4, stride=2, padding=1),  # 28 -> 14
             nn.LeakyReLU(0.2),
             nn.Conv2d(64, 128, 4, stride=2, padding=1),  # 14 -> 7
             nn.BatchNorm2d(128),
             nn.LeakyReLU(0.2),
             nn.Flatten(),
-            nn.Linear(128 * 7 * 7, 1),
         )
+        self.head = nn.Linear(128 * 7 * 7, 1)
 
-    def forward(self, x):
-        return self.net(x)
+    def forward(self, x, labels=None):
+        h = self.features(x)
+        logits = self.head(h)
+        if self.embed is not None:
+            logits = logits + (self.embed(labels) * h).sum(dim=1, keepdim=True)
+        return logits
 
 
 def dcgan_init(module):
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
         nn.init.normal_(module.weight, 0.0, 0.02)
         nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, 0.0, 0.02)
     elif isinstance(module, nn.BatchNorm2d):
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
@@ -107,14 +125,16 @@ def save_grid(samples, path, rows=10):
 def write_samples(g, args, out):
     """--num-samples samples of G in eval mode (running batch-norm statistics), uint8 [N, 28, 28], to
     `out` (numpy.save) and a PNG grid beside it; the latents come from a generator seeded with
-    --seed + 2, so every call draws the same latents."""
+    --seed + 2, so every call draws the same latents; a conditional G draws the labels 0..9 in turn."""
     g.eval()
     sample_gen = torch.Generator().manual_seed(args.seed + 2)
     chunks = []
     with torch.no_grad():
         for i in range(0, args.num_samples, 1000):
-            z = torch.randn(min(1000, args.num_samples - i), LATENT, generator=sample_gen)
-            chunks.append((g(z) * 255.0).round().clamp(0, 255).to(torch.uint8)[:, 0])
+            n = min(1000, args.num_samples - i)
+            z = torch.randn(n, LATENT, generator=sample_gen)
+            labels = torch.arange(i, i + n) % CLASSES
+            chunks.append((g(z, labels) * 255.0).round().clamp(0, 255).to(torch.uint8)[:, 0])
     samples = torch.cat(chunks).numpy() if chunks else np.zeros((0, 28, 28), dtype=np.uint8)
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     np.save(out, samples)
@@ -132,6 +152,8 @@ def main():
     p.add_argument("--steps", type=int, default=None, help="stop each epoch after this many steps (timing checks)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--conditional", type=int, choices=[0, 1], default=1,
+                   help="1: labels to both networks (z + one-hot to G, projection D), as gan_mnist's default")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--num-samples", type=int, default=10000)
@@ -147,8 +169,10 @@ def main():
     torch.manual_seed(args.seed)
     shuffle = torch.Generator().manual_seed(args.seed + 1)
     train = torch.from_numpy(load(args.data_dir, "train-images-idx3-ubyte").reshape(-1, 1, 28, 28).astype(np.float32) / 255.0)
+    train_labels = torch.from_numpy(load(args.data_dir, "train-labels-idx1-ubyte").astype(np.int64))
 
-    g, d = Generator(), Discriminator()
+    conditional = bool(args.conditional)
+    g, d = Generator(conditional), Discriminator(conditional)
     g.apply(dcgan_init)
     d.apply(dcgan_init)
     opt_g = torch.optim.Adam(g.parameters(), lr=args.lr, betas=(0.5, 0.999))
@@ -167,18 +191,20 @@ def main():
         start = time.perf_counter()
         order = torch.randperm(len(train), generator=shuffle)
         for step in range(steps_per_epoch):
-            real = train[order[step * b : (step + 1) * b]]
-            fake = g(torch.randn(b, LATENT))
+            index = order[step * b : (step + 1) * b]
+            real, real_labels = train[index], train_labels[index]
+            fake_labels = torch.randint(CLASSES, (b,))
+            fake = g(torch.randn(b, LATENT), fake_labels)
 
             opt_d.zero_grad(set_to_none=True)
-            real_logits = d(real)
-            fake_logits = d(fake.detach())
+            real_logits = d(real, real_labels)
+            fake_logits = d(fake.detach(), fake_labels)
             loss_d = F.binary_cross_entropy_with_logits(real_logits, ones) + F.binary_cross_entropy_with_logits(fake_logits, zeros)
             loss_d.backward()
             opt_d.step()
 
             opt_g.zero_grad(set_to_none=True)
-            loss_g = F.binary_cross_entropy_with_logits(d(fake), ones)
+            loss_g = F.binary_cross_entropy_with_logits(d(fake, fake_labels), ones)
             loss_g.backward()
             opt_g.step()
 
@@ -200,6 +226,7 @@ def main():
     result = {
         "framework": f"pytorch {torch.__version__}",
         "threads": args.threads,
+        "conditional": conditional,
         "epochs": args.epochs,
         "steps_per_epoch": steps_per_epoch,
         "seconds_per_epoch": median,

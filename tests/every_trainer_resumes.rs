@@ -157,6 +157,7 @@ fn mnist_cnn() {
     }
 }
 
+/// The default, class-conditional GAN (its checkpoint holds the generated labels' generator too).
 #[test]
 fn gan_mnist() {
     if mnist_present() {
@@ -166,7 +167,8 @@ fn gan_mnist() {
     }
 }
 
-/// The hinge objective's discriminator carries spectral-norm state (the power iteration's `u`).
+/// The hinge objective's discriminator carries spectral-norm state (the power iteration's `u`);
+/// this one is the unconditional GAN.
 #[test]
 fn gan_mnist_hinge() {
     if mnist_present() {
@@ -183,6 +185,8 @@ fn gan_mnist_hinge() {
             "50",
             "--objective",
             "hinge",
+            "--conditional",
+            "false",
         ];
         stopped_and_resumed_equals_uninterrupted("gan_mnist", &args, "1");
     }

@@ -42,6 +42,9 @@ pub enum DataError {
     /// An I/O error while reading a file.
     #[error("cannot read {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    /// An I/O error while writing a file (a missing directory, a full disk, no permission).
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
     /// A file ends before the size its header announces.
     #[error("{path} is truncated: expected {expected} bytes, found {found}")]
     Truncated { path: PathBuf, expected: usize, found: usize },

@@ -68,7 +68,7 @@ pub fn write_npy_u8(path: &Path, shape: &[usize], bytes: &[u8]) -> Result<(), Da
         return Err(bad(format!("shape {shape:?} holds {count} values, {} bytes were given", bytes.len())));
     }
     let file = encode_npy("|u1", shape, bytes);
-    crate::checkpoint::write_atomic(path, &file).map_err(|source| DataError::Io { path: path.to_path_buf(), source })
+    crate::checkpoint::write_atomic(path, &file).map_err(|source| DataError::Write { path: path.to_path_buf(), source })
 }
 
 /// The bytes of a version 1.0 `.npy` file of `data` (already in bytes) with element type `descr`
@@ -271,6 +271,9 @@ mod tests {
         assert_eq!(read_npy(&path).unwrap().shape, vec![4]);
         let err = write_npy_u8(&path, &[2, 2], &[1, 2, 3]).unwrap_err().to_string();
         assert!(err.contains("holds 4 values, 3 bytes"), "{err}");
+        let missing = dir.join("no-such-dir").join("x.npy");
+        let err = write_npy_u8(&missing, &[1], &[0]).unwrap_err().to_string();
+        assert!(err.starts_with("cannot write") && err.contains("no-such-dir"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -3,8 +3,11 @@
 //! (new images from a checkpoint).
 
 use crate::config::{Config, Objective};
-use crate::model::{Discriminator, DiscriminatorNet, SnDiscriminator, PIXELS};
-use crate::train::{generate, stream, train, Stream, Summary, Training};
+use crate::model::{
+    ConditionalDiscriminator, ConditionalGenerator, Discriminator, DiscriminatorNet, Generator, GeneratorNet,
+    SnConditionalDiscriminator, SnDiscriminator, PIXELS,
+};
+use crate::train::{generate, sample_label, stream, train, Stream, Summary, Training};
 use crate::GanError;
 use dfdx::prelude::*;
 use glimpse::data::{Dataset, Loader, Mnist, View};
@@ -62,28 +65,41 @@ fn launch(args: &Args, matches: &clap::ArgMatches) -> Result<Outcome, GanError> 
             PIXELS,
         )
         .map_err(GanError::Config)?;
-        return dispatch!(eval.config, D => in_pool(eval.config.threads, || write_samples::<D>(&eval, args.samples.count(), &out)));
+        return dispatch!(eval.config, G, D => in_pool(eval.config.threads, || write_samples::<G, D>(&eval, args.samples.count(), &out)));
     }
     match Launch::new(EXAMPLE, &args.run, &args.config, &defaults, matches)? {
         Launch::Train(run) => {
             let config = run.config.clone();
-            let summary = dispatch!(config, D => in_pool(config.threads, move || train::<D>(run)))?;
+            let summary = dispatch!(config, G, D => in_pool(config.threads, move || train::<G, D>(run)))?;
             Ok(summary.map_or(Outcome::Stopped, Outcome::Finished))
         }
-        Launch::Eval(eval) => dispatch!(eval.config, D => in_pool(eval.config.threads, || evaluate_run::<D>(&eval))),
+        Launch::Eval(eval) => dispatch!(eval.config, G, D => in_pool(eval.config.threads, || evaluate_run::<G, D>(&eval))),
     }
 }
 
-/// Runs `$body` with `$d` bound to the discriminator type of the configured objective.
+/// Runs `$body` with `$g` and `$d` bound to the generator and discriminator types of the
+/// configuration (conditional or not, the objective's discriminator).
 macro_rules! dispatch {
-    ($config:expr, $d:ident => $body:expr) => {
-        match $config.objective {
-            Objective::Ns => {
+    ($config:expr, $g:ident, $d:ident => $body:expr) => {
+        match ($config.conditional, $config.objective) {
+            (false, Objective::Ns) => {
+                type $g = Generator;
                 type $d = Discriminator;
                 $body
             }
-            Objective::Hinge => {
+            (false, Objective::Hinge) => {
+                type $g = Generator;
                 type $d = SnDiscriminator;
+                $body
+            }
+            (true, Objective::Ns) => {
+                type $g = ConditionalGenerator;
+                type $d = ConditionalDiscriminator;
+                $body
+            }
+            (true, Objective::Hinge) => {
+                type $g = ConditionalGenerator;
+                type $d = SnConditionalDiscriminator;
                 $body
             }
         }
@@ -98,31 +114,31 @@ fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> Result<R, GanError> + Se
 }
 
 /// The checkpoint of `eval` (both networks, their optimizers and states).
-fn load<D: DiscriminatorNet>(eval: &Eval<Config>, dev: &Cpu) -> Result<Training<D>, GanError> {
-    let mut training = Training::<D>::new(&eval.config, eval.seed, dev);
+fn load<G: GeneratorNet, D: DiscriminatorNet>(eval: &Eval<Config>, dev: &Cpu) -> Result<Training<G, D>, GanError> {
+    let mut training = Training::<G, D>::new(&eval.config, eval.seed, dev);
     eval.restore(&mut training)?;
     Ok(training)
 }
 
 /// `--eval`: the discriminator's mean D(x) on the test images and mean D(G(z)) on as many
-/// generated ones (latents of `--seed`), both networks in inference mode.
-fn evaluate_run<D: DiscriminatorNet>(eval: &Eval<Config>) -> Result<Outcome, GanError> {
+/// generated ones (latents of `--seed`, labels [`sample_label`]), both networks in inference mode.
+fn evaluate_run<G: GeneratorNet, D: DiscriminatorNet>(eval: &Eval<Config>) -> Result<Outcome, GanError> {
     let (cfg, dev) = (&eval.config, Cpu::seed_from_u64(eval.seed));
-    let mut s = load::<D>(eval, &dev)?;
+    let mut s = load::<G, D>(eval, &dev)?;
     let mnist = Mnist::load(Dataset::Mnist, cfg.data_dir.as_deref())?;
-    let mean_d = |s: &mut Training<D>, images: Vec<f32>| {
+    let sum_d = |s: &mut Training<G, D>, images: Vec<f32>, labels: &[usize]| {
         let n = images.len() / PIXELS;
-        let p = s.gan.discriminate(dev.tensor_from_vec(images, (n, Const::<PIXELS>)));
-        p.iter().map(|&p| p as f64).sum::<f64>() / n.max(1) as f64
+        let p = s.gan.discriminate(dev.tensor_from_vec(images, (n, Const::<PIXELS>)), labels);
+        p.iter().map(|&p| p as f64).sum::<f64>()
     };
     let (mut real, mut count) = (0.0, 0);
     for batch in Loader::sequential(500, View::Grey).epoch::<PIXELS>(&mnist.test, &dev) {
-        let n = batch.len();
-        real += mean_d(&mut s, batch.images.as_vec()) * n as f64;
-        count += n;
+        real += sum_d(&mut s, batch.images.as_vec(), &batch.labels);
+        count += batch.len();
     }
     let images = generate(&s.gan.generator, count, &mut stream(eval.seed, Stream::Samples), &dev);
-    let fake = mean_d(&mut s, images);
+    let labels: Vec<usize> = (0..count).map(sample_label).collect();
+    let fake = sum_d(&mut s, images, &labels) / count.max(1) as f64;
     Ok(Outcome::Evaluated(eval.report(&serde_json::json!({
         "d_real_test": real / count.max(1) as f64,
         "d_fake": fake,
@@ -130,11 +146,15 @@ fn evaluate_run<D: DiscriminatorNet>(eval: &Eval<Config>) -> Result<Outcome, Gan
     }))))
 }
 
-/// `--sample`: `num` images from latents of `--seed`, as `uint8 [num, 28, 28]` in `out`, a grid
-/// of the first 64 beside it.
-fn write_samples<D: DiscriminatorNet>(eval: &Eval<Config>, num: usize, out: &Path) -> Result<Outcome, GanError> {
+/// `--sample`: `num` images from latents of `--seed` (labels [`sample_label`]), as
+/// `uint8 [num, 28, 28]` in `out`, a grid of the first ones beside it.
+fn write_samples<G: GeneratorNet, D: DiscriminatorNet>(
+    eval: &Eval<Config>,
+    num: usize,
+    out: &Path,
+) -> Result<Outcome, GanError> {
     let dev = Cpu::seed_from_u64(eval.seed);
-    let s = load::<D>(eval, &dev)?;
+    let s = load::<G, D>(eval, &dev)?;
     let images = generate(&s.gan.generator, num, &mut stream(eval.seed, Stream::Samples), &dev);
     let png = glimpse::generative::write_samples(out, &images, 28)?;
     println!("wrote {} ({num} images) and {}", out.display(), png.display());

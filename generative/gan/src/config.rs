@@ -44,6 +44,13 @@ pub struct Config {
     /// The adversarial objective.
     #[arg(long, value_enum, default_value_t = Objective::Ns)]
     pub objective: Objective,
+    /// Class-conditional: the generator reads the label's one-hot code beside z and the
+    /// discriminator is a projection discriminator; samples cycle through the ten digits.
+    /// `--conditional false` trains the unconditional DCGAN (a run directory without this
+    /// setting is one).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    #[serde(default)]
+    pub conditional: bool,
     /// Training images used (the first N, 1 to 60000).
     #[arg(long, default_value_t = MNIST_TRAIN_IMAGES)]
     pub train_images: usize,
@@ -67,6 +74,7 @@ impl Default for Config {
             beta1: 0.5,
             beta2: 0.999,
             objective: Objective::Ns,
+            conditional: true,
             train_images: MNIST_TRAIN_IMAGES,
             final_samples: 10_000,
             threads: 2,

@@ -16,7 +16,10 @@ pub mod spectral;
 pub mod train;
 
 pub use config::{Config, Objective};
-pub use model::{DcganInit, Discriminator, DiscriminatorNet, Generator, SnDiscriminator, LATENT, PIXELS};
+pub use model::{
+    ConditionalDiscriminator, ConditionalGenerator, DcganInit, Discriminator, DiscriminatorNet, Generator,
+    GeneratorNet, SnConditionalDiscriminator, SnDiscriminator, CLASSES, LATENT, PIXELS,
+};
 pub use train::{generate, train, Gan, StepStats, Summary, Training};
 
 /// Errors from training, evaluating or sampling a GAN.

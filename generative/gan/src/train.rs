@@ -9,7 +9,7 @@
 //! for bit where the uninterrupted run ends.
 
 use crate::config::{Config, Objective};
-use crate::model::{DcganInit, DiscriminatorNet, Generator, GeneratorBuilder, Images, Logits, LATENT, PIXELS};
+use crate::model::{DiscriminatorNet, GeneratorNet, Images, Logits, CLASSES, LATENT, PIXELS};
 use crate::spectral::SpectralNorm;
 use crate::GanError;
 use dfdx::prelude::*;
@@ -19,6 +19,7 @@ use glimpse::generative::{median, standard_normal};
 use glimpse::image::Image;
 use glimpse::optim::{Adam, AdamConfig, AdamOrder, NonFiniteGradient};
 use glimpse::run::{Checkpoint, Control, Run, RunError};
+use rand::Rng;
 use rand_chacha::ChaCha12Rng;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -89,13 +90,13 @@ fn mean_probability(logits: &Logits<NoneTape>) -> f32 {
 
 /// Both networks, their Adam optimizers, gradient buffers, the spectral-normalisation states of
 /// the discriminator's weights (none for the batch-norm discriminator) and the generator of
-/// training latents.
-pub struct Gan<D: DiscriminatorNet> {
+/// training latents (and, for a conditional GAN, the generated images' labels).
+pub struct Gan<G: GeneratorNet, D: DiscriminatorNet> {
     /// The generator.
-    pub generator: Generator,
+    pub generator: G,
     /// The discriminator.
     pub discriminator: D,
-    g_opt: Adam<Generator>,
+    g_opt: Adam<G>,
     d_opt: Adam<D>,
     spectral: Vec<SpectralNorm>,
     g_grads: Option<Gradients<f32, Cpu>>,
@@ -114,13 +115,14 @@ pub struct StepError {
     pub source: NonFiniteGradient,
 }
 
-impl<D: DiscriminatorNet> Gan<D> {
+impl<G: GeneratorNet, D: DiscriminatorNet> Gan<G, D> {
     /// Fresh networks with the DCGAN initialisation ([`Stream::Init`] of `seed`), Adam for each
     /// with `config`'s learning rate and betas (eps 1e-8), training latents from
     /// [`Stream::Training`].
     pub fn new(config: &Config, seed: u64, dev: &Cpu) -> Self {
+        assert_eq!(G::CONDITIONAL, D::CONDITIONAL, "both networks conditional, or neither");
         let mut init = stream(seed, Stream::Init);
-        let mut generator = dev.build_module::<GeneratorBuilder, f32>();
+        let mut generator = dev.build_module::<G::Builder, f32>();
         generator.dcgan_init(&mut init);
         let mut discriminator = dev.build_module::<D::Builder, f32>();
         discriminator.dcgan_init(&mut init);
@@ -147,29 +149,34 @@ impl<D: DiscriminatorNet> Gan<D> {
         }
     }
 
-    /// One step on a batch of real images: the discriminator on the real batch and on a generated
-    /// one (separate forward passes, so separate batch statistics; gradients summed) and one Adam
-    /// step for it, then the generator's loss on the same generated images through the updated
-    /// discriminator and one Adam step for the generator, as PyTorch's DCGAN example does.
+    /// One step on a batch of real images and their labels: the discriminator on the real batch
+    /// and on a generated one (separate forward passes, so separate batch statistics; gradients
+    /// summed) and one Adam step for it, then the generator's loss on the same generated images
+    /// through the updated discriminator and one Adam step for the generator, as PyTorch's DCGAN
+    /// example does. A conditional GAN draws the generated images' labels uniformly.
     ///
     /// A NaN or infinite gradient is an error; the network it belongs to is then unchanged.
-    pub fn step(&mut self, real: Images) -> Result<StepStats, StepError> {
+    pub fn step(&mut self, real: Images, labels: &[usize]) -> Result<StepStats, StepError> {
         let b = real.shape().0;
         let z = standard_normal::<LATENT>(&mut self.noise, b, &self.dev);
+        let fake_labels: Vec<usize> = match G::CONDITIONAL {
+            true => (0..b).map(|_| self.noise.gen_range(0..CLASSES)).collect(),
+            false => Vec::new(),
+        };
         let mut g_grads = self.g_grads.take().unwrap_or_else(|| self.generator.alloc_grads());
         self.generator.zero_grads(&mut g_grads);
-        let fake = self.generator.forward_mut(z.traced(g_grads));
+        let fake = self.generator.forward_train(z, &fake_labels, g_grads);
         let (fake, g_tape) = fake.split_tape();
 
         let mut d_grads = self.d_grads.take().unwrap_or_else(|| self.discriminator.alloc_grads());
         self.discriminator.zero_grads(&mut d_grads);
         self.normalise();
-        let real_logits = self.discriminator.forward_mut(real.traced(d_grads));
+        let real_logits = self.discriminator.forward_train(real.traced(d_grads), labels);
         let d_real = mean_probability(&real_logits.retaped());
         let loss_real = d_loss(self.objective, real_logits, true);
         let loss_real_value = loss_real.array();
         let d_grads = loss_real.backward();
-        let fake_logits = self.discriminator.forward_mut(fake.clone().traced(d_grads));
+        let fake_logits = self.discriminator.forward_train(fake.clone().traced(d_grads), &fake_labels);
         let d_fake = mean_probability(&fake_logits.retaped());
         let loss_fake = d_loss(self.objective, fake_logits, false);
         let d_loss_value = loss_real_value + loss_fake.array();
@@ -182,7 +189,8 @@ impl<D: DiscriminatorNet> Gan<D> {
         self.normalise();
         // The discriminator only passes the gradient on to the generator here.
         let discriminator = &mut self.discriminator;
-        let logits = glimpse::nn::with_frozen_parameters(|| discriminator.forward_mut(fake.put_tape(g_tape)));
+        let logits =
+            glimpse::nn::with_frozen_parameters(|| discriminator.forward_train(fake.put_tape(g_tape), &fake_labels));
         let loss = g_loss(self.objective, logits);
         let g_loss_value = loss.array();
         let mut g_grads = loss.backward();
@@ -219,12 +227,12 @@ impl<D: DiscriminatorNet> Gan<D> {
         });
     }
 
-    /// D(x): the discriminator's probabilities of "real" for `images` in inference mode
-    /// (running batch-norm statistics; spectrally normalised weights with their current
-    /// estimates, which this power step refines as a training pass would).
-    pub fn discriminate(&mut self, images: Images) -> Vec<f32> {
+    /// D(x): the discriminator's probabilities of "real" for `images` with their `labels` in
+    /// inference mode (running batch-norm statistics; spectrally normalised weights with their
+    /// current estimates, which this power step refines as a training pass would).
+    pub fn discriminate(&mut self, images: Images, labels: &[usize]) -> Vec<f32> {
         self.normalise();
-        let logits = self.discriminator.forward(images).as_vec();
+        let logits = self.discriminator.forward_eval(images, labels).as_vec();
         self.restore(None);
         logits.iter().map(|&l| 1.0 / (1.0 + (-l).exp())).collect()
     }
@@ -264,14 +272,23 @@ pub const GENERATOR_FILE: &str = "generator.safetensors";
 /// The discriminator's weights in a snapshot.
 pub const DISCRIMINATOR_FILE: &str = "discriminator.safetensors";
 
+/// The label of the `i`-th image a conditional generator draws: the classes in turn, so that
+/// every class has its share (and each column of a 10-wide grid is one digit).
+pub fn sample_label(i: usize) -> usize {
+    i % CLASSES
+}
+
 /// `n` images from `generator` in inference mode (batch norm with its running statistics), from
-/// latents drawn from `rng`, as rows of 784 pixels in [0, 1] one after another.
-pub fn generate(generator: &Generator, n: usize, rng: &mut ChaCha12Rng, dev: &Cpu) -> Vec<f32> {
+/// latents drawn from `rng` (and labels [`sample_label`]), as rows of 784 pixels in [0, 1] one
+/// after another.
+pub fn generate<G: GeneratorNet>(generator: &G, n: usize, rng: &mut ChaCha12Rng, dev: &Cpu) -> Vec<f32> {
     const ROWS_PER_CALL: usize = 500;
     let mut out = Vec::with_capacity(n * PIXELS);
     while out.len() < n * PIXELS {
-        let rows = (n - out.len() / PIXELS).min(ROWS_PER_CALL);
-        out.extend(generator.forward(standard_normal::<LATENT>(rng, rows, dev)).as_vec());
+        let first = out.len() / PIXELS;
+        let rows = (n - first).min(ROWS_PER_CALL);
+        let labels: Vec<usize> = (first..first + rows).map(sample_label).collect();
+        out.extend(generator.forward_eval(standard_normal::<LATENT>(rng, rows, dev), &labels).as_vec());
     }
     out
 }
@@ -306,9 +323,9 @@ impl Curves {
 }
 
 /// What a run trains and checkpoints: the GAN, the loader, the curves and timings so far.
-pub struct Training<D: DiscriminatorNet> {
+pub struct Training<G: GeneratorNet, D: DiscriminatorNet> {
     /// Networks, optimizers and latents.
-    pub gan: Gan<D>,
+    pub gan: Gan<G, D>,
     /// The shuffling loader of the training images (the last partial batch dropped).
     pub loader: Loader,
     /// The means of the epochs done.
@@ -318,7 +335,7 @@ pub struct Training<D: DiscriminatorNet> {
     pub epoch_seconds: Vec<f64>,
 }
 
-impl<D: DiscriminatorNet> Training<D> {
+impl<G: GeneratorNet, D: DiscriminatorNet> Training<G, D> {
     /// A fresh GAN for `config`, its loader seeded with `seed`.
     pub fn new(config: &Config, seed: u64, dev: &Cpu) -> Self {
         let loader = Loader::new(config.batch_size, View::Grey, seed).drop_last(true);
@@ -326,7 +343,7 @@ impl<D: DiscriminatorNet> Training<D> {
     }
 }
 
-impl<D: DiscriminatorNet> Checkpoint for Training<D> {
+impl<G: GeneratorNet, D: DiscriminatorNet> Checkpoint for Training<G, D> {
     fn save(&self, snap: &Path) -> Result<(), CheckpointError> {
         self.gan.save(snap)?;
         glimpse::run::save_epochs(snap, &self.loader, &self.curves, &self.epoch_seconds)
@@ -368,20 +385,21 @@ pub struct Summary {
 /// The final samples' file in the run directory.
 pub const SAMPLES_FILE: &str = "samples.npy";
 
-/// Images in the grid shown after every epoch.
-pub const GRID_IMAGES: usize = 64;
+/// Images in the grid shown after every epoch: 10 rows of 10 (one digit per column when
+/// conditional).
+pub const GRID_IMAGES: usize = 100;
 
 /// Trains the GAN of `run`'s config: fresh networks, or the checkpoint of a `--resume`d run, to
 /// its epochs, logging the losses, D(x), D(G(z)) and the fixed-latent grid (PNG in the run
 /// directory and TensorBoard) and checkpointing after every epoch; at the end writes
 /// `final_samples` images to `RUN/samples.npy`. Call it on the rayon pool that should do the
 /// work. Returns `None` when `--stop-after` stopped the run.
-pub fn train<D: DiscriminatorNet>(mut run: Run<Config>) -> Result<Option<Summary>, GanError> {
+pub fn train<G: GeneratorNet, D: DiscriminatorNet>(mut run: Run<Config>) -> Result<Option<Summary>, GanError> {
     let cfg = run.config.clone();
     let mnist = Mnist::load(Dataset::Mnist, cfg.data_dir.as_deref())?;
     let train_set = mnist.train.take(cfg.train_images);
     let dev = Cpu::seed_from_u64(run.seed);
-    let mut s = Training::<D>::new(&cfg, run.seed, &dev);
+    let mut s = Training::<G, D>::new(&cfg, run.seed, &dev);
     run.restore(&mut s)?;
     let batches = train_set.len() / cfg.batch_size;
 
@@ -390,7 +408,7 @@ pub fn train<D: DiscriminatorNet>(mut run: Run<Config>) -> Result<Option<Summary
         let clock = Instant::now();
         let mut sums = [0.0f64; 4];
         for (b, batch) in s.loader.epoch(&train_set, &dev).enumerate() {
-            let stats = s.gan.step(batch.images).map_err(|e| GanError::NonFiniteGradient {
+            let stats = s.gan.step(batch.images, &batch.labels).map_err(|e| GanError::NonFiniteGradient {
                 network: e.network,
                 source: e.source,
                 epoch,
@@ -445,7 +463,11 @@ pub fn train<D: DiscriminatorNet>(mut run: Run<Config>) -> Result<Option<Summary
 
 /// Prints and logs the epoch just done: the scalars, then the grid of the fixed latents
 /// (`RUN/grid.png`, `RUN/grids/epoch-NNN.png` and TensorBoard).
-fn log_epoch<D: DiscriminatorNet>(run: &mut Run<Config>, s: &Training<D>, dev: &Cpu) -> Result<(), GanError> {
+fn log_epoch<G: GeneratorNet, D: DiscriminatorNet>(
+    run: &mut Run<Config>,
+    s: &Training<G, D>,
+    dev: &Cpu,
+) -> Result<(), GanError> {
     let c = &s.curves;
     let (epoch, i) = (c.epochs(), c.d_loss.len() - 1);
     println!(
@@ -462,7 +484,7 @@ fn log_epoch<D: DiscriminatorNet>(run: &mut Run<Config>, s: &Training<D>, dev: &
         run.scalar(tag, v, epoch)?;
     }
     let images = generate(&s.gan.generator, GRID_IMAGES, &mut stream(run.seed, Stream::Grid), dev);
-    let grid = Image::grid(&images, GRID_IMAGES, 1, 28, 28, 8)?;
+    let grid = Image::grid(&images, GRID_IMAGES, 1, 28, 28, CLASSES)?;
     let dir = run.path().join("grids");
     std::fs::create_dir_all(&dir).map_err(GanError::Log)?;
     grid.save_png(&dir.join(format!("epoch-{epoch:03}.png")))?;
