@@ -50,7 +50,7 @@ pub fn median(values: &[f64]) -> f64 {
 #[derive(clap::Args, Debug, Clone)]
 pub struct SampleArgs {
     /// Draw --num new images (seeded by --seed) from the checkpoint in this run directory, write
-    /// them to --out (uint8 [N, 28, 28] .npy) with a PNG grid of the first 64 beside it, then exit.
+    /// them to --out (uint8 [N, 28, 28] .npy) with a PNG grid of the first 100 beside it, then exit.
     #[arg(long, conflicts_with_all = ["run_dir", "resume", "eval", "stop_after"])]
     pub sample: Option<PathBuf>,
     /// Images to draw with --sample [default: 64].
@@ -101,16 +101,34 @@ pub fn sample_path(
 }
 
 /// Writes `images` (`n` images of `side` x `side` values in [0, 1], one after another) to `out`
-/// as `uint8 [n, side, side]`, and a grid of the first 64 beside it (same name, `.png`); returns
-/// the PNG's path.
+/// as `uint8 [n, side, side]`, and a 10×10 grid of the first 100 beside it (same name, `.png`;
+/// one digit per column for a class-conditional model drawing the classes in turn); returns the
+/// PNG's path.
 #[cfg(feature = "png")]
 pub fn write_samples(out: &Path, images: &[f32], side: usize) -> Result<PathBuf, SampleError> {
     let n = images.len() / (side * side).max(1);
     crate::data::npy::write_npy_u8(out, &[n, side, side], &grey_levels(images))?;
     let png = out.with_extension("png");
-    let shown = n.min(64);
-    crate::image::Image::grid(&images[..shown * side * side], shown, 1, side, side, 8)?.save_png(&png)?;
+    let shown = n.min(100);
+    crate::image::Image::grid(&images[..shown * side * side], shown, 1, side, side, 10)?.save_png(&png)?;
     Ok(png)
+}
+
+/// The labels file of the samples file `samples` (`X.npy` gives `X-labels.npy`): the class each
+/// image was drawn for, `uint8 [N]`, which a class-conditional model writes beside its samples and
+/// `mnist_score` reads to report how many images show the class asked for.
+pub fn labels_path(samples: &Path) -> PathBuf {
+    let stem = samples.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    samples.with_file_name(format!("{stem}-labels.npy"))
+}
+
+/// Writes `labels` (each below 256) as `uint8 [N]` to [`labels_path`] of `samples`; returns that
+/// path.
+pub fn write_labels(samples: &Path, labels: &[usize]) -> Result<PathBuf, SampleError> {
+    let path = labels_path(samples);
+    let bytes: Vec<u8> = labels.iter().map(|&l| u8::try_from(l).expect("a class below 256")).collect();
+    crate::data::npy::write_npy_u8(&path, &[labels.len()], &bytes)?;
+    Ok(path)
 }
 
 /// How one launch of a generative model's command line ended: `S` is its summary.
@@ -126,7 +144,7 @@ pub enum Outcome<S> {
     Sampled {
         /// The images, `uint8 [N, H, W]`.
         npy: PathBuf,
-        /// The grid of the first 64.
+        /// The grid of the first 100.
         png: PathBuf,
     },
 }

@@ -14,7 +14,9 @@ use dfdx::prelude::*;
 use glimpse::data::{Dataset, Mnist};
 use serde::Serialize;
 
-use crate::score::{classify, Classifier, FeatureStats, Images, Samples, Score, CLASSES, DEFAULT_SPLITS, FEATURES};
+use crate::score::{
+    classify, read_labels, Classifier, FeatureStats, Images, Samples, Score, CLASSES, DEFAULT_SPLITS, FEATURES,
+};
 use crate::train::Config;
 use crate::EvalError;
 
@@ -109,7 +111,8 @@ pub fn run(args: Args) -> Result<Report, EvalError> {
             );
             return Err(EvalError::Samples { path: path.clone(), message });
         }
-        files.push((path.display().to_string(), samples));
+        let labels = read_labels(path, count)?;
+        files.push((path.display().to_string(), samples, labels));
     }
 
     let dev = Cpu::default();
@@ -125,7 +128,7 @@ pub fn run(args: Args) -> Result<Report, EvalError> {
     let unfinished = if classifier.finished { "" } else { ", an unfinished run" };
     println!("classifier {}: {} epochs{accuracy}{unfinished}", info.dir.display(), info.epochs);
 
-    let names: Vec<&str> = files.iter().map(|(name, _)| name.as_str()).collect();
+    let names: Vec<&str> = files.iter().map(|(name, _, _)| name.as_str()).collect();
     let table = Table::new(&names, args.splits);
     let train_images = CEILING_TRAIN_IMAGES.min(mnist.train.len());
     let ceiling_reference = format!("the first {train_images} MNIST training images");
@@ -140,9 +143,12 @@ pub fn run(args: Args) -> Result<Report, EvalError> {
         table.header();
         table.row(&real, true);
         let mut scores = Vec::with_capacity(files.len());
-        for (name, samples) in &files {
+        for (name, samples, labels) in &files {
             let classified = classifier.classify(samples.images(), &dev)?;
-            let score = Score::of(name, &classified, &test_stats, &test_reference, args.splits)?;
+            let mut score = Score::of(name, &classified, &test_stats, &test_reference, args.splits)?;
+            if let Some(labels) = labels {
+                score = score.with_labels(&classified, labels)?;
+            }
             table.row(&score, false);
             scores.push(score);
         }
@@ -150,6 +156,7 @@ pub fn run(args: Args) -> Result<Report, EvalError> {
     });
     let (real, samples) = pool.map_err(|e| EvalError::Config(format!("cannot start the threads: {e}")))??;
     println!("columns 0-9: % of the set classified as each digit; max dev: the largest distance from 10%, in points");
+    println!("label acc: % classified as the class drawn (from FILE-labels.npy beside the samples, when present)");
     println!(
         "FD: to the test images' features; * the real-data ceiling: the test images, their FD to {ceiling_reference}"
     );
@@ -182,15 +189,25 @@ impl Table {
     fn header(&self) {
         let is = format!("IS ({} splits)", self.splits);
         let classes: Vec<String> = (0..CLASSES).map(|c| format!("{c:>6}")).collect();
-        println!("{:<w$} {:>6}  {is:<16} {:>9} {:>8} {}", "set", "N", "FD", "max dev", classes.join(""), w = self.name);
+        println!(
+            "{:<w$} {:>6}  {is:<16} {:>9} {:>8} {} {:>10}",
+            "set",
+            "N",
+            "FD",
+            "max dev",
+            classes.join(""),
+            "label acc",
+            w = self.name
+        );
     }
 
     fn row(&self, score: &Score, ceiling: bool) {
         let name = if ceiling { format!("{}*", score.name) } else { score.name.clone() };
         let is = format!("{:.3} ± {:.3}", score.inception_score.mean, score.inception_score.std);
         let classes: Vec<String> = score.histogram.fractions.iter().map(|f| format!("{:>6.1}", 100.0 * f)).collect();
+        let accuracy = score.label_accuracy.map_or("-".to_string(), |a| format!("{:.2}%", 100.0 * a));
         println!(
-            "{name:<w$} {:>6}  {is:<16} {:>9.3} {:>8.2} {}",
+            "{name:<w$} {:>6}  {is:<16} {:>9.3} {:>8.2} {} {accuracy:>10}",
             score.count,
             score.frechet_distance,
             score.histogram.max_deviation_points,

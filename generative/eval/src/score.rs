@@ -501,6 +501,9 @@ pub struct Score {
     pub fd_reference: String,
     /// The predicted classes.
     pub histogram: ClassHistogram,
+    /// The fraction of the images classified as the class they were drawn for, when the samples
+    /// come with a labels file (see [`read_labels`]).
+    pub label_accuracy: Option<f64>,
 }
 
 impl Score {
@@ -524,7 +527,44 @@ impl Score {
             frechet_distance: frechet_distance(&FeatureStats::of(&classified.features, FEATURES)?, reference)?,
             fd_reference: reference_name.to_string(),
             histogram: class_histogram(&predicted_classes(&classified.probs), CLASSES)?,
+            label_accuracy: None,
         })
+    }
+
+    /// The score with [`Score::label_accuracy`] for `labels`, the class each image of
+    /// `classified` was drawn for (one per image).
+    pub fn with_labels(mut self, classified: &Classified, labels: &[usize]) -> Result<Self, EvalError> {
+        if labels.len() != classified.probs.len() {
+            return bad!("{} labels for {} images", labels.len(), classified.probs.len());
+        }
+        let hits = predicted_classes(&classified.probs).iter().zip(labels).filter(|(p, l)| p == l).count();
+        self.label_accuracy = Some(hits as f64 / labels.len().max(1) as f64);
+        Ok(self)
+    }
+}
+
+/// The labels file beside the samples file `samples` ([`glimpse::generative::labels_path`]:
+/// `X-labels.npy`, written by class-conditional models), when there is one: the class each of its
+/// `count` images was drawn for. Errors name the file: not a 1-d integer array of `count`
+/// values, or a value that is not a class.
+pub fn read_labels(samples: &Path, count: usize) -> Result<Option<Vec<usize>>, EvalError> {
+    let path = glimpse::generative::labels_path(samples);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let array = read_npy(&path)?;
+    let bad = |message: String| EvalError::Samples { path: path.clone(), message };
+    if array.shape != [count] {
+        return Err(bad(format!("holds shape {:?}; expected one label per image, [{count}]", array.shape)));
+    }
+    let labels: Vec<i64> = match array.data {
+        NpyData::U8(v) => v.into_iter().map(i64::from).collect(),
+        NpyData::Int(v) => v,
+        NpyData::F32(_) => return Err(bad("holds float32 values; expected integer class labels".into())),
+    };
+    match labels.iter().position(|&l| !(0..CLASSES as i64).contains(&l)) {
+        Some(i) => Err(bad(format!("label {i} is {}, not a class 0 to {}", labels[i], CLASSES - 1))),
+        None => Ok(Some(labels.into_iter().map(|l| l as usize).collect())),
     }
 }
 

@@ -56,7 +56,16 @@ fn bad_files_are_one_line_errors_before_any_training() {
     write_f32(&file("tanh.npy"), &[12, 28, 28], &floats);
     write_f32(&file("f32-4d.npy"), &[12, 1, 28, 28], &vec![0.0; 12 * 784]);
     std::fs::write(file("text.npy"), "not numpy").unwrap();
-    let cases: [(&str, &[&str]); 10] = [
+    // Good images with bad labels files beside them.
+    for name in ["short", "class10", "float"] {
+        write_npy_u8(&file(&format!("{name}.npy")), &[12, 28, 28], &vec![0; 12 * 784]).unwrap();
+    }
+    write_npy_u8(&file("short-labels.npy"), &[11], &[0; 11]).unwrap();
+    let mut labels = [3u8; 12];
+    labels[7] = 10;
+    write_npy_u8(&file("class10-labels.npy"), &[12], &labels).unwrap();
+    write_f32(&file("float-labels.npy"), &[12], &[1.0; 12]);
+    let cases: [(&str, &[&str]); 13] = [
         ("missing.npy", &["cannot read", "missing.npy"]),
         ("flat.npy", &["flat.npy: holds uint8 of shape [20, 784]; expected [N, 28, 28] images"]),
         ("few.npy", &["few.npy: holds 5 images; the Inception score over 10 splits needs at least 10"]),
@@ -66,6 +75,9 @@ fn bad_files_are_one_line_errors_before_any_training() {
         ("tanh.npy", &["tanh.npy: pixel 17 of image 3 is -1: float images must hold values in [0, 1]"]),
         ("f32-4d.npy", &["holds float32 of shape [12, 1, 28, 28]"]),
         ("text.npy", &["text.npy: not a .npy file"]),
+        ("short.npy", &["short-labels.npy: holds shape [11]; expected one label per image, [12]"]),
+        ("class10.npy", &["class10-labels.npy: label 7 is 10, not a class 0 to 9"]),
+        ("float.npy", &["float-labels.npy: holds float32 values; expected integer class labels"]),
         ("", &[]),
     ];
     for (name, messages) in cases.iter().filter(|(n, _)| !n.is_empty()) {
@@ -107,6 +119,12 @@ fn real_test_digits_score_as_the_real_data_row() {
     write_npy_u8(&u8_part, &[part, 28, 28], &mnist.test.pixels()[..part * 784]).unwrap();
     let floats: Vec<f32> = mnist.test.pixels()[..part * 784].iter().map(|&p| p as f32 / 255.0).collect();
     write_f32(&f32_part, &[part, 28, 28], &floats);
+    // Labels beside two of the files: the true ones for the whole set, wrong ones (each the next
+    // class) for the uint8 part.
+    let labels = mnist.test.labels();
+    glimpse::generative::write_labels(&all, &labels.iter().map(|&l| l as usize).collect::<Vec<_>>()).unwrap();
+    let wrong: Vec<usize> = labels[..part].iter().map(|&l| (l as usize + 1) % 10).collect();
+    glimpse::generative::write_labels(&u8_part, &wrong).unwrap();
     let snapshots = glimpse::run::snapshot_files(&classifier).unwrap();
     let report =
         score(&["--classifier", s(&classifier), s(&all), s(&u8_part), s(&f32_part), "--json", s(&json)]).unwrap();
@@ -131,6 +149,10 @@ fn real_test_digits_score_as_the_real_data_row() {
     );
     assert!(whole.frechet_distance.abs() < 1e-6, "FD of the test set to itself: {}", whole.frechet_distance);
     assert!(whole.fd_reference.contains("10000 MNIST test images"));
+    // Classified as their true labels: the classifier's test accuracy; as the wrong ones: rarely.
+    assert_eq!(whole.label_accuracy, Some(accuracy));
+    assert!(u8s.label_accuracy.unwrap() < 0.05, "{:?}", u8s.label_accuracy);
+    assert_eq!(f32s.label_accuracy, None);
     // A part of it, as uint8 and as float32: identical figures; still real digits.
     assert_eq!(
         (u8s.count, u8s.inception_score, u8s.frechet_distance),

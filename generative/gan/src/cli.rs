@@ -73,7 +73,9 @@ fn launch(args: &Args, matches: &clap::ArgMatches) -> Result<Outcome, GanError> 
             let summary = dispatch!(config, G, D => in_pool(config.threads, move || train::<G, D>(run)))?;
             Ok(summary.map_or(Outcome::Stopped, Outcome::Finished))
         }
-        Launch::Eval(eval) => dispatch!(eval.config, G, D => in_pool(eval.config.threads, || evaluate_run::<G, D>(&eval))),
+        Launch::Eval(eval) => {
+            dispatch!(eval.config, G, D => in_pool(eval.config.threads, || evaluate_run::<G, D>(&eval)))
+        }
     }
 }
 
@@ -147,7 +149,8 @@ fn evaluate_run<G: GeneratorNet, D: DiscriminatorNet>(eval: &Eval<Config>) -> Re
 }
 
 /// `--sample`: `num` images from latents of `--seed` (labels [`sample_label`]), as
-/// `uint8 [num, 28, 28]` in `out`, a grid of the first ones beside it.
+/// `uint8 [num, 28, 28]` in `out`, a grid of the first 100 beside it and, when conditional, the
+/// labels in `OUT-labels.npy`.
 fn write_samples<G: GeneratorNet, D: DiscriminatorNet>(
     eval: &Eval<Config>,
     num: usize,
@@ -155,8 +158,6 @@ fn write_samples<G: GeneratorNet, D: DiscriminatorNet>(
 ) -> Result<Outcome, GanError> {
     let dev = Cpu::seed_from_u64(eval.seed);
     let s = load::<G, D>(eval, &dev)?;
-    let images = generate(&s.gan.generator, num, &mut stream(eval.seed, Stream::Samples), &dev);
-    let png = glimpse::generative::write_samples(out, &images, 28)?;
-    println!("wrote {} ({num} images) and {}", out.display(), png.display());
+    let png = crate::train::write_samples(&s.gan.generator, num, eval.seed, out, &dev)?;
     Ok(Outcome::Sampled { npy: out.to_path_buf(), png })
 }

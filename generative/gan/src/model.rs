@@ -167,7 +167,9 @@ where
 impl<F: TensorCollection<f32, Cpu>> TensorCollection<f32, Cpu> for Projection<F, f32, Cpu> {
     type To<E2: Dtype, D2: Device<E2>> = Projection<F::To<E2, D2>, E2, D2>;
 
-    fn iter_tensors<V: ModuleVisitor<Self, f32, Cpu>>(visitor: &mut V) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+    fn iter_tensors<V: ModuleVisitor<Self, f32, Cpu>>(
+        visitor: &mut V,
+    ) -> Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
         visitor.visit_fields(
             (
                 Self::module("features", |s| &s.features, |s| &mut s.features),

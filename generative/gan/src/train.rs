@@ -293,6 +293,27 @@ pub fn generate<G: GeneratorNet>(generator: &G, n: usize, rng: &mut ChaCha12Rng,
     out
 }
 
+/// Writes `n` images of `generator` from latents of `seed` ([`Stream::Samples`]) to `out` as
+/// `uint8 [n, 28, 28]`, a PNG grid beside it, and for a conditional generator the images' labels
+/// ([`sample_label`]) as `uint8 [n]` in [`glimpse::generative::labels_path`]; prints what it wrote.
+pub fn write_samples<G: GeneratorNet>(
+    generator: &G,
+    n: usize,
+    seed: u64,
+    out: &Path,
+    dev: &Cpu,
+) -> Result<std::path::PathBuf, GanError> {
+    let images = generate(generator, n, &mut stream(seed, Stream::Samples), dev);
+    let png = glimpse::generative::write_samples(out, &images, 28)?;
+    println!("wrote {} ({n} images) and {}", out.display(), png.display());
+    if G::CONDITIONAL {
+        let labels: Vec<usize> = (0..n).map(sample_label).collect();
+        let path = glimpse::generative::write_labels(out, &labels)?;
+        println!("wrote {} (the class each image was drawn for)", path.display());
+    }
+    Ok(png)
+}
+
 /// The per-epoch means of a run: with them a resumed run's summary equals the uninterrupted one's.
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -439,9 +460,7 @@ pub fn train<G: GeneratorNet, D: DiscriminatorNet>(mut run: Run<Config>) -> Resu
         0 => None,
         n => {
             let path = run.path().join(SAMPLES_FILE);
-            let images = generate(&s.gan.generator, n, &mut stream(run.seed, Stream::Samples), &dev);
-            let png = glimpse::generative::write_samples(&path, &images, 28)?;
-            println!("wrote {} ({n} images) and {}", path.display(), png.display());
+            write_samples(&s.gan.generator, n, run.seed, &path, &dev)?;
             Some(SAMPLES_FILE.to_string())
         }
     };
