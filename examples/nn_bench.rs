@@ -80,6 +80,7 @@ fn paths_of(f: impl FnOnce()) -> String {
             glimpse::nn::KernelPath::Avx512 => "avx512",
             glimpse::nn::KernelPath::GemmCrate => "gemm",
             glimpse::nn::KernelPath::Avx512Small => "avx512-small",
+            glimpse::nn::KernelPath::DirectConv => "direct",
         })
         .collect();
     if used.is_empty() {

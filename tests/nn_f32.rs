@@ -46,6 +46,41 @@ fn f32_convolutions_agree_with_f64() {
     compare_image_layer!(MaskedConv2D<8, 16, 7, MaskB>, 8, (2, 14, 14), weight);
 }
 
+/// The strided layers the direct AVX-512 convolution takes (stride ≥ 2, channels in multiples of
+/// 32), with odd sizes, padding 0 to 2, strides 2 and 3, and kernels smaller and larger than the
+/// stride; on CPUs without AVX-512 they check the im2col path instead.
+#[test]
+fn f32_direct_strided_convolutions_agree_with_f64() {
+    let before = glimpse::nn::kernel_counts()[3].1;
+    compare_image_layer!(Conv2D<32, 64, 3, 2, 1>, 32, (3, 14, 14), weight);
+    compare_image_layer!(Conv2D<32, 32, 4, 2, 1>, 32, (2, 13, 15), weight);
+    compare_image_layer!(Conv2D<64, 32, 5, 3, 2>, 64, (3, 11, 10), weight);
+    compare_image_layer!(Conv2D<32, 64, 2, 2, 0>, 32, (3, 8, 9), weight);
+    compare_image_layer!(Conv2D<32, 32, 3, 2, 0>, 32, (1, 9, 7), weight);
+    compare_image_layer!(Conv2D<32, 32, 1, 2, 0>, 32, (2, 7, 6), weight);
+    compare_image_layer!(Conv2D<32, 32, 4, 2, 1>, 32, (2, 30, 31), weight); // rows of more than one tile
+    let used = glimpse::nn::kernel_counts()[3].1 - before;
+    if glimpse::nn::avx512_available() {
+        assert!(used >= 14, "the direct kernels took {used} of 14 passes");
+    }
+}
+
+#[test]
+fn f32_direct_strided_convolution_bias_and_frozen_weights() {
+    let dev = Cpu::seed_from_u64(3);
+    let m32 = dev.build_module::<Conv2D<32, 32, 4, 2, 1>, f32>();
+    let m64 = m32.to_dtype::<f64>();
+    let x32: Tensor<(usize, Const<32>, usize, usize), f32, Cpu> = dev.sample_normal_like(&(3, Const, 10, 12));
+    let x64 = x32.clone().to_dtype::<f64>();
+    let g32 = m32.forward(x32.leaky_trace()).square().sum().backward();
+    let g64 = m64.forward(x64.leaky_trace()).square().sum().backward();
+    let err = rel_err(&g32.get(&m32.bias).as_vec(), &g64.get(&m64.bias).as_vec());
+    assert!(err < 1e-3, "bias gradient error {err}");
+    // With frozen parameters only the input gradient is computed, and it is the same.
+    let frozen = glimpse::nn::with_frozen_parameters(|| m32.forward(x32.leaky_trace()).square().sum().backward());
+    assert_eq!(frozen.get(&x32).as_vec(), g32.get(&x32).as_vec());
+}
+
 #[test]
 fn f32_lstm_agrees_with_f64() {
     let dev = Cpu::seed_from_u64(2);

@@ -519,7 +519,12 @@ where
             out.extend(std::iter::repeat_n(v, g.out_hw()));
         }
     }
-    conv_forward(&g, taps, &xs, &wm, &bias_values, &mut out);
+    let direct = direct_conv::<E>(&g, O, K, taps.len());
+    if direct {
+        direct_forward(&g, K, &wm, &xs, &mut out);
+    } else {
+        conv_forward(&g, taps, &xs, &wm, &bias_values, &mut out);
+    }
     let out = x.device().try_tensor_from_vec(out, (b, Const::<O>, g.out_h, g.out_w))?;
     if T::OWNS_TAPE {
         let (x_g, w_g, b_g, out_g) = (x.ghost(), weight.ghost(), bias.ghost(), out.ghost());
@@ -529,7 +534,10 @@ where
             let (gout, dx) = (raw_grad!(grads, &out_g), raw_grad!(grads, &x_g));
             // SAFETY: distinct tensor ids; `grads` outlives this closure body.
             let (gout, dx) = unsafe { (gout.slice(), dx.slice()) };
-            let grads_of_weights = conv_backward(&g, &taps, &xs, &wm, gout, dx, O, weight_grad);
+            let grads_of_weights = match direct {
+                true => direct_backward(&g, K, &wm, &xs, gout, dx, weight_grad),
+                false => conv_backward(&g, &taps, &xs, &wm, gout, dx, O, weight_grad),
+            };
             if let Some((dwm, dbias)) = grads_of_weights {
                 let (dw, db) = (raw_grad!(grads, &w_g), raw_grad!(grads, &b_g));
                 // SAFETY: as above.
@@ -541,4 +549,75 @@ where
         });
     }
     Ok(out.put_tape(tape))
+}
+
+/// Whether [`super::conv_direct`] computes this convolution (f32 on AVX-512, stride ≥ 2, every
+/// tap, channels in multiples of 32).
+fn direct_conv<E: 'static>(g: &Geometry, o: usize, k: usize, taps: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        super::conv_direct::applies::<E>(g, o, k, taps)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (g, o, k, taps);
+        false
+    }
+}
+
+/// The values of an f32 slice of the generic float type (`E` is checked to be `f32`).
+fn as_f32<E: 'static>(v: &[E]) -> &[f32] {
+    assert!(std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>(), "direct convolution is f32 only");
+    // SAFETY: E is f32 (checked above).
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast(), v.len()) }
+}
+
+/// [`as_f32`] for a mutable slice.
+fn as_f32_mut<E: 'static>(v: &mut [E]) -> &mut [f32] {
+    assert!(std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>(), "direct convolution is f32 only");
+    // SAFETY: E is f32 (checked above).
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast(), v.len()) }
+}
+
+/// The direct forward pass for `E = f32` (only called when [`direct_conv`] holds).
+fn direct_forward<E: NnFloat>(g: &Geometry, k: usize, wm: &[E], x: &[E], out: &mut [E]) {
+    #[cfg(target_arch = "x86_64")]
+    super::conv_direct::forward(g, k, as_f32(wm), as_f32(x), as_f32_mut(out));
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("no direct convolution off x86_64: {g:?} {k} {} {} {}", wm.len(), x.len(), out.len());
+}
+
+/// The direct backward pass for `E = f32`: adds into `dx`, returns `(dW, db)` when `weight_grad`.
+fn direct_backward<E: NnFloat>(
+    g: &Geometry,
+    k: usize,
+    wm: &[E],
+    x: &[E],
+    gout: &[E],
+    dx: &mut [E],
+    weight_grad: bool,
+) -> Option<(Vec<E>, Vec<E>)> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let grads =
+            super::conv_direct::backward(g, k, as_f32(wm), as_f32(x), as_f32(gout), as_f32_mut(dx), weight_grad);
+        grads.map(|(dw, db)| (from_f32(dw), from_f32(db)))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!(
+        "no direct convolution off x86_64: {g:?} {k} {} {} {} {} {weight_grad}",
+        wm.len(),
+        x.len(),
+        gout.len(),
+        dx.len()
+    )
+}
+
+/// An f32 vector as a vector of `E = f32`.
+#[cfg(target_arch = "x86_64")]
+fn from_f32<E: 'static>(v: Vec<f32>) -> Vec<E> {
+    assert!(std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>(), "direct convolution is f32 only");
+    let mut v = std::mem::ManuallyDrop::new(v);
+    // SAFETY: E is f32 (checked above): same size, alignment and allocation.
+    unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast(), v.len(), v.capacity()) }
 }

@@ -61,18 +61,27 @@ pub enum KernelPath {
     /// glimpse's unpacked AVX-512 f32 kernel for small products (RL networks, recurrent cells):
     /// the packed kernel's sums, without its packing.
     Avx512Small = 2,
+    /// glimpse's direct AVX-512 f32 convolution for strided layers (no im2col, no packing): one
+    /// count per forward or backward pass.
+    DirectConv = 3,
 }
 
-static KERNEL_COUNTS: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+static KERNEL_COUNTS: [AtomicU64; 4] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
 
 /// Matrix products computed so far by each [`KernelPath`] (whole process), as
 /// `[(path, count)]`: a benchmark reads them before and after a case to say which path it took.
-pub fn kernel_counts() -> [(KernelPath, u64); 3] {
+pub fn kernel_counts() -> [(KernelPath, u64); 4] {
     [
         (KernelPath::Avx512, KERNEL_COUNTS[0].load(Ordering::Relaxed)),
         (KernelPath::GemmCrate, KERNEL_COUNTS[1].load(Ordering::Relaxed)),
         (KernelPath::Avx512Small, KERNEL_COUNTS[2].load(Ordering::Relaxed)),
+        (KernelPath::DirectConv, KERNEL_COUNTS[3].load(Ordering::Relaxed)),
     ]
+}
+
+/// Counts one use of `path` in [`kernel_counts`].
+pub(crate) fn count_kernel(path: KernelPath) {
+    KERNEL_COUNTS[path as usize].fetch_add(1, Ordering::Relaxed);
 }
 
 /// Whether this CPU can run the AVX-512 kernel ([`KernelPath::Avx512`]).

@@ -14,6 +14,8 @@ pub(crate) mod kernels;
 mod activation;
 mod bottleneck;
 mod conv;
+#[cfg(target_arch = "x86_64")]
+mod conv_direct;
 mod convtrans;
 mod dense;
 mod dense_sum;

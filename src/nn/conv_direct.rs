@@ -1,0 +1,642 @@
+//! Direct strided convolution for f32 on AVX-512: the stride-2 layers of the GAN's discriminator
+//! and `mnist_cnn`, where the im2col path spent about 40% of its time building, packing and
+//! folding back im2col matrices around its products.
+//!
+//! Each image is split once into its stride phases, zero padded (`x[c][phase][i][j]`, and
+//! channels-last for the weight gradient), so that every kernel tap reads a stride-1 window of
+//! one phase. A register tile holds up to 14 output positions × 32 channels: it broadcasts one
+//! input value per position and multiplies it by a vector of weights, for every tap and input
+//! channel, without packing anything. The input gradient is the same tile run on the padded
+//! output gradient, one stride class of input pixels (same row and column parity) at a time;
+//! the weight gradient tiles 12 input channels × 32 output channels and sums over positions.
+//! Tiles are written channels-last and transposed into NCHW per image. Every image is computed
+//! the same way whatever the thread count; the weight gradient is summed per part of the batch
+//! and the parts added in order, as on the im2col path.
+
+use super::kernels::Geometry;
+use rayon::prelude::*;
+use std::arch::x86_64::*;
+
+/// Channels in a register tile (two zmm vectors).
+const BLOCK: usize = 32;
+/// Most output positions in a register tile.
+const MAX_J: usize = 14;
+/// Input channels in a weight-gradient tile.
+const MAX_R: usize = 12;
+
+/// Whether the direct kernels take a convolution: f32 on a CPU with AVX-512F, stride ≥ 2, every
+/// tap of the kernel, and channel counts that are multiples of 32.
+pub(crate) fn applies<E: 'static>(g: &Geometry, o: usize, k: usize, taps: usize) -> bool {
+    std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>()
+        && super::avx512::available()
+        && g.stride >= 2
+        && taps == k * k
+        && g.chans.is_multiple_of(BLOCK)
+        && o.is_multiple_of(BLOCK)
+        && g.chans > 0
+        && o > 0
+}
+
+/// `out[b] += conv(x[b], weight)` (`out` holds the bias on entry); `weight` is `O × C × K × K`.
+pub(crate) fn forward(g: &Geometry, k: usize, weight: &[f32], x: &[f32], out: &mut [f32]) {
+    super::kernels::count_kernel(super::kernels::KernelPath::DirectConv);
+    let ph = Phases::new(g, k);
+    let (c, o, n) = (g.chans, weight.len() / (g.chans * k * k), g.out_hw());
+    // Weights as [o block][tap][c][32]: the vectors one tap and channel multiply.
+    let mut wf = vec![0.0f32; weight.len()];
+    for oc in 0..o {
+        for ci in 0..c {
+            for t in 0..k * k {
+                let (ob, lane) = (oc / BLOCK, oc % BLOCK);
+                wf[((ob * k * k + t) * c + ci) * BLOCK + lane] = weight[(oc * c + ci) * k * k + t];
+            }
+        }
+    }
+    out.par_chunks_mut(o * n).zip(x.par_chunks(g.in_len())).for_each_init(
+        || (Vec::new(), Vec::new()),
+        |(xp, tmp), (out_b, x_b)| {
+            ph.split(x_b, xp);
+            tmp.resize(n * o, 0.0);
+            for ob in 0..o / BLOCK {
+                let w_ob = &wf[ob * k * k * c * BLOCK..];
+                let taps: Vec<(usize, *const f32)> =
+                    (0..k * k).map(|t| (ph.tap_offset(t), w_ob[t * c * BLOCK..].as_ptr())).collect();
+                for oy in 0..g.out_h {
+                    for (x0, len) in row_tiles(0, g.out_w) {
+                        let src = xp[oy * ph.wp + x0..].as_ptr();
+                        let dst = tmp[(oy * g.out_w + x0) * o + ob * BLOCK..].as_mut_ptr();
+                        // SAFETY: AVX-512F checked by `applies`; every tap's window of `len`
+                        // positions lies inside the phase planes (see `Phases`), and the tile
+                        // writes `len` rows of 32 values `o` apart inside `tmp`.
+                        unsafe { tile(len, src, ph.plane(), c, &taps, dst, o) };
+                    }
+                }
+            }
+            add_transposed(tmp, n, o, out_b);
+        },
+    );
+}
+
+/// Backward of [`forward`]: adds the input gradient into `dx` and returns `(dW, db)` (`dW` laid
+/// out as `weight`) when `weight_grad`.
+pub(crate) fn backward(
+    g: &Geometry,
+    k: usize,
+    weight: &[f32],
+    x: &[f32],
+    gout: &[f32],
+    dx: &mut [f32],
+    weight_grad: bool,
+) -> Option<(Vec<f32>, Vec<f32>)> {
+    super::kernels::count_kernel(super::kernels::KernelPath::DirectConv);
+    let ph = Phases::new(g, k);
+    let (c, o, n, in_len) = (g.chans, weight.len() / (g.chans * k * k), g.out_hw(), g.in_len());
+    let batch = gout.len() / (o * n).max(1);
+    // Weights as [c block][tap][o][32] for the input gradient.
+    let mut wd = vec![0.0f32; weight.len()];
+    for oc in 0..o {
+        for ci in 0..c {
+            for t in 0..k * k {
+                let (cb, lane) = (ci / BLOCK, ci % BLOCK);
+                wd[((cb * k * k + t) * o + oc) * BLOCK + lane] = weight[(oc * c + ci) * k * k + t];
+            }
+        }
+    }
+    let parts = super::kernels::threads().min(batch).max(1);
+    let per_part = batch.div_ceil(parts).max(1);
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
+        .par_chunks_mut(per_part * in_len)
+        .zip(x.par_chunks(per_part * in_len))
+        .zip(gout.par_chunks(per_part * o * n))
+        .map(|((dx_p, x_p), g_p)| {
+            let mut s = Scratch::default();
+            // The weight gradient as [tap][c][o].
+            let mut dwt = vec![0.0f32; if weight_grad { weight.len() } else { 0 }];
+            let mut db = vec![0.0f32; o];
+            for ((dx_b, x_b), g_b) in dx_p.chunks_mut(in_len).zip(x_p.chunks(in_len)).zip(g_p.chunks(o * n)) {
+                g_b.chunks(n).zip(&mut db).for_each(|(row, d)| *d += row.iter().sum::<f32>());
+                input_grad(&ph, &wd, o, g_b, dx_b, &mut s);
+                if weight_grad {
+                    weight_grad_add(&ph, o, x_b, g_b, &mut dwt, &mut s);
+                }
+            }
+            (dwt, db)
+        })
+        .collect();
+    if !weight_grad {
+        return None;
+    }
+    let mut parts = partials.into_iter();
+    let (mut dwt, mut db) = parts.next().unwrap_or_else(|| (vec![0.0; weight.len()], vec![0.0; o]));
+    for (pw, pb) in parts {
+        dwt.iter_mut().zip(pw).for_each(|(a, b)| *a += b);
+        db.iter_mut().zip(pb).for_each(|(a, b)| *a += b);
+    }
+    let mut dw = vec![0.0f32; weight.len()];
+    for t in 0..k * k {
+        for ci in 0..c {
+            for oc in 0..o {
+                dw[(oc * c + ci) * k * k + t] = dwt[(t * c + ci) * o + oc];
+            }
+        }
+    }
+    Some((dw, db))
+}
+
+/// Per-thread buffers of the backward pass.
+#[derive(Default)]
+struct Scratch {
+    padded: Vec<f32>,
+    tmp: Vec<f32>,
+    phases_t: Vec<f32>,
+    gout_t: Vec<f32>,
+}
+
+/// `dx_b += conv_transpose(g_b)` for one image, one stride class of input pixels at a time.
+fn input_grad(ph: &Phases, wd: &[f32], o: usize, g_b: &[f32], dx_b: &mut [f32], s: &mut Scratch) {
+    let (st, k, q, e) = (ph.s, ph.k, ph.q, ph.q + 1);
+    let (h, w, c) = (ph.h, ph.w, ph.c);
+    // The output gradient zero padded by `e` on every side: [o][hg][wg].
+    let (hg, wg) = (ph.out_h + 2 * e, ph.out_w + 2 * e);
+    // The border stays zero between images: only the interior is written.
+    if s.padded.len() != o * hg * wg {
+        s.padded.clear();
+        s.padded.resize(o * hg * wg, 0.0);
+    }
+    for (plane, src) in s.padded.chunks_mut(hg * wg).zip(g_b.chunks(ph.out_h * ph.out_w)) {
+        for (row, src_row) in src.chunks(ph.out_w).enumerate() {
+            plane[(row + e) * wg + e..][..ph.out_w].copy_from_slice(src_row);
+        }
+    }
+    // Every value is written by exactly one tile.
+    s.tmp.resize(h * w * c, 0.0);
+    for cb in 0..c / BLOCK {
+        for ra in 0..st {
+            for rb in 0..st {
+                // The taps that reach pixels with (y + pad) % s == ra and (x + pad) % s == rb;
+                // tap (ra + s·m, rb + s·n) reads gradient row u - m, column t - n.
+                let mut taps = Vec::new();
+                for m in 0..k.div_ceil(st) {
+                    for n_ in 0..k.div_ceil(st) {
+                        let (ki, kj) = (ra + st * m, rb + st * n_);
+                        if ki < k && kj < k {
+                            let wt = wd[((cb * k * k + ki * k + kj) * o) * BLOCK..].as_ptr();
+                            taps.push(((q - m) * wg + (q - n_), wt));
+                        }
+                    }
+                }
+                let (u_lo, u_hi) = class_range(ra, st, ph.pad, h);
+                let (t_lo, t_hi) = class_range(rb, st, ph.pad, w);
+                for u in u_lo..u_hi {
+                    let y = st * u + ra - ph.pad;
+                    for (t0, len) in row_tiles(t_lo, t_hi) {
+                        let x0 = st * t0 + rb - ph.pad;
+                        let src = s.padded[(u + e - q) * wg + t0 + e - q..].as_ptr();
+                        let dst = s.tmp[(y * w + x0) * c + cb * BLOCK..].as_mut_ptr();
+                        // SAFETY: AVX-512F checked by `applies`; the padding `e` keeps every
+                        // window inside `padded` (rows u - m + e < hg, columns t - n + e < wg),
+                        // and the `len` pixels written, `s` apart, lie in row `y` of `tmp`.
+                        unsafe { tile(len, src, hg * wg, o, &taps, dst, st * c) };
+                    }
+                }
+            }
+        }
+    }
+    add_transposed(&s.tmp, h * w, c, dx_b);
+}
+
+/// Inputs `[lo, hi)` of the class `r`: the `v` with `0 <= s·v + r - pad < len`.
+fn class_range(r: usize, s: usize, pad: usize, len: usize) -> (usize, usize) {
+    let lo = if r >= pad { 0 } else { (pad - r).div_ceil(s) };
+    let hi = if len + pad > r { (len - 1 + pad - r) / s + 1 } else { 0 };
+    (lo, hi.max(lo))
+}
+
+/// `dwt[t][c][o] += Σ_pos x_phase(t)[pos][c] · gout[o][pos]` for one image.
+fn weight_grad_add(ph: &Phases, o: usize, x_b: &[f32], g_b: &[f32], dwt: &mut [f32], s: &mut Scratch) {
+    let (c, k, n) = (ph.c, ph.k, ph.out_h * ph.out_w);
+    ph.split_channels_last(x_b, &mut s.tmp, &mut s.phases_t);
+    s.gout_t.resize(n * o, 0.0);
+    transpose_into(g_b, o, n, &mut s.gout_t);
+    for t in 0..k * k {
+        let x_t = &s.phases_t[ph.tap_offset_channels_last(t)..];
+        for ob in 0..o / BLOCK {
+            for c0 in (0..c).step_by(MAX_R) {
+                let rows = MAX_R.min(c - c0);
+                let dst = dwt[(t * c + c0) * o + ob * BLOCK..].as_mut_ptr();
+                // SAFETY: AVX-512F checked by `applies`; the window of `out_h × out_w`
+                // positions of tap `t` lies inside the phases (see `Phases`); `gout_t` holds
+                // `n × o` values and `dst` `rows` rows of 32 values `o` apart.
+                unsafe {
+                    weight_tile(
+                        rows,
+                        x_t[c0..].as_ptr(),
+                        (ph.wp * c, c),
+                        s.gout_t[ob * BLOCK..].as_ptr(),
+                        o,
+                        (ph.out_h, ph.out_w),
+                        dst,
+                        o,
+                    )
+                };
+            }
+        }
+    }
+}
+
+/// The stride phases of one image, zero padded: phase `(a, b)` holds `x[c][s·i + a - pad][s·j +
+/// b - pad]` for `i < hp`, `j < wp`, where `hp = out_h + q`, `wp = out_w + q`, `q = (k-1)/s`:
+/// tap `(ki, kj)` reads phase `(ki % s, kj % s)` at `(oy + ki/s, ox + kj/s)`.
+struct Phases {
+    c: usize,
+    h: usize,
+    w: usize,
+    s: usize,
+    k: usize,
+    pad: usize,
+    q: usize,
+    out_h: usize,
+    out_w: usize,
+    hp: usize,
+    wp: usize,
+}
+
+impl Phases {
+    fn new(g: &Geometry, k: usize) -> Self {
+        let q = (k - 1) / g.stride;
+        Self {
+            c: g.chans,
+            h: g.h,
+            w: g.w,
+            s: g.stride,
+            k,
+            pad: g.pad,
+            q,
+            out_h: g.out_h,
+            out_w: g.out_w,
+            hp: g.out_h + q,
+            wp: g.out_w + q,
+        }
+    }
+
+    /// Values of one channel's phases.
+    fn plane(&self) -> usize {
+        self.s * self.s * self.hp * self.wp
+    }
+
+    /// Splits `x_b` (`c × h × w`) into `dst[c][phase][hp][wp]`.
+    fn split(&self, x_b: &[f32], dst: &mut Vec<f32>) {
+        dst.resize(self.c * self.plane(), 0.0);
+        // SAFETY: AVX-512F checked by `applies`.
+        unsafe { self.split_avx512(x_b, dst) }
+    }
+
+    /// The body of [`Phases::split`], compiled for AVX-512 so that the stride-2 row copies inline.
+    ///
+    /// # Safety
+    /// AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn split_avx512(&self, x_b: &[f32], dst: &mut [f32]) {
+        let (s, hp, wp) = (self.s, self.hp, self.wp);
+        for (x_c, d_c) in x_b.chunks(self.h * self.w).zip(dst.chunks_mut(self.plane())) {
+            for (phase, d) in d_c.chunks_mut(hp * wp).enumerate() {
+                let (a, b) = (phase / s, phase % s);
+                let (j_lo, j_hi) = class_range(b, s, self.pad, self.w);
+                let (j_lo, j_hi) = (j_lo.min(wp), j_hi.min(wp));
+                for (i, row) in d.chunks_mut(wp).enumerate() {
+                    let y = (s * i + a).wrapping_sub(self.pad);
+                    if y >= self.h || j_lo >= j_hi {
+                        row.fill(0.0);
+                        continue;
+                    }
+                    row[..j_lo].fill(0.0);
+                    row[j_hi..].fill(0.0);
+                    let start = y * self.w + s * j_lo + b - self.pad;
+                    let src = &x_c[start..start + s * (j_hi - j_lo - 1) + 1];
+                    strided_copy(src, s, &mut row[j_lo..j_hi]);
+                }
+            }
+        }
+    }
+
+    /// Splits `x_b` into `dst[phase][hp][wp][c]` (channels last), using `tmp`.
+    fn split_channels_last(&self, x_b: &[f32], tmp: &mut Vec<f32>, dst: &mut Vec<f32>) {
+        self.split(x_b, tmp);
+        dst.resize(tmp.len(), 0.0);
+        transpose_into(tmp, self.c, self.plane(), dst);
+    }
+
+    /// Where tap `t = ki·k + kj` starts in a channel's phases (`split`'s layout).
+    fn tap_offset(&self, t: usize) -> usize {
+        let (ki, kj, s) = (t / self.k, t % self.k, self.s);
+        ((ki % s) * s + kj % s) * self.hp * self.wp + (ki / s) * self.wp + kj / s
+    }
+
+    /// Where tap `t` starts in `split_channels_last`'s layout.
+    fn tap_offset_channels_last(&self, t: usize) -> usize {
+        let (ki, kj, s) = (t / self.k, t % self.k, self.s);
+        ((((ki % s) * s + kj % s) * self.hp + ki / s) * self.wp + kj / s) * self.c
+    }
+}
+
+/// Splits `[lo, hi)` into runs of at most [`MAX_J`] positions, as even as possible.
+fn row_tiles(lo: usize, hi: usize) -> impl Iterator<Item = (usize, usize)> {
+    let len = hi.saturating_sub(lo);
+    let tiles = len.div_ceil(MAX_J);
+    (0..tiles).map(move |i| {
+        let (a, b) = (lo + i * len / tiles, lo + (i + 1) * len / tiles);
+        (a, b - a)
+    })
+}
+
+/// `dst[i] = src[i·s]` for `i < dst.len()` (`src` holds `s·(len-1) + 1` values).
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn strided_copy(src: &[f32], s: usize, dst: &mut [f32]) {
+    if s == 2 {
+        even_lanes(src, dst);
+        return;
+    }
+    for (i, d) in dst.iter_mut().enumerate() {
+        *d = src[i * s];
+    }
+}
+
+/// `dst[i] = src[2i]`, 16 at a time from two (masked) loads.
+///
+/// # Safety
+/// AVX-512F.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn even_lanes(src: &[f32], dst: &mut [f32]) {
+    assert!(src.len() + 1 >= 2 * dst.len(), "even_lanes: source too short");
+    let idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let mask = |n: usize| -> __mmask16 { ((1u32 << n.min(16)) - 1) as __mmask16 };
+    for i in (0..dst.len()).step_by(16) {
+        let (n, avail) = ((dst.len() - i).min(16), src.len() - 2 * i);
+        let lo = _mm512_maskz_loadu_ps(mask(avail), src.as_ptr().add(2 * i));
+        let hi = _mm512_maskz_loadu_ps(mask(avail.saturating_sub(16)), src.as_ptr().add(2 * i + 16.min(avail)));
+        _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), mask(n), _mm512_permutex2var_ps(lo, idx, hi));
+    }
+}
+
+/// `dst[c][p] += src[p][c]` for a `rows × cols` matrix `src`.
+fn add_transposed(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    transpose(src, rows, cols, dst, true);
+}
+
+/// `dst[p][r] = src[r][p]` for a `rows × cols` matrix `src`.
+fn transpose_into(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    transpose(src, rows, cols, dst, false);
+}
+
+/// `dst[c·rows + r] (+)= src[r·cols + c]`: 16 × 16 blocks in registers, the edges one by one.
+fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32], add: bool) {
+    assert!(src.len() >= rows * cols && dst.len() >= rows * cols, "transpose: slices too short");
+    let (full_r, full_c) = (rows / 16 * 16, cols / 16 * 16);
+    for r0 in (0..full_r).step_by(16) {
+        for c0 in (0..full_c).step_by(16) {
+            // SAFETY: AVX-512F checked by `applies`; the block lies inside both slices.
+            unsafe {
+                transpose16(src.as_ptr().add(r0 * cols + c0), cols, dst.as_mut_ptr().add(c0 * rows + r0), rows, add)
+            };
+        }
+    }
+    let mut edge = |r: usize, c: usize| {
+        let v = src[r * cols + c];
+        let d = &mut dst[c * rows + r];
+        *d = if add { *d + v } else { v };
+    };
+    for r in 0..rows {
+        for c in full_c..cols {
+            edge(r, c);
+        }
+    }
+    for r in full_r..rows {
+        for c in 0..full_c {
+            edge(r, c);
+        }
+    }
+}
+
+/// Transposes the 16 × 16 block at `src` (rows `ss` apart) into `dst` (rows `ds` apart),
+/// adding to what is there when `add`.
+///
+/// # Safety
+/// AVX-512F; both blocks must lie inside their allocations.
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose16(src: *const f32, ss: usize, dst: *mut f32, ds: usize, add: bool) {
+    let r: [__m512; 16] = std::array::from_fn(|i| _mm512_loadu_ps(src.add(i * ss)));
+    // Pairs of rows interleaved, then groups of four within each 128-bit lane ...
+    let t: [__m512; 16] = std::array::from_fn(|i| match i % 2 {
+        0 => _mm512_unpacklo_ps(r[i], r[i + 1]),
+        _ => _mm512_unpackhi_ps(r[i - 1], r[i]),
+    });
+    let u: [__m512; 16] = std::array::from_fn(|i| {
+        let (g, k) = (i / 4 * 4, i % 4);
+        let (a, b) = (t[g + k / 2], t[g + 2 + k / 2]);
+        match k % 2 {
+            0 => _mm512_shuffle_ps::<0x44>(a, b),
+            _ => _mm512_shuffle_ps::<0xEE>(a, b),
+        }
+    });
+    // ... so that u[4g + k] holds, in lane l, column 4l + k of rows 4g..4g+4; then the lanes.
+    for k in 0..4 {
+        let (v0, v1) = (_mm512_shuffle_f32x4::<0x88>(u[k], u[4 + k]), _mm512_shuffle_f32x4::<0xDD>(u[k], u[4 + k]));
+        let (w0, w1) =
+            (_mm512_shuffle_f32x4::<0x88>(u[8 + k], u[12 + k]), _mm512_shuffle_f32x4::<0xDD>(u[8 + k], u[12 + k]));
+        let cols = [
+            (k, _mm512_shuffle_f32x4::<0x88>(v0, w0)),
+            (4 + k, _mm512_shuffle_f32x4::<0x88>(v1, w1)),
+            (8 + k, _mm512_shuffle_f32x4::<0xDD>(v0, w0)),
+            (12 + k, _mm512_shuffle_f32x4::<0xDD>(v1, w1)),
+        ];
+        for (c, v) in cols {
+            let d = dst.add(c * ds);
+            let v = if add { _mm512_add_ps(_mm512_loadu_ps(d), v) } else { v };
+            _mm512_storeu_ps(d, v);
+        }
+    }
+}
+
+/// Runs [`tile_j`] with `len` (1..=14) positions.
+///
+/// # Safety
+/// As [`tile_j`].
+unsafe fn tile(
+    len: usize,
+    src: *const f32,
+    plane: usize,
+    chans: usize,
+    taps: &[(usize, *const f32)],
+    dst: *mut f32,
+    dst_stride: usize,
+) {
+    macro_rules! dispatch {
+        ($($j:literal)*) => {
+            match len {
+                $($j => tile_j::<$j>(src, plane, chans, taps, dst, dst_stride),)*
+                _ => unreachable!("tiles hold 1 to {MAX_J} positions"),
+            }
+        };
+    }
+    dispatch!(1 2 3 4 5 6 7 8 9 10 11 12 13 14)
+}
+
+/// `dst[j·dst_stride + 0..32] = Σ_taps Σ_c src[off + c·plane + j] · w[c·32 + 0..32]` for
+/// `j < J`, over `taps = [(off, w)]`.
+///
+/// # Safety
+/// AVX-512F; `src` must cover `off + (chans-1)·plane + J` values for every tap, each `w` must
+/// cover `chans × 32` values and `dst` `(J-1)·dst_stride + 32`.
+#[target_feature(enable = "avx512f")]
+unsafe fn tile_j<const J: usize>(
+    src: *const f32,
+    plane: usize,
+    chans: usize,
+    taps: &[(usize, *const f32)],
+    dst: *mut f32,
+    dst_stride: usize,
+) {
+    let mut acc = [[_mm512_setzero_ps(); 2]; J];
+    for &(off, w) in taps {
+        let mut s = src.add(off);
+        let mut w = w;
+        for _ in 0..chans {
+            let (w0, w1) = (_mm512_loadu_ps(w), _mm512_loadu_ps(w.add(16)));
+            for (j, a) in acc.iter_mut().enumerate() {
+                let b = _mm512_set1_ps(*s.add(j));
+                a[0] = _mm512_fmadd_ps(b, w0, a[0]);
+                a[1] = _mm512_fmadd_ps(b, w1, a[1]);
+            }
+            s = s.add(plane);
+            w = w.add(BLOCK);
+        }
+    }
+    for (j, a) in acc.iter().enumerate() {
+        _mm512_storeu_ps(dst.add(j * dst_stride), a[0]);
+        _mm512_storeu_ps(dst.add(j * dst_stride + 16), a[1]);
+    }
+}
+
+/// Runs [`weight_tile_r`] with `rows` (1..=12) input channels.
+///
+/// # Safety
+/// As [`weight_tile_r`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn weight_tile(
+    rows: usize,
+    x: *const f32,
+    x_strides: (usize, usize),
+    g: *const f32,
+    g_stride: usize,
+    positions: (usize, usize),
+    dst: *mut f32,
+    dst_stride: usize,
+) {
+    macro_rules! dispatch {
+        ($($r:literal)*) => {
+            match rows {
+                $($r => weight_tile_r::<$r>(x, x_strides, g, g_stride, positions, dst, dst_stride),)*
+                _ => unreachable!("weight tiles hold 1 to {MAX_R} channels"),
+            }
+        };
+    }
+    dispatch!(1 2 3 4 5 6 7 8 9 10 11 12)
+}
+
+/// `dst[r·dst_stride + 0..32] += Σ_{oy, ox} x[oy·rs + ox·cs + r] · g[(oy·cols + ox)·g_stride +
+/// 0..32]` for `r < R`, over `positions = (rows, cols)` and `x_strides = (rs, cs)`.
+///
+/// # Safety
+/// AVX-512F; the pointers must cover the values read and written.
+#[target_feature(enable = "avx512f")]
+unsafe fn weight_tile_r<const R: usize>(
+    x: *const f32,
+    (rs, cs): (usize, usize),
+    g: *const f32,
+    g_stride: usize,
+    (rows, cols): (usize, usize),
+    dst: *mut f32,
+    dst_stride: usize,
+) {
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    let mut gp = g;
+    for oy in 0..rows {
+        let mut xp = x.add(oy * rs);
+        for _ in 0..cols {
+            let (g0, g1) = (_mm512_loadu_ps(gp), _mm512_loadu_ps(gp.add(16)));
+            for (r, a) in acc.iter_mut().enumerate() {
+                let b = _mm512_set1_ps(*xp.add(r));
+                a[0] = _mm512_fmadd_ps(b, g0, a[0]);
+                a[1] = _mm512_fmadd_ps(b, g1, a[1]);
+            }
+            xp = xp.add(cs);
+            gp = gp.add(g_stride);
+        }
+    }
+    for (r, a) in acc.iter().enumerate() {
+        let d = dst.add(r * dst_stride);
+        _mm512_storeu_ps(d, _mm512_add_ps(_mm512_loadu_ps(d), a[0]));
+        _mm512_storeu_ps(d.add(16), _mm512_add_ps(_mm512_loadu_ps(d.add(16)), a[1]));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_ranges_cover_every_pixel_once() {
+        for (s, pad, len) in [(2, 1, 28), (2, 1, 14), (2, 0, 7), (3, 2, 10), (2, 3, 5)] {
+            let mut seen = vec![0; len];
+            for r in 0..s {
+                let (lo, hi) = class_range(r, s, pad, len);
+                for v in lo..hi {
+                    let y = s * v + r - pad;
+                    seen[y] += 1;
+                    assert_eq!((y + pad) % s, r);
+                }
+            }
+            assert!(seen.iter().all(|&n| n == 1), "s {s} pad {pad} len {len}: {seen:?}");
+        }
+    }
+
+    #[test]
+    fn transposes_match_the_definition() {
+        if !crate::nn::avx512_available() {
+            return;
+        }
+        for (rows, cols) in [(16, 16), (49, 32), (196, 64), (7, 5), (33, 18)] {
+            let src: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+            let mut t = vec![0.0; rows * cols];
+            transpose_into(&src, rows, cols, &mut t);
+            assert!((0..rows).all(|r| (0..cols).all(|c| t[c * rows + r] == src[r * cols + c])), "{rows}x{cols}");
+            add_transposed(&src, rows, cols, &mut t);
+            assert!((0..rows).all(|r| (0..cols).all(|c| t[c * rows + r] == 2.0 * src[r * cols + c])), "{rows}x{cols}");
+        }
+    }
+
+    #[test]
+    fn strided_copies_take_every_second_value() {
+        if !crate::nn::avx512_available() {
+            return;
+        }
+        for len in [1, 7, 14, 16, 17, 33] {
+            let src: Vec<f32> = (0..2 * len - 1).map(|i| i as f32).collect();
+            let mut dst = vec![-1.0; len];
+            // SAFETY: AVX-512F checked above.
+            unsafe { strided_copy(&src, 2, &mut dst) };
+            assert_eq!(dst, (0..len).map(|i| 2.0 * i as f32).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn row_tiles_split_evenly() {
+        let t: Vec<_> = row_tiles(1, 29).collect();
+        assert_eq!(t, vec![(1, 14), (15, 14)]);
+        assert_eq!(row_tiles(0, 7).collect::<Vec<_>>(), vec![(0, 7)]);
+        assert_eq!(row_tiles(0, 15).map(|(_, l)| l).sum::<usize>(), 15);
+        assert_eq!(row_tiles(3, 3).count(), 0);
+    }
+}
