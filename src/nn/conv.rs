@@ -553,7 +553,7 @@ where
 
 /// Whether [`super::conv_direct`] computes this convolution (f32 on AVX-512, stride ≥ 2, every
 /// tap, channels in multiples of 32).
-fn direct_conv<E: 'static>(g: &Geometry, o: usize, k: usize, taps: usize) -> bool {
+pub(crate) fn direct_conv<E: 'static>(g: &Geometry, o: usize, k: usize, taps: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         super::conv_direct::applies::<E>(g, o, k, taps)
@@ -580,7 +580,7 @@ fn as_f32_mut<E: 'static>(v: &mut [E]) -> &mut [f32] {
 }
 
 /// The direct forward pass for `E = f32` (only called when [`direct_conv`] holds).
-fn direct_forward<E: NnFloat>(g: &Geometry, k: usize, wm: &[E], x: &[E], out: &mut [E]) {
+pub(crate) fn direct_forward<E: NnFloat>(g: &Geometry, k: usize, wm: &[E], x: &[E], out: &mut [E]) {
     #[cfg(target_arch = "x86_64")]
     super::conv_direct::forward(g, k, as_f32(wm), as_f32(x), as_f32_mut(out));
     #[cfg(not(target_arch = "x86_64"))]
@@ -611,6 +611,34 @@ fn direct_backward<E: NnFloat>(
         gout.len(),
         dx.len()
     )
+}
+
+/// The direct input gradient (the transposed convolution) for `E = f32`: adds into `dx`.
+pub(crate) fn direct_input_grad<E: NnFloat>(g: &Geometry, k: usize, wm: &[E], gout: &[E], dx: &mut [E]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        super::kernels::count_kernel(super::kernels::KernelPath::DirectConv);
+        super::conv_direct::input_grad(g, k, as_f32(wm), as_f32(gout), as_f32_mut(dx));
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("no direct convolution off x86_64: {g:?} {k} {} {} {}", wm.len(), gout.len(), dx.len());
+}
+
+/// The direct weight and bias gradients for `E = f32`, `o` output channels: `(dW, db)`.
+pub(crate) fn direct_weight_grad<E: NnFloat>(
+    g: &Geometry,
+    k: usize,
+    o: usize,
+    x: &[E],
+    gout: &[E],
+) -> (Vec<E>, Vec<E>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let (dw, db) = super::conv_direct::weight_grad_of(g, k, o, as_f32(x), as_f32(gout));
+        (from_f32(dw), from_f32(db))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("no direct convolution off x86_64: {g:?} {k} {o} {} {}", x.len(), gout.len());
 }
 
 /// An f32 vector as a vector of `E = f32`.

@@ -89,10 +89,16 @@ pub(crate) fn backward(
     weight_grad: bool,
 ) -> Option<(Vec<f32>, Vec<f32>)> {
     super::kernels::count_kernel(super::kernels::KernelPath::DirectConv);
+    input_grad(g, k, weight, gout, dx);
+    weight_grad.then(|| weight_grad_of(g, k, weight.len() / (g.chans * k * k), x, gout))
+}
+
+/// `dx[b] += conv_transpose(gout[b], weight)`: the input gradient of [`forward`], which is also
+/// the forward pass of the transposed convolution with the same weights.
+pub(crate) fn input_grad(g: &Geometry, k: usize, weight: &[f32], gout: &[f32], dx: &mut [f32]) {
     let ph = Phases::new(g, k);
-    let (c, o, n, in_len) = (g.chans, weight.len() / (g.chans * k * k), g.out_hw(), g.in_len());
-    let batch = gout.len() / (o * n).max(1);
-    // Weights as [c block][tap][o][32] for the input gradient.
+    let (c, o, n) = (g.chans, weight.len() / (g.chans * k * k), g.out_hw());
+    // Weights as [c block][tap][o][32].
     let mut wd = vec![0.0f32; weight.len()];
     for oc in 0..o {
         for ci in 0..c {
@@ -102,37 +108,42 @@ pub(crate) fn backward(
             }
         }
     }
+    dx.par_chunks_mut(g.in_len())
+        .zip(gout.par_chunks(o * n))
+        .for_each_init(Scratch::default, |s, (dx_b, g_b)| image_input_grad(&ph, &wd, o, g_b, dx_b, s));
+}
+
+/// The weight and bias gradients of [`forward`] (`o` output channels): `(dW, db)` with `dW`
+/// laid out as the weight (`o × c × k × k`). Summed per part of the batch, one part per thread,
+/// the parts added in order.
+pub(crate) fn weight_grad_of(g: &Geometry, k: usize, o: usize, x: &[f32], gout: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let ph = Phases::new(g, k);
+    let (c, n, in_len) = (g.chans, g.out_hw(), g.in_len());
+    let len = o * c * k * k;
+    let batch = gout.len() / (o * n).max(1);
     let parts = super::kernels::threads().min(batch).max(1);
     let per_part = batch.div_ceil(parts).max(1);
-    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
-        .par_chunks_mut(per_part * in_len)
-        .zip(x.par_chunks(per_part * in_len))
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = x
+        .par_chunks(per_part * in_len)
         .zip(gout.par_chunks(per_part * o * n))
-        .map(|((dx_p, x_p), g_p)| {
+        .map(|(x_p, g_p)| {
             let mut s = Scratch::default();
             // The weight gradient as [tap][c][o].
-            let mut dwt = vec![0.0f32; if weight_grad { weight.len() } else { 0 }];
-            let mut db = vec![0.0f32; o];
-            for ((dx_b, x_b), g_b) in dx_p.chunks_mut(in_len).zip(x_p.chunks(in_len)).zip(g_p.chunks(o * n)) {
+            let (mut dwt, mut db) = (vec![0.0f32; len], vec![0.0f32; o]);
+            for (x_b, g_b) in x_p.chunks(in_len).zip(g_p.chunks(o * n)) {
                 g_b.chunks(n).zip(&mut db).for_each(|(row, d)| *d += row.iter().sum::<f32>());
-                input_grad(&ph, &wd, o, g_b, dx_b, &mut s);
-                if weight_grad {
-                    weight_grad_add(&ph, o, x_b, g_b, &mut dwt, &mut s);
-                }
+                image_weight_grad(&ph, o, x_b, g_b, &mut dwt, &mut s);
             }
             (dwt, db)
         })
         .collect();
-    if !weight_grad {
-        return None;
-    }
     let mut parts = partials.into_iter();
-    let (mut dwt, mut db) = parts.next().unwrap_or_else(|| (vec![0.0; weight.len()], vec![0.0; o]));
+    let (mut dwt, mut db) = parts.next().unwrap_or_else(|| (vec![0.0; len], vec![0.0; o]));
     for (pw, pb) in parts {
         dwt.iter_mut().zip(pw).for_each(|(a, b)| *a += b);
         db.iter_mut().zip(pb).for_each(|(a, b)| *a += b);
     }
-    let mut dw = vec![0.0f32; weight.len()];
+    let mut dw = vec![0.0f32; len];
     for t in 0..k * k {
         for ci in 0..c {
             for oc in 0..o {
@@ -140,7 +151,7 @@ pub(crate) fn backward(
             }
         }
     }
-    Some((dw, db))
+    (dw, db)
 }
 
 /// Per-thread buffers of the backward pass.
@@ -153,7 +164,7 @@ struct Scratch {
 }
 
 /// `dx_b += conv_transpose(g_b)` for one image, one stride class of input pixels at a time.
-fn input_grad(ph: &Phases, wd: &[f32], o: usize, g_b: &[f32], dx_b: &mut [f32], s: &mut Scratch) {
+fn image_input_grad(ph: &Phases, wd: &[f32], o: usize, g_b: &[f32], dx_b: &mut [f32], s: &mut Scratch) {
     let (st, k, q, e) = (ph.s, ph.k, ph.q, ph.q + 1);
     let (h, w, c) = (ph.h, ph.w, ph.c);
     // The output gradient zero padded by `e` on every side: [o][hg][wg].
@@ -213,7 +224,7 @@ fn class_range(r: usize, s: usize, pad: usize, len: usize) -> (usize, usize) {
 }
 
 /// `dwt[t][c][o] += Σ_pos x_phase(t)[pos][c] · gout[o][pos]` for one image.
-fn weight_grad_add(ph: &Phases, o: usize, x_b: &[f32], g_b: &[f32], dwt: &mut [f32], s: &mut Scratch) {
+fn image_weight_grad(ph: &Phases, o: usize, x_b: &[f32], g_b: &[f32], dwt: &mut [f32], s: &mut Scratch) {
     let (c, k, n) = (ph.c, ph.k, ph.out_h * ph.out_w);
     ph.split_channels_last(x_b, &mut s.tmp, &mut s.phases_t);
     s.gout_t.resize(n * o, 0.0);

@@ -4,7 +4,7 @@ use dfdx::nn::{BuildModule, BuildOnDevice, Module, ModuleVisitor, NonMutableModu
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-use super::conv::fill_fan_in_uniform;
+use super::conv::{direct_conv, direct_forward, direct_input_grad, direct_weight_grad, fill_fan_in_uniform};
 use super::kernels::{
     col2im_add, im2col, matmul, raw_grad, sum, take_contiguous, taps, tensor_vec, threads, Geometry, Mat, NnFloat,
 };
@@ -156,7 +156,18 @@ where
     let (x, mut tape) = x.split_tape();
     let wm = tensor_vec(weight)?;
     let mut out = vec![E::zero(); b.size() * g.in_len()];
-    forward(&g, &all_taps, &xs, &wm, &tensor_vec(bias)?, &mut out);
+    // This is the input gradient of a convolution with `I` outputs: the direct kernels take it
+    // where they take that convolution.
+    let direct = direct_conv::<E>(&g, I, K, K * K);
+    if direct {
+        let bias = tensor_vec(bias)?;
+        for (c, plane) in out.chunks_mut(g.h * g.w).enumerate() {
+            plane.fill(bias[c % O]);
+        }
+        direct_input_grad(&g, K, &wm, &xs, &mut out);
+    } else {
+        forward(&g, &all_taps, &xs, &wm, &tensor_vec(bias)?, &mut out);
+    }
     let out = x.device().try_tensor_from_vec(out, (b, Const::<O>, g.h, g.w))?;
     if T::OWNS_TAPE {
         let (x_g, w_g, b_g, out_g) = (x.ghost(), weight.ghost(), bias.ghost(), out.ghost());
@@ -165,7 +176,14 @@ where
                 (raw_grad!(grads, &out_g), raw_grad!(grads, &x_g), raw_grad!(grads, &w_g), raw_grad!(grads, &b_g));
             // SAFETY: four distinct tensor ids; `grads` outlives this closure body.
             let (gout, dx, dw, db) = unsafe { (gout.slice(), dx.slice(), dw.slice(), db.slice()) };
-            backward(&g, &all_taps, &xs, &wm, gout, dx, dw, db);
+            if direct {
+                direct_forward(&g, K, &wm, gout, dx);
+                let (dwv, dbv) = direct_weight_grad(&g, K, I, gout, &xs);
+                dw.iter_mut().zip(dwv).for_each(|(a, b)| *a += b);
+                db.iter_mut().zip(dbv).for_each(|(a, b)| *a += b);
+            } else {
+                backward(&g, &all_taps, &xs, &wm, gout, dx, dw, db);
+            }
             Ok(())
         });
     }
