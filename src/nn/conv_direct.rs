@@ -59,9 +59,13 @@ pub(crate) fn forward(g: &Geometry, k: usize, weight: &[f32], x: &[f32], out: &m
             tmp.resize(n * o, 0.0);
             for ob in 0..o / BLOCK {
                 let w_ob = &wf[ob * k * k * c * BLOCK..];
-                let taps: Vec<(usize, *const f32)> =
-                    (0..k * k).map(|t| (ph.tap_offset(t), w_ob[t * c * BLOCK..].as_ptr())).collect();
+                let all: Vec<(usize, usize, *const f32)> =
+                    (0..k * k).map(|t| (t / k, ph.tap_offset(t), w_ob[t * c * BLOCK..].as_ptr())).collect();
                 for oy in 0..g.out_h {
+                    // Taps whose input row is padding add zeros: skipped (the sums are the same).
+                    let inside = |ki: usize| (g.stride * oy + ki).wrapping_sub(g.pad) < g.h;
+                    let taps: Vec<(usize, *const f32)> =
+                        all.iter().filter(|t| inside(t.0)).map(|&(_, off, w)| (off, w)).collect();
                     for (x0, len) in row_tiles(0, g.out_w) {
                         let src = xp[oy * ph.wp + x0..].as_ptr();
                         let dst = tmp[(oy * g.out_w + x0) * o + ob * BLOCK..].as_mut_ptr();
@@ -128,7 +132,7 @@ pub(crate) fn weight_grad_of(g: &Geometry, k: usize, o: usize, x: &[f32], gout: 
         .zip(gout.par_chunks(per_part * o * n))
         .map(|(x_p, g_p)| {
             let mut s = Scratch::default();
-            // The weight gradient as [tap][c][o].
+            // The weight gradient as [c][tap][o].
             let (mut dwt, mut db) = (vec![0.0f32; len], vec![0.0f32; o]);
             for (x_b, g_b) in x_p.chunks(in_len).zip(g_p.chunks(o * n)) {
                 g_b.chunks(n).zip(&mut db).for_each(|(row, d)| *d += row.iter().sum::<f32>());
@@ -144,13 +148,7 @@ pub(crate) fn weight_grad_of(g: &Geometry, k: usize, o: usize, x: &[f32], gout: 
         db.iter_mut().zip(pb).for_each(|(a, b)| *a += b);
     }
     let mut dw = vec![0.0f32; len];
-    for t in 0..k * k {
-        for ci in 0..c {
-            for oc in 0..o {
-                dw[(oc * c + ci) * k * k + t] = dwt[(t * c + ci) * o + oc];
-            }
-        }
-    }
+    transpose_into(&dwt, c * k * k, o, &mut dw);
     (dw, db)
 }
 
@@ -186,13 +184,13 @@ fn image_input_grad(ph: &Phases, wd: &[f32], o: usize, g_b: &[f32], dx_b: &mut [
             for rb in 0..st {
                 // The taps that reach pixels with (y + pad) % s == ra and (x + pad) % s == rb;
                 // tap (ra + s·m, rb + s·n) reads gradient row u - m, column t - n.
-                let mut taps = Vec::new();
+                let mut all = Vec::new();
                 for m in 0..k.div_ceil(st) {
                     for n_ in 0..k.div_ceil(st) {
                         let (ki, kj) = (ra + st * m, rb + st * n_);
                         if ki < k && kj < k {
                             let wt = wd[((cb * k * k + ki * k + kj) * o) * BLOCK..].as_ptr();
-                            taps.push(((q - m) * wg + (q - n_), wt));
+                            all.push((m, (q - m) * wg + (q - n_), wt));
                         }
                     }
                 }
@@ -200,6 +198,9 @@ fn image_input_grad(ph: &Phases, wd: &[f32], o: usize, g_b: &[f32], dx_b: &mut [
                 let (t_lo, t_hi) = class_range(rb, st, ph.pad, w);
                 for u in u_lo..u_hi {
                     let y = st * u + ra - ph.pad;
+                    // Taps whose gradient row u - m is padding add zeros: skipped.
+                    let taps: Vec<(usize, *const f32)> =
+                        all.iter().filter(|t| u.wrapping_sub(t.0) < ph.out_h).map(|&(_, off, w)| (off, w)).collect();
                     for (t0, len) in row_tiles(t_lo, t_hi) {
                         let x0 = st * t0 + rb - ph.pad;
                         let src = s.padded[(u + e - q) * wg + t0 + e - q..].as_ptr();
@@ -223,18 +224,21 @@ fn class_range(r: usize, s: usize, pad: usize, len: usize) -> (usize, usize) {
     (lo, hi.max(lo))
 }
 
-/// `dwt[t][c][o] += Σ_pos x_phase(t)[pos][c] · gout[o][pos]` for one image.
+/// `dwt[c][t][o] += Σ_pos x_phase(t)[pos][c] · gout[o][pos]` for one image.
 fn image_weight_grad(ph: &Phases, o: usize, x_b: &[f32], g_b: &[f32], dwt: &mut [f32], s: &mut Scratch) {
     let (c, k, n) = (ph.c, ph.k, ph.out_h * ph.out_w);
     ph.split_channels_last(x_b, &mut s.tmp, &mut s.phases_t);
     s.gout_t.resize(n * o, 0.0);
     transpose_into(g_b, o, n, &mut s.gout_t);
     for t in 0..k * k {
-        let x_t = &s.phases_t[ph.tap_offset_channels_last(t)..];
+        // Output rows whose input row is padding add zeros: skipped (the sums are the same).
+        let (lo, hi) = ph.valid_rows(t / k);
+        let x_t = &s.phases_t[ph.tap_offset_channels_last(t) + lo * ph.wp * c..];
+        let g_t = &s.gout_t[lo * ph.out_w * o..];
         for ob in 0..o / BLOCK {
             for c0 in (0..c).step_by(MAX_R) {
                 let rows = MAX_R.min(c - c0);
-                let dst = dwt[(t * c + c0) * o + ob * BLOCK..].as_mut_ptr();
+                let dst = dwt[(c0 * k * k + t) * o + ob * BLOCK..].as_mut_ptr();
                 // SAFETY: AVX-512F checked by `applies`; the window of `out_h × out_w`
                 // positions of tap `t` lies inside the phases (see `Phases`); `gout_t` holds
                 // `n × o` values and `dst` `rows` rows of 32 values `o` apart.
@@ -243,11 +247,11 @@ fn image_weight_grad(ph: &Phases, o: usize, x_b: &[f32], g_b: &[f32], dwt: &mut 
                         rows,
                         x_t[c0..].as_ptr(),
                         (ph.wp * c, c),
-                        s.gout_t[ob * BLOCK..].as_ptr(),
+                        g_t[ob * BLOCK..].as_ptr(),
                         o,
-                        (ph.out_h, ph.out_w),
+                        (hi - lo, ph.out_w),
                         dst,
-                        o,
+                        k * k * o,
                     )
                 };
             }
@@ -288,6 +292,13 @@ impl Phases {
             hp: g.out_h + q,
             wp: g.out_w + q,
         }
+    }
+
+    /// Output rows `[lo, hi)` whose input row `s·oy + ki - pad` lies inside the image.
+    fn valid_rows(&self, ki: usize) -> (usize, usize) {
+        let lo = self.pad.saturating_sub(ki).div_ceil(self.s).min(self.out_h);
+        let hi = (0..self.out_h).rev().find(|&oy| self.s * oy + ki < self.h + self.pad).map_or(lo, |oy| oy + 1);
+        (lo, hi.max(lo))
     }
 
     /// Values of one channel's phases.
