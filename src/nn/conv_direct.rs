@@ -236,8 +236,8 @@ fn image_weight_grad(ph: &Phases, o: usize, x_b: &[f32], g_b: &[f32], dwt: &mut 
         let x_t = &s.phases_t[ph.tap_offset_channels_last(t) + lo * ph.wp * c..];
         let g_t = &s.gout_t[lo * ph.out_w * o..];
         for ob in 0..o / BLOCK {
-            for c0 in (0..c).step_by(MAX_R) {
-                let rows = MAX_R.min(c - c0);
+            // Channels in near-equal tiles of at most 12 (64 = 6 x 11 or 10, not 5 x 12 + 4).
+            for (c0, rows) in row_tiles_of(0, c, MAX_R) {
                 let dst = dwt[(c0 * k * k + t) * o + ob * BLOCK..].as_mut_ptr();
                 // SAFETY: AVX-512F checked by `applies`; the window of `out_h × out_w`
                 // positions of tap `t` lies inside the phases (see `Phases`); `gout_t` holds
@@ -363,8 +363,13 @@ impl Phases {
 
 /// Splits `[lo, hi)` into runs of at most [`MAX_J`] positions, as even as possible.
 fn row_tiles(lo: usize, hi: usize) -> impl Iterator<Item = (usize, usize)> {
+    row_tiles_of(lo, hi, MAX_J)
+}
+
+/// Splits `[lo, hi)` into runs of at most `most`, as even as possible: `(start, len)`.
+fn row_tiles_of(lo: usize, hi: usize, most: usize) -> impl Iterator<Item = (usize, usize)> {
     let len = hi.saturating_sub(lo);
-    let tiles = len.div_ceil(MAX_J);
+    let tiles = len.div_ceil(most);
     (0..tiles).map(move |i| {
         let (a, b) = (lo + i * len / tiles, lo + (i + 1) * len / tiles);
         (a, b - a)
