@@ -513,18 +513,22 @@ where
     let (x, mut tape) = x.split_tape();
     let wm = gather_taps(&tensor_vec(weight)?, (O, I, K), taps);
     let bias_values = tensor_vec(bias)?;
-    let mut out = Vec::with_capacity(b.size() * O * g.out_hw());
-    for _ in 0..b.size() {
-        for &v in &bias_values {
-            out.extend(std::iter::repeat_n(v, g.out_hw()));
-        }
-    }
     let direct = direct_conv::<E>(&g, O, K, taps.len());
-    if direct {
-        direct_forward(&g, K, &wm, &xs, &mut out);
+    let out = if direct {
+        // The direct kernel sets each image's planes to the bias itself, in parallel.
+        let mut out = vec![E::zero(); b.size() * O * g.out_hw()];
+        direct_forward(&g, K, &wm, Some(&bias_values), &xs, &mut out);
+        out
     } else {
+        let mut out = Vec::with_capacity(b.size() * O * g.out_hw());
+        for _ in 0..b.size() {
+            for &v in &bias_values {
+                out.extend(std::iter::repeat_n(v, g.out_hw()));
+            }
+        }
         conv_forward(&g, taps, &xs, &wm, &bias_values, &mut out);
-    }
+        out
+    };
     let out = x.device().try_tensor_from_vec(out, (b, Const::<O>, g.out_h, g.out_w))?;
     if T::OWNS_TAPE {
         let (x_g, w_g, b_g, out_g) = (x.ghost(), weight.ghost(), bias.ghost(), out.ghost());
@@ -580,11 +584,17 @@ fn as_f32_mut<E: 'static>(v: &mut [E]) -> &mut [f32] {
 }
 
 /// The direct forward pass for `E = f32` (only called when [`direct_conv`] holds).
-pub(crate) fn direct_forward<E: NnFloat>(g: &Geometry, k: usize, wm: &[E], x: &[E], out: &mut [E]) {
+pub(crate) fn direct_forward<E: NnFloat>(g: &Geometry, k: usize, wm: &[E], bias: Option<&[E]>, x: &[E], out: &mut [E]) {
     #[cfg(target_arch = "x86_64")]
-    super::conv_direct::forward(g, k, as_f32(wm), as_f32(x), as_f32_mut(out));
+    super::conv_direct::forward(g, k, as_f32(wm), bias.map(as_f32), as_f32(x), as_f32_mut(out));
     #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("no direct convolution off x86_64: {g:?} {k} {} {} {}", wm.len(), x.len(), out.len());
+    unreachable!(
+        "no direct convolution off x86_64: {g:?} {k} {} {:?} {} {}",
+        wm.len(),
+        bias.map(|b| b.len()),
+        x.len(),
+        out.len()
+    );
 }
 
 /// The direct backward pass for `E = f32`: adds into `dx`, returns `(dW, db)` when `weight_grad`.

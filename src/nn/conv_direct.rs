@@ -37,21 +37,20 @@ pub(crate) fn applies<E: 'static>(g: &Geometry, o: usize, k: usize, taps: usize)
         && o > 0
 }
 
-/// `out[b] += conv(x[b], weight)` (`out` holds the bias on entry); `weight` is `O × C × K × K`.
-pub(crate) fn forward(g: &Geometry, k: usize, weight: &[f32], x: &[f32], out: &mut [f32]) {
+/// `out[b] += conv(x[b], weight)`, `weight` `O × C × K × K`; with `bias`, `out` is zero on entry
+/// and each image's planes are set to the bias first, as they are used.
+pub(crate) fn forward(g: &Geometry, k: usize, weight: &[f32], bias: Option<&[f32]>, x: &[f32], out: &mut [f32]) {
     super::kernels::count_kernel(super::kernels::KernelPath::DirectConv);
     let ph = Phases::new(g, k);
     let (c, o, n) = (g.chans, weight.len() / (g.chans * k * k), g.out_hw());
     // Weights as [o block][tap][c][32]: the vectors one tap and channel multiply.
     let mut wf = vec![0.0f32; weight.len()];
-    for oc in 0..o {
-        for ci in 0..c {
-            for t in 0..k * k {
-                let (ob, lane) = (oc / BLOCK, oc % BLOCK);
-                wf[((ob * k * k + t) * c + ci) * BLOCK + lane] = weight[(oc * c + ci) * k * k + t];
-            }
+    wf.par_chunks_mut(k * k * c * BLOCK).enumerate().for_each(|(ob, block)| {
+        for (i, v) in block.iter_mut().enumerate() {
+            let (t, ci, lane) = (i / (c * BLOCK), i / BLOCK % c, i % BLOCK);
+            *v = weight[((ob * BLOCK + lane) * c + ci) * k * k + t];
         }
-    }
+    });
     out.par_chunks_mut(o * n).zip(x.par_chunks(g.in_len())).for_each_init(
         || (Vec::new(), Vec::new()),
         |(xp, tmp), (out_b, x_b)| {
@@ -75,6 +74,9 @@ pub(crate) fn forward(g: &Geometry, k: usize, weight: &[f32], x: &[f32], out: &m
                         unsafe { tile(len, src, ph.plane(), c, &taps, dst, o) };
                     }
                 }
+            }
+            if let Some(bias) = bias {
+                out_b.chunks_mut(n).zip(bias).for_each(|(plane, &b)| plane.fill(b));
             }
             add_transposed(tmp, n, o, out_b);
         },
@@ -104,14 +106,12 @@ pub(crate) fn input_grad(g: &Geometry, k: usize, weight: &[f32], gout: &[f32], d
     let (c, o, n) = (g.chans, weight.len() / (g.chans * k * k), g.out_hw());
     // Weights as [c block][tap][o][32].
     let mut wd = vec![0.0f32; weight.len()];
-    for oc in 0..o {
-        for ci in 0..c {
-            for t in 0..k * k {
-                let (cb, lane) = (ci / BLOCK, ci % BLOCK);
-                wd[((cb * k * k + t) * o + oc) * BLOCK + lane] = weight[(oc * c + ci) * k * k + t];
-            }
+    wd.par_chunks_mut(k * k * o * BLOCK).enumerate().for_each(|(cb, block)| {
+        for (i, v) in block.iter_mut().enumerate() {
+            let (t, oc, lane) = (i / (o * BLOCK), i / BLOCK % o, i % BLOCK);
+            *v = weight[(oc * c + cb * BLOCK + lane) * k * k + t];
         }
-    }
+    });
     dx.par_chunks_mut(g.in_len())
         .zip(gout.par_chunks(o * n))
         .for_each_init(Scratch::default, |s, (dx_b, g_b)| image_input_grad(&ph, &wd, o, g_b, dx_b, s));
