@@ -104,3 +104,16 @@ fn f32_lstm_agrees_with_f64() {
     ];
     assert!(errs.iter().all(|e| *e < 1e-3), "LSTM f32 vs f64 errors (h, dx, dw_ih) {errs:?}");
 }
+
+/// An empty batch goes through the direct kernels without a panic (dfdx's own reductions divide
+/// by zero on empty tensors, so there is no loss to take the backward pass from).
+#[test]
+fn f32_direct_strided_convolution_of_an_empty_batch() {
+    let dev = Cpu::seed_from_u64(4);
+    let m = dev.build_module::<Conv2D<32, 32, 4, 2, 1>, f32>();
+    let x: Tensor<(usize, Const<32>, usize, usize), f32, Cpu> = dev.zeros_like(&(0, Const, 10, 12));
+    let y = m.forward(x);
+    assert_eq!(*y.shape(), (0, Const::<32>, 5, 6));
+    let t = dev.build_module::<ConvTrans2D<32, 32, 4, 2, 1>, f32>();
+    assert_eq!(t.forward(y).shape().2, 10);
+}
