@@ -1,6 +1,7 @@
-//! Direct strided convolution for f32 on AVX-512: the stride-2 layers of the GAN's discriminator
-//! and `mnist_cnn`, where the im2col path spent about 40% of its time building, packing and
-//! folding back im2col matrices around its products.
+//! Direct strided convolution for f32 on AVX-512, and the transposed convolutions of the same
+//! shapes: the stride-2 layers of the GAN and of the convolutional VAE, where the im2col path
+//! spent about 40% of its time building, packing and folding back im2col matrices around its
+//! products.
 //!
 //! Each image is split once into its stride phases, zero padded (`x[c][phase][i][j]`, and
 //! channels-last for the weight gradient), so that every kernel tap reads a stride-1 window of
