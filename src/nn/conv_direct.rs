@@ -531,12 +531,7 @@ unsafe fn tile_j<const J: usize>(
         let mut s = src.add(off);
         let mut w = w;
         for _ in 0..chans {
-            let (w0, w1) = (_mm512_loadu_ps(w), _mm512_loadu_ps(w.add(16)));
-            for (j, a) in acc.iter_mut().enumerate() {
-                let b = _mm512_set1_ps(*s.add(j));
-                a[0] = _mm512_fmadd_ps(b, w0, a[0]);
-                a[1] = _mm512_fmadd_ps(b, w1, a[1]);
-            }
+            broadcast_fma(&mut acc, s, w);
             s = s.add(plane);
             w = w.add(BLOCK);
         }
@@ -544,6 +539,21 @@ unsafe fn tile_j<const J: usize>(
     for (j, a) in acc.iter().enumerate() {
         _mm512_storeu_ps(dst.add(j * dst_stride), a[0]);
         _mm512_storeu_ps(dst.add(j * dst_stride + 16), a[1]);
+    }
+}
+
+/// The step both tiles repeat: `acc[i] += s[i] × v[0..32]` for every row `i` of the tile.
+///
+/// # Safety
+/// AVX-512F; `s` must cover `N` values and `v` 32.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn broadcast_fma<const N: usize>(acc: &mut [[__m512; 2]; N], s: *const f32, v: *const f32) {
+    let (v0, v1) = (_mm512_loadu_ps(v), _mm512_loadu_ps(v.add(16)));
+    for (i, a) in acc.iter_mut().enumerate() {
+        let b = _mm512_set1_ps(*s.add(i));
+        a[0] = _mm512_fmadd_ps(b, v0, a[0]);
+        a[1] = _mm512_fmadd_ps(b, v1, a[1]);
     }
 }
 
@@ -593,12 +603,7 @@ unsafe fn weight_tile_r<const R: usize>(
     for oy in 0..rows {
         let mut xp = x.add(oy * rs);
         for _ in 0..cols {
-            let (g0, g1) = (_mm512_loadu_ps(gp), _mm512_loadu_ps(gp.add(16)));
-            for (r, a) in acc.iter_mut().enumerate() {
-                let b = _mm512_set1_ps(*xp.add(r));
-                a[0] = _mm512_fmadd_ps(b, g0, a[0]);
-                a[1] = _mm512_fmadd_ps(b, g1, a[1]);
-            }
+            broadcast_fma(&mut acc, xp, gp);
             xp = xp.add(cs);
             gp = gp.add(g_stride);
         }

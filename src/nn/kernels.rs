@@ -140,7 +140,7 @@ fn gemm_strided<E: NnFloat>(
         && super::avx512::available()
     {
         use super::avx512::{sgemm_small, View};
-        KERNEL_COUNTS[KernelPath::Avx512Small as usize].fetch_add(1, Ordering::Relaxed);
+        count_kernel(KernelPath::Avx512Small);
         let (av, bv) = (
             View { ptr: a.ptr as *const f32, rs: a.rs, cs: a.cs },
             View { ptr: b.ptr as *const f32, rs: b.rs, cs: b.cs },
@@ -153,7 +153,7 @@ fn gemm_strided<E: NnFloat>(
     #[cfg(target_arch = "x86_64")]
     if use_avx512::<E>((m, k, n)) {
         use super::avx512::{sgemm, View};
-        KERNEL_COUNTS[KernelPath::Avx512 as usize].fetch_add(1, Ordering::Relaxed);
+        count_kernel(KernelPath::Avx512);
         // Split the rows of the product over the threads; each part packs its own blocks.
         let parts = threads.clamp(1, m.div_ceil(32));
         let rows = m.div_ceil(parts);
@@ -175,7 +175,7 @@ fn gemm_strided<E: NnFloat>(
         }
         return;
     }
-    KERNEL_COUNTS[KernelPath::GemmCrate as usize].fetch_add(1, Ordering::Relaxed);
+    count_kernel(KernelPath::GemmCrate);
     let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     // SAFETY: the caller's views cover m×k and k×n elements (checked by the kernels' shapes) and
     // dst covers (m-1)*dst_rs + n elements (asserted by the callers); gemm reads dst only when
