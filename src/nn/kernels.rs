@@ -154,24 +154,36 @@ fn gemm_strided<E: NnFloat>(
     if use_avx512::<E>((m, k, n)) {
         use super::avx512::{sgemm, View};
         count_kernel(KernelPath::Avx512);
-        // Split the rows of the product over the threads; each part packs its own blocks.
-        let parts = threads.clamp(1, m.div_ceil(32));
-        let rows = m.div_ceil(parts);
-        let (a_ptr, b_ptr) = (a.ptr as usize, b.ptr as usize);
-        let run = |row0: usize, c: &mut [E]| {
-            let mr = rows.min(m - row0);
-            let av = View { ptr: (a_ptr as *const f32).wrapping_add(row0 * a.rs), rs: a.rs, cs: a.cs };
-            let bv = View { ptr: b_ptr as *const f32, rs: b.rs, cs: b.cs };
-            // SAFETY: E is f32 (checked by use_avx512, which also checked AVX-512F); the views
-            // cover the rows given (the callers' shapes) and `c` covers `mr` rows of `dst_rs`.
-            unsafe { sgemm((mr, k, n), av, bv, c.as_mut_ptr() as *mut f32, dst_rs, accumulate) };
-        };
+        // Split the product over the threads by rows or by columns (whole 32-wide panels);
+        // each part packs its own blocks of `A` and `B`, so a row split packs `B` once per part
+        // and a column split `A`: take the split that packs less (a row-major `B` is read in
+        // place), or the one that has enough rows or columns for every thread. Every element
+        // gets the same sums either way.
         let dst = &mut dst[..(m - 1) * dst_rs + n];
+        let (a_ptr, b_ptr, c_ptr) = (a.ptr as usize, b.ptr as usize, dst.as_mut_ptr() as usize);
+        let packed_b = if b.cs == 1 { 0 } else { k * n };
+        let (row_parts, col_parts) = (threads.min(m.div_ceil(32)), threads.min(n.div_ceil(32)));
+        let by_rows = row_parts > col_parts || (row_parts == col_parts && packed_b <= m * k);
+        let parts = if by_rows { threads.clamp(1, m.div_ceil(32)) } else { threads.clamp(1, n.div_ceil(32)) };
+        let (rows, cols) = if by_rows { (m.div_ceil(parts), n) } else { (m, n.div_ceil(parts).div_ceil(32) * 32) };
+        let run = |part: usize| {
+            let (row0, col0) = if by_rows { (part * rows, 0) } else { (0, part * cols) };
+            let (mr, nc) = (rows.min(m - row0), cols.min(n - col0));
+            let av = View { ptr: (a_ptr as *const f32).wrapping_add(row0 * a.rs), rs: a.rs, cs: a.cs };
+            let bv = View { ptr: (b_ptr as *const f32).wrapping_add(col0 * b.cs), rs: b.rs, cs: b.cs };
+            let c = (c_ptr as *mut f32).wrapping_add(row0 * dst_rs + col0);
+            // SAFETY: E is f32 (checked by use_avx512, which also checked AVX-512F); the views
+            // cover the part's rows and columns (inside the callers' shapes), `dst` covers
+            // `(m-1)*dst_rs + n` elements (sliced just above), and the parts write
+            // disjoint blocks of it.
+            unsafe { sgemm((mr, k, nc), av, bv, c, dst_rs, accumulate) };
+        };
+        let parts = (0..parts).filter(|&p| if by_rows { p * rows < m } else { p * cols < n }).count();
         if parts == 1 {
-            run(0, dst);
+            run(0);
         } else {
             use rayon::prelude::*;
-            dst.par_chunks_mut(rows * dst_rs).enumerate().for_each(|(i, c)| run(i * rows, c));
+            (0..parts).into_par_iter().for_each(run);
         }
         return;
     }
@@ -593,3 +605,38 @@ macro_rules! raw_grad {
     }};
 }
 pub(crate) use raw_grad;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_products_give_the_serial_bits() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().expect("pool");
+        // Column splits (few rows), row splits, and widths that are not whole panels.
+        for &(m, k, n) in &[(32, 256, 1024), (20, 300, 700), (8, 1000, 333), (200, 100, 150), (1024, 32, 256)] {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 97) as f32 / 97.0 - 0.5).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| ((i * 104729) % 89) as f32 / 89.0 - 0.5).collect();
+            let views = |i: usize| {
+                let a = if i & 1 == 0 { Mat::rows(&a, k) } else { Mat::rows_t(&a, m) };
+                (a, if i & 2 == 0 { Mat::rows(&b, n) } else { Mat::rows_t(&b, k) })
+            };
+            for layout in 0..4 {
+                let mut serial = vec![0.5f32; m * n];
+                let (av, bv) = views(layout);
+                matmul((m, k, n), av, bv, &mut serial, true, 1);
+                for threads in [2, 3] {
+                    let mut split = vec![0.5f32; m * n];
+                    pool.install(|| {
+                        let (av, bv) = views(layout);
+                        matmul((m, k, n), av, bv, &mut split, true, threads)
+                    });
+                    assert!(
+                        serial.iter().zip(&split).all(|(x, y)| x.to_bits() == y.to_bits()),
+                        "({m},{k},{n}) layout {layout} on {threads} threads"
+                    );
+                }
+            }
+        }
+    }
+}
