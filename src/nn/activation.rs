@@ -105,7 +105,7 @@ pub fn tanh_f32(x: f32) -> f32 {
 /// polynomial to degree 7 (relative error under 6e-9), `2^n` put in the exponent bits. Inputs
 /// are clamped to [-87, 88], where the result is a normal float.
 #[inline(always)]
-fn exp_f32(x: f32) -> f32 {
+pub(crate) fn exp_f32(x: f32) -> f32 {
     // Adding 1.5 * 2^23 rounds to the nearest integer, with plain additions.
     const ROUND: f32 = 12_582_912.0;
     const LN2_HI: f32 = 0.693_145_75;

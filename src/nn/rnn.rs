@@ -75,14 +75,108 @@ macro_rules! read_grad {
     }};
 }
 
+/// The logistic function; for `f32` through glimpse's branch-free `e^x`, so loops of it vectorize.
+#[inline(always)]
 fn sigmoid<E: NnFloat>(v: E) -> E {
-    E::one() / (E::one() + (-v).exp())
+    match v.to_f32() {
+        Some(x) if is_f32::<E>() => E::from(1.0 / (1.0 + super::activation::exp_f32(-x))).unwrap_or(v),
+        _ => E::one() / (E::one() + (-v).exp()),
+    }
 }
 
-/// `tanh` through `exp`: several times faster than libm's `tanhf`, exact at the saturated ends.
+/// `tanh`: [`super::tanh_f32`] for `f32`; else through `exp`, several times faster than libm's
+/// `tanh` and exact at the saturated ends.
+#[inline(always)]
 fn tanh<E: NnFloat>(v: E) -> E {
-    let two = E::one() + E::one();
-    E::one() - two / ((two * v).exp() + E::one())
+    match v.to_f32() {
+        Some(x) if is_f32::<E>() => E::from(super::tanh_f32(x)).unwrap_or(v),
+        _ => {
+            let two = E::one() + E::one();
+            E::one() - two / ((two * v).exp() + E::one())
+        }
+    }
+}
+
+#[inline(always)]
+fn is_f32<E: 'static>() -> bool {
+    std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>()
+}
+
+/// One row of the LSTM's forward pointwise work: gate activations in place (`g` is `[i f g o]`),
+/// the new cell state `c1`, its `tanh` and the new hidden state `h1`.
+#[inline(always)]
+fn lstm_forward_row<E: NnFloat>(g: &mut [E], c0: &[E], c1: &mut [E], tc: &mut [E], h1: &mut [E]) {
+    let h = c0.len();
+    let (i, rest) = g.split_at_mut(h);
+    let (f, rest) = rest.split_at_mut(h);
+    let (gg, o) = rest.split_at_mut(h);
+    for j in 0..h {
+        i[j] = sigmoid(i[j]);
+        f[j] = sigmoid(f[j]);
+        gg[j] = tanh(gg[j]);
+        o[j] = sigmoid(o[j]);
+        c1[j] = f[j] * c0[j] + i[j] * gg[j];
+        tc[j] = tanh(c1[j]);
+        h1[j] = o[j] * tc[j];
+    }
+}
+
+/// One row of the LSTM's backward pointwise work: the gates' pre-activation gradients `dp` and
+/// the previous cell state's gradient `dc0`, from the output gradients `gh`, `gc`.
+#[inline(always)]
+fn lstm_backward_row<E: NnFloat>(dp: &mut [E], dc0: &mut [E], g: &[E], (tc, c0): (&[E], &[E]), (gh, gc): (&[E], &[E])) {
+    let (h, one) = (dc0.len(), E::one());
+    for j in 0..h {
+        let (i, f, gg, o) = (g[j], g[h + j], g[2 * h + j], g[3 * h + j]);
+        let dc = gc[j] + gh[j] * o * (one - tc[j] * tc[j]);
+        dp[j] = dc * gg * i * (one - i);
+        dp[h + j] = dc * c0[j] * f * (one - f);
+        dp[2 * h + j] = dc * i * (one - gg * gg);
+        dp[3 * h + j] = gh[j] * tc[j] * o * (one - o);
+        dc0[j] = dc * f;
+    }
+}
+
+/// [`lstm_forward_row`] and [`lstm_backward_row`] compiled for AVX-512 (16 lanes) where the CPU
+/// has it: the same operations (Rust fuses no multiply-adds), so the same bits.
+mod wide {
+    use super::*;
+
+    pub(super) fn lstm_forward_row<E: NnFloat>(g: &mut [E], c0: &[E], c1: &mut [E], tc: &mut [E], h1: &mut [E]) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::nn::avx512::available() {
+            // SAFETY: the CPU has AVX-512F, checked just above.
+            return unsafe { forward_avx512(g, c0, c1, tc, h1) };
+        }
+        super::lstm_forward_row(g, c0, c1, tc, h1)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn forward_avx512<E: NnFloat>(g: &mut [E], c0: &[E], c1: &mut [E], tc: &mut [E], h1: &mut [E]) {
+        super::lstm_forward_row(g, c0, c1, tc, h1)
+    }
+
+    pub(super) fn lstm_backward_row<E: NnFloat>(
+        dp: &mut [E],
+        dc0: &mut [E],
+        g: &[E],
+        c: (&[E], &[E]),
+        grad: (&[E], &[E]),
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::nn::avx512::available() {
+            // SAFETY: the CPU has AVX-512F, checked just above.
+            return unsafe { backward_avx512(dp, dc0, g, c, grad) };
+        }
+        super::lstm_backward_row(dp, dc0, g, c, grad)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn backward_avx512<E: NnFloat>(dp: &mut [E], dc0: &mut [E], g: &[E], c: (&[E], &[E]), grad: (&[E], &[E])) {
+        super::lstm_backward_row(dp, dc0, g, c, grad)
+    }
 }
 
 /// Batch rows per rayon task in the pointwise loops.
@@ -314,20 +408,7 @@ impl<const I: usize, const H: usize, E: NnFloat> LSTMCell<I, H, E, Cpu> {
             .zip(tanh_c.par_chunks_mut(H))
             .zip(cs.par_chunks(H))
             .with_min_len(MIN_ROWS_PER_TASK)
-            .for_each(|((((g, c1), h1), tc), c0)| {
-                let (i, rest) = g.split_at_mut(H);
-                let (f, rest) = rest.split_at_mut(H);
-                let (gg, o) = rest.split_at_mut(H);
-                for j in 0..H {
-                    i[j] = sigmoid(i[j]);
-                    f[j] = sigmoid(f[j]);
-                    gg[j] = tanh(gg[j]);
-                    o[j] = sigmoid(o[j]);
-                    c1[j] = f[j] * c0[j] + i[j] * gg[j];
-                    tc[j] = tanh(c1[j]);
-                    h1[j] = o[j] * tc[j];
-                }
-            });
+            .for_each(|((((g, c1), h1), tc), c0)| wide::lstm_forward_row(g, c0, c1, tc, h1));
         let dev = x.device().clone();
         let h_out = dev.try_tensor_from_vec(h_new, (batch, Const::<H>))?;
         let c_out = dev.try_tensor_from_vec(c_new, (batch, Const::<H>))?;
@@ -347,18 +428,7 @@ impl<const I: usize, const H: usize, E: NnFloat> LSTMCell<I, H, E, Cpu> {
                     .zip(cs.par_chunks(H))
                     .zip(gh.par_chunks(H).zip(gc.par_chunks(H)))
                     .with_min_len(MIN_ROWS_PER_TASK)
-                    .for_each(|(((((dp, dc0), g), tc), c0), (gh, gc))| {
-                        let one = E::one();
-                        for j in 0..H {
-                            let (i, f, gg, o) = (g[j], g[H + j], g[2 * H + j], g[3 * H + j]);
-                            let dc = gc[j] + gh[j] * o * (one - tc[j] * tc[j]);
-                            dp[j] = dc * gg * i * (one - i);
-                            dp[H + j] = dc * c0[j] * f * (one - f);
-                            dp[2 * H + j] = dc * i * (one - gg * gg);
-                            dp[3 * H + j] = gh[j] * tc[j] * o * (one - o);
-                            dc0[j] = dc * f;
-                        }
-                    });
+                    .for_each(|(((((dp, dc0), g), tc), c0), grad)| wide::lstm_backward_row(dp, dc0, g, (tc, c0), grad));
                 project_backward!(grads, &dpre, (&xs, &x_g), (&w_ih.0, &wih_g), (b, I, 4 * H), bias: &b_g);
                 project_backward!(grads, &dpre, (&hs, &h_g), (&w_hh.0, &whh_g), (b, H, 4 * H));
                 add_grad!(grads, &c_g, dc_prev);
