@@ -38,6 +38,10 @@ struct Args {
     /// Only run the cases whose name contains this text (e.g. `s2` or `LSTM`; all when absent).
     #[arg(long)]
     case: Option<String>,
+    /// Rounds of glimpse-then-PyTorch runs: the table shows each side's median over the rounds
+    /// and the median (and range) of the rounds' ratios, steadier on a machine shared with others.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
 }
 
 impl Args {
@@ -127,11 +131,19 @@ fn main() {
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     glimpse::nn::keep_freed_memory();
-    let rows = glimpse::nn::in_thread_pool(Some(args.threads), || glimpse_rows(&args))?;
-    let torch = match &args.torch {
-        Some(script) => Some(run_torch(&args, script)?),
-        None => None,
-    };
+    if args.rounds == 0 {
+        return Err("--rounds must be at least 1".into());
+    }
+    // Per round: the glimpse rows, then PyTorch's times of the same cases right after.
+    let mut rounds = Vec::with_capacity(args.rounds);
+    for _ in 0..args.rounds {
+        let rows = glimpse::nn::in_thread_pool(Some(args.threads), || glimpse_rows(&args))?;
+        let torch = match &args.torch {
+            Some(script) => Some(run_torch(&args, script)?),
+            None => None,
+        };
+        rounds.push((rows, torch));
+    }
     let cpu = glimpse::nn::cpu_model();
     let avx512 = glimpse::nn::avx512_available();
     println!(
@@ -139,20 +151,40 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         if avx512 { "yes" } else { "no" }
     );
     println!(
-        "forward+backward medians ({:?} clock) over {} iterations, {} threads",
-        args.clock, args.iters, args.threads
+        "forward+backward medians ({:?} clock) over {} iterations, {} threads, {} round(s)",
+        args.clock, args.iters, args.threads, args.rounds
     );
-    if let Some(t) = &torch {
+    if let Some(t) = &rounds[0].1 {
         println!("PyTorch {} (torch threads {})", t["torch_version"], t["threads"]);
     }
-    println!("{:<36} {:>12} {:>12} {:>8}  products", "case", "glimpse ms", "torch ms", "ratio");
-    for (name, (ms, paths)) in rows {
-        match torch.as_ref().and_then(|t| t[name].as_f64()) {
-            Some(t) => println!("{name:<36} {ms:>12.3} {t:>12.3} {:>8.2}  {paths}", ms / t),
-            None => println!("{name:<36} {ms:>12.3} {:>12} {:>8}  {paths}", "-", "-"),
+    let range = if args.rounds > 1 { "  ratio range" } else { "" };
+    println!("{:<36} {:>12} {:>12} {:>8}  products{range}", "case", "glimpse ms", "torch ms", "ratio");
+    for (i, (name, (_, paths))) in rounds[0].0.iter().enumerate() {
+        let ours: Vec<f64> = rounds.iter().map(|(rows, _)| rows[i].1 .0).collect();
+        let theirs: Vec<f64> = rounds.iter().filter_map(|(_, t)| t.as_ref().and_then(|t| t[*name].as_f64())).collect();
+        let ms = median(&ours);
+        if theirs.len() == ours.len() {
+            let ratios: Vec<f64> = ours.iter().zip(&theirs).map(|(a, b)| a / b).collect();
+            let (lo, hi) = ratios.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+            let range = if args.rounds > 1 { format!("  {lo:.2}-{hi:.2}") } else { String::new() };
+            let (t, ratio) = (median(&theirs), median(&ratios));
+            println!("{name:<36} {ms:>12.3} {t:>12.3} {ratio:>8.2}  {paths}{range}");
+        } else {
+            println!("{name:<36} {ms:>12.3} {:>12} {:>8}  {paths}", "-", "-");
         }
     }
     Ok(())
+}
+
+/// The median of `v` (the mean of the middle two for an even count).
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 /// Times every glimpse case (run inside the benchmark's thread pool).
