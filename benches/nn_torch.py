@@ -55,6 +55,7 @@ def cases():
         return h
 
     dense = torch.nn.Linear(256, 256)
+    fc = torch.nn.Linear(3136, 128)
 
     conv1 = torch.nn.Conv2d(1, 32, 3, padding=1)
     conv2 = torch.nn.Conv2d(32, 64, 3, stride=2, padding=1)
@@ -79,6 +80,7 @@ def cases():
         ("masked 3x3 64->64, 32x64x28x28", masked3_forward, (32, 64, 28, 28), masked3.parameters()),
         ("dense 256->256, batch 32", dense, (32, 256), dense.parameters()),
         ("LSTM cell 256->256, batch 32", lstm32_forward, (32, 256), lstm.parameters()),
+        ("dense 3136->128, batch 64", fc, (64, 3136), fc.parameters()),
     ]
 
 

@@ -314,6 +314,16 @@ fn glimpse_rows(args: &Args) -> Vec<(&'static str, (f64, String))> {
         ));
     }
 
+    // mnist_cnn's (the evaluation classifier's) first dense layer: deep and narrow.
+    if args.selected("dense 3136->128, batch 64") {
+        let fc = dev.build_module::<Dense<3136, 128>, f32>();
+        let x: Tensor<(usize, Const<3136>), f32, Cpu> = dev.sample_normal_like(&(64, Const));
+        rows.push((
+            "dense 3136->128, batch 64",
+            median_ms(args, || drop(fc.forward(x.leaky_trace()).sum().backward())),
+        ));
+    }
+
     rows
 }
 
