@@ -123,11 +123,10 @@ pub(crate) fn weight_values<S: Shape, E: NnFloat>(
     transpose: Option<(usize, usize)>,
 ) -> Result<Arc<Vec<E>>, CpuError> {
     let copy = || -> Result<Arc<Vec<E>>, CpuError> {
-        let values = tensor_vec(t)?;
-        Ok(Arc::new(match transpose {
-            None => values,
-            Some((rows, cols)) => transposed(&values, rows, cols),
-        }))
+        Ok(match transpose {
+            None => recycled_copy(t)?,
+            Some((rows, cols)) => Arc::new(transposed(&tensor_vec(t)?, rows, cols)),
+        })
     };
     let at = t as *const Tensor<S, E, Cpu> as usize;
     let copies = SCOPE.with_borrow(|s| {
@@ -148,6 +147,53 @@ pub(crate) fn weight_values<S: Shape, E: NnFloat>(
     let values = copy()?;
     copies.insert(key, values.clone() as Arc<dyn Any + Send + Sync>);
     Ok(values)
+}
+
+thread_local! {
+    /// Buffers of earlier weight copies on this thread, reused by [`recycled_copy`] once nothing
+    /// else holds them.
+    static RECYCLED: RefCell<Vec<Arc<dyn Any + Send + Sync>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Most values [`RECYCLED`] keeps per thread (32 MiB of f32).
+const RECYCLED_VALUES: usize = 8 << 20;
+
+/// A copy of `t`'s values, written into the buffer of an earlier copy of the same length when
+/// nothing else holds that any more (a layer's weights from the previous step) instead of into
+/// a freshly zeroed vector. The values are always copied anew, so the result is the same.
+fn recycled_copy<S: Shape, E: NnFloat>(t: &Tensor<S, E, Cpu>) -> Result<Arc<Vec<E>>, CpuError> {
+    let len = t.shape().num_elements();
+    let contiguous = t.retaped::<NoneTape>().try_contiguous()?;
+    RECYCLED.with_borrow_mut(|pool| {
+        let free = pool.iter().position(|b| {
+            Arc::strong_count(b) == 1
+                && Arc::weak_count(b) == 0
+                && b.downcast_ref::<Vec<E>>().is_some_and(|v| v.len() == len)
+        });
+        let mut values = match free.map(|i| pool.swap_remove(i).downcast::<Vec<E>>()) {
+            Some(Ok(buffer)) => buffer,
+            _ => Arc::new(vec![E::zero(); len]),
+        };
+        match Arc::get_mut(&mut values) {
+            Some(v) => contiguous.copy_into(v),
+            // Not reached: the buffer is new or was free (its one holder was the pool).
+            None => values = Arc::new(tensor_vec(t)?),
+        }
+        if len <= RECYCLED_VALUES {
+            pool.push(values.clone() as Arc<dyn Any + Send + Sync>);
+            // The oldest buffers go first when over the budget.
+            let mut total: usize = pool.iter().map(|b| any_len(b.as_ref())).sum();
+            while total > RECYCLED_VALUES {
+                total -= any_len(pool.remove(0).as_ref());
+            }
+        }
+        Ok(values)
+    })
+}
+
+/// Values in a pooled buffer (an f32 or f64 vector).
+fn any_len(b: &(dyn Any + Send + Sync)) -> usize {
+    b.downcast_ref::<Vec<f32>>().map(Vec::len).or_else(|| b.downcast_ref::<Vec<f64>>().map(Vec::len)).unwrap_or(0)
 }
 
 /// A weight seen as a `rows × cols` matrix, row-major, and (inside a [`with_weight_reuse`]
@@ -205,6 +251,26 @@ mod tests {
         let big: Vec<f32> = (0..37 * 21).map(|i| i as f32).collect();
         let t = transposed(&big, 37, 21);
         assert!((0..37).all(|r| (0..21).all(|c| t[c * 37 + r] == big[r * 21 + c])));
+    }
+
+    #[test]
+    fn recycled_copies_hold_the_current_values() {
+        let dev = Cpu::default();
+        let mut t: Tensor<Rank1<3>, f32, Cpu> = dev.tensor([1.0, 2.0, 3.0]);
+        let first = weight_values(&t, None).unwrap();
+        let held = first.as_ptr();
+        t.copy_from(&[4.0, 5.0, 6.0]);
+        let second = weight_values(&t, None).unwrap();
+        assert_eq!((first.as_slice(), second.as_slice()), ([1.0, 2.0, 3.0].as_slice(), [4.0, 5.0, 6.0].as_slice()));
+        assert_ne!(second.as_ptr(), held, "a copy still held is not overwritten");
+        let second_at = second.as_ptr();
+        drop((first, second));
+        t.copy_from(&[7.0, 8.0, 9.0]);
+        let third = weight_values(&t, None).unwrap();
+        assert_eq!(*third, vec![7.0, 8.0, 9.0]);
+        assert!(third.as_ptr() == held || third.as_ptr() == second_at, "a free buffer is reused");
+        let other: Tensor<Rank1<2>, f64, Cpu> = dev.tensor([1.5, 2.5]);
+        assert_eq!(*weight_values(&other, None).unwrap(), vec![1.5, 2.5], "other lengths and types get their own");
     }
 
     #[test]
