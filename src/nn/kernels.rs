@@ -164,8 +164,12 @@ fn gemm_strided<E: NnFloat>(
         let packed_b = if b.cs == 1 { 0 } else { k * n };
         let (row_parts, col_parts) = (threads.min(m.div_ceil(32)), threads.min(n.div_ceil(32)));
         let by_rows = row_parts > col_parts || (row_parts == col_parts && packed_b <= m * k);
-        let parts = if by_rows { threads.clamp(1, m.div_ceil(32)) } else { threads.clamp(1, n.div_ceil(32)) };
-        let (rows, cols) = if by_rows { (m.div_ceil(parts), n) } else { (m, n.div_ceil(parts).div_ceil(32) * 32) };
+        let (rows, cols) = match by_rows {
+            true => (m.div_ceil(row_parts.max(1)), n),
+            false => (m, n.div_ceil(col_parts.max(1)).div_ceil(32) * 32),
+        };
+        // Parts of whole blocks; the last may be smaller.
+        let parts = if by_rows { m.div_ceil(rows) } else { n.div_ceil(cols) };
         let run = |part: usize| {
             let (row0, col0) = if by_rows { (part * rows, 0) } else { (0, part * cols) };
             let (mr, nc) = (rows.min(m - row0), cols.min(n - col0));
@@ -178,7 +182,6 @@ fn gemm_strided<E: NnFloat>(
             // disjoint blocks of it.
             unsafe { sgemm((mr, k, nc), av, bv, c, dst_rs, accumulate) };
         };
-        let parts = (0..parts).filter(|&p| if by_rows { p * rows < m } else { p * cols < n }).count();
         if parts == 1 {
             run(0);
         } else {
