@@ -137,47 +137,28 @@ fn lstm_backward_row<E: NnFloat>(dp: &mut [E], dc0: &mut [E], g: &[E], (tc, c0):
     }
 }
 
-/// [`lstm_forward_row`] and [`lstm_backward_row`] compiled for AVX-512 (16 lanes) where the CPU
-/// has it: the same operations (Rust fuses no multiply-adds), so the same bits.
-mod wide {
-    use super::*;
-
-    pub(super) fn lstm_forward_row<E: NnFloat>(g: &mut [E], c0: &[E], c1: &mut [E], tc: &mut [E], h1: &mut [E]) {
-        #[cfg(target_arch = "x86_64")]
-        if crate::nn::avx512::available() {
-            // SAFETY: the CPU has AVX-512F, checked just above.
-            return unsafe { forward_avx512(g, c0, c1, tc, h1) };
+/// `$name(args)` runs `$row(args)` compiled for AVX-512 (16 lanes) where the CPU has it: the
+/// same operations (Rust fuses no multiply-adds), so the same bits.
+macro_rules! wide_row {
+    ($name:ident => $row:ident($($arg:ident: $ty:ty),*)) => {
+        fn $name<E: NnFloat>($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f")]
+            unsafe fn avx512<E: NnFloat>($($arg: $ty),*) {
+                $row($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            if super::avx512::available() {
+                // SAFETY: the CPU has AVX-512F, checked just above.
+                return unsafe { avx512($($arg),*) };
+            }
+            $row($($arg),*)
         }
-        super::lstm_forward_row(g, c0, c1, tc, h1)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn forward_avx512<E: NnFloat>(g: &mut [E], c0: &[E], c1: &mut [E], tc: &mut [E], h1: &mut [E]) {
-        super::lstm_forward_row(g, c0, c1, tc, h1)
-    }
-
-    pub(super) fn lstm_backward_row<E: NnFloat>(
-        dp: &mut [E],
-        dc0: &mut [E],
-        g: &[E],
-        c: (&[E], &[E]),
-        grad: (&[E], &[E]),
-    ) {
-        #[cfg(target_arch = "x86_64")]
-        if crate::nn::avx512::available() {
-            // SAFETY: the CPU has AVX-512F, checked just above.
-            return unsafe { backward_avx512(dp, dc0, g, c, grad) };
-        }
-        super::lstm_backward_row(dp, dc0, g, c, grad)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn backward_avx512<E: NnFloat>(dp: &mut [E], dc0: &mut [E], g: &[E], c: (&[E], &[E]), grad: (&[E], &[E])) {
-        super::lstm_backward_row(dp, dc0, g, c, grad)
-    }
+    };
 }
+
+wide_row!(wide_lstm_forward_row => lstm_forward_row(g: &mut [E], c0: &[E], c1: &mut [E], tc: &mut [E], h1: &mut [E]));
+wide_row!(wide_lstm_backward_row => lstm_backward_row(dp: &mut [E], dc0: &mut [E], g: &[E], c: (&[E], &[E]), grad: (&[E], &[E])));
 
 /// Batch rows per rayon task in the pointwise loops.
 const MIN_ROWS_PER_TASK: usize = 8;
@@ -408,7 +389,7 @@ impl<const I: usize, const H: usize, E: NnFloat> LSTMCell<I, H, E, Cpu> {
             .zip(tanh_c.par_chunks_mut(H))
             .zip(cs.par_chunks(H))
             .with_min_len(MIN_ROWS_PER_TASK)
-            .for_each(|((((g, c1), h1), tc), c0)| wide::lstm_forward_row(g, c0, c1, tc, h1));
+            .for_each(|((((g, c1), h1), tc), c0)| wide_lstm_forward_row(g, c0, c1, tc, h1));
         let dev = x.device().clone();
         let h_out = dev.try_tensor_from_vec(h_new, (batch, Const::<H>))?;
         let c_out = dev.try_tensor_from_vec(c_new, (batch, Const::<H>))?;
@@ -428,7 +409,7 @@ impl<const I: usize, const H: usize, E: NnFloat> LSTMCell<I, H, E, Cpu> {
                     .zip(cs.par_chunks(H))
                     .zip(gh.par_chunks(H).zip(gc.par_chunks(H)))
                     .with_min_len(MIN_ROWS_PER_TASK)
-                    .for_each(|(((((dp, dc0), g), tc), c0), grad)| wide::lstm_backward_row(dp, dc0, g, (tc, c0), grad));
+                    .for_each(|(((((dp, dc0), g), tc), c0), grad)| wide_lstm_backward_row(dp, dc0, g, (tc, c0), grad));
                 project_backward!(grads, &dpre, (&xs, &x_g), (&w_ih.0, &wih_g), (b, I, 4 * H), bias: &b_g);
                 project_backward!(grads, &dpre, (&hs, &h_g), (&w_hh.0, &whh_g), (b, H, 4 * H));
                 add_grad!(grads, &c_g, dc_prev);
