@@ -59,6 +59,7 @@ def cases():
 
     conv1 = torch.nn.Conv2d(1, 32, 3, padding=1)
     conv2 = torch.nn.Conv2d(32, 64, 3, stride=2, padding=1)
+    cnn_conv2 = torch.nn.Conv2d(32, 64, 3, padding=1)
     convt = torch.nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1)
     d_conv1 = torch.nn.Conv2d(1, 64, 4, stride=2, padding=1)
     d_conv2 = torch.nn.Conv2d(64, 128, 4, stride=2, padding=1)
@@ -68,6 +69,7 @@ def cases():
     return [
         ("conv 1->32 k3 p1, 64x1x28x28", conv1, (64, 1, 28, 28), conv1.parameters()),
         ("conv 32->64 k3 s2 p1, 64x32x28x28", conv2, (64, 32, 28, 28), conv2.parameters()),
+        ("conv 32->64 k3 p1, 64x32x14x14", cnn_conv2, (64, 32, 14, 14), cnn_conv2.parameters()),
         ("convT 64->32 k4 s2 p1, 64x64x7x7", convt, (64, 64, 7, 7), convt.parameters()),
         ("conv 1->64 k4 s2 p1, 128x1x28x28", d_conv1, (128, 1, 28, 28), d_conv1.parameters()),
         ("conv 64->128 k4 s2 p1, 128x64x14x14", d_conv2, (128, 64, 14, 14), d_conv2.parameters()),

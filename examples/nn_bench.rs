@@ -210,6 +210,16 @@ fn glimpse_rows(args: &Args) -> Vec<(&'static str, (f64, String))> {
         ));
     }
 
+    // mnist_cnn's second convolution.
+    let cnn_conv2 = dev.build_module::<Conv2D<32, 64, 3, 1, 1>, f32>();
+    let x_cnn: Tensor<(usize, Const<32>, usize, usize), f32, Cpu> = dev.sample_normal_like(&(64, Const, 14, 14));
+    if args.selected("conv 32->64 k3 p1, 64x32x14x14") {
+        rows.push((
+            "conv 32->64 k3 p1, 64x32x14x14",
+            median_ms(args, || drop(cnn_conv2.forward(x_cnn.leaky_trace()).sum().backward())),
+        ));
+    }
+
     let convt = dev.build_module::<ConvTrans2D<64, 32, 4, 2, 1>, f32>();
     let x3: Tensor<(usize, Const<64>, usize, usize), f32, Cpu> = dev.sample_normal_like(&(64, Const, 7, 7));
     if args.selected("convT 64->32 k4 s2 p1, 64x64x7x7") {

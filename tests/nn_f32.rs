@@ -46,9 +46,9 @@ fn f32_convolutions_agree_with_f64() {
     compare_image_layer!(MaskedConv2D<8, 16, 7, MaskB>, 8, (2, 14, 14), weight);
 }
 
-/// The strided layers the direct AVX-512 convolution takes (stride ≥ 2, channels in multiples of
-/// 32), with odd sizes, padding 0 to 2, strides 2 and 3, and kernels smaller and larger than the
-/// stride; on CPUs without AVX-512 they check the im2col path instead.
+/// The layers the direct AVX-512 convolution takes (channels in multiples of 32, stride ≥ 2 or a
+/// kernel > 1×1), with odd sizes, padding 0 to 2, strides 1 to 3, and kernels smaller and larger
+/// than the stride; on CPUs without AVX-512 they check the im2col path instead.
 #[test]
 fn f32_direct_strided_convolutions_agree_with_f64() {
     let before = glimpse::nn::kernel_counts()[3].1;
@@ -59,13 +59,18 @@ fn f32_direct_strided_convolutions_agree_with_f64() {
     compare_image_layer!(Conv2D<32, 32, 3, 2, 0>, 32, (1, 9, 7), weight);
     compare_image_layer!(Conv2D<32, 32, 1, 2, 0>, 32, (2, 7, 6), weight);
     compare_image_layer!(Conv2D<32, 32, 4, 2, 1>, 32, (2, 30, 31), weight); // rows of more than one tile
-                                                                            // Transposed convolutions are the input gradients of these, and take the same kernels.
+                                                                            // Stride 1 (one phase): mnist_cnn's layer, a wider kernel and odd sizes, no padding.
+    compare_image_layer!(Conv2D<32, 64, 3, 1, 1>, 32, (3, 14, 14), weight);
+    compare_image_layer!(Conv2D<32, 32, 5, 1, 2>, 32, (2, 9, 17), weight);
+    compare_image_layer!(Conv2D<32, 32, 2, 1, 0>, 32, (2, 7, 30), weight);
+    // Transposed convolutions are the input gradients of these, and take the same kernels.
     compare_image_layer!(ConvTrans2D<64, 32, 4, 2, 1>, 64, (3, 7, 7), weight);
     compare_image_layer!(ConvTrans2D<32, 64, 3, 2, 1, 1>, 32, (2, 5, 6), weight);
     compare_image_layer!(ConvTrans2D<32, 32, 5, 3, 2>, 32, (2, 4, 3), weight);
+    compare_image_layer!(ConvTrans2D<32, 64, 3, 1, 1>, 32, (2, 6, 5), weight);
     let used = glimpse::nn::kernel_counts()[3].1 - before;
     if glimpse::nn::avx512_available() {
-        assert!(used >= 20, "the direct kernels took {used} of 20 passes");
+        assert!(used >= 28, "the direct kernels took {used} of 28 passes");
     }
 }
 

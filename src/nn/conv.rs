@@ -555,8 +555,8 @@ where
     Ok(out.put_tape(tape))
 }
 
-/// Whether [`super::conv_direct`] computes this convolution (f32 on AVX-512, stride ≥ 2, every
-/// tap, channels in multiples of 32).
+/// Whether [`super::conv_direct`] computes this convolution (f32 on AVX-512, every tap, channels
+/// in multiples of 32, stride ≥ 2 or kernel > 1×1).
 pub(crate) fn direct_conv<E: 'static>(g: &Geometry, o: usize, k: usize, taps: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
