@@ -385,6 +385,13 @@ unsafe fn kernel(
     mr: usize,
     nr: usize,
 ) {
+    // The tile of `c` is added to once, after the loop: fetch its rows now, so that they are in
+    // cache by then (rows `ldc` apart defeat the hardware prefetcher; with a shallow depth the
+    // wait for them was a third of the time).
+    for i in 0..mr {
+        _mm_prefetch::<_MM_HINT_T0>(c.add(i * ldc) as *const i8);
+        _mm_prefetch::<_MM_HINT_T0>(c.add(i * ldc + nr - 1) as *const i8);
+    }
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     for p in 0..kc {
         let b0 = _mm512_loadu_ps(b.add(p * ldb));
