@@ -1,4 +1,5 @@
-//! [`FastTanh`]: dfdx's `Tanh` computed without libm, so that the loop vectorizes.
+//! [`FastTanh`]: dfdx's `Tanh` computed without libm, so that the loop vectorizes; [`FastReLU`]:
+//! dfdx's `ReLU` in one pass each way.
 //!
 //! libm's `tanhf` costs about 20 ns a value: 40% of a PPO run on CartPole went there. Here
 //! `tanh(x) = 1 - 2 / (e^{2|x|} + 1)` (sign restored) with a branch-free `e^x` (a degree-7
@@ -6,7 +7,7 @@
 //! first form loses bits to cancellation. The error is below 4e-7 relative and 1e-7 absolute
 //! (tested against f64 over the whole range); the gradient is `1 - y²`, as dfdx's.
 
-use dfdx::nn::{Module, ZeroSizedModule};
+use dfdx::nn::{Module, NonMutableModule, ZeroSizedModule};
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
@@ -24,28 +25,64 @@ impl<S: Shape, E: NnFloat, T: Tape<E, Cpu>> Module<Tensor<S, E, Cpu, T>> for Fas
     type Error = CpuError;
 
     fn try_forward(&self, x: Tensor<S, E, Cpu, T>) -> Result<Self::Output, CpuError> {
-        let (x, mut values) = take_contiguous(x)?;
-        let (x, mut tape) = x.split_tape();
-        tanh_in_place(&mut values);
-        if !T::OWNS_TAPE {
-            return Ok(x.device().try_tensor_from_vec(values, *x.shape())?.put_tape(tape));
-        }
-        let out = x.device().try_tensor_from_vec(values.clone(), *x.shape())?;
-        let (x_g, out_g) = (x.ghost(), out.ghost());
-        tape.add_backward_op(move |grads| {
-            let (gout, dx) = (raw_grad!(grads, &out_g), raw_grad!(grads, &x_g));
-            // SAFETY: distinct tensor ids; `grads` outlives this closure body.
-            let (gout, dx) = unsafe { (gout.slice(), dx.slice()) };
-            let chunks = dx.par_chunks_mut(CHUNK).zip(gout.par_chunks(CHUNK)).zip(values.par_chunks(CHUNK));
-            chunks.with_min_len(MIN_CHUNKS_PER_TASK).for_each(|((d, g), y)| {
-                for ((d, &g), &y) in d.iter_mut().zip(g).zip(y) {
-                    *d += g * (E::one() - y * y);
-                }
-            });
-            Ok(())
-        });
-        Ok(out.put_tape(tape))
+        from_output_op(x, tanh_in_place, |y| E::one() - y * y)
     }
+}
+
+/// `max(x, 0)`, element by element, for any shape and tape: dfdx's `ReLU` layer with the same
+/// values and gradients, bit for bit, in one vectorized pass each way. dfdx's keeps its input
+/// for the backward pass, so it copies it before working in place, and walks both passes
+/// through its generic strided loops: on `mnist_cnn`'s first feature maps that was a fifth of an
+/// epoch. Here the derivative is read off the output (`y > 0` exactly where `x > 0`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FastReLU;
+
+impl ZeroSizedModule for FastReLU {}
+impl NonMutableModule for FastReLU {}
+
+impl<S: Shape, E: NnFloat, T: Tape<E, Cpu>> Module<Tensor<S, E, Cpu, T>> for FastReLU {
+    type Output = Tensor<S, E, Cpu, T>;
+    type Error = CpuError;
+
+    fn try_forward(&self, x: Tensor<S, E, Cpu, T>) -> Result<Self::Output, CpuError> {
+        let relu = |v: &mut [E]| {
+            v.par_chunks_mut(CHUNK)
+                .with_min_len(MIN_CHUNKS_PER_TASK)
+                .for_each(|c| c.iter_mut().for_each(|x| *x = x.max(E::zero())))
+        };
+        from_output_op(x, relu, |y| if y > E::zero() { E::one() } else { E::zero() })
+    }
+}
+
+/// An element-wise op whose derivative is a function of its output: `apply` computes the
+/// output in place on a copy of `x`, and the backward pass adds `g * derivative(y)` into the
+/// input's gradient.
+fn from_output_op<S: Shape, E: NnFloat, T: Tape<E, Cpu>>(
+    x: Tensor<S, E, Cpu, T>,
+    apply: impl FnOnce(&mut [E]),
+    derivative: impl Fn(E) -> E + Send + Sync + 'static,
+) -> Result<Tensor<S, E, Cpu, T>, CpuError> {
+    let (x, mut values) = take_contiguous(x)?;
+    let (x, mut tape) = x.split_tape();
+    apply(&mut values);
+    if !T::OWNS_TAPE {
+        return Ok(x.device().try_tensor_from_vec(values, *x.shape())?.put_tape(tape));
+    }
+    let out = x.device().try_tensor_from_vec(values.clone(), *x.shape())?;
+    let (x_g, out_g) = (x.ghost(), out.ghost());
+    tape.add_backward_op(move |grads| {
+        let (gout, dx) = (raw_grad!(grads, &out_g), raw_grad!(grads, &x_g));
+        // SAFETY: distinct tensor ids; `grads` outlives this closure body.
+        let (gout, dx) = unsafe { (gout.slice(), dx.slice()) };
+        let chunks = dx.par_chunks_mut(CHUNK).zip(gout.par_chunks(CHUNK)).zip(values.par_chunks(CHUNK));
+        chunks.with_min_len(MIN_CHUNKS_PER_TASK).for_each(|((d, g), y)| {
+            for ((d, &g), &y) in d.iter_mut().zip(g).zip(y) {
+                *d += g * derivative(y);
+            }
+        });
+        Ok(())
+    });
+    Ok(out.put_tape(tape))
 }
 
 /// Elements per chunk of the element-wise loops.
@@ -177,6 +214,27 @@ mod tests {
         for (a, b) in g_ours.get(&x).as_vec().iter().zip(g_theirs.get(&x).as_vec()) {
             assert!((a - b).abs() <= 1e-6 * (1.0 + b.abs()), "{a} vs {b}");
         }
+    }
+
+    #[test]
+    fn relu_matches_dfdx_relu_bit_for_bit() {
+        let dev = Cpu::default();
+        let mut x: Tensor<Rank2<3, 70_000>, f32, Cpu> = dev.sample_normal();
+        let mut xv = x.as_vec();
+        xv[..6].copy_from_slice(&[0.0, -0.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -1e-45]);
+        x.copy_from(&xv);
+        let w: Tensor<Rank2<3, 70_000>, f32, Cpu> = dev.sample_normal();
+        let ours = FastReLU.forward(x.leaky_trace());
+        let theirs = x.leaky_trace().relu();
+        let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+        assert_eq!(bits(ours.as_vec()), bits(theirs.as_vec()));
+        let g_ours = (ours * w.clone()).sum().backward();
+        let g_theirs = (theirs * w).sum().backward();
+        assert_eq!(bits(g_ours.get(&x).as_vec()), bits(g_theirs.get(&x).as_vec()));
+        // Untraced, and in f64.
+        assert_eq!(bits(FastReLU.forward(x.clone()).as_vec()), bits(x.clone().relu().as_vec()));
+        let x64: Tensor<Rank1<4>, f64, Cpu> = dev.tensor([-2.0, 0.0, 0.5, 3.0]);
+        assert_eq!(FastReLU.forward(x64).array(), [0.0, 0.0, 0.5, 3.0]);
     }
 
     #[test]

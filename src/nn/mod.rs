@@ -29,7 +29,7 @@ mod reuse;
 mod rnn;
 mod runtime;
 
-pub use activation::{tanh_f32, FastTanh};
+pub use activation::{tanh_f32, FastReLU, FastTanh};
 pub use bottleneck::{ResidualBottleneck, ResidualStack};
 pub use conv::{
     fill_fan_in_uniform, pixelcnn_mask_taps, CentreRow, Conv2D, HorizontalA, HorizontalB, MaskA, MaskB, MaskKind,
@@ -51,7 +51,7 @@ pub use runtime::{cpu_model, in_thread_pool, keep_freed_memory, GLIBC_TUNABLES};
 
 /// Device- and dtype-free layer descriptions, to use in module tuples with `dev.build_module`.
 pub mod builders {
-    pub use super::activation::FastTanh;
+    pub use super::activation::{FastReLU, FastTanh};
     pub use super::bottleneck::builder::{ResidualBottleneck, ResidualStack};
     pub use super::conv::builder::{Conv2D, MaskedConv2D};
     pub use super::convtrans::builder::ConvTrans2D;

@@ -30,15 +30,15 @@ pub const FEATURES: usize = 6272;
 
 /// The generator as a dfdx builder: `(batch, IN)` inputs to `(batch, 784)` pixels in [0, 1].
 pub type GeneratorBuilderOf<const IN: usize> = (
-    (nnb::Dense<IN, FEATURES>, nnb::Unflatten<128, 7, 7>, nnb::BatchNorm2D<128>, builders::ReLU),
-    (nnb::ConvTrans2D<128, 64, 4, 2, 1>, nnb::BatchNorm2D<64>, builders::ReLU),
+    (nnb::Dense<IN, FEATURES>, nnb::Unflatten<128, 7, 7>, nnb::BatchNorm2D<128>, nn::FastReLU),
+    (nnb::ConvTrans2D<128, 64, 4, 2, 1>, nnb::BatchNorm2D<64>, nn::FastReLU),
     (nnb::ConvTrans2D<64, 1, 4, 2, 1>, builders::Sigmoid, nnb::FlattenTo<PIXELS>),
 );
 
 /// The built generator of `IN` inputs (see [`GeneratorBuilderOf`]).
 pub type GeneratorOf<const IN: usize> = (
-    (Dense<IN, FEATURES, f32, Cpu>, nn::Unflatten<128, 7, 7>, nn::BatchNorm2D<128, f32, Cpu>, ReLU),
-    (nn::ConvTrans2D<128, 64, 4, 2, 1, 0, f32, Cpu>, nn::BatchNorm2D<64, f32, Cpu>, ReLU),
+    (Dense<IN, FEATURES, f32, Cpu>, nn::Unflatten<128, 7, 7>, nn::BatchNorm2D<128, f32, Cpu>, nn::FastReLU),
+    (nn::ConvTrans2D<128, 64, 4, 2, 1, 0, f32, Cpu>, nn::BatchNorm2D<64, f32, Cpu>, nn::FastReLU),
     (nn::ConvTrans2D<64, 1, 4, 2, 1, 0, f32, Cpu>, Sigmoid, nn::FlattenTo<PIXELS>),
 );
 

@@ -3,7 +3,6 @@
 //! Figure 5), two 1×1 output layers and one Bernoulli logit per pixel.
 
 use crate::sample::{Autoregressive, PixelCnnPositions};
-use dfdx::nn::builders;
 use dfdx::prelude::*;
 use glimpse::nn::{self as nn, builders as nnb, MaskA, MaskB};
 
@@ -40,14 +39,14 @@ pub type ResidualBlocks<const C: usize, const H: usize, const L: usize> =
 pub type PixelCnnBuilder<const C: usize, const H: usize, const L: usize> = (
     nnb::MaskedConv2D<1, C, 7, MaskA>,
     ResidualBlocksBuilder<C, H, L>,
-    (builders::ReLU, nnb::Conv2D<C, C, 1>, builders::ReLU, nnb::Conv2D<C, 1, 1>),
+    (nn::FastReLU, nnb::Conv2D<C, C, 1>, nn::FastReLU, nnb::Conv2D<C, 1, 1>),
 );
 
 /// The built PixelCNN (see [`PixelCnnBuilder`]).
 pub type PixelCnnNet<const C: usize, const H: usize, const L: usize> = (
     nn::MaskedConv2D<1, C, 7, MaskA, f32, Cpu>,
     ResidualBlocks<C, H, L>,
-    (ReLU, nn::Conv2D<C, C, 1, 1, 0, f32, Cpu>, ReLU, nn::Conv2D<C, 1, 1, 1, 0, f32, Cpu>),
+    (nn::FastReLU, nn::Conv2D<C, C, 1, 1, 0, f32, Cpu>, nn::FastReLU, nn::Conv2D<C, 1, 1, 1, 0, f32, Cpu>),
 );
 
 /// The paper's MNIST PixelCNN as EugenHotaj/pytorch-generative sizes it: 32 channels, 16-channel

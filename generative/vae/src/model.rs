@@ -2,9 +2,7 @@
 
 use crate::PIXELS;
 use dfdx::nn::{builders, modules};
-use dfdx::prelude::{
-    BuildModule, Const, Cpu, HasShape, Module, ReLU, ReshapeTo, SplitTape, Tape, Tensor, TensorCollection,
-};
+use dfdx::prelude::{BuildModule, Const, Cpu, HasShape, Module, ReshapeTo, SplitTape, Tape, Tensor, TensorCollection};
 use glimpse::nn::{self as nn, builders as nn_builders, Dense};
 
 /// A batch of flattened images, `(batch, 784)`.
@@ -35,16 +33,19 @@ pub fn log_odds(p: f32) -> f32 {
 /// (mean, log-variance); decoder Z-400 (ReLU)-784 (logits).
 pub type MlpVaeBuilder<const Z: usize> = (
     (
-        (nn_builders::Dense<PIXELS, 400>, builders::ReLU),
+        (nn_builders::Dense<PIXELS, 400>, nn::FastReLU),
         builders::SplitInto<(nn_builders::Dense<400, Z>, nn_builders::Dense<400, Z>)>,
     ),
-    (nn_builders::Dense<Z, 400>, builders::ReLU, nn_builders::Dense<400, PIXELS>),
+    (nn_builders::Dense<Z, 400>, nn::FastReLU, nn_builders::Dense<400, PIXELS>),
 );
 
 /// The built MLP VAE: `.0` is the encoder, `.1` the decoder (see [`MlpVaeBuilder`]).
 pub type MlpVae<const Z: usize> = (
-    ((Dense<PIXELS, 400, f32, Cpu>, ReLU), modules::SplitInto<(Dense<400, Z, f32, Cpu>, Dense<400, Z, f32, Cpu>)>),
-    (Dense<Z, 400, f32, Cpu>, ReLU, Dense<400, PIXELS, f32, Cpu>),
+    (
+        (Dense<PIXELS, 400, f32, Cpu>, nn::FastReLU),
+        modules::SplitInto<(Dense<400, Z, f32, Cpu>, Dense<400, Z, f32, Cpu>)>,
+    ),
+    (Dense<Z, 400, f32, Cpu>, nn::FastReLU, Dense<400, PIXELS, f32, Cpu>),
 );
 
 impl<const Z: usize> VaeModel<Z> for MlpVae<Z> {
@@ -71,21 +72,21 @@ impl<const Z: usize> VaeModel<Z> for MlpVae<Z> {
 /// convolutions, ending in 784 Bernoulli logits.
 pub type ConvVaeBuilder<const Z: usize> = (
     (
-        (nn_builders::Conv2D<1, 32, 4, 2, 1>, builders::ReLU, nn_builders::Conv2D<32, 64, 4, 2, 1>, builders::ReLU),
-        (nn_builders::FlattenTo<3136>, nn_builders::Dense<3136, 256>, builders::ReLU),
+        (nn_builders::Conv2D<1, 32, 4, 2, 1>, nn::FastReLU, nn_builders::Conv2D<32, 64, 4, 2, 1>, nn::FastReLU),
+        (nn_builders::FlattenTo<3136>, nn_builders::Dense<3136, 256>, nn::FastReLU),
         builders::SplitInto<(nn_builders::Dense<256, Z>, nn_builders::Dense<256, Z>)>,
     ),
     (
         (
             nn_builders::Dense<Z, 256>,
-            builders::ReLU,
+            nn::FastReLU,
             nn_builders::Dense<256, 3136>,
-            builders::ReLU,
+            nn::FastReLU,
             nn_builders::Unflatten<64, 7, 7>,
         ),
         (
             nn_builders::ConvTrans2D<64, 32, 4, 2, 1>,
-            builders::ReLU,
+            nn::FastReLU,
             nn_builders::ConvTrans2D<32, 1, 4, 2, 1>,
             nn_builders::FlattenTo<PIXELS>,
         ),
@@ -95,15 +96,15 @@ pub type ConvVaeBuilder<const Z: usize> = (
 /// The built convolutional VAE: `.0` is the encoder, `.1` the decoder (see [`ConvVaeBuilder`]).
 pub type ConvVae<const Z: usize> = (
     (
-        (nn::Conv2D<1, 32, 4, 2, 1, f32, Cpu>, ReLU, nn::Conv2D<32, 64, 4, 2, 1, f32, Cpu>, ReLU),
-        (nn::FlattenTo<3136>, Dense<3136, 256, f32, Cpu>, ReLU),
+        (nn::Conv2D<1, 32, 4, 2, 1, f32, Cpu>, nn::FastReLU, nn::Conv2D<32, 64, 4, 2, 1, f32, Cpu>, nn::FastReLU),
+        (nn::FlattenTo<3136>, Dense<3136, 256, f32, Cpu>, nn::FastReLU),
         modules::SplitInto<(Dense<256, Z, f32, Cpu>, Dense<256, Z, f32, Cpu>)>,
     ),
     (
-        (Dense<Z, 256, f32, Cpu>, ReLU, Dense<256, 3136, f32, Cpu>, ReLU, nn::Unflatten<64, 7, 7>),
+        (Dense<Z, 256, f32, Cpu>, nn::FastReLU, Dense<256, 3136, f32, Cpu>, nn::FastReLU, nn::Unflatten<64, 7, 7>),
         (
             nn::ConvTrans2D<64, 32, 4, 2, 1, 0, f32, Cpu>,
-            ReLU,
+            nn::FastReLU,
             nn::ConvTrans2D<32, 1, 4, 2, 1, 0, f32, Cpu>,
             nn::FlattenTo<PIXELS>,
         ),
