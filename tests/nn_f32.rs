@@ -59,7 +59,8 @@ fn f32_direct_strided_convolutions_agree_with_f64() {
     compare_image_layer!(Conv2D<32, 32, 3, 2, 0>, 32, (1, 9, 7), weight);
     compare_image_layer!(Conv2D<32, 32, 1, 2, 0>, 32, (2, 7, 6), weight);
     compare_image_layer!(Conv2D<32, 32, 4, 2, 1>, 32, (2, 30, 31), weight); // rows of more than one tile
-                                                                            // Stride 1 (one phase): mnist_cnn's layer, a wider kernel and odd sizes, no padding.
+    compare_image_layer!(Conv2D<32, 32, 3, 2, 1>, 32, (9, 9, 11), weight); // split buffers reused across images
+                                                                           // Stride 1 (one phase): mnist_cnn's layer, a wider kernel and odd sizes, no padding.
     compare_image_layer!(Conv2D<32, 64, 3, 1, 1>, 32, (3, 14, 14), weight);
     compare_image_layer!(Conv2D<32, 32, 5, 1, 2>, 32, (2, 9, 17), weight);
     compare_image_layer!(Conv2D<32, 32, 2, 1, 0>, 32, (2, 7, 30), weight);
@@ -70,7 +71,7 @@ fn f32_direct_strided_convolutions_agree_with_f64() {
     compare_image_layer!(ConvTrans2D<32, 64, 3, 1, 1>, 32, (2, 6, 5), weight);
     let used = glimpse::nn::kernel_counts()[3].1 - before;
     if glimpse::nn::avx512_available() {
-        assert!(used >= 28, "the direct kernels took {used} of 28 passes");
+        assert!(used >= 30, "the direct kernels took {used} of 30 passes");
     }
 }
 

@@ -277,12 +277,14 @@ struct Phases {
     out_w: usize,
     hp: usize,
     wp: usize,
+    /// [`Phases::row_runs`].
+    runs: Vec<(usize, usize, usize)>,
 }
 
 impl Phases {
     fn new(g: &Geometry, k: usize) -> Self {
         let q = (k - 1) / g.stride;
-        Self {
+        let mut ph = Self {
             c: g.chans,
             h: g.h,
             w: g.w,
@@ -294,7 +296,10 @@ impl Phases {
             out_w: g.out_w,
             hp: g.out_h + q,
             wp: g.out_w + q,
-        }
+            runs: Vec::new(),
+        };
+        ph.runs = ph.row_runs();
+        ph
     }
 
     /// Output rows `[lo, hi)` whose input row `s·oy + ki - pad` lies inside the image.
@@ -309,39 +314,49 @@ impl Phases {
         self.s * self.s * self.hp * self.wp
     }
 
-    /// Splits `x_b` (`c × h × w`) into `dst[c][phase][hp][wp]`.
+    /// Splits `x_b` (`c × h × w`) into `dst[c][phase][hp][wp]`. `dst` must be empty or hold an
+    /// earlier split of the same geometry: only the values that come from the image are
+    /// written, so the zero padding is written once per buffer, not once per image.
     fn split(&self, x_b: &[f32], dst: &mut Vec<f32>) {
-        dst.resize(self.c * self.plane(), 0.0);
+        if dst.len() != self.c * self.plane() {
+            dst.clear();
+            dst.resize(self.c * self.plane(), 0.0);
+        }
         // SAFETY: AVX-512F checked by `applies`.
         unsafe { self.split_avx512(x_b, dst) }
     }
 
-    /// The body of [`Phases::split`], compiled for AVX-512 so that the stride-2 row copies inline.
+    /// The body of [`Phases::split`], compiled for AVX-512 so that the row copies inline.
     ///
     /// # Safety
     /// AVX-512F.
     #[target_feature(enable = "avx512f")]
     unsafe fn split_avx512(&self, x_b: &[f32], dst: &mut [f32]) {
-        let (s, hp, wp) = (self.s, self.hp, self.wp);
         for (x_c, d_c) in x_b.chunks(self.h * self.w).zip(dst.chunks_mut(self.plane())) {
-            for (phase, d) in d_c.chunks_mut(hp * wp).enumerate() {
-                let (a, b) = (phase / s, phase % s);
-                let (j_lo, j_hi) = class_range(b, s, self.pad, self.w);
-                let (j_lo, j_hi) = (j_lo.min(wp), j_hi.min(wp));
-                for (i, row) in d.chunks_mut(wp).enumerate() {
-                    let y = (s * i + a).wrapping_sub(self.pad);
-                    if y >= self.h || j_lo >= j_hi {
-                        row.fill(0.0);
-                        continue;
-                    }
-                    row[..j_lo].fill(0.0);
-                    row[j_hi..].fill(0.0);
-                    let start = y * self.w + s * j_lo + b - self.pad;
-                    let src = &x_c[start..start + s * (j_hi - j_lo - 1) + 1];
-                    strided_copy(src, s, &mut row[j_lo..j_hi]);
+            for &(src, dst, len) in &self.runs {
+                let src = &x_c[src..src + self.s * (len - 1) + 1];
+                strided_copy(src, self.s, &mut d_c[dst..dst + len]);
+            }
+        }
+    }
+
+    /// The row copies of one channel's split: `(source offset, destination offset, length)`,
+    /// every phase row that holds image values, without its padding.
+    fn row_runs(&self) -> Vec<(usize, usize, usize)> {
+        let (s, hp, wp) = (self.s, self.hp, self.wp);
+        let mut runs = Vec::with_capacity(s * s * hp);
+        for phase in 0..s * s {
+            let (a, b) = (phase / s, phase % s);
+            let (j_lo, j_hi) = class_range(b, s, self.pad, self.w);
+            let (j_lo, j_hi) = (j_lo.min(wp), j_hi.min(wp));
+            for i in 0..hp {
+                let y = (s * i + a).wrapping_sub(self.pad);
+                if y < self.h && j_lo < j_hi {
+                    runs.push((y * self.w + s * j_lo + b - self.pad, (phase * hp + i) * wp + j_lo, j_hi - j_lo));
                 }
             }
         }
+        runs
     }
 
     /// Splits `x_b` into `dst[phase][hp][wp][c]` (channels last), using `tmp`.
@@ -385,6 +400,13 @@ fn row_tiles_of(lo: usize, hi: usize, most: usize) -> impl Iterator<Item = (usiz
 unsafe fn strided_copy(src: &[f32], s: usize, dst: &mut [f32]) {
     if s == 2 {
         even_lanes(src, dst);
+        return;
+    }
+    if s == 1 {
+        for (d, v) in dst.chunks_mut(16).zip(src.chunks(16)) {
+            let m = ((1u32 << d.len()) - 1) as __mmask16;
+            _mm512_mask_storeu_ps(d.as_mut_ptr(), m, _mm512_maskz_loadu_ps(m, v.as_ptr()));
+        }
         return;
     }
     for (i, d) in dst.iter_mut().enumerate() {
