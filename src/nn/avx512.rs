@@ -302,10 +302,14 @@ unsafe fn pack_b(b: View, (pc, jc): (usize, usize), (kc, nc): (usize, usize), ou
         }
         let dst = &mut out[panel * kc * NR..(panel + 1) * kc * NR];
         if b.cs == 1 {
+            // A partial panel (full ones are read in place): masked copies, zeros beyond `nr`
+            // (a `copy_nonoverlapping` of a run-time length was a call to memcpy per row).
             for p in 0..kc {
-                let row = &mut dst[p * NR..(p + 1) * NR];
-                std::ptr::copy_nonoverlapping(b.ptr.add((pc + p) * b.rs + jc + jr), row.as_mut_ptr(), nr);
-                row[nr..].fill(0.0);
+                let (src, row) = (b.ptr.add((pc + p) * b.rs + jc + jr), dst.as_mut_ptr().add(p * NR));
+                let lo = nr.min(16);
+                _mm512_storeu_ps(row, _mm512_maskz_loadu_ps(((1u32 << lo) - 1) as __mmask16, src));
+                let hi = ((1u32 << (nr - lo)) - 1) as __mmask16;
+                _mm512_storeu_ps(row.add(16), _mm512_maskz_loadu_ps(hi, src.add(lo)));
             }
         } else {
             // Walk each source column along k (contiguous when b.rs == 1).
@@ -344,11 +348,11 @@ unsafe fn pack_a(a: View, (ic, pc): (usize, usize), (mc, kc): (usize, usize), ou
         let dst = &mut out[panel * kc * MR..(panel + 1) * kc * MR];
         if a.rs == 1 {
             // Column-major source: each k step's MR values are contiguous.
+            // One masked load and store of MR lanes per depth, zeros beyond `mr`.
+            let mask = ((1u32 << mr) - 1) as __mmask16;
             for p in 0..kc {
                 let src = a.ptr.add((ic + ir) + (pc + p) * a.cs);
-                let d = &mut dst[p * MR..(p + 1) * MR];
-                std::ptr::copy_nonoverlapping(src, d.as_mut_ptr(), mr);
-                d[mr..].fill(0.0);
+                _mm512_mask_storeu_ps(dst.as_mut_ptr().add(p * MR), 0xFF, _mm512_maskz_loadu_ps(mask, src));
             }
         } else {
             // Row-major source with a full panel: 8 rows × 8 depths at a time, transposed.
