@@ -514,10 +514,13 @@ where
     let wm = gather_taps(&tensor_vec(weight)?, (O, I, K), taps);
     let bias_values = tensor_vec(bias)?;
     let direct = direct_conv::<E>(&g, O, K, taps.len());
+    let weight_grad = T::OWNS_TAPE && !super::freeze::parameters_frozen();
+    // The direct backward pass reads the input's stride phases, kept by its forward pass.
+    let mut phases = Vec::new();
     let out = if direct {
         // The direct kernel sets each image's planes to the bias itself, in parallel.
         let mut out = vec![E::zero(); b.size() * O * g.out_hw()];
-        direct_forward(&g, K, &wm, Some(&bias_values), &xs, &mut out);
+        phases = direct_forward(&g, K, &wm, Some(&bias_values), &xs, &mut out, weight_grad);
         out
     } else {
         let mut out = Vec::with_capacity(b.size() * O * g.out_hw());
@@ -533,13 +536,13 @@ where
     if T::OWNS_TAPE {
         let (x_g, w_g, b_g, out_g) = (x.ghost(), weight.ghost(), bias.ghost(), out.ghost());
         let taps = taps.to_vec();
-        let weight_grad = !super::freeze::parameters_frozen();
+        let xs = if direct { Vec::new() } else { xs };
         tape.add_backward_op(move |grads| {
             let (gout, dx) = (raw_grad!(grads, &out_g), raw_grad!(grads, &x_g));
             // SAFETY: distinct tensor ids; `grads` outlives this closure body.
             let (gout, dx) = unsafe { (gout.slice(), dx.slice()) };
             let grads_of_weights = match direct {
-                true => direct_backward(&g, K, &wm, &xs, gout, dx, weight_grad),
+                true => direct_backward(&g, K, &wm, &phases, gout, dx, weight_grad),
                 false => conv_backward(&g, &taps, &xs, &wm, gout, dx, O, weight_grad),
             };
             if let Some((dwm, dbias)) = grads_of_weights {
@@ -583,13 +586,22 @@ fn as_f32_mut<E: 'static>(v: &mut [E]) -> &mut [f32] {
     unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast(), v.len()) }
 }
 
-/// The direct forward pass for `E = f32` (only called when [`direct_conv`] holds).
-pub(crate) fn direct_forward<E: NnFloat>(g: &Geometry, k: usize, wm: &[E], bias: Option<&[E]>, x: &[E], out: &mut [E]) {
+/// The direct forward pass for `E = f32` (only called when [`direct_conv`] holds); with `keep`,
+/// returns the input's stride phases for [`direct_backward`] or [`direct_weight_grad`].
+pub(crate) fn direct_forward<E: NnFloat>(
+    g: &Geometry,
+    k: usize,
+    wm: &[E],
+    bias: Option<&[E]>,
+    x: &[E],
+    out: &mut [E],
+    keep: bool,
+) -> Vec<f32> {
     #[cfg(target_arch = "x86_64")]
-    super::conv_direct::forward(g, k, as_f32(wm), bias.map(as_f32), as_f32(x), as_f32_mut(out));
+    return super::conv_direct::forward(g, k, as_f32(wm), bias.map(as_f32), as_f32(x), as_f32_mut(out), keep);
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!(
-        "no direct convolution off x86_64: {g:?} {k} {} {:?} {} {}",
+        "no direct convolution off x86_64: {g:?} {k} {} {:?} {} {} {keep}",
         wm.len(),
         bias.map(|b| b.len()),
         x.len(),
@@ -597,27 +609,27 @@ pub(crate) fn direct_forward<E: NnFloat>(g: &Geometry, k: usize, wm: &[E], bias:
     );
 }
 
-/// The direct backward pass for `E = f32`: adds into `dx`, returns `(dW, db)` when `weight_grad`.
+/// The direct backward pass for `E = f32`: adds into `dx`, returns `(dW, db)` when `weight_grad`
+/// (from the `phases` that [`direct_forward`] kept).
 fn direct_backward<E: NnFloat>(
     g: &Geometry,
     k: usize,
     wm: &[E],
-    x: &[E],
+    phases: &[f32],
     gout: &[E],
     dx: &mut [E],
     weight_grad: bool,
 ) -> Option<(Vec<E>, Vec<E>)> {
     #[cfg(target_arch = "x86_64")]
     {
-        let grads =
-            super::conv_direct::backward(g, k, as_f32(wm), as_f32(x), as_f32(gout), as_f32_mut(dx), weight_grad);
+        let grads = super::conv_direct::backward(g, k, as_f32(wm), phases, as_f32(gout), as_f32_mut(dx), weight_grad);
         grads.map(|(dw, db)| (from_f32(dw), from_f32(db)))
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!(
         "no direct convolution off x86_64: {g:?} {k} {} {} {} {} {weight_grad}",
         wm.len(),
-        x.len(),
+        phases.len(),
         gout.len(),
         dx.len()
     )
@@ -634,21 +646,22 @@ pub(crate) fn direct_input_grad<E: NnFloat>(g: &Geometry, k: usize, wm: &[E], go
     unreachable!("no direct convolution off x86_64: {g:?} {k} {} {} {}", wm.len(), gout.len(), dx.len());
 }
 
-/// The direct weight and bias gradients for `E = f32`, `o` output channels: `(dW, db)`.
+/// The direct weight and bias gradients for `E = f32`, `o` output channels, from the input
+/// `phases` kept by [`direct_forward`]: `(dW, db)`.
 pub(crate) fn direct_weight_grad<E: NnFloat>(
     g: &Geometry,
     k: usize,
     o: usize,
-    x: &[E],
+    phases: &[f32],
     gout: &[E],
 ) -> (Vec<E>, Vec<E>) {
     #[cfg(target_arch = "x86_64")]
     {
-        let (dw, db) = super::conv_direct::weight_grad_of(g, k, o, as_f32(x), as_f32(gout));
+        let (dw, db) = super::conv_direct::weight_grad_of(g, k, o, phases, as_f32(gout));
         (from_f32(dw), from_f32(db))
     }
     #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("no direct convolution off x86_64: {g:?} {k} {o} {} {}", x.len(), gout.len());
+    unreachable!("no direct convolution off x86_64: {g:?} {k} {o} {} {}", phases.len(), gout.len());
 }
 
 /// An f32 vector as a vector of `E = f32`.

@@ -41,8 +41,18 @@ pub(crate) fn applies<E: 'static>(g: &Geometry, o: usize, k: usize, taps: usize)
 }
 
 /// `out[b] += conv(x[b], weight)`, `weight` `O × C × K × K`; with `bias`, `out` is zero on entry
-/// and each image's planes are set to the bias first, as they are used.
-pub(crate) fn forward(g: &Geometry, k: usize, weight: &[f32], bias: Option<&[f32]>, x: &[f32], out: &mut [f32]) {
+/// and each image's planes are set to the bias first, as they are used. With `keep`, returns
+/// the images' stride phases (`split`'s layout, image after image) for [`weight_grad_of`], which
+/// then does not split the images again; otherwise an empty vector.
+pub(crate) fn forward(
+    g: &Geometry,
+    k: usize,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    x: &[f32],
+    out: &mut [f32],
+    keep: bool,
+) -> Vec<f32> {
     super::kernels::count_kernel(super::kernels::KernelPath::DirectConv);
     let ph = Phases::new(g, k);
     let (c, o, n) = (g.chans, weight.len() / (g.chans * k * k), g.out_hw());
@@ -54,52 +64,72 @@ pub(crate) fn forward(g: &Geometry, k: usize, weight: &[f32], bias: Option<&[f32
             *v = weight[((ob * BLOCK + lane) * c + ci) * k * k + t];
         }
     });
-    out.par_chunks_mut(o * n).zip(x.par_chunks(g.in_len())).for_each_init(
-        || (Vec::new(), Vec::new()),
-        |(xp, tmp), (out_b, x_b)| {
-            ph.split(x_b, xp);
-            tmp.resize(n * o, 0.0);
-            for ob in 0..o / BLOCK {
-                let w_ob = &wf[ob * k * k * c * BLOCK..];
-                let all: Vec<(usize, usize, *const f32)> =
-                    (0..k * k).map(|t| (t / k, ph.tap_offset(t), w_ob[t * c * BLOCK..].as_ptr())).collect();
-                for oy in 0..g.out_h {
-                    // Taps whose input row is padding add zeros: skipped (the sums are the same).
-                    let inside = |ki: usize| (g.stride * oy + ki).wrapping_sub(g.pad) < g.h;
-                    let taps: Vec<(usize, *const f32)> =
-                        all.iter().filter(|t| inside(t.0)).map(|&(_, off, w)| (off, w)).collect();
-                    for (x0, len) in row_tiles(0, g.out_w) {
-                        let src = xp[oy * ph.wp + x0..].as_ptr();
-                        let dst = tmp[(oy * g.out_w + x0) * o + ob * BLOCK..].as_mut_ptr();
-                        // SAFETY: AVX-512F checked by `applies`; every tap's window of `len`
-                        // positions lies inside the phase planes (see `Phases`), and the tile
-                        // writes `len` rows of 32 values `o` apart inside `tmp`.
-                        unsafe { tile(len, src, ph.plane(), c, &taps, dst, o) };
-                    }
+    let image = |xp: &[f32], tmp: &mut Vec<f32>, out_b: &mut [f32]| {
+        tmp.resize(n * o, 0.0);
+        for ob in 0..o / BLOCK {
+            let w_ob = &wf[ob * k * k * c * BLOCK..];
+            let all: Vec<(usize, usize, *const f32)> =
+                (0..k * k).map(|t| (t / k, ph.tap_offset(t), w_ob[t * c * BLOCK..].as_ptr())).collect();
+            for oy in 0..g.out_h {
+                // Taps whose input row is padding add zeros: skipped (the sums are the same).
+                let inside = |ki: usize| (g.stride * oy + ki).wrapping_sub(g.pad) < g.h;
+                let taps: Vec<(usize, *const f32)> =
+                    all.iter().filter(|t| inside(t.0)).map(|&(_, off, w)| (off, w)).collect();
+                for (x0, len) in row_tiles(0, g.out_w) {
+                    let src = xp[oy * ph.wp + x0..].as_ptr();
+                    let dst = tmp[(oy * g.out_w + x0) * o + ob * BLOCK..].as_mut_ptr();
+                    // SAFETY: AVX-512F checked by `applies`; every tap's window of `len`
+                    // positions lies inside the phase planes (see `Phases`), and the tile
+                    // writes `len` rows of 32 values `o` apart inside `tmp`.
+                    unsafe { tile(len, src, ph.plane(), c, &taps, dst, o) };
                 }
             }
-            if let Some(bias) = bias {
-                out_b.chunks_mut(n).zip(bias).for_each(|(plane, &b)| plane.fill(b));
-            }
-            add_transposed(tmp, n, o, out_b);
-        },
-    );
+        }
+        if let Some(bias) = bias {
+            out_b.chunks_mut(n).zip(bias).for_each(|(plane, &b)| plane.fill(b));
+        }
+        add_transposed(tmp, n, o, out_b);
+    };
+    let images = out.par_chunks_mut(o * n).zip(x.par_chunks(g.in_len()));
+    if !keep {
+        images.for_each_init(
+            || (Vec::new(), Vec::new()),
+            |(xp, tmp), (out_b, x_b)| {
+                ph.split(x_b, xp);
+                image(xp, tmp, out_b);
+            },
+        );
+        return Vec::new();
+    }
+    let (len, total) = (c * ph.plane(), x.len() / g.in_len() * c * ph.plane());
+    let mut kept = Vec::with_capacity(total);
+    let slots = kept.spare_capacity_mut()[..total].par_chunks_mut(len);
+    slots.zip(images).for_each_init(Vec::new, |tmp, (slot, (out_b, x_b))| {
+        slot.fill(std::mem::MaybeUninit::new(0.0));
+        // SAFETY: every value of `slot` was just written.
+        let xp = unsafe { &mut *(slot as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
+        ph.split_into(x_b, xp);
+        image(xp, tmp, out_b);
+    });
+    // SAFETY: every slot, and so each of the `total` values, was written above.
+    unsafe { kept.set_len(total) };
+    kept
 }
 
 /// Backward of [`forward`]: adds the input gradient into `dx` and returns `(dW, db)` (`dW` laid
-/// out as `weight`) when `weight_grad`.
+/// out as `weight`) when `weight_grad`, from the `phases` the forward pass kept.
 pub(crate) fn backward(
     g: &Geometry,
     k: usize,
     weight: &[f32],
-    x: &[f32],
+    phases: &[f32],
     gout: &[f32],
     dx: &mut [f32],
     weight_grad: bool,
 ) -> Option<(Vec<f32>, Vec<f32>)> {
     super::kernels::count_kernel(super::kernels::KernelPath::DirectConv);
     input_grad(g, k, weight, gout, dx);
-    weight_grad.then(|| weight_grad_of(g, k, weight.len() / (g.chans * k * k), x, gout))
+    weight_grad.then(|| weight_grad_of(g, k, weight.len() / (g.chans * k * k), phases, gout))
 }
 
 /// `dx[b] += conv_transpose(gout[b], weight)`: the input gradient of [`forward`], which is also
@@ -120,17 +150,17 @@ pub(crate) fn input_grad(g: &Geometry, k: usize, weight: &[f32], gout: &[f32], d
         .for_each_init(Scratch::default, |s, (dx_b, g_b)| image_input_grad(&ph, &wd, o, g_b, dx_b, s));
 }
 
-/// The weight and bias gradients of [`forward`] (`o` output channels): `(dW, db)` with `dW`
-/// laid out as the weight (`o × c × k × k`). Summed per part of the batch, one part per thread,
-/// the parts added in order.
-pub(crate) fn weight_grad_of(g: &Geometry, k: usize, o: usize, x: &[f32], gout: &[f32]) -> (Vec<f32>, Vec<f32>) {
+/// The weight and bias gradients of [`forward`] (`o` output channels) from the input's stride
+/// `phases` that it kept: `(dW, db)` with `dW` laid out as the weight (`o × c × k × k`). Summed
+/// per part of the batch, one part per thread, the parts added in order.
+pub(crate) fn weight_grad_of(g: &Geometry, k: usize, o: usize, phases: &[f32], gout: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let ph = Phases::new(g, k);
-    let (c, n, in_len) = (g.chans, g.out_hw(), g.in_len());
+    let (c, n, in_len) = (g.chans, g.out_hw(), g.chans * ph.plane());
     let len = o * c * k * k;
     let batch = gout.len() / (o * n).max(1);
     let parts = super::kernels::threads().min(batch).max(1);
     let per_part = batch.div_ceil(parts).max(1);
-    let partials: Vec<(Vec<f32>, Vec<f32>)> = x
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = phases
         .par_chunks(per_part * in_len)
         .zip(gout.par_chunks(per_part * o * n))
         .map(|(x_p, g_p)| {
@@ -138,7 +168,7 @@ pub(crate) fn weight_grad_of(g: &Geometry, k: usize, o: usize, x: &[f32], gout: 
             // The weight gradient as [c][tap][o].
             let (mut dwt, mut db) = (vec![0.0f32; len], vec![0.0f32; o]);
             for (x_b, g_b) in x_p.chunks(in_len).zip(g_p.chunks(o * n)) {
-                g_b.chunks(n).zip(&mut db).for_each(|(row, d)| *d += row.iter().sum::<f32>());
+                g_b.chunks(n).zip(&mut db).for_each(|(row, d)| *d += super::kernels::sum(row));
                 image_weight_grad(&ph, o, x_b, g_b, &mut dwt, &mut s);
             }
             (dwt, db)
@@ -227,10 +257,12 @@ fn class_range(r: usize, s: usize, pad: usize, len: usize) -> (usize, usize) {
     (lo, hi.max(lo))
 }
 
-/// `dwt[c][t][o] += Σ_pos x_phase(t)[pos][c] · gout[o][pos]` for one image.
-fn image_weight_grad(ph: &Phases, o: usize, x_b: &[f32], g_b: &[f32], dwt: &mut [f32], s: &mut Scratch) {
+/// `dwt[c][t][o] += Σ_pos x_phase(t)[pos][c] · gout[o][pos]` for one image, from its phases.
+fn image_weight_grad(ph: &Phases, o: usize, phases_b: &[f32], g_b: &[f32], dwt: &mut [f32], s: &mut Scratch) {
     let (c, k, n) = (ph.c, ph.k, ph.out_h * ph.out_w);
-    ph.split_channels_last(x_b, &mut s.tmp, &mut s.phases_t);
+    // The phases channels last: [phase][hp][wp][c].
+    s.phases_t.resize(phases_b.len(), 0.0);
+    transpose_into(phases_b, c, ph.plane(), &mut s.phases_t);
     s.gout_t.resize(n * o, 0.0);
     transpose_into(g_b, o, n, &mut s.gout_t);
     for t in 0..k * k {
@@ -322,6 +354,12 @@ impl Phases {
             dst.clear();
             dst.resize(self.c * self.plane(), 0.0);
         }
+        self.split_into(x_b, dst);
+    }
+
+    /// [`Phases::split`] into a slice of `c × plane` values whose padding is zero.
+    fn split_into(&self, x_b: &[f32], dst: &mut [f32]) {
+        assert_eq!(dst.len(), self.c * self.plane(), "split: destination of another geometry");
         // SAFETY: AVX-512F checked by `applies`.
         unsafe { self.split_avx512(x_b, dst) }
     }
@@ -332,10 +370,62 @@ impl Phases {
     /// AVX-512F.
     #[target_feature(enable = "avx512f")]
     unsafe fn split_avx512(&self, x_b: &[f32], dst: &mut [f32]) {
+        if self.s == 2 {
+            self.split_stride2(x_b, dst);
+            return;
+        }
         for (x_c, d_c) in x_b.chunks(self.h * self.w).zip(dst.chunks_mut(self.plane())) {
             for &(src, dst, len) in &self.runs {
                 let src = &x_c[src..src + self.s * (len - 1) + 1];
                 strided_copy(src, self.s, &mut d_c[dst..dst + len]);
+            }
+        }
+    }
+
+    /// [`Phases::split`] at stride 2, a source row at a time: its even columns go to one
+    /// column phase and its odd columns to the other, both from the same two loads.
+    ///
+    /// # Safety
+    /// AVX-512F; `self.s == 2`.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn split_stride2(&self, x_b: &[f32], dst: &mut [f32]) {
+        let (hp, wp, pad, w) = (self.hp, self.wp, self.pad, self.w);
+        // Column 2m goes to phase b = pad % 2 at j = m + pad / 2, column 2m + 1 to the other
+        // phase at j = m + (pad + 1) / 2; columns past the phase rows' width are never read.
+        let fit = |j0: usize, n: usize| if j0 < wp { n.min(wp - j0) } else { 0 };
+        let (b_even, j_even) = (pad % 2, pad / 2);
+        let (b_odd, j_odd) = (1 - b_even, pad.div_ceil(2));
+        let (n_even, n_odd) = (fit(j_even, w.div_ceil(2)), fit(j_odd, w / 2));
+        let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odds = _mm512_add_epi32(evens, _mm512_set1_epi32(1));
+        let mask = |n: usize| -> __mmask16 { ((1u32 << n.min(16)) - 1) as __mmask16 };
+        for (x_c, d_c) in x_b.chunks(self.h * self.w).zip(dst.chunks_mut(self.plane())) {
+            for y in 0..self.h {
+                let (a, i) = ((y + pad) % 2, (y + pad) / 2);
+                if i >= hp {
+                    continue;
+                }
+                let row = &x_c[y * w..(y + 1) * w];
+                // The destination rows, bounds checked once (empty when no column fits).
+                let mut dst_row = |b: usize, j0: usize, n: usize| match n {
+                    0 => std::ptr::null_mut(),
+                    _ => d_c[((a * 2 + b) * hp + i) * wp + j0..][..n].as_mut_ptr(),
+                };
+                let (d_even, d_odd) = (dst_row(b_even, j_even, n_even), dst_row(b_odd, j_odd, n_odd));
+                for m in (0..w).step_by(32) {
+                    let avail = w - m;
+                    let lo = _mm512_maskz_loadu_ps(mask(avail), row.as_ptr().add(m));
+                    let hi = _mm512_maskz_loadu_ps(mask(avail.saturating_sub(16)), row.as_ptr().add(m + 16.min(avail)));
+                    let half = m / 2;
+                    if half < n_even {
+                        let v = _mm512_permutex2var_ps(lo, evens, hi);
+                        _mm512_mask_storeu_ps(d_even.add(half), mask(n_even - half), v);
+                    }
+                    if half < n_odd {
+                        let v = _mm512_permutex2var_ps(lo, odds, hi);
+                        _mm512_mask_storeu_ps(d_odd.add(half), mask(n_odd - half), v);
+                    }
+                }
             }
         }
     }
@@ -357,13 +447,6 @@ impl Phases {
             }
         }
         runs
-    }
-
-    /// Splits `x_b` into `dst[phase][hp][wp][c]` (channels last), using `tmp`.
-    fn split_channels_last(&self, x_b: &[f32], tmp: &mut Vec<f32>, dst: &mut Vec<f32>) {
-        self.split(x_b, tmp);
-        dst.resize(tmp.len(), 0.0);
-        transpose_into(tmp, self.c, self.plane(), dst);
     }
 
     /// Where tap `t = ki·k + kj` starts in a channel's phases (`split`'s layout).
