@@ -6,11 +6,13 @@
 //! shows both medians and their ratio (glimpse / PyTorch; below 1 means glimpse is faster).
 //! Both sides run with the same glibc malloc settings (`glimpse::nn::keep_freed_memory` here,
 //! `GLIBC_TUNABLES` for PyTorch), and the glimpse cases run inside a pool of `--threads` threads.
+//! Each side differentiates its own framework's sum of the layer's output (`glimpse::nn::sum_all`
+//! here, `Tensor.sum` there).
 
 use clap::Parser;
 use dfdx::prelude::*;
 use glimpse::nn::builders::{BatchNorm2D, Conv2D, ConvTrans2D, Dense, LSTMCell, MaskedConv2D, MaxPool2D};
-use glimpse::nn::{LstmState, MaskB};
+use glimpse::nn::{sum_all, LstmState, MaskB};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -111,7 +113,7 @@ fn median_ms(args: &Args, mut f: impl FnMut()) -> (f64, String) {
     (samples[samples.len() / 2], paths)
 }
 
-/// Times `forward(x).sum().backward()` for a channel-preserving image layer on a random `(b, C, h, w)` input.
+/// Times `sum_all(forward(x)).backward()` for a channel-preserving image layer on a random `(b, C, h, w)` input.
 fn image_case<M, const C: usize>(dev: &Cpu, m: &M, (b, h, w): (usize, usize, usize), args: &Args) -> (f64, String)
 where
     M: Module<
@@ -121,7 +123,7 @@ where
 {
     let x: Tensor<(usize, Const<C>, usize, usize), f32, Cpu> = dev.sample_normal_like(&(b, Const, h, w));
     median_ms(args, || {
-        let _grads = m.forward(x.leaky_trace()).sum().backward();
+        let _grads = sum_all(m.forward(x.leaky_trace())).expect("sum").backward();
     })
 }
 
@@ -197,7 +199,7 @@ fn glimpse_rows(args: &Args) -> Vec<(&'static str, (f64, String))> {
     if args.selected("conv 1->32 k3 p1, 64x1x28x28") {
         rows.push((
             "conv 1->32 k3 p1, 64x1x28x28",
-            median_ms(args, || drop(conv1.forward(x1.leaky_trace()).sum().backward())),
+            median_ms(args, || drop(sum_all(conv1.forward(x1.leaky_trace())).expect("sum").backward())),
         ));
     }
 
@@ -206,7 +208,7 @@ fn glimpse_rows(args: &Args) -> Vec<(&'static str, (f64, String))> {
     if args.selected("conv 32->64 k3 s2 p1, 64x32x28x28") {
         rows.push((
             "conv 32->64 k3 s2 p1, 64x32x28x28",
-            median_ms(args, || drop(conv2.forward(x2.leaky_trace()).sum().backward())),
+            median_ms(args, || drop(sum_all(conv2.forward(x2.leaky_trace())).expect("sum").backward())),
         ));
     }
 
@@ -216,7 +218,7 @@ fn glimpse_rows(args: &Args) -> Vec<(&'static str, (f64, String))> {
     if args.selected("conv 32->64 k3 p1, 64x32x14x14") {
         rows.push((
             "conv 32->64 k3 p1, 64x32x14x14",
-            median_ms(args, || drop(cnn_conv2.forward(x_cnn.leaky_trace()).sum().backward())),
+            median_ms(args, || drop(sum_all(cnn_conv2.forward(x_cnn.leaky_trace())).expect("sum").backward())),
         ));
     }
 
@@ -225,7 +227,7 @@ fn glimpse_rows(args: &Args) -> Vec<(&'static str, (f64, String))> {
     if args.selected("convT 64->32 k4 s2 p1, 64x64x7x7") {
         rows.push((
             "convT 64->32 k4 s2 p1, 64x64x7x7",
-            median_ms(args, || drop(convt.forward(x3.leaky_trace()).sum().backward())),
+            median_ms(args, || drop(sum_all(convt.forward(x3.leaky_trace())).expect("sum").backward())),
         ));
     }
 
@@ -235,7 +237,7 @@ fn glimpse_rows(args: &Args) -> Vec<(&'static str, (f64, String))> {
     if args.selected("conv 1->64 k4 s2 p1, 128x1x28x28") {
         rows.push((
             "conv 1->64 k4 s2 p1, 128x1x28x28",
-            median_ms(args, || drop(d_conv1.forward(xd1.leaky_trace()).sum().backward())),
+            median_ms(args, || drop(sum_all(d_conv1.forward(xd1.leaky_trace())).expect("sum").backward())),
         ));
     }
     let d_conv2 = dev.build_module::<Conv2D<64, 128, 4, 2, 1>, f32>();
@@ -243,7 +245,7 @@ fn glimpse_rows(args: &Args) -> Vec<(&'static str, (f64, String))> {
     if args.selected("conv 64->128 k4 s2 p1, 128x64x14x14") {
         rows.push((
             "conv 64->128 k4 s2 p1, 128x64x14x14",
-            median_ms(args, || drop(d_conv2.forward(xd2.leaky_trace()).sum().backward())),
+            median_ms(args, || drop(sum_all(d_conv2.forward(xd2.leaky_trace())).expect("sum").backward())),
         ));
     }
     let g_up1 = dev.build_module::<ConvTrans2D<128, 64, 4, 2, 1>, f32>();
@@ -251,7 +253,7 @@ fn glimpse_rows(args: &Args) -> Vec<(&'static str, (f64, String))> {
     if args.selected("convT 128->64 k4 s2 p1, 128x128x7x7") {
         rows.push((
             "convT 128->64 k4 s2 p1, 128x128x7x7",
-            median_ms(args, || drop(g_up1.forward(xg1.leaky_trace()).sum().backward())),
+            median_ms(args, || drop(sum_all(g_up1.forward(xg1.leaky_trace())).expect("sum").backward())),
         ));
     }
     let g_up2 = dev.build_module::<ConvTrans2D<64, 1, 4, 2, 1>, f32>();
@@ -259,7 +261,7 @@ fn glimpse_rows(args: &Args) -> Vec<(&'static str, (f64, String))> {
     if args.selected("convT 64->1 k4 s2 p1, 128x64x14x14") {
         rows.push((
             "convT 64->1 k4 s2 p1, 128x64x14x14",
-            median_ms(args, || drop(g_up2.forward(xg2.leaky_trace()).sum().backward())),
+            median_ms(args, || drop(sum_all(g_up2.forward(xg2.leaky_trace())).expect("sum").backward())),
         ));
     }
     if args.selected("batch norm 128, 128x128x7x7") {
@@ -267,7 +269,7 @@ fn glimpse_rows(args: &Args) -> Vec<(&'static str, (f64, String))> {
         let x: Tensor<(usize, Const<128>, usize, usize), f32, Cpu> = dev.sample_normal_like(&(128, Const, 7, 7));
         rows.push((
             "batch norm 128, 128x128x7x7",
-            median_ms(args, || drop(bn.forward_mut(x.leaky_trace()).sum().backward())),
+            median_ms(args, || drop(sum_all(bn.forward_mut(x.leaky_trace())).expect("sum").backward())),
         ));
     }
 
@@ -276,7 +278,7 @@ fn glimpse_rows(args: &Args) -> Vec<(&'static str, (f64, String))> {
     if args.selected("masked 7x7 64->64, 32x64x28x28") {
         rows.push((
             "masked 7x7 64->64, 32x64x28x28",
-            median_ms(args, || drop(masked.forward(x4.leaky_trace()).sum().backward())),
+            median_ms(args, || drop(sum_all(masked.forward(x4.leaky_trace())).expect("sum").backward())),
         ));
     }
 
@@ -285,7 +287,7 @@ fn glimpse_rows(args: &Args) -> Vec<(&'static str, (f64, String))> {
     if args.selected("masked 3x3 64->64, 32x64x28x28") {
         rows.push((
             "masked 3x3 64->64, 32x64x28x28",
-            median_ms(args, || drop(masked3.forward(x4.leaky_trace()).sum().backward())),
+            median_ms(args, || drop(sum_all(masked3.forward(x4.leaky_trace())).expect("sum").backward())),
         ));
     }
 
@@ -300,7 +302,7 @@ fn glimpse_rows(args: &Args) -> Vec<(&'static str, (f64, String))> {
             "LSTM cell 256->256, batch 128",
             median_ms(args, || {
                 let state = LstmState::<usize, 256, f32>::zeros(&dev, 128);
-                drop(lstm.try_step(x6.leaky_trace(), state).expect("lstm step").h.sum().backward())
+                drop(sum_all(lstm.try_step(x6.leaky_trace(), state).expect("lstm step").h).expect("sum").backward())
             }),
         ));
     }
@@ -311,7 +313,7 @@ fn glimpse_rows(args: &Args) -> Vec<(&'static str, (f64, String))> {
     if args.selected("dense 256->256, batch 32") {
         rows.push((
             "dense 256->256, batch 32",
-            median_ms(args, || drop(dense.forward(x7.leaky_trace()).sum().backward())),
+            median_ms(args, || drop(sum_all(dense.forward(x7.leaky_trace())).expect("sum").backward())),
         ));
     }
     if args.selected("LSTM cell 256->256, batch 32") {
@@ -319,7 +321,7 @@ fn glimpse_rows(args: &Args) -> Vec<(&'static str, (f64, String))> {
             "LSTM cell 256->256, batch 32",
             median_ms(args, || {
                 let state = LstmState::<usize, 256, f32>::zeros(&dev, 32);
-                drop(lstm.try_step(x7.leaky_trace(), state).expect("lstm step").h.sum().backward())
+                drop(sum_all(lstm.try_step(x7.leaky_trace(), state).expect("lstm step").h).expect("sum").backward())
             }),
         ));
     }
@@ -330,7 +332,7 @@ fn glimpse_rows(args: &Args) -> Vec<(&'static str, (f64, String))> {
         let x: Tensor<(usize, Const<3136>), f32, Cpu> = dev.sample_normal_like(&(64, Const));
         rows.push((
             "dense 3136->128, batch 64",
-            median_ms(args, || drop(fc.forward(x.leaky_trace()).sum().backward())),
+            median_ms(args, || drop(sum_all(fc.forward(x.leaky_trace())).expect("sum").backward())),
         ));
     }
 

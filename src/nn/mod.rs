@@ -24,6 +24,7 @@ mod freeze;
 mod loss;
 mod norm;
 mod pool;
+mod reduce;
 mod reshape;
 mod reuse;
 mod rnn;
@@ -44,6 +45,7 @@ pub use kernels::{avx512_available, kernel_counts, with_serial_kernels, KernelPa
 pub use loss::{bernoulli_nll_sum, bernoulli_nll_with_logits};
 pub use norm::{BatchNorm2D, LeakyReLU};
 pub use pool::{AvgPool2D, MaxPool2D};
+pub use reduce::sum_all;
 pub use reshape::{Flatten, FlattenTo, Unflatten};
 pub use reuse::{with_weight_reuse, SharedWeights};
 pub use rnn::{split_steps, stack_steps, GRUCell, LSTMCell, LstmState, MergeTapes};
