@@ -538,12 +538,28 @@ where
         let taps = taps.to_vec();
         let xs = if direct { Vec::new() } else { xs };
         tape.add_backward_op(move |grads| {
-            let (gout, dx) = (raw_grad!(grads, &out_g), raw_grad!(grads, &x_g));
-            // SAFETY: distinct tensor ids; `grads` outlives this closure body.
-            let (gout, dx) = unsafe { (gout.slice(), dx.slice()) };
-            let grads_of_weights = match direct {
-                true => direct_backward(&g, K, &wm, &phases, gout, dx, weight_grad),
-                false => conv_backward(&g, &taps, &xs, &wm, gout, dx, O, weight_grad),
+            let gout = raw_grad!(grads, &out_g);
+            // SAFETY: `grads` outlives this closure body; the other slices taken from it below
+            // are of other tensors.
+            let gout: &[E] = unsafe { gout.slice() };
+            let grads_of_weights = if direct {
+                // The input's gradient buffer is zeroed (by dfdx, on one thread) while the
+                // weight gradient is computed beside it.
+                let (input_grad, grads_of_weights) = rayon::join(
+                    || -> Result<(), CpuError> {
+                        let dx = raw_grad!(grads, &x_g);
+                        // SAFETY: as above.
+                        direct_input_grad(&g, K, &wm, gout, unsafe { dx.slice() });
+                        Ok(())
+                    },
+                    || weight_grad.then(|| direct_weight_grad(&g, K, O, &phases, gout)),
+                );
+                input_grad?;
+                grads_of_weights
+            } else {
+                let dx = raw_grad!(grads, &x_g);
+                // SAFETY: as above.
+                conv_backward(&g, &taps, &xs, &wm, gout, unsafe { dx.slice() }, O, weight_grad)
             };
             if let Some((dwm, dbias)) = grads_of_weights {
                 let (dw, db) = (raw_grad!(grads, &w_g), raw_grad!(grads, &b_g));
@@ -607,32 +623,6 @@ pub(crate) fn direct_forward<E: NnFloat>(
         x.len(),
         out.len()
     );
-}
-
-/// The direct backward pass for `E = f32`: adds into `dx`, returns `(dW, db)` when `weight_grad`
-/// (from the `phases` that [`direct_forward`] kept).
-fn direct_backward<E: NnFloat>(
-    g: &Geometry,
-    k: usize,
-    wm: &[E],
-    phases: &[f32],
-    gout: &[E],
-    dx: &mut [E],
-    weight_grad: bool,
-) -> Option<(Vec<E>, Vec<E>)> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let grads = super::conv_direct::backward(g, k, as_f32(wm), phases, as_f32(gout), as_f32_mut(dx), weight_grad);
-        grads.map(|(dw, db)| (from_f32(dw), from_f32(db)))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    unreachable!(
-        "no direct convolution off x86_64: {g:?} {k} {} {} {} {} {weight_grad}",
-        wm.len(),
-        phases.len(),
-        gout.len(),
-        dx.len()
-    )
 }
 
 /// The direct input gradient (the transposed convolution) for `E = f32`: adds into `dx`.

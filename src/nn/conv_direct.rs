@@ -116,22 +116,6 @@ pub(crate) fn forward(
     kept
 }
 
-/// Backward of [`forward`]: adds the input gradient into `dx` and returns `(dW, db)` (`dW` laid
-/// out as `weight`) when `weight_grad`, from the `phases` the forward pass kept.
-pub(crate) fn backward(
-    g: &Geometry,
-    k: usize,
-    weight: &[f32],
-    phases: &[f32],
-    gout: &[f32],
-    dx: &mut [f32],
-    weight_grad: bool,
-) -> Option<(Vec<f32>, Vec<f32>)> {
-    super::kernels::count_kernel(super::kernels::KernelPath::DirectConv);
-    input_grad(g, k, weight, gout, dx);
-    weight_grad.then(|| weight_grad_of(g, k, weight.len() / (g.chans * k * k), phases, gout))
-}
-
 /// `dx[b] += conv_transpose(gout[b], weight)`: the input gradient of [`forward`], which is also
 /// the forward pass of the transposed convolution with the same weights.
 pub(crate) fn input_grad(g: &Geometry, k: usize, weight: &[f32], gout: &[f32], dx: &mut [f32]) {
@@ -167,9 +151,12 @@ pub(crate) fn weight_grad_of(g: &Geometry, k: usize, o: usize, phases: &[f32], g
             let mut s = Scratch::default();
             // The weight gradient as [c][tap][o].
             let (mut dwt, mut db) = (vec![0.0f32; len], vec![0.0f32; o]);
-            for (x_b, g_b) in x_p.chunks(in_len).zip(g_p.chunks(o * n)) {
-                g_b.chunks(n).zip(&mut db).for_each(|(row, d)| *d += super::kernels::sum(row));
-                image_weight_grad(&ph, o, x_b, g_b, &mut dwt, &mut s);
+            let group = images_per_weight_tile(n);
+            for (x_g, g_g) in x_p.chunks(group * in_len).zip(g_p.chunks(group * o * n)) {
+                for g_b in g_g.chunks(o * n) {
+                    g_b.chunks(n).zip(&mut db).for_each(|(row, d)| *d += super::kernels::sum(row));
+                }
+                group_weight_grad(&ph, o, x_g, g_g, &mut dwt, &mut s);
             }
             (dwt, db)
         })
@@ -257,37 +244,49 @@ fn class_range(r: usize, s: usize, pad: usize, len: usize) -> (usize, usize) {
     (lo, hi.max(lo))
 }
 
-/// `dwt[c][t][o] += Σ_pos x_phase(t)[pos][c] · gout[o][pos]` for one image, from its phases.
-fn image_weight_grad(ph: &Phases, o: usize, phases_b: &[f32], g_b: &[f32], dwt: &mut [f32], s: &mut Scratch) {
-    let (c, k, n) = (ph.c, ph.k, ph.out_h * ph.out_w);
-    // The phases channels last: [phase][hp][wp][c].
-    s.phases_t.resize(phases_b.len(), 0.0);
-    transpose_into(phases_b, c, ph.plane(), &mut s.phases_t);
-    s.gout_t.resize(n * o, 0.0);
-    transpose_into(g_b, o, n, &mut s.gout_t);
+/// Images whose positions one weight-gradient tile sums before it stores its sums: enough for
+/// about 192 positions (a 7 × 7 output spent a sixth of its time loading and storing the tiles).
+fn images_per_weight_tile(positions: usize) -> usize {
+    192usize.div_ceil(positions.max(1)).min(MAX_IMAGES)
+}
+
+/// Most images in one weight-gradient tile.
+const MAX_IMAGES: usize = 4;
+
+/// `dwt[c][t][o] += Σ_pos x_phase(t)[pos][c] · gout[o][pos]` for a group of images (at most
+/// [`MAX_IMAGES`]), from their phases.
+fn group_weight_grad(ph: &Phases, o: usize, phases_g: &[f32], g_g: &[f32], dwt: &mut [f32], s: &mut Scratch) {
+    let (c, k, n, len) = (ph.c, ph.k, ph.out_h * ph.out_w, ph.c * ph.plane());
+    let images = g_g.len() / (n * o);
+    // Each image's phases channels last, [phase][hp][wp][c], and its output gradient [pos][o].
+    s.phases_t.resize(phases_g.len(), 0.0);
+    s.gout_t.resize(g_g.len(), 0.0);
+    for (src, dst) in phases_g.chunks(len).zip(s.phases_t.chunks_mut(len)) {
+        transpose_into(src, c, ph.plane(), dst);
+    }
+    for (src, dst) in g_g.chunks(n * o).zip(s.gout_t.chunks_mut(n * o)) {
+        transpose_into(src, o, n, dst);
+    }
     for t in 0..k * k {
         // Output rows whose input row is padding add zeros: skipped (the sums are the same).
         let (lo, hi) = ph.valid_rows(t / k);
-        let x_t = &s.phases_t[ph.tap_offset_channels_last(t) + lo * ph.wp * c..];
-        let g_t = &s.gout_t[lo * ph.out_w * o..];
+        let x_t = ph.tap_offset_channels_last(t) + lo * ph.wp * c;
+        let g_t = lo * ph.out_w * o;
         for ob in 0..o / BLOCK {
             // Channels in near-equal tiles of at most 12 (64 = 6 x 11 or 10, not 5 x 12 + 4).
             for (c0, rows) in row_tiles_of(0, c, MAX_R) {
+                let mut sources = [(std::ptr::null(), std::ptr::null()); MAX_IMAGES];
+                for (i, src) in sources.iter_mut().enumerate().take(images) {
+                    *src =
+                        (s.phases_t[i * len + x_t + c0..].as_ptr(), s.gout_t[i * n * o + g_t + ob * BLOCK..].as_ptr());
+                }
                 let dst = dwt[(c0 * k * k + t) * o + ob * BLOCK..].as_mut_ptr();
                 // SAFETY: AVX-512F checked by `applies`; the window of `out_h × out_w`
-                // positions of tap `t` lies inside the phases (see `Phases`); `gout_t` holds
-                // `n × o` values and `dst` `rows` rows of 32 values `o` apart.
+                // positions of tap `t` lies inside each image's phases (see `Phases`), each
+                // image's `gout_t` holds `n × o` values and `dst` `rows` rows of 32 values `o`
+                // apart.
                 unsafe {
-                    weight_tile(
-                        rows,
-                        x_t[c0..].as_ptr(),
-                        (ph.wp * c, c),
-                        g_t[ob * BLOCK..].as_ptr(),
-                        o,
-                        (hi - lo, ph.out_w),
-                        dst,
-                        k * k * o,
-                    )
+                    weight_tile(rows, &sources[..images], (ph.wp * c, c), o, (hi - lo, ph.out_w), dst, k * k * o)
                 };
             }
         }
@@ -668,12 +667,10 @@ unsafe fn broadcast_fma<const N: usize>(acc: &mut [[__m512; 2]; N], s: *const f3
 ///
 /// # Safety
 /// As [`weight_tile_r`].
-#[allow(clippy::too_many_arguments)]
 unsafe fn weight_tile(
     rows: usize,
-    x: *const f32,
+    sources: &[(*const f32, *const f32)],
     x_strides: (usize, usize),
-    g: *const f32,
     g_stride: usize,
     positions: (usize, usize),
     dst: *mut f32,
@@ -682,7 +679,7 @@ unsafe fn weight_tile(
     macro_rules! dispatch {
         ($($r:literal)*) => {
             match rows {
-                $($r => weight_tile_r::<$r>(x, x_strides, g, g_stride, positions, dst, dst_stride),)*
+                $($r => weight_tile_r::<$r>(sources, x_strides, g_stride, positions, dst, dst_stride),)*
                 _ => unreachable!("weight tiles hold 1 to {MAX_R} channels"),
             }
         };
@@ -690,29 +687,31 @@ unsafe fn weight_tile(
     dispatch!(1 2 3 4 5 6 7 8 9 10 11 12)
 }
 
-/// `dst[r·dst_stride + 0..32] += Σ_{oy, ox} x[oy·rs + ox·cs + r] · g[(oy·cols + ox)·g_stride +
-/// 0..32]` for `r < R`, over `positions = (rows, cols)` and `x_strides = (rs, cs)`.
+/// `dst[r·dst_stride + 0..32] += Σ_{(x, g) in sources} Σ_{oy, ox} x[oy·rs + ox·cs + r] ·
+/// g[(oy·cols + ox)·g_stride + 0..32]` for `r < R`, over `positions = (rows, cols)` and
+/// `x_strides = (rs, cs)`: one store of the sums for all the images in `sources`.
 ///
 /// # Safety
 /// AVX-512F; the pointers must cover the values read and written.
 #[target_feature(enable = "avx512f")]
 unsafe fn weight_tile_r<const R: usize>(
-    x: *const f32,
+    sources: &[(*const f32, *const f32)],
     (rs, cs): (usize, usize),
-    g: *const f32,
     g_stride: usize,
     (rows, cols): (usize, usize),
     dst: *mut f32,
     dst_stride: usize,
 ) {
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
-    let mut gp = g;
-    for oy in 0..rows {
-        let mut xp = x.add(oy * rs);
-        for _ in 0..cols {
-            broadcast_fma(&mut acc, xp, gp);
-            xp = xp.add(cs);
-            gp = gp.add(g_stride);
+    for &(x, g) in sources {
+        let mut gp = g;
+        for oy in 0..rows {
+            let mut xp = x.add(oy * rs);
+            for _ in 0..cols {
+                broadcast_fma(&mut acc, xp, gp);
+                xp = xp.add(cs);
+                gp = gp.add(g_stride);
+            }
         }
     }
     for (r, a) in acc.iter().enumerate() {
