@@ -59,9 +59,12 @@ pub(crate) fn forward(
     // Weights as [o block][tap][c][32]: the vectors one tap and channel multiply.
     let mut wf = vec![0.0f32; weight.len()];
     wf.par_chunks_mut(k * k * c * BLOCK).enumerate().for_each(|(ob, block)| {
-        for (i, v) in block.iter_mut().enumerate() {
-            let (t, ci, lane) = (i / (c * BLOCK), i / BLOCK % c, i % BLOCK);
-            *v = weight[((ob * BLOCK + lane) * c + ci) * k * k + t];
+        for (t, per_tap) in block.chunks_mut(c * BLOCK).enumerate() {
+            for (ci, lanes) in per_tap.chunks_mut(BLOCK).enumerate() {
+                for (lane, v) in lanes.iter_mut().enumerate() {
+                    *v = weight[((ob * BLOCK + lane) * c + ci) * k * k + t];
+                }
+            }
         }
     });
     let image = |xp: &[f32], tmp: &mut Vec<f32>, out_b: &mut [f32]| {
@@ -70,19 +73,27 @@ pub(crate) fn forward(
             let w_ob = &wf[ob * k * k * c * BLOCK..];
             let all: Vec<(usize, usize, *const f32)> =
                 (0..k * k).map(|t| (t / k, ph.tap_offset(t), w_ob[t * c * BLOCK..].as_ptr())).collect();
-            for oy in 0..g.out_h {
+            let mut oy = 0;
+            while oy < g.out_h {
                 // Taps whose input row is padding add zeros: skipped (the sums are the same).
-                let inside = |ki: usize| (g.stride * oy + ki).wrapping_sub(g.pad) < g.h;
-                let taps: Vec<(usize, *const f32)> =
-                    all.iter().filter(|t| inside(t.0)).map(|&(_, off, w)| (off, w)).collect();
+                let taps_of = |oy: usize| -> Vec<(usize, *const f32)> {
+                    let inside = |ki: usize| (g.stride * oy + ki).wrapping_sub(g.pad) < g.h;
+                    all.iter().filter(|t| inside(t.0)).map(|&(_, off, w)| (off, w)).collect()
+                };
+                let taps = taps_of(oy);
+                // Rows of at most 7 outputs with the same taps go two to a tile.
+                let pair = g.out_w <= MAX_J / 2 && oy + 1 < g.out_h && taps_of(oy + 1) == taps;
+                let rows = if pair { 2 } else { 1 };
                 for (x0, len) in row_tiles(0, g.out_w) {
                     let src = xp[oy * ph.wp + x0..].as_ptr();
                     let dst = tmp[(oy * g.out_w + x0) * o + ob * BLOCK..].as_mut_ptr();
+                    let span = Span { len, second_row: (rows == 2).then_some((ph.wp, g.out_w * o)) };
                     // SAFETY: AVX-512F checked by `applies`; every tap's window of `len`
-                    // positions lies inside the phase planes (see `Phases`), and the tile
-                    // writes `len` rows of 32 values `o` apart inside `tmp`.
-                    unsafe { tile(len, src, ph.plane(), c, &taps, dst, o) };
+                    // positions (in each row) lies inside the phase planes (see `Phases`), and
+                    // the tile writes `len` rows of 32 values `o` apart (per row) inside `tmp`.
+                    unsafe { tile(span, src, ph.plane(), c, &taps, dst, o) };
                 }
+                oy += rows;
             }
         }
         if let Some(bias) = bias {
@@ -124,9 +135,12 @@ pub(crate) fn input_grad(g: &Geometry, k: usize, weight: &[f32], gout: &[f32], d
     // Weights as [c block][tap][o][32].
     let mut wd = vec![0.0f32; weight.len()];
     wd.par_chunks_mut(k * k * o * BLOCK).enumerate().for_each(|(cb, block)| {
-        for (i, v) in block.iter_mut().enumerate() {
-            let (t, oc, lane) = (i / (o * BLOCK), i / BLOCK % o, i % BLOCK);
-            *v = weight[(oc * c + cb * BLOCK + lane) * k * k + t];
+        for (t, per_tap) in block.chunks_mut(o * BLOCK).enumerate() {
+            for (oc, lanes) in per_tap.chunks_mut(BLOCK).enumerate() {
+                for (lane, v) in lanes.iter_mut().enumerate() {
+                    *v = weight[(oc * c + cb * BLOCK + lane) * k * k + t];
+                }
+            }
         }
     });
     dx.par_chunks_mut(g.in_len())
@@ -216,20 +230,29 @@ fn image_input_grad(ph: &Phases, wd: &[f32], o: usize, g_b: &[f32], dx_b: &mut [
                 }
                 let (u_lo, u_hi) = class_range(ra, st, ph.pad, h);
                 let (t_lo, t_hi) = class_range(rb, st, ph.pad, w);
-                for u in u_lo..u_hi {
+                let mut u = u_lo;
+                while u < u_hi {
                     let y = st * u + ra - ph.pad;
                     // Taps whose gradient row u - m is padding add zeros: skipped.
-                    let taps: Vec<(usize, *const f32)> =
-                        all.iter().filter(|t| u.wrapping_sub(t.0) < ph.out_h).map(|&(_, off, w)| (off, w)).collect();
+                    let taps_of = |u: usize| -> Vec<(usize, *const f32)> {
+                        all.iter().filter(|t| u.wrapping_sub(t.0) < ph.out_h).map(|&(_, off, w)| (off, w)).collect()
+                    };
+                    let taps = taps_of(u);
+                    // Rows of at most 7 pixels with the same taps go two to a tile.
+                    let pair = t_hi - t_lo <= MAX_J / 2 && u + 1 < u_hi && taps_of(u + 1) == taps;
+                    let rows = if pair { 2 } else { 1 };
                     for (t0, len) in row_tiles(t_lo, t_hi) {
                         let x0 = st * t0 + rb - ph.pad;
                         let src = s.padded[(u + e - q) * wg + t0 + e - q..].as_ptr();
                         let dst = s.tmp[(y * w + x0) * c + cb * BLOCK..].as_mut_ptr();
+                        let span = Span { len, second_row: (rows == 2).then_some((wg, st * w * c)) };
                         // SAFETY: AVX-512F checked by `applies`; the padding `e` keeps every
                         // window inside `padded` (rows u - m + e < hg, columns t - n + e < wg),
-                        // and the `len` pixels written, `s` apart, lie in row `y` of `tmp`.
-                        unsafe { tile(len, src, hg * wg, o, &taps, dst, st * c) };
+                        // and the `len` pixels written, `s` apart, lie in row `y` (and `y + s`)
+                        // of `tmp`.
+                        unsafe { tile(span, src, hg * wg, o, &taps, dst, st * c) };
                     }
+                    u += rows;
                 }
             }
         }
@@ -593,12 +616,21 @@ unsafe fn transpose16(src: *const f32, ss: usize, dst: *mut f32, ds: usize, add:
     }
 }
 
-/// Runs [`tile_j`] with `len` (1..=14) positions.
+/// The output positions of one tile: `len` consecutive positions of a row, and with
+/// `second_row = Some((src_gap, dst_gap))` as many of the next row, `src_gap` values further in
+/// the source and `dst_gap` further in the destination (`len` at most 7 then).
+#[derive(Clone, Copy)]
+struct Span {
+    len: usize,
+    second_row: Option<(usize, usize)>,
+}
+
+/// Runs [`tile_j`] with `span.len` (1..=14) positions, or [`tile_rows_j`] for two rows.
 ///
 /// # Safety
-/// As [`tile_j`].
+/// As [`tile_j`] (for each row).
 unsafe fn tile(
-    len: usize,
+    span: Span,
     src: *const f32,
     plane: usize,
     chans: usize,
@@ -606,15 +638,26 @@ unsafe fn tile(
     dst: *mut f32,
     dst_stride: usize,
 ) {
-    macro_rules! dispatch {
+    macro_rules! one_row {
         ($($j:literal)*) => {
-            match len {
+            match span.len {
                 $($j => tile_j::<$j>(src, plane, chans, taps, dst, dst_stride),)*
                 _ => unreachable!("tiles hold 1 to {MAX_J} positions"),
             }
         };
     }
-    dispatch!(1 2 3 4 5 6 7 8 9 10 11 12 13 14)
+    macro_rules! two_rows {
+        ($gaps:expr, $($j:literal)*) => {
+            match span.len {
+                $($j => tile_rows_j::<$j>(src, plane, chans, taps, dst, dst_stride, $gaps),)*
+                _ => unreachable!("two-row tiles hold 1 to {} positions a row", MAX_J / 2),
+            }
+        };
+    }
+    match span.second_row {
+        None => one_row!(1 2 3 4 5 6 7 8 9 10 11 12 13 14),
+        Some(gaps) => two_rows!(gaps, 1 2 3 4 5 6 7),
+    }
 }
 
 /// `dst[j·dst_stride + 0..32] = Σ_taps Σ_c src[off + c·plane + j] · w[c·32 + 0..32]` for
@@ -642,6 +685,61 @@ unsafe fn tile_j<const J: usize>(
             w = w.add(BLOCK);
         }
     }
+    store_tile(&acc, dst, dst_stride);
+}
+
+/// [`tile_j`] for `J` positions of each of two rows, the second `src_gap` values after the
+/// first in `src` and `dst_gap` in `dst`: each weight vector loaded serves both rows.
+///
+/// # Safety
+/// As [`tile_j`], for both rows.
+#[target_feature(enable = "avx512f")]
+unsafe fn tile_rows_j<const J: usize>(
+    src: *const f32,
+    plane: usize,
+    chans: usize,
+    taps: &[(usize, *const f32)],
+    dst: *mut f32,
+    dst_stride: usize,
+    (src_gap, dst_gap): (usize, usize),
+) {
+    let (mut first, mut second) = ([[_mm512_setzero_ps(); 2]; J], [[_mm512_setzero_ps(); 2]; J]);
+    for &(off, w) in taps {
+        let mut s = src.add(off);
+        let mut w = w;
+        for _ in 0..chans {
+            let (v0, v1) = (_mm512_loadu_ps(w), _mm512_loadu_ps(w.add(16)));
+            fma_rows(&mut first, s, (v0, v1));
+            fma_rows(&mut second, s.add(src_gap), (v0, v1));
+            s = s.add(plane);
+            w = w.add(BLOCK);
+        }
+    }
+    store_tile(&first, dst, dst_stride);
+    store_tile(&second, dst.add(dst_gap), dst_stride);
+}
+
+/// `acc[i] += s[i] × (v0, v1)` for every row `i` of a tile.
+///
+/// # Safety
+/// AVX-512F; `s` must cover `N` values.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn fma_rows<const N: usize>(acc: &mut [[__m512; 2]; N], s: *const f32, (v0, v1): (__m512, __m512)) {
+    for (i, a) in acc.iter_mut().enumerate() {
+        let b = _mm512_set1_ps(*s.add(i));
+        a[0] = _mm512_fmadd_ps(b, v0, a[0]);
+        a[1] = _mm512_fmadd_ps(b, v1, a[1]);
+    }
+}
+
+/// Writes a tile's rows of 32 values, `dst_stride` apart.
+///
+/// # Safety
+/// AVX-512F; `dst` must cover `(N-1)·dst_stride + 32` values.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn store_tile<const N: usize>(acc: &[[__m512; 2]; N], dst: *mut f32, dst_stride: usize) {
     for (j, a) in acc.iter().enumerate() {
         _mm512_storeu_ps(dst.add(j * dst_stride), a[0]);
         _mm512_storeu_ps(dst.add(j * dst_stride + 16), a[1]);
@@ -655,12 +753,7 @@ unsafe fn tile_j<const J: usize>(
 #[inline]
 #[target_feature(enable = "avx512f")]
 unsafe fn broadcast_fma<const N: usize>(acc: &mut [[__m512; 2]; N], s: *const f32, v: *const f32) {
-    let (v0, v1) = (_mm512_loadu_ps(v), _mm512_loadu_ps(v.add(16)));
-    for (i, a) in acc.iter_mut().enumerate() {
-        let b = _mm512_set1_ps(*s.add(i));
-        a[0] = _mm512_fmadd_ps(b, v0, a[0]);
-        a[1] = _mm512_fmadd_ps(b, v1, a[1]);
-    }
+    fma_rows(acc, s, (_mm512_loadu_ps(v), _mm512_loadu_ps(v.add(16))));
 }
 
 /// Runs [`weight_tile_r`] with `rows` (1..=12) input channels.
