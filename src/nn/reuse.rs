@@ -207,6 +207,23 @@ pub(crate) fn weight_and_transpose<S: Shape, E: NnFloat>(
     Ok((weight_values(t, None)?, transpose))
 }
 
+/// [`weight_and_transpose`] of a recurrent cell's two weights (`(rows, cols)` each); outside a
+/// [`with_weight_reuse`] scope, large ones are copied out of dfdx on two threads at once (a
+/// single LSTM step copied 2 MB of weights on one thread while the other waited).
+#[allow(clippy::type_complexity)]
+pub(crate) fn two_weights_and_transposes<S1: Shape, S2: Shape, E: NnFloat>(
+    (a, a_dims): (&Tensor<S1, E, Cpu>, (usize, usize)),
+    (b, b_dims): (&Tensor<S2, E, Cpu>, (usize, usize)),
+) -> Result<[(Arc<Vec<E>>, Option<Arc<Vec<E>>>); 2], CpuError> {
+    let large = a_dims.0 * a_dims.1 + b_dims.0 * b_dims.1 >= 1 << 18;
+    if reusing() || !large {
+        return Ok([weight_and_transpose(a, a_dims)?, weight_and_transpose(b, b_dims)?]);
+    }
+    // No scope is open, so neither copy reads this thread's scope: either may run elsewhere.
+    let (first, second) = rayon::join(|| weight_and_transpose(a, a_dims), || weight_and_transpose(b, b_dims));
+    Ok([first?, second?])
+}
+
 /// `W^T` for a product `(m × cols) · W^T`: the row-major transpose when there is one and the
 /// product takes glimpse's packed AVX-512 kernel, else `W`'s values read transposed (`w` is
 /// `rows × cols` row-major; the unpacked kernel of small products copies them row-major). The

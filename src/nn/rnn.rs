@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use super::conv::fill_fan_in_uniform;
 use super::kernels::{matmul, take_contiguous, tensor_vec, threads, Mat, NnFloat};
-use super::reuse::{transposed_view, weight_and_transpose, weight_values};
+use super::reuse::{transposed_view, two_weights_and_transposes, weight_values};
 use std::sync::Arc;
 
 /// Builders of the recurrent cells.
@@ -370,8 +370,7 @@ impl<const I: usize, const H: usize, E: NnFloat> LSTMCell<I, H, E, Cpu> {
         let (x, x_tape) = x.split_tape();
         let (h, h_tape) = h.split_tape();
         let mut tape = x_tape.merge_tapes(h_tape);
-        let w_ih = weight_and_transpose(&self.weight_ih, (4 * H, I))?;
-        let w_hh = weight_and_transpose(&self.weight_hh, (4 * H, H))?;
+        let [w_ih, w_hh] = two_weights_and_transposes((&self.weight_ih, (4 * H, I)), (&self.weight_hh, (4 * H, H)))?;
         let bias = weight_values(&self.bias, None)?;
 
         // Gate pre-activations, then activations in place: [i f g o] per row.
@@ -469,8 +468,7 @@ impl<const I: usize, const H: usize, E: NnFloat> GRUCell<I, H, E, Cpu> {
         let (x, x_tape) = x.split_tape();
         let (h, h_tape) = h.split_tape();
         let mut tape = x_tape.merge_tapes(h_tape);
-        let w_ih = weight_and_transpose(&self.weight_ih, (3 * H, I))?;
-        let w_hh = weight_and_transpose(&self.weight_hh, (3 * H, H))?;
+        let [w_ih, w_hh] = two_weights_and_transposes((&self.weight_ih, (3 * H, I)), (&self.weight_hh, (3 * H, H)))?;
         let mut gi = vec![E::zero(); b * 3 * H];
         project(&xs, &w_ih, Some(&weight_values(&self.bias_ih, None)?), (b, I, 3 * H), &mut gi);
         let mut gh = vec![E::zero(); b * 3 * H];
