@@ -103,9 +103,6 @@ where
     }
 }
 
-/// Values (input and weight together) from which [`dense`] copies the two on two threads.
-const PARALLEL_COPIES: usize = 1 << 18;
-
 fn dense<const I: usize, const O: usize, E: NnFloat, B: Dim, T: Tape<E, Cpu>>(
     layer: &Dense<I, O, E, Cpu>,
     x: Tensor<(B, Const<I>), E, Cpu>,
@@ -116,7 +113,7 @@ fn dense<const I: usize, const O: usize, E: NnFloat, B: Dim, T: Tape<E, Cpu>>(
     let b = batch.size();
     // Large layers copy their input and their weight out of dfdx on two threads at once (1.6 MB
     // of weight and 0.8 MB of input at 3136 -> 128, batch 64); small ones stay on this thread.
-    let ((x, xs), (ws, wt)) = if b * I + O * I >= PARALLEL_COPIES {
+    let ((x, xs), (ws, wt)) = if b * I + O * I >= super::kernels::PARALLEL_COPIES {
         // `weight_and_transpose` reads this thread's reuse scope: it runs here, as rayon runs
         // the first closure of a join on the calling thread.
         let (weights, input) = rayon::join(|| weight_and_transpose(&layer.weight, (O, I)), || take_contiguous(x));

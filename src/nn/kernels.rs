@@ -559,6 +559,10 @@ pub(crate) fn tensor_vec<S: Shape, E: NnFloat, T: Tape<E, Cpu>>(t: &Tensor<S, E,
     Ok(buf)
 }
 
+/// Values copied out of dfdx from which a layer makes two such copies on two threads at once
+/// (below it, waking a second thread costs more than the copy).
+pub(crate) const PARALLEL_COPIES: usize = 1 << 18;
+
 /// Makes `t` contiguous (recording the copy on its tape when needed) and returns its values.
 #[allow(clippy::type_complexity)]
 ///

@@ -215,7 +215,7 @@ pub(crate) fn two_weights_and_transposes<S1: Shape, S2: Shape, E: NnFloat>(
     (a, a_dims): (&Tensor<S1, E, Cpu>, (usize, usize)),
     (b, b_dims): (&Tensor<S2, E, Cpu>, (usize, usize)),
 ) -> Result<[(Arc<Vec<E>>, Option<Arc<Vec<E>>>); 2], CpuError> {
-    let large = a_dims.0 * a_dims.1 + b_dims.0 * b_dims.1 >= 1 << 18;
+    let large = a_dims.0 * a_dims.1 + b_dims.0 * b_dims.1 >= super::kernels::PARALLEL_COPIES;
     if reusing() || !large {
         return Ok([weight_and_transpose(a, a_dims)?, weight_and_transpose(b, b_dims)?]);
     }
