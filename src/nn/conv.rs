@@ -515,12 +515,10 @@ where
     let bias_values = tensor_vec(bias)?;
     let direct = direct_conv::<E>(&g, O, K, taps.len());
     let weight_grad = T::OWNS_TAPE && !super::freeze::parameters_frozen();
-    // The direct backward pass reads the input's stride phases, kept by its forward pass.
-    let mut phases = Vec::new();
     let out = if direct {
         // The direct kernel sets each image's planes to the bias itself, in parallel.
         let mut out = vec![E::zero(); b.size() * O * g.out_hw()];
-        phases = direct_forward(&g, K, &wm, Some(&bias_values), &xs, &mut out, weight_grad);
+        direct_forward(&g, K, &wm, Some(&bias_values), &xs, &mut out);
         out
     } else {
         let mut out = Vec::with_capacity(b.size() * O * g.out_hw());
@@ -536,7 +534,8 @@ where
     if T::OWNS_TAPE {
         let (x_g, w_g, b_g, out_g) = (x.ghost(), weight.ghost(), bias.ghost(), out.ghost());
         let taps = taps.to_vec();
-        let xs = if direct { Vec::new() } else { xs };
+        // The direct backward pass reads the input only for the weight gradient.
+        let xs = if direct && !weight_grad { Vec::new() } else { xs };
         tape.add_backward_op(move |grads| {
             let gout = raw_grad!(grads, &out_g);
             // SAFETY: `grads` outlives this closure body; the other slices taken from it below
@@ -552,7 +551,7 @@ where
                         direct_input_grad(&g, K, &wm, gout, unsafe { dx.slice() });
                         Ok(())
                     },
-                    || weight_grad.then(|| direct_weight_grad(&g, K, O, &phases, gout)),
+                    || weight_grad.then(|| direct_weight_grad(&g, K, O, &xs, gout)),
                 );
                 input_grad?;
                 grads_of_weights
@@ -575,7 +574,8 @@ where
 }
 
 /// Whether [`super::conv_direct`] computes this convolution (f32 on AVX-512, every tap, channels
-/// in multiples of 32, stride ≥ 2 or kernel > 1×1).
+/// in multiples of 32, stride 2 or stride 1 with a kernel > 1×1, padding of at most one
+/// position at each end of a row).
 pub(crate) fn direct_conv<E: 'static>(g: &Geometry, o: usize, k: usize, taps: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -602,22 +602,13 @@ fn as_f32_mut<E: 'static>(v: &mut [E]) -> &mut [f32] {
     unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast(), v.len()) }
 }
 
-/// The direct forward pass for `E = f32` (only called when [`direct_conv`] holds); with `keep`,
-/// returns the input's stride phases for [`direct_backward`] or [`direct_weight_grad`].
-pub(crate) fn direct_forward<E: NnFloat>(
-    g: &Geometry,
-    k: usize,
-    wm: &[E],
-    bias: Option<&[E]>,
-    x: &[E],
-    out: &mut [E],
-    keep: bool,
-) -> Vec<f32> {
+/// The direct forward pass for `E = f32` (only called when [`direct_conv`] holds).
+pub(crate) fn direct_forward<E: NnFloat>(g: &Geometry, k: usize, wm: &[E], bias: Option<&[E]>, x: &[E], out: &mut [E]) {
     #[cfg(target_arch = "x86_64")]
-    return super::conv_direct::forward(g, k, as_f32(wm), bias.map(as_f32), as_f32(x), as_f32_mut(out), keep);
+    super::conv_direct::forward(g, k, as_f32(wm), bias.map(as_f32), as_f32(x), as_f32_mut(out));
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!(
-        "no direct convolution off x86_64: {g:?} {k} {} {:?} {} {} {keep}",
+        "no direct convolution off x86_64: {g:?} {k} {} {:?} {} {}",
         wm.len(),
         bias.map(|b| b.len()),
         x.len(),
@@ -636,22 +627,22 @@ pub(crate) fn direct_input_grad<E: NnFloat>(g: &Geometry, k: usize, wm: &[E], go
     unreachable!("no direct convolution off x86_64: {g:?} {k} {} {} {}", wm.len(), gout.len(), dx.len());
 }
 
-/// The direct weight and bias gradients for `E = f32`, `o` output channels, from the input
-/// `phases` kept by [`direct_forward`]: `(dW, db)`.
+/// The direct weight and bias gradients for `E = f32`, `o` output channels, from the input `x`:
+/// `(dW, db)`.
 pub(crate) fn direct_weight_grad<E: NnFloat>(
     g: &Geometry,
     k: usize,
     o: usize,
-    phases: &[f32],
+    x: &[E],
     gout: &[E],
 ) -> (Vec<E>, Vec<E>) {
     #[cfg(target_arch = "x86_64")]
     {
-        let (dw, db) = super::conv_direct::weight_grad_of(g, k, o, phases, as_f32(gout));
+        let (dw, db) = super::conv_direct::weight_grad_of(g, k, o, as_f32(x), as_f32(gout));
         (from_f32(dw), from_f32(db))
     }
     #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("no direct convolution off x86_64: {g:?} {k} {o} {} {}", phases.len(), gout.len());
+    unreachable!("no direct convolution off x86_64: {g:?} {k} {o} {} {}", x.len(), gout.len());
 }
 
 /// An f32 vector as a vector of `E = f32`.

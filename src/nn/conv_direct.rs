@@ -2,18 +2,20 @@
 //! stride-2 layers of the GAN and of the convolutional VAE, where the im2col path spent about 40%
 //! of its time building, packing and folding back im2col matrices around its products, and the
 //! stride-1 layers with 32k channels (`mnist_cnn`'s second convolution: 10 ms against 12.3 on the
-//! im2col path in `nn_bench`). Stride 1 is the case of a single phase.
+//! im2col path in `nn_bench`).
 //!
-//! Each image is split once into its stride phases, zero padded (`x[c][phase][i][j]`, and
-//! channels-last for the weight gradient), so that every kernel tap reads a stride-1 window of
-//! one phase. A register tile holds up to 14 output positions × 32 channels: it broadcasts one
-//! input value per position and multiplies it by a vector of weights, for every tap and input
-//! channel, without packing anything. The input gradient is the same tile run on the padded
+//! A register tile holds up to 14 output positions × 32 channels: it broadcasts one input value
+//! per position, read straight from the image at the stride, and multiplies it by a vector of
+//! weights, for every tap and input channel, without copying or packing anything. Taps whose
+//! input is padding add zeros and are skipped: whole rows of the tile, and the first or last
+//! position of a row (the kernels take only the convolutions whose padding reaches at most one
+//! position into each end of a row). The input gradient is the same tile run on the zero-padded
 //! output gradient, one stride class of input pixels (same row and column parity) at a time;
-//! the weight gradient tiles 12 input channels × 32 output channels and sums over positions.
-//! Tiles are written channels-last and transposed into NCHW per image. Every image is computed
-//! the same way whatever the thread count; the weight gradient is summed per part of the batch
-//! and the parts added in order, as on the im2col path.
+//! the weight gradient tiles 12 input channels × 32 output channels and sums over positions,
+//! from channels-last copies of the images. Tiles are written channels-last and transposed
+//! into NCHW per image. Every image is computed the same way whatever the thread count; the
+//! weight gradient is summed per part of the batch and the parts added in order, as on the
+//! im2col path.
 
 use super::kernels::Geometry;
 use rayon::prelude::*;
@@ -27,35 +29,37 @@ const MAX_J: usize = 14;
 const MAX_R: usize = 12;
 
 /// Whether the direct kernels take a convolution: f32 on a CPU with AVX-512F, every tap of the
-/// kernel, channel counts that are multiples of 32, and stride ≥ 2 or a kernel larger than 1×1
-/// (a 1×1 stride-1 convolution is a plain matrix product, which im2col does not copy).
+/// kernel, channel counts that are multiples of 32, stride 1 or 2 (stride 1 with a kernel larger
+/// than 1×1: a 1×1 stride-1 convolution is a plain matrix product, which im2col does not copy),
+/// and padding that reaches at most one output position into each end of a row.
 pub(crate) fn applies<E: 'static>(g: &Geometry, o: usize, k: usize, taps: usize) -> bool {
     std::any::TypeId::of::<E>() == std::any::TypeId::of::<f32>()
         && super::avx512::available()
         && taps == k * k
-        && (g.stride >= 2 || k >= 2)
+        && (g.stride == 2 || (g.stride == 1 && k >= 2))
         && g.chans.is_multiple_of(BLOCK)
         && o.is_multiple_of(BLOCK)
         && g.chans > 0
         && o > 0
+        && (0..k).all(|kj| {
+            let (lo, hi) = valid_outputs(kj, g.stride, g.pad, g.w, g.out_w);
+            lo <= 1 && hi + 1 >= g.out_w
+        })
+}
+
+/// Outputs `[lo, hi)` (of `out_len`) whose input `s·v + t - pad` for tap `t` lies in `[0, len)`.
+fn valid_outputs(t: usize, s: usize, pad: usize, len: usize, out_len: usize) -> (usize, usize) {
+    let lo = pad.saturating_sub(t).div_ceil(s).min(out_len);
+    let hi = if len + pad > t { ((len + pad - t - 1) / s + 1).min(out_len) } else { 0 };
+    (lo, hi.max(lo))
 }
 
 /// `out[b] += conv(x[b], weight)`, `weight` `O × C × K × K`; with `bias`, `out` is zero on entry
-/// and each image's planes are set to the bias first, as they are used. With `keep`, returns
-/// the images' stride phases (`split`'s layout, image after image) for [`weight_grad_of`], which
-/// then does not split the images again; otherwise an empty vector.
-pub(crate) fn forward(
-    g: &Geometry,
-    k: usize,
-    weight: &[f32],
-    bias: Option<&[f32]>,
-    x: &[f32],
-    out: &mut [f32],
-    keep: bool,
-) -> Vec<f32> {
+/// and each image's planes are set to the bias first, as they are used.
+pub(crate) fn forward(g: &Geometry, k: usize, weight: &[f32], bias: Option<&[f32]>, x: &[f32], out: &mut [f32]) {
     super::kernels::count_kernel(super::kernels::KernelPath::DirectConv);
-    let ph = Phases::new(g, k);
     let (c, o, n) = (g.chans, weight.len() / (g.chans * k * k), g.out_hw());
+    let (s, pad, w) = (g.stride, g.pad as isize, g.w as isize);
     // Weights as [o block][tap][c][32]: the vectors one tap and channel multiply.
     let mut wf = vec![0.0f32; weight.len()];
     wf.par_chunks_mut(k * k * c * BLOCK).enumerate().for_each(|(ob, block)| {
@@ -67,33 +71,42 @@ pub(crate) fn forward(
             }
         }
     });
-    let image = |xp: &[f32], tmp: &mut Vec<f32>, out_b: &mut [f32]| {
+    let cols: Vec<(usize, usize)> = (0..k).map(|kj| valid_outputs(kj, s, g.pad, g.w, g.out_w)).collect();
+    // The kernel rows whose input row lies inside the image, as a bit mask.
+    let rows_inside = |oy: usize| -> u64 {
+        (0..k).filter(|&ki| (s * oy + ki).wrapping_sub(g.pad) < g.h).fold(0, |m, ki| m | 1 << ki)
+    };
+    let image = |x_b: &[f32], (tmp, taps): &mut (Vec<f32>, Vec<Tap>), out_b: &mut [f32]| {
         tmp.resize(n * o, 0.0);
         for ob in 0..o / BLOCK {
             let w_ob = &wf[ob * k * k * c * BLOCK..];
-            let all: Vec<(usize, usize, *const f32)> =
-                (0..k * k).map(|t| (t / k, ph.tap_offset(t), w_ob[t * c * BLOCK..].as_ptr())).collect();
             let mut oy = 0;
             while oy < g.out_h {
-                // Taps whose input row is padding add zeros: skipped (the sums are the same).
-                let taps_of = |oy: usize| -> Vec<(usize, *const f32)> {
-                    let inside = |ki: usize| (g.stride * oy + ki).wrapping_sub(g.pad) < g.h;
-                    all.iter().filter(|t| inside(t.0)).map(|&(_, off, w)| (off, w)).collect()
-                };
-                let taps = taps_of(oy);
-                // Rows of at most 7 outputs with the same taps go two to a tile.
-                let pair = g.out_w <= MAX_J / 2 && oy + 1 < g.out_h && taps_of(oy + 1) == taps;
-                let rows = if pair { 2 } else { 1 };
+                // Rows of at most 7 outputs with the same kernel rows inside go two to a tile.
+                let inside = rows_inside(oy);
+                let pair = g.out_w <= MAX_J / 2 && oy + 1 < g.out_h && rows_inside(oy + 1) == inside;
                 for (x0, len) in row_tiles(0, g.out_w) {
-                    let src = xp[oy * ph.wp + x0..].as_ptr();
+                    taps.clear();
+                    for ki in (0..k).filter(|ki| inside >> ki & 1 == 1) {
+                        for (kj, &(lo, hi)) in cols.iter().enumerate() {
+                            let row = (s * oy + ki) as isize - pad;
+                            taps.push(Tap {
+                                off: row * w + (s * x0 + kj) as isize - pad,
+                                w: w_ob[(ki * k + kj) * c * BLOCK..].as_ptr(),
+                                skip: Skip::of(x0 < lo, x0 + len > hi),
+                            });
+                        }
+                    }
                     let dst = tmp[(oy * g.out_w + x0) * o + ob * BLOCK..].as_mut_ptr();
-                    let span = Span { len, second_row: (rows == 2).then_some((ph.wp, g.out_w * o)) };
-                    // SAFETY: AVX-512F checked by `applies`; every tap's window of `len`
-                    // positions (in each row) lies inside the phase planes (see `Phases`), and
-                    // the tile writes `len` rows of 32 values `o` apart (per row) inside `tmp`.
-                    unsafe { tile(span, src, ph.plane(), c, &taps, dst, o) };
+                    let span = Span { len, second_row: pair.then_some((s * g.w, g.out_w * o)) };
+                    // SAFETY: AVX-512F checked by `applies`; every position a tap does not skip
+                    // reads inside `x_b`: its row is inside the image (`rows_inside`, the same
+                    // for both rows of a pair), its column in `[lo, hi)`, and `applies` makes
+                    // the positions outside that range the tile's first or last (`Skip`). The
+                    // tile writes `len` rows of 32 values `o` apart (per row) inside `tmp`.
+                    unsafe { tile(span, s, x_b.as_ptr(), g.h * g.w, c, taps, dst, o) };
                 }
-                oy += rows;
+                oy += if pair { 2 } else { 1 };
             }
         }
         if let Some(bias) = bias {
@@ -101,36 +114,15 @@ pub(crate) fn forward(
         }
         add_transposed(tmp, n, o, out_b);
     };
-    let images = out.par_chunks_mut(o * n).zip(x.par_chunks(g.in_len()));
-    if !keep {
-        images.for_each_init(
-            || (Vec::new(), Vec::new()),
-            |(xp, tmp), (out_b, x_b)| {
-                ph.split(x_b, xp);
-                image(xp, tmp, out_b);
-            },
-        );
-        return Vec::new();
-    }
-    let (len, total) = (c * ph.plane(), x.len() / g.in_len() * c * ph.plane());
-    let mut kept = Vec::with_capacity(total);
-    let slots = kept.spare_capacity_mut()[..total].par_chunks_mut(len);
-    slots.zip(images).for_each_init(Vec::new, |tmp, (slot, (out_b, x_b))| {
-        slot.fill(std::mem::MaybeUninit::new(0.0));
-        // SAFETY: every value of `slot` was just written.
-        let xp = unsafe { &mut *(slot as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
-        ph.split_into(x_b, xp);
-        image(xp, tmp, out_b);
-    });
-    // SAFETY: every slot, and so each of the `total` values, was written above.
-    unsafe { kept.set_len(total) };
-    kept
+    out.par_chunks_mut(o * n)
+        .zip(x.par_chunks(g.in_len()))
+        .for_each_init(|| (Vec::new(), Vec::new()), |state, (out_b, x_b)| image(x_b, state, out_b));
 }
 
 /// `dx[b] += conv_transpose(gout[b], weight)`: the input gradient of [`forward`], which is also
 /// the forward pass of the transposed convolution with the same weights.
 pub(crate) fn input_grad(g: &Geometry, k: usize, weight: &[f32], gout: &[f32], dx: &mut [f32]) {
-    let ph = Phases::new(g, k);
+    let lay = Layout::new(g, k);
     let (c, o, n) = (g.chans, weight.len() / (g.chans * k * k), g.out_hw());
     // Weights as [c block][tap][o][32].
     let mut wd = vec![0.0f32; weight.len()];
@@ -145,20 +137,20 @@ pub(crate) fn input_grad(g: &Geometry, k: usize, weight: &[f32], gout: &[f32], d
     });
     dx.par_chunks_mut(g.in_len())
         .zip(gout.par_chunks(o * n))
-        .for_each_init(Scratch::default, |s, (dx_b, g_b)| image_input_grad(&ph, &wd, o, g_b, dx_b, s));
+        .for_each_init(Scratch::default, |s, (dx_b, g_b)| image_input_grad(&lay, &wd, o, g_b, dx_b, s));
 }
 
-/// The weight and bias gradients of [`forward`] (`o` output channels) from the input's stride
-/// `phases` that it kept: `(dW, db)` with `dW` laid out as the weight (`o × c × k × k`). Summed
-/// per part of the batch, one part per thread, the parts added in order.
-pub(crate) fn weight_grad_of(g: &Geometry, k: usize, o: usize, phases: &[f32], gout: &[f32]) -> (Vec<f32>, Vec<f32>) {
-    let ph = Phases::new(g, k);
-    let (c, n, in_len) = (g.chans, g.out_hw(), g.chans * ph.plane());
+/// The weight and bias gradients of [`forward`] (`o` output channels) from its input `x`:
+/// `(dW, db)` with `dW` laid out as the weight (`o × c × k × k`). Summed per part of the batch,
+/// one part per thread, the parts added in order.
+pub(crate) fn weight_grad_of(g: &Geometry, k: usize, o: usize, x: &[f32], gout: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let lay = Layout::new(g, k);
+    let (c, n, in_len) = (g.chans, g.out_hw(), g.in_len());
     let len = o * c * k * k;
     let batch = gout.len() / (o * n).max(1);
     let parts = super::kernels::threads().min(batch).max(1);
     let per_part = batch.div_ceil(parts).max(1);
-    let partials: Vec<(Vec<f32>, Vec<f32>)> = phases
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = x
         .par_chunks(per_part * in_len)
         .zip(gout.par_chunks(per_part * o * n))
         .map(|(x_p, g_p)| {
@@ -170,7 +162,7 @@ pub(crate) fn weight_grad_of(g: &Geometry, k: usize, o: usize, phases: &[f32], g
                 for g_b in g_g.chunks(o * n) {
                     g_b.chunks(n).zip(&mut db).for_each(|(row, d)| *d += super::kernels::sum(row));
                 }
-                group_weight_grad(&ph, o, x_g, g_g, &mut dwt, &mut s);
+                group_weight_grad(&lay, o, x_g, g_g, &mut dwt, &mut s);
             }
             (dwt, db)
         })
@@ -191,24 +183,25 @@ pub(crate) fn weight_grad_of(g: &Geometry, k: usize, o: usize, phases: &[f32], g
 struct Scratch {
     padded: Vec<f32>,
     tmp: Vec<f32>,
-    phases_t: Vec<f32>,
+    taps: Vec<Tap>,
+    x_t: Vec<f32>,
     gout_t: Vec<f32>,
 }
 
 /// `dx_b += conv_transpose(g_b)` for one image, one stride class of input pixels at a time.
-fn image_input_grad(ph: &Phases, wd: &[f32], o: usize, g_b: &[f32], dx_b: &mut [f32], s: &mut Scratch) {
-    let (st, k, q, e) = (ph.s, ph.k, ph.q, ph.q + 1);
-    let (h, w, c) = (ph.h, ph.w, ph.c);
+fn image_input_grad(lay: &Layout, wd: &[f32], o: usize, g_b: &[f32], dx_b: &mut [f32], s: &mut Scratch) {
+    let (st, k, q, e) = (lay.s, lay.k, lay.q, lay.q + 1);
+    let (h, w, c) = (lay.h, lay.w, lay.c);
     // The output gradient zero padded by `e` on every side: [o][hg][wg].
-    let (hg, wg) = (ph.out_h + 2 * e, ph.out_w + 2 * e);
+    let (hg, wg) = (lay.out_h + 2 * e, lay.out_w + 2 * e);
     // The border stays zero between images: only the interior is written.
     if s.padded.len() != o * hg * wg {
         s.padded.clear();
         s.padded.resize(o * hg * wg, 0.0);
     }
-    for (plane, src) in s.padded.chunks_mut(hg * wg).zip(g_b.chunks(ph.out_h * ph.out_w)) {
-        for (row, src_row) in src.chunks(ph.out_w).enumerate() {
-            plane[(row + e) * wg + e..][..ph.out_w].copy_from_slice(src_row);
+    for (plane, src) in s.padded.chunks_mut(hg * wg).zip(g_b.chunks(lay.out_h * lay.out_w)) {
+        for (row, src_row) in src.chunks(lay.out_w).enumerate() {
+            plane[(row + e) * wg + e..][..lay.out_w].copy_from_slice(src_row);
         }
     }
     // Every value is written by exactly one tile.
@@ -224,35 +217,47 @@ fn image_input_grad(ph: &Phases, wd: &[f32], o: usize, g_b: &[f32], dx_b: &mut [
                         let (ki, kj) = (ra + st * m, rb + st * n_);
                         if ki < k && kj < k {
                             let wt = wd[((cb * k * k + ki * k + kj) * o) * BLOCK..].as_ptr();
-                            all.push((m, (q - m) * wg + (q - n_), wt));
+                            all.push((m, n_, ((q - m) * wg + (q - n_)) as isize, wt));
                         }
                     }
                 }
-                let (u_lo, u_hi) = class_range(ra, st, ph.pad, h);
-                let (t_lo, t_hi) = class_range(rb, st, ph.pad, w);
+                let (u_lo, u_hi) = class_range(ra, st, lay.pad, h);
+                let (t_lo, t_hi) = class_range(rb, st, lay.pad, w);
+                // Taps whose gradient row u - m is padding add zeros: skipped.
+                let rows_of = |u: usize| -> u64 {
+                    all.iter()
+                        .enumerate()
+                        .filter(|(_, t)| u.wrapping_sub(t.0) < lay.out_h)
+                        .fold(0, |m, (i, _)| m | 1 << i)
+                };
                 let mut u = u_lo;
                 while u < u_hi {
-                    let y = st * u + ra - ph.pad;
-                    // Taps whose gradient row u - m is padding add zeros: skipped.
-                    let taps_of = |u: usize| -> Vec<(usize, *const f32)> {
-                        all.iter().filter(|t| u.wrapping_sub(t.0) < ph.out_h).map(|&(_, off, w)| (off, w)).collect()
-                    };
-                    let taps = taps_of(u);
+                    let y = st * u + ra - lay.pad;
+                    let inside = rows_of(u);
                     // Rows of at most 7 pixels with the same taps go two to a tile.
-                    let pair = t_hi - t_lo <= MAX_J / 2 && u + 1 < u_hi && taps_of(u + 1) == taps;
-                    let rows = if pair { 2 } else { 1 };
+                    let pair = t_hi - t_lo <= MAX_J / 2 && u + 1 < u_hi && rows_of(u + 1) == inside;
                     for (t0, len) in row_tiles(t_lo, t_hi) {
-                        let x0 = st * t0 + rb - ph.pad;
+                        // A tap whose first (last) gradient column alone is padding skips it.
+                        let (first, last) = (t0 as isize, (t0 + len) as isize - 1);
+                        s.taps.clear();
+                        for (i, &(_, n_, off, wt)) in all.iter().enumerate() {
+                            if inside >> i & 1 == 1 {
+                                let (n_, end) = (n_ as isize, lay.out_w as isize);
+                                let skip = Skip::of(first - n_ == -1, last - n_ == end);
+                                s.taps.push(Tap { off, w: wt, skip });
+                            }
+                        }
+                        let x0 = st * t0 + rb - lay.pad;
                         let src = s.padded[(u + e - q) * wg + t0 + e - q..].as_ptr();
                         let dst = s.tmp[(y * w + x0) * c + cb * BLOCK..].as_mut_ptr();
-                        let span = Span { len, second_row: (rows == 2).then_some((wg, st * w * c)) };
+                        let span = Span { len, second_row: pair.then_some((wg, st * w * c)) };
                         // SAFETY: AVX-512F checked by `applies`; the padding `e` keeps every
                         // window inside `padded` (rows u - m + e < hg, columns t - n + e < wg),
                         // and the `len` pixels written, `s` apart, lie in row `y` (and `y + s`)
                         // of `tmp`.
-                        unsafe { tile(span, src, hg * wg, o, &taps, dst, st * c) };
+                        unsafe { tile(span, 1, src, hg * wg, o, &s.taps, dst, st * c) };
                     }
-                    u += rows;
+                    u += if pair { 2 } else { 1 };
                 }
             }
         }
@@ -276,211 +281,67 @@ fn images_per_weight_tile(positions: usize) -> usize {
 /// Most images in one weight-gradient tile.
 const MAX_IMAGES: usize = 4;
 
-/// `dwt[c][t][o] += Σ_pos x_phase(t)[pos][c] · gout[o][pos]` for a group of images (at most
-/// [`MAX_IMAGES`]), from their phases.
-fn group_weight_grad(ph: &Phases, o: usize, phases_g: &[f32], g_g: &[f32], dwt: &mut [f32], s: &mut Scratch) {
-    let (c, k, n, len) = (ph.c, ph.k, ph.out_h * ph.out_w, ph.c * ph.plane());
+/// `dwt[c][t][o] += Σ_pos x[c][in(pos, t)] · gout[o][pos]` for a group of images (at most
+/// [`MAX_IMAGES`]), over the positions whose input for tap `t` lies inside the image.
+fn group_weight_grad(lay: &Layout, o: usize, x_g: &[f32], g_g: &[f32], dwt: &mut [f32], s: &mut Scratch) {
+    let (c, k, n, hw, st) = (lay.c, lay.k, lay.out_h * lay.out_w, lay.h * lay.w, lay.s);
     let images = g_g.len() / (n * o);
-    // Each image's phases channels last, [phase][hp][wp][c], and its output gradient [pos][o].
-    s.phases_t.resize(phases_g.len(), 0.0);
+    // Each image channels last, [h][w][c], and its output gradient [pos][o].
+    s.x_t.resize(x_g.len(), 0.0);
     s.gout_t.resize(g_g.len(), 0.0);
-    for (src, dst) in phases_g.chunks(len).zip(s.phases_t.chunks_mut(len)) {
-        transpose_into(src, c, ph.plane(), dst);
+    for (src, dst) in x_g.chunks(c * hw).zip(s.x_t.chunks_mut(c * hw)) {
+        transpose_into(src, c, hw, dst);
     }
     for (src, dst) in g_g.chunks(n * o).zip(s.gout_t.chunks_mut(n * o)) {
         transpose_into(src, o, n, dst);
     }
     for t in 0..k * k {
-        // Output rows whose input row is padding add zeros: skipped (the sums are the same).
-        let (lo, hi) = ph.valid_rows(t / k);
-        let x_t = ph.tap_offset_channels_last(t) + lo * ph.wp * c;
-        let g_t = lo * ph.out_w * o;
+        let (ki, kj) = (t / k, t % k);
+        // Positions whose input is padding add zeros: skipped (the sums are the same).
+        let (r_lo, r_hi) = valid_outputs(ki, st, lay.pad, lay.h, lay.out_h);
+        let (c_lo, c_hi) = valid_outputs(kj, st, lay.pad, lay.w, lay.out_w);
+        if r_lo == r_hi || c_lo == c_hi {
+            continue;
+        }
+        let x_t = ((st * r_lo + ki - lay.pad) * lay.w + st * c_lo + kj - lay.pad) * c;
+        let g_t = (r_lo * lay.out_w + c_lo) * o;
         for ob in 0..o / BLOCK {
             // Channels in near-equal tiles of at most 12 (64 = 6 x 11 or 10, not 5 x 12 + 4).
             for (c0, rows) in row_tiles_of(0, c, MAX_R) {
                 let mut sources = [(std::ptr::null(), std::ptr::null()); MAX_IMAGES];
                 for (i, src) in sources.iter_mut().enumerate().take(images) {
-                    *src =
-                        (s.phases_t[i * len + x_t + c0..].as_ptr(), s.gout_t[i * n * o + g_t + ob * BLOCK..].as_ptr());
+                    *src = (s.x_t[i * c * hw + x_t + c0..].as_ptr(), s.gout_t[i * n * o + g_t + ob * BLOCK..].as_ptr());
                 }
                 let dst = dwt[(c0 * k * k + t) * o + ob * BLOCK..].as_mut_ptr();
-                // SAFETY: AVX-512F checked by `applies`; the window of `out_h × out_w`
-                // positions of tap `t` lies inside each image's phases (see `Phases`), each
+                let strides = Strides { x: (st * lay.w * c, st * c), g: (lay.out_w * o, o) };
+                // SAFETY: AVX-512F checked by `applies`; the inputs of the `(r_hi - r_lo) ×
+                // (c_hi - c_lo)` positions lie inside each image (`valid_outputs`), each
                 // image's `gout_t` holds `n × o` values and `dst` `rows` rows of 32 values `o`
                 // apart.
-                unsafe {
-                    weight_tile(rows, &sources[..images], (ph.wp * c, c), o, (hi - lo, ph.out_w), dst, k * k * o)
-                };
+                unsafe { weight_tile(rows, &sources[..images], strides, (r_hi - r_lo, c_hi - c_lo), dst, k * k * o) };
             }
         }
     }
 }
 
-/// The stride phases of one image, zero padded: phase `(a, b)` holds `x[c][s·i + a - pad][s·j +
-/// b - pad]` for `i < hp`, `j < wp`, where `hp = out_h + q`, `wp = out_w + q`, `q = (k-1)/s`:
-/// tap `(ki, kj)` reads phase `(ki % s, kj % s)` at `(oy + ki/s, ox + kj/s)`.
-struct Phases {
+/// The geometry the input gradient and the weight gradient share, as they name it.
+struct Layout {
     c: usize,
     h: usize,
     w: usize,
     s: usize,
     k: usize,
     pad: usize,
+    /// `(k - 1) / s`: the farthest output row (column) a tap reaches back.
     q: usize,
     out_h: usize,
     out_w: usize,
-    hp: usize,
-    wp: usize,
-    /// [`Phases::row_runs`].
-    runs: Vec<(usize, usize, usize)>,
 }
 
-impl Phases {
+impl Layout {
     fn new(g: &Geometry, k: usize) -> Self {
-        let q = (k - 1) / g.stride;
-        let mut ph = Self {
-            c: g.chans,
-            h: g.h,
-            w: g.w,
-            s: g.stride,
-            k,
-            pad: g.pad,
-            q,
-            out_h: g.out_h,
-            out_w: g.out_w,
-            hp: g.out_h + q,
-            wp: g.out_w + q,
-            runs: Vec::new(),
-        };
-        ph.runs = ph.row_runs();
-        ph
-    }
-
-    /// Output rows `[lo, hi)` whose input row `s·oy + ki - pad` lies inside the image.
-    fn valid_rows(&self, ki: usize) -> (usize, usize) {
-        let lo = self.pad.saturating_sub(ki).div_ceil(self.s).min(self.out_h);
-        let hi = (0..self.out_h).rev().find(|&oy| self.s * oy + ki < self.h + self.pad).map_or(lo, |oy| oy + 1);
-        (lo, hi.max(lo))
-    }
-
-    /// Values of one channel's phases.
-    fn plane(&self) -> usize {
-        self.s * self.s * self.hp * self.wp
-    }
-
-    /// Splits `x_b` (`c × h × w`) into `dst[c][phase][hp][wp]`. `dst` must be empty or hold an
-    /// earlier split of the same geometry: only the values that come from the image are
-    /// written, so the zero padding is written once per buffer, not once per image.
-    fn split(&self, x_b: &[f32], dst: &mut Vec<f32>) {
-        if dst.len() != self.c * self.plane() {
-            dst.clear();
-            dst.resize(self.c * self.plane(), 0.0);
-        }
-        self.split_into(x_b, dst);
-    }
-
-    /// [`Phases::split`] into a slice of `c × plane` values whose padding is zero.
-    fn split_into(&self, x_b: &[f32], dst: &mut [f32]) {
-        assert_eq!(dst.len(), self.c * self.plane(), "split: destination of another geometry");
-        // SAFETY: AVX-512F checked by `applies`.
-        unsafe { self.split_avx512(x_b, dst) }
-    }
-
-    /// The body of [`Phases::split`], compiled for AVX-512 so that the row copies inline.
-    ///
-    /// # Safety
-    /// AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    unsafe fn split_avx512(&self, x_b: &[f32], dst: &mut [f32]) {
-        if self.s == 2 {
-            self.split_stride2(x_b, dst);
-            return;
-        }
-        for (x_c, d_c) in x_b.chunks(self.h * self.w).zip(dst.chunks_mut(self.plane())) {
-            for &(src, dst, len) in &self.runs {
-                let src = &x_c[src..src + self.s * (len - 1) + 1];
-                strided_copy(src, self.s, &mut d_c[dst..dst + len]);
-            }
-        }
-    }
-
-    /// [`Phases::split`] at stride 2, a source row at a time: its even columns go to one
-    /// column phase and its odd columns to the other, both from the same two loads.
-    ///
-    /// # Safety
-    /// AVX-512F; `self.s == 2`.
-    #[target_feature(enable = "avx512f")]
-    unsafe fn split_stride2(&self, x_b: &[f32], dst: &mut [f32]) {
-        let (hp, wp, pad, w) = (self.hp, self.wp, self.pad, self.w);
-        // Column 2m goes to phase b = pad % 2 at j = m + pad / 2, column 2m + 1 to the other
-        // phase at j = m + (pad + 1) / 2; columns past the phase rows' width are never read.
-        let fit = |j0: usize, n: usize| if j0 < wp { n.min(wp - j0) } else { 0 };
-        let (b_even, j_even) = (pad % 2, pad / 2);
-        let (b_odd, j_odd) = (1 - b_even, pad.div_ceil(2));
-        let (n_even, n_odd) = (fit(j_even, w.div_ceil(2)), fit(j_odd, w / 2));
-        let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-        let odds = _mm512_add_epi32(evens, _mm512_set1_epi32(1));
-        let mask = |n: usize| -> __mmask16 { ((1u32 << n.min(16)) - 1) as __mmask16 };
-        for (x_c, d_c) in x_b.chunks(self.h * self.w).zip(dst.chunks_mut(self.plane())) {
-            for y in 0..self.h {
-                let (a, i) = ((y + pad) % 2, (y + pad) / 2);
-                if i >= hp {
-                    continue;
-                }
-                let row = &x_c[y * w..(y + 1) * w];
-                // The destination rows, bounds checked once (empty when no column fits).
-                let mut dst_row = |b: usize, j0: usize, n: usize| match n {
-                    0 => std::ptr::null_mut(),
-                    _ => d_c[((a * 2 + b) * hp + i) * wp + j0..][..n].as_mut_ptr(),
-                };
-                let (d_even, d_odd) = (dst_row(b_even, j_even, n_even), dst_row(b_odd, j_odd, n_odd));
-                for m in (0..w).step_by(32) {
-                    let avail = w - m;
-                    let lo = _mm512_maskz_loadu_ps(mask(avail), row.as_ptr().add(m));
-                    let hi = _mm512_maskz_loadu_ps(mask(avail.saturating_sub(16)), row.as_ptr().add(m + 16.min(avail)));
-                    let half = m / 2;
-                    if half < n_even {
-                        let v = _mm512_permutex2var_ps(lo, evens, hi);
-                        _mm512_mask_storeu_ps(d_even.add(half), mask(n_even - half), v);
-                    }
-                    if half < n_odd {
-                        let v = _mm512_permutex2var_ps(lo, odds, hi);
-                        _mm512_mask_storeu_ps(d_odd.add(half), mask(n_odd - half), v);
-                    }
-                }
-            }
-        }
-    }
-
-    /// The row copies of one channel's split: `(source offset, destination offset, length)`,
-    /// every phase row that holds image values, without its padding.
-    fn row_runs(&self) -> Vec<(usize, usize, usize)> {
-        let (s, hp, wp) = (self.s, self.hp, self.wp);
-        let mut runs = Vec::with_capacity(s * s * hp);
-        for phase in 0..s * s {
-            let (a, b) = (phase / s, phase % s);
-            let (j_lo, j_hi) = class_range(b, s, self.pad, self.w);
-            let (j_lo, j_hi) = (j_lo.min(wp), j_hi.min(wp));
-            for i in 0..hp {
-                let y = (s * i + a).wrapping_sub(self.pad);
-                if y < self.h && j_lo < j_hi {
-                    runs.push((y * self.w + s * j_lo + b - self.pad, (phase * hp + i) * wp + j_lo, j_hi - j_lo));
-                }
-            }
-        }
-        runs
-    }
-
-    /// Where tap `t = ki·k + kj` starts in a channel's phases (`split`'s layout).
-    fn tap_offset(&self, t: usize) -> usize {
-        let (ki, kj, s) = (t / self.k, t % self.k, self.s);
-        ((ki % s) * s + kj % s) * self.hp * self.wp + (ki / s) * self.wp + kj / s
-    }
-
-    /// Where tap `t` starts in `split_channels_last`'s layout.
-    fn tap_offset_channels_last(&self, t: usize) -> usize {
-        let (ki, kj, s) = (t / self.k, t % self.k, self.s);
-        ((((ki % s) * s + kj % s) * self.hp + ki / s) * self.wp + kj / s) * self.c
+        let (c, h, w, s, pad, out_h, out_w) = (g.chans, g.h, g.w, g.stride, g.pad, g.out_h, g.out_w);
+        Self { c, h, w, s, k, pad, q: (k - 1) / s, out_h, out_w }
     }
 }
 
@@ -497,44 +358,6 @@ fn row_tiles_of(lo: usize, hi: usize, most: usize) -> impl Iterator<Item = (usiz
         let (a, b) = (lo + i * len / tiles, lo + (i + 1) * len / tiles);
         (a, b - a)
     })
-}
-
-/// `dst[i] = src[i·s]` for `i < dst.len()` (`src` holds `s·(len-1) + 1` values).
-#[inline]
-#[target_feature(enable = "avx512f")]
-unsafe fn strided_copy(src: &[f32], s: usize, dst: &mut [f32]) {
-    if s == 2 {
-        even_lanes(src, dst);
-        return;
-    }
-    if s == 1 {
-        for (d, v) in dst.chunks_mut(16).zip(src.chunks(16)) {
-            let m = ((1u32 << d.len()) - 1) as __mmask16;
-            _mm512_mask_storeu_ps(d.as_mut_ptr(), m, _mm512_maskz_loadu_ps(m, v.as_ptr()));
-        }
-        return;
-    }
-    for (i, d) in dst.iter_mut().enumerate() {
-        *d = src[i * s];
-    }
-}
-
-/// `dst[i] = src[2i]`, 16 at a time from two (masked) loads.
-///
-/// # Safety
-/// AVX-512F.
-#[inline]
-#[target_feature(enable = "avx512f")]
-unsafe fn even_lanes(src: &[f32], dst: &mut [f32]) {
-    assert!(src.len() + 1 >= 2 * dst.len(), "even_lanes: source too short");
-    let idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    let mask = |n: usize| -> __mmask16 { ((1u32 << n.min(16)) - 1) as __mmask16 };
-    for i in (0..dst.len()).step_by(16) {
-        let (n, avail) = ((dst.len() - i).min(16), src.len() - 2 * i);
-        let lo = _mm512_maskz_loadu_ps(mask(avail), src.as_ptr().add(2 * i));
-        let hi = _mm512_maskz_loadu_ps(mask(avail.saturating_sub(16)), src.as_ptr().add(2 * i + 16.min(avail)));
-        _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), mask(n), _mm512_permutex2var_ps(lo, idx, hi));
-    }
 }
 
 /// `dst[c][p] += src[p][c]` for a `rows × cols` matrix `src`.
@@ -616,6 +439,36 @@ unsafe fn transpose16(src: *const f32, ss: usize, dst: *mut f32, ds: usize, add:
     }
 }
 
+/// A kernel tap as a tile reads it: where its window starts, `off` values from the tile's source
+/// pointer (before the source when the tile's first position, skipped, would read there), its
+/// 32-lane weight vectors (one per input channel), and which end positions of the tile it skips.
+#[derive(Clone, Copy)]
+struct Tap {
+    off: isize,
+    w: *const f32,
+    skip: Skip,
+}
+
+/// The end positions of a tile's rows that a tap leaves out, their input being padding.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Skip {
+    None,
+    First,
+    Last,
+    Both,
+}
+
+impl Skip {
+    fn of(first: bool, last: bool) -> Self {
+        match (first, last) {
+            (false, false) => Skip::None,
+            (true, false) => Skip::First,
+            (false, true) => Skip::Last,
+            (true, true) => Skip::Both,
+        }
+    }
+}
+
 /// The output positions of one tile: `len` consecutive positions of a row, and with
 /// `second_row = Some((src_gap, dst_gap))` as many of the next row, `src_gap` values further in
 /// the source and `dst_gap` further in the destination (`len` at most 7 then).
@@ -625,67 +478,95 @@ struct Span {
     second_row: Option<(usize, usize)>,
 }
 
-/// Runs [`tile_j`] with `span.len` (1..=14) positions, or [`tile_rows_j`] for two rows.
+/// Runs [`tile_j`] with `span.len` (1..=14) positions `stride` (1 or 2) apart in the source, or
+/// [`tile_rows_j`] for two rows.
 ///
 /// # Safety
 /// As [`tile_j`] (for each row).
+#[allow(clippy::too_many_arguments)]
 unsafe fn tile(
     span: Span,
+    stride: usize,
     src: *const f32,
     plane: usize,
     chans: usize,
-    taps: &[(usize, *const f32)],
+    taps: &[Tap],
     dst: *mut f32,
     dst_stride: usize,
 ) {
     macro_rules! one_row {
-        ($($j:literal)*) => {
+        ($s:literal, $($j:literal)*) => {
             match span.len {
-                $($j => tile_j::<$j>(src, plane, chans, taps, dst, dst_stride),)*
+                $($j => tile_j::<$j, $s>(src, plane, chans, taps, dst, dst_stride),)*
                 _ => unreachable!("tiles hold 1 to {MAX_J} positions"),
             }
         };
     }
     macro_rules! two_rows {
-        ($gaps:expr, $($j:literal)*) => {
+        ($s:literal, $gaps:expr, $($j:literal)*) => {
             match span.len {
-                $($j => tile_rows_j::<$j>(src, plane, chans, taps, dst, dst_stride, $gaps),)*
+                $($j => tile_rows_j::<$j, $s>(src, plane, chans, taps, dst, dst_stride, $gaps),)*
                 _ => unreachable!("two-row tiles hold 1 to {} positions a row", MAX_J / 2),
             }
         };
     }
-    match span.second_row {
-        None => one_row!(1 2 3 4 5 6 7 8 9 10 11 12 13 14),
-        Some(gaps) => two_rows!(gaps, 1 2 3 4 5 6 7),
+    match (stride, span.second_row) {
+        (1, None) => one_row!(1, 1 2 3 4 5 6 7 8 9 10 11 12 13 14),
+        (2, None) => one_row!(2, 1 2 3 4 5 6 7 8 9 10 11 12 13 14),
+        (1, Some(gaps)) => two_rows!(1, gaps, 1 2 3 4 5 6 7),
+        (2, Some(gaps)) => two_rows!(2, gaps, 1 2 3 4 5 6 7),
+        _ => unreachable!("direct tiles read at stride 1 or 2, not {stride}"),
     }
 }
 
-/// `dst[j·dst_stride + 0..32] = Σ_taps Σ_c src[off + c·plane + j] · w[c·32 + 0..32]` for
-/// `j < J`, over `taps = [(off, w)]`.
+/// `dst[j·dst_stride + 0..32] = Σ_taps Σ_c src[off + c·plane + j·S] · w[c·32 + 0..32]` for
+/// `j < J`, over the taps' positions that they do not skip.
 ///
 /// # Safety
-/// AVX-512F; `src` must cover `off + (chans-1)·plane + J` values for every tap, each `w` must
-/// cover `chans × 32` values and `dst` `(J-1)·dst_stride + 32`.
+/// AVX-512F; for every tap, `src + off + (chans-1)·plane + j·S` must lie inside the source for
+/// each position `j` it does not skip, each `w` must cover `chans × 32` values and `dst`
+/// `(J-1)·dst_stride + 32`.
 #[target_feature(enable = "avx512f")]
-unsafe fn tile_j<const J: usize>(
+unsafe fn tile_j<const J: usize, const S: usize>(
     src: *const f32,
     plane: usize,
     chans: usize,
-    taps: &[(usize, *const f32)],
+    taps: &[Tap],
     dst: *mut f32,
     dst_stride: usize,
 ) {
     let mut acc = [[_mm512_setzero_ps(); 2]; J];
-    for &(off, w) in taps {
-        let mut s = src.add(off);
-        let mut w = w;
-        for _ in 0..chans {
-            broadcast_fma(&mut acc, s, w);
-            s = s.add(plane);
-            w = w.add(BLOCK);
+    for tap in taps {
+        let s = src.wrapping_offset(tap.off);
+        match tap.skip {
+            Skip::None => tap_sums::<J, S, false, false>(&mut acc, s, plane, chans, tap.w),
+            Skip::First => tap_sums::<J, S, true, false>(&mut acc, s, plane, chans, tap.w),
+            Skip::Last => tap_sums::<J, S, false, true>(&mut acc, s, plane, chans, tap.w),
+            Skip::Both => tap_sums::<J, S, true, true>(&mut acc, s, plane, chans, tap.w),
         }
     }
     store_tile(&acc, dst, dst_stride);
+}
+
+/// One tap of [`tile_j`]: `acc[j] += Σ_c s[c·plane + j·S] · w[c·32 + 0..32]`, without position
+/// 0 when `F` and position `J - 1` when `L`.
+///
+/// # Safety
+/// As [`tile_j`], for this tap.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn tap_sums<const J: usize, const S: usize, const F: bool, const L: bool>(
+    acc: &mut [[__m512; 2]; J],
+    mut s: *const f32,
+    plane: usize,
+    chans: usize,
+    mut w: *const f32,
+) {
+    for _ in 0..chans {
+        fma_rows::<J, S, F, L>(acc, s, (_mm512_loadu_ps(w), _mm512_loadu_ps(w.add(16))));
+        s = s.wrapping_add(plane);
+        w = w.add(BLOCK);
+    }
 }
 
 /// [`tile_j`] for `J` positions of each of two rows, the second `src_gap` values after the
@@ -694,40 +575,69 @@ unsafe fn tile_j<const J: usize>(
 /// # Safety
 /// As [`tile_j`], for both rows.
 #[target_feature(enable = "avx512f")]
-unsafe fn tile_rows_j<const J: usize>(
+unsafe fn tile_rows_j<const J: usize, const S: usize>(
     src: *const f32,
     plane: usize,
     chans: usize,
-    taps: &[(usize, *const f32)],
+    taps: &[Tap],
     dst: *mut f32,
     dst_stride: usize,
     (src_gap, dst_gap): (usize, usize),
 ) {
-    let (mut first, mut second) = ([[_mm512_setzero_ps(); 2]; J], [[_mm512_setzero_ps(); 2]; J]);
-    for &(off, w) in taps {
-        let mut s = src.add(off);
-        let mut w = w;
-        for _ in 0..chans {
-            let (v0, v1) = (_mm512_loadu_ps(w), _mm512_loadu_ps(w.add(16)));
-            fma_rows(&mut first, s, (v0, v1));
-            fma_rows(&mut second, s.add(src_gap), (v0, v1));
-            s = s.add(plane);
-            w = w.add(BLOCK);
+    let mut acc = ([[_mm512_setzero_ps(); 2]; J], [[_mm512_setzero_ps(); 2]; J]);
+    for tap in taps {
+        let s = src.wrapping_offset(tap.off);
+        match tap.skip {
+            Skip::None => tap_sums_rows::<J, S, false, false>(&mut acc, s, src_gap, plane, chans, tap.w),
+            Skip::First => tap_sums_rows::<J, S, true, false>(&mut acc, s, src_gap, plane, chans, tap.w),
+            Skip::Last => tap_sums_rows::<J, S, false, true>(&mut acc, s, src_gap, plane, chans, tap.w),
+            Skip::Both => tap_sums_rows::<J, S, true, true>(&mut acc, s, src_gap, plane, chans, tap.w),
         }
     }
-    store_tile(&first, dst, dst_stride);
-    store_tile(&second, dst.add(dst_gap), dst_stride);
+    store_tile(&acc.0, dst, dst_stride);
+    store_tile(&acc.1, dst.add(dst_gap), dst_stride);
 }
 
-/// `acc[i] += s[i] × (v0, v1)` for every row `i` of a tile.
+/// One tap of [`tile_rows_j`], as [`tap_sums`] for both rows.
 ///
 /// # Safety
-/// AVX-512F; `s` must cover `N` values.
+/// As [`tile_rows_j`], for this tap.
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn fma_rows<const N: usize>(acc: &mut [[__m512; 2]; N], s: *const f32, (v0, v1): (__m512, __m512)) {
+unsafe fn tap_sums_rows<const J: usize, const S: usize, const F: bool, const L: bool>(
+    (first, second): &mut ([[__m512; 2]; J], [[__m512; 2]; J]),
+    mut s: *const f32,
+    src_gap: usize,
+    plane: usize,
+    chans: usize,
+    mut w: *const f32,
+) {
+    for _ in 0..chans {
+        let v = (_mm512_loadu_ps(w), _mm512_loadu_ps(w.add(16)));
+        fma_rows::<J, S, F, L>(first, s, v);
+        fma_rows::<J, S, F, L>(second, s.wrapping_add(src_gap), v);
+        s = s.wrapping_add(plane);
+        w = w.add(BLOCK);
+    }
+}
+
+/// `acc[i] += s[i·S] × (v0, v1)` for every row `i` of a tile, but row 0 when `F` and row
+/// `N - 1` when `L`.
+///
+/// # Safety
+/// AVX-512F; `s + i·S` must be readable for every row `i` taken.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn fma_rows<const N: usize, const S: usize, const F: bool, const L: bool>(
+    acc: &mut [[__m512; 2]; N],
+    s: *const f32,
+    (v0, v1): (__m512, __m512),
+) {
     for (i, a) in acc.iter_mut().enumerate() {
-        let b = _mm512_set1_ps(*s.add(i));
+        if (F && i == 0) || (L && i + 1 == N) {
+            continue;
+        }
+        let b = _mm512_set1_ps(*s.wrapping_add(i * S));
         a[0] = _mm512_fmadd_ps(b, v0, a[0]);
         a[1] = _mm512_fmadd_ps(b, v1, a[1]);
     }
@@ -746,14 +656,12 @@ unsafe fn store_tile<const N: usize>(acc: &[[__m512; 2]; N], dst: *mut f32, dst_
     }
 }
 
-/// The step both tiles repeat: `acc[i] += s[i] × v[0..32]` for every row `i` of the tile.
-///
-/// # Safety
-/// AVX-512F; `s` must cover `N` values and `v` 32.
-#[inline]
-#[target_feature(enable = "avx512f")]
-unsafe fn broadcast_fma<const N: usize>(acc: &mut [[__m512; 2]; N], s: *const f32, v: *const f32) {
-    fma_rows(acc, s, (_mm512_loadu_ps(v), _mm512_loadu_ps(v.add(16))));
+/// The strides of a weight-gradient tile's sources: `x = (row, column)` of the channels-last
+/// image, `g = (row, column)` of the positions-major output gradient.
+#[derive(Clone, Copy)]
+struct Strides {
+    x: (usize, usize),
+    g: (usize, usize),
 }
 
 /// Runs [`weight_tile_r`] with `rows` (1..=12) input channels.
@@ -763,8 +671,7 @@ unsafe fn broadcast_fma<const N: usize>(acc: &mut [[__m512; 2]; N], s: *const f3
 unsafe fn weight_tile(
     rows: usize,
     sources: &[(*const f32, *const f32)],
-    x_strides: (usize, usize),
-    g_stride: usize,
+    strides: Strides,
     positions: (usize, usize),
     dst: *mut f32,
     dst_stride: usize,
@@ -772,7 +679,7 @@ unsafe fn weight_tile(
     macro_rules! dispatch {
         ($($r:literal)*) => {
             match rows {
-                $($r => weight_tile_r::<$r>(sources, x_strides, g_stride, positions, dst, dst_stride),)*
+                $($r => weight_tile_r::<$r>(sources, strides, positions, dst, dst_stride),)*
                 _ => unreachable!("weight tiles hold 1 to {MAX_R} channels"),
             }
         };
@@ -780,30 +687,28 @@ unsafe fn weight_tile(
     dispatch!(1 2 3 4 5 6 7 8 9 10 11 12)
 }
 
-/// `dst[r·dst_stride + 0..32] += Σ_{(x, g) in sources} Σ_{oy, ox} x[oy·rs + ox·cs + r] ·
-/// g[(oy·cols + ox)·g_stride + 0..32]` for `r < R`, over `positions = (rows, cols)` and
-/// `x_strides = (rs, cs)`: one store of the sums for all the images in `sources`.
+/// `dst[r·dst_stride + 0..32] += Σ_{(x, g) in sources} Σ_{oy, ox} x[oy·xr + ox·xc + r] ·
+/// g[oy·gr + ox·gc + 0..32]` for `r < R`, over `positions = (rows, cols)` and
+/// `strides = ((xr, xc), (gr, gc))`: one store of the sums for all the images in `sources`.
 ///
 /// # Safety
 /// AVX-512F; the pointers must cover the values read and written.
 #[target_feature(enable = "avx512f")]
 unsafe fn weight_tile_r<const R: usize>(
     sources: &[(*const f32, *const f32)],
-    (rs, cs): (usize, usize),
-    g_stride: usize,
+    Strides { x: (xr, xc), g: (gr, gc) }: Strides,
     (rows, cols): (usize, usize),
     dst: *mut f32,
     dst_stride: usize,
 ) {
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
     for &(x, g) in sources {
-        let mut gp = g;
         for oy in 0..rows {
-            let mut xp = x.add(oy * rs);
+            let (mut xp, mut gp) = (x.add(oy * xr), g.add(oy * gr));
             for _ in 0..cols {
-                broadcast_fma(&mut acc, xp, gp);
-                xp = xp.add(cs);
-                gp = gp.add(g_stride);
+                fma_rows::<R, 1, false, false>(&mut acc, xp, (_mm512_loadu_ps(gp), _mm512_loadu_ps(gp.add(16))));
+                xp = xp.add(xc);
+                gp = gp.add(gc);
             }
         }
     }
@@ -850,16 +755,14 @@ mod tests {
     }
 
     #[test]
-    fn strided_copies_take_every_second_value() {
-        if !crate::nn::avx512_available() {
-            return;
-        }
-        for len in [1, 7, 14, 16, 17, 33] {
-            let src: Vec<f32> = (0..2 * len - 1).map(|i| i as f32).collect();
-            let mut dst = vec![-1.0; len];
-            // SAFETY: AVX-512F checked above.
-            unsafe { strided_copy(&src, 2, &mut dst) };
-            assert_eq!(dst, (0..len).map(|i| 2.0 * i as f32).collect::<Vec<_>>());
+    fn valid_outputs_are_those_inside_the_image() {
+        for (s, pad, len, k) in [(2, 1, 28, 3), (2, 1, 14, 4), (1, 1, 28, 3), (2, 0, 7, 3), (1, 2, 9, 5)] {
+            let out_len = (len + 2 * pad - k) / s + 1;
+            for t in 0..k {
+                let (lo, hi) = valid_outputs(t, s, pad, len, out_len);
+                let inside: Vec<usize> = (0..out_len).filter(|&v| (s * v + t).wrapping_sub(pad) < len).collect();
+                assert_eq!((lo..hi).collect::<Vec<_>>(), inside, "s {s} pad {pad} len {len} tap {t}");
+            }
         }
     }
 

@@ -177,9 +177,8 @@ where
             // SAFETY: four distinct tensor ids; `grads` outlives this closure body.
             let (gout, dx, dw, db) = unsafe { (gout.slice(), dx.slice(), dw.slice(), db.slice()) };
             if direct {
-                // The output gradient's phases, split once for both.
-                let phases = direct_forward(&g, K, &wm, None, gout, dx, true);
-                let (dwv, dbv) = direct_weight_grad(&g, K, I, &phases, &xs);
+                direct_forward(&g, K, &wm, None, gout, dx);
+                let (dwv, dbv) = direct_weight_grad(&g, K, I, gout, &xs);
                 dw.iter_mut().zip(dwv).for_each(|(a, b)| *a += b);
                 db.iter_mut().zip(dbv).for_each(|(a, b)| *a += b);
             } else {
