@@ -517,9 +517,7 @@ where
     let weight_grad = T::OWNS_TAPE && !super::freeze::parameters_frozen();
     let out = if direct {
         // The direct kernel sets each image's planes to the bias itself, in parallel.
-        let mut out = vec![E::zero(); b.size() * O * g.out_hw()];
-        direct_forward(&g, K, &wm, Some(&bias_values), &xs, &mut out);
-        out
+        direct_forward(&g, K, &wm, &bias_values, &xs)
     } else {
         let mut out = Vec::with_capacity(b.size() * O * g.out_hw());
         for _ in 0..b.size() {
@@ -602,18 +600,22 @@ fn as_f32_mut<E: 'static>(v: &mut [E]) -> &mut [f32] {
     unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast(), v.len()) }
 }
 
-/// The direct forward pass for `E = f32` (only called when [`direct_conv`] holds).
-pub(crate) fn direct_forward<E: NnFloat>(g: &Geometry, k: usize, wm: &[E], bias: Option<&[E]>, x: &[E], out: &mut [E]) {
+/// The direct forward pass for `E = f32` (only called when [`direct_conv`] holds): a new
+/// vector, the convolution plus `bias`.
+pub(crate) fn direct_forward<E: NnFloat>(g: &Geometry, k: usize, wm: &[E], bias: &[E], x: &[E]) -> Vec<E> {
     #[cfg(target_arch = "x86_64")]
-    super::conv_direct::forward(g, k, as_f32(wm), bias.map(as_f32), as_f32(x), as_f32_mut(out));
+    return from_f32(super::conv_direct::forward(g, k, as_f32(wm), as_f32(bias), as_f32(x)));
     #[cfg(not(target_arch = "x86_64"))]
-    unreachable!(
-        "no direct convolution off x86_64: {g:?} {k} {} {:?} {} {}",
-        wm.len(),
-        bias.map(|b| b.len()),
-        x.len(),
-        out.len()
-    );
+    unreachable!("no direct convolution off x86_64: {g:?} {k} {} {} {}", wm.len(), bias.len(), x.len());
+}
+
+/// The direct forward pass for `E = f32`, added into `out` (the input gradient of a transposed
+/// convolution).
+pub(crate) fn direct_forward_add<E: NnFloat>(g: &Geometry, k: usize, wm: &[E], x: &[E], out: &mut [E]) {
+    #[cfg(target_arch = "x86_64")]
+    super::conv_direct::forward_add(g, k, as_f32(wm), as_f32(x), as_f32_mut(out));
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("no direct convolution off x86_64: {g:?} {k} {} {} {}", wm.len(), x.len(), out.len());
 }
 
 /// The direct input gradient (the transposed convolution) for `E = f32`: adds into `dx`.

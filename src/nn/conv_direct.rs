@@ -20,6 +20,7 @@
 use super::kernels::Geometry;
 use rayon::prelude::*;
 use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
 
 /// Channels in a register tile (two zmm vectors).
 const BLOCK: usize = 32;
@@ -54,9 +55,27 @@ fn valid_outputs(t: usize, s: usize, pad: usize, len: usize, out_len: usize) -> 
     (lo, hi.max(lo))
 }
 
-/// `out[b] += conv(x[b], weight)`, `weight` `O × C × K × K`; with `bias`, `out` is zero on entry
-/// and each image's planes are set to the bias first, as they are used.
-pub(crate) fn forward(g: &Geometry, k: usize, weight: &[f32], bias: Option<&[f32]>, x: &[f32], out: &mut [f32]) {
+/// `conv(x, weight) + bias`, `weight` `O × C × K × K`: a new vector, each image's planes set to
+/// the bias by the thread that computes it (not zeroed first, on one thread, by the allocator).
+pub(crate) fn forward(g: &Geometry, k: usize, weight: &[f32], bias: &[f32], x: &[f32]) -> Vec<f32> {
+    let len = x.len() / g.in_len().max(1) * bias.len() * g.out_hw();
+    let mut out = Vec::with_capacity(len);
+    forward_images(g, k, weight, Some(bias), x, &mut out.spare_capacity_mut()[..len]);
+    // SAFETY: `forward_images` writes every value of `out` when given a bias.
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// `out[b] += conv(x[b], weight)`, `weight` `O × C × K × K`.
+pub(crate) fn forward_add(g: &Geometry, k: usize, weight: &[f32], x: &[f32], out: &mut [f32]) {
+    // SAFETY: the values are initialised, and only initialised values are written.
+    let out = unsafe { &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>]) };
+    forward_images(g, k, weight, None, x, out);
+}
+
+/// [`forward`] (`bias` given: `out` may be uninitialised, and every value is written) and
+/// [`forward_add`] (no bias: `out` is initialised and added to).
+fn forward_images(g: &Geometry, k: usize, weight: &[f32], bias: Option<&[f32]>, x: &[f32], out: &mut [MaybeUninit<f32>]) {
     super::kernels::count_kernel(super::kernels::KernelPath::DirectConv);
     let (c, o, n) = (g.chans, weight.len() / (g.chans * k * k), g.out_hw());
     let (s, pad, w) = (g.stride, g.pad as isize, g.w as isize);
@@ -76,7 +95,7 @@ pub(crate) fn forward(g: &Geometry, k: usize, weight: &[f32], bias: Option<&[f32
     let rows_inside = |oy: usize| -> u64 {
         (0..k).filter(|&ki| (s * oy + ki).wrapping_sub(g.pad) < g.h).fold(0, |m, ki| m | 1 << ki)
     };
-    let image = |x_b: &[f32], (tmp, taps): &mut (Vec<f32>, Vec<Tap>), out_b: &mut [f32]| {
+    let image = |x_b: &[f32], (tmp, taps): &mut (Vec<f32>, Vec<Tap>), out_b: &mut [MaybeUninit<f32>]| {
         tmp.resize(n * o, 0.0);
         for ob in 0..o / BLOCK {
             let w_ob = &wf[ob * k * k * c * BLOCK..];
@@ -110,8 +129,11 @@ pub(crate) fn forward(g: &Geometry, k: usize, weight: &[f32], bias: Option<&[f32
             }
         }
         if let Some(bias) = bias {
-            out_b.chunks_mut(n).zip(bias).for_each(|(plane, &b)| plane.fill(b));
+            out_b.chunks_mut(n).zip(bias).for_each(|(plane, &b)| plane.fill(MaybeUninit::new(b)));
         }
+        // SAFETY: every value is initialised: set to the bias just above, or (without a bias)
+        // on entry.
+        let out_b = unsafe { &mut *(out_b as *mut [MaybeUninit<f32>] as *mut [f32]) };
         add_transposed(tmp, n, o, out_b);
     };
     out.par_chunks_mut(o * n)

@@ -4,7 +4,7 @@ use dfdx::nn::{BuildModule, BuildOnDevice, Module, ModuleVisitor, NonMutableModu
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-use super::conv::{direct_conv, direct_forward, direct_input_grad, direct_weight_grad, fill_fan_in_uniform};
+use super::conv::{direct_conv, direct_forward_add, direct_input_grad, direct_weight_grad, fill_fan_in_uniform};
 use super::kernels::{
     col2im_add, im2col, matmul, raw_grad, sum, take_contiguous, taps, tensor_vec, threads, Geometry, Mat, NnFloat,
 };
@@ -177,7 +177,7 @@ where
             // SAFETY: four distinct tensor ids; `grads` outlives this closure body.
             let (gout, dx, dw, db) = unsafe { (gout.slice(), dx.slice(), dw.slice(), db.slice()) };
             if direct {
-                direct_forward(&g, K, &wm, None, gout, dx);
+                direct_forward_add(&g, K, &wm, gout, dx);
                 let (dwv, dbv) = direct_weight_grad(&g, K, I, gout, &xs);
                 dw.iter_mut().zip(dwv).for_each(|(a, b)| *a += b);
                 db.iter_mut().zip(dbv).for_each(|(a, b)| *a += b);
