@@ -75,7 +75,14 @@ pub(crate) fn forward_add(g: &Geometry, k: usize, weight: &[f32], x: &[f32], out
 
 /// [`forward`] (`bias` given: `out` may be uninitialised, and every value is written) and
 /// [`forward_add`] (no bias: `out` is initialised and added to).
-fn forward_images(g: &Geometry, k: usize, weight: &[f32], bias: Option<&[f32]>, x: &[f32], out: &mut [MaybeUninit<f32>]) {
+fn forward_images(
+    g: &Geometry,
+    k: usize,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    x: &[f32],
+    out: &mut [MaybeUninit<f32>],
+) {
     super::kernels::count_kernel(super::kernels::KernelPath::DirectConv);
     let (c, o, n) = (g.chans, weight.len() / (g.chans * k * k), g.out_hw());
     let (s, pad, w) = (g.stride, g.pad as isize, g.w as isize);
@@ -95,37 +102,43 @@ fn forward_images(g: &Geometry, k: usize, weight: &[f32], bias: Option<&[f32]>, 
     let rows_inside = |oy: usize| -> u64 {
         (0..k).filter(|&ki| (s * oy + ki).wrapping_sub(g.pad) < g.h).fold(0, |m, ki| m | 1 << ki)
     };
-    let image = |x_b: &[f32], (tmp, taps): &mut (Vec<f32>, Vec<Tap>), out_b: &mut [MaybeUninit<f32>]| {
+    // The tiles of one image and one block of output channels, the same for all of them.
+    let mut plan = Plan::default();
+    let mut oy = 0;
+    while oy < g.out_h {
+        // Rows of at most 7 outputs with the same kernel rows inside go two to a tile.
+        let inside = rows_inside(oy);
+        let pair = g.out_w <= MAX_J / 2 && oy + 1 < g.out_h && rows_inside(oy + 1) == inside;
+        for (x0, len) in row_tiles(0, g.out_w) {
+            let first = plan.taps.len();
+            for ki in (0..k).filter(|ki| inside >> ki & 1 == 1) {
+                for (kj, &(lo, hi)) in cols.iter().enumerate() {
+                    let row = (s * oy + ki) as isize - pad;
+                    plan.taps.push(Tap {
+                        off: row * w + (s * x0 + kj) as isize - pad,
+                        w: (ki * k + kj) * c * BLOCK,
+                        skip: Skip::of(x0 < lo, x0 + len > hi),
+                    });
+                }
+            }
+            let span = Span { len, second_row: pair.then_some((s * g.w, g.out_w * o)) };
+            plan.tiles.push(PlannedTile { src: 0, dst: (oy * g.out_w + x0) * o, span, taps: first..plan.taps.len() });
+        }
+        oy += if pair { 2 } else { 1 };
+    }
+    let image = |x_b: &[f32], tmp: &mut Vec<f32>, out_b: &mut [MaybeUninit<f32>]| {
         tmp.resize(n * o, 0.0);
         for ob in 0..o / BLOCK {
-            let w_ob = &wf[ob * k * k * c * BLOCK..];
-            let mut oy = 0;
-            while oy < g.out_h {
-                // Rows of at most 7 outputs with the same kernel rows inside go two to a tile.
-                let inside = rows_inside(oy);
-                let pair = g.out_w <= MAX_J / 2 && oy + 1 < g.out_h && rows_inside(oy + 1) == inside;
-                for (x0, len) in row_tiles(0, g.out_w) {
-                    taps.clear();
-                    for ki in (0..k).filter(|ki| inside >> ki & 1 == 1) {
-                        for (kj, &(lo, hi)) in cols.iter().enumerate() {
-                            let row = (s * oy + ki) as isize - pad;
-                            taps.push(Tap {
-                                off: row * w + (s * x0 + kj) as isize - pad,
-                                w: w_ob[(ki * k + kj) * c * BLOCK..].as_ptr(),
-                                skip: Skip::of(x0 < lo, x0 + len > hi),
-                            });
-                        }
-                    }
-                    let dst = tmp[(oy * g.out_w + x0) * o + ob * BLOCK..].as_mut_ptr();
-                    let span = Span { len, second_row: pair.then_some((s * g.w, g.out_w * o)) };
-                    // SAFETY: AVX-512F checked by `applies`; every position a tap does not skip
-                    // reads inside `x_b`: its row is inside the image (`rows_inside`, the same
-                    // for both rows of a pair), its column in `[lo, hi)`, and `applies` makes
-                    // the positions outside that range the tile's first or last (`Skip`). The
-                    // tile writes `len` rows of 32 values `o` apart (per row) inside `tmp`.
-                    unsafe { tile(span, s, x_b.as_ptr(), g.h * g.w, c, taps, dst, o) };
-                }
-                oy += if pair { 2 } else { 1 };
+            let w_ob = wf[ob * k * k * c * BLOCK..].as_ptr();
+            for t in &plan.tiles {
+                let dst = tmp[t.dst + ob * BLOCK..].as_mut_ptr();
+                // SAFETY: AVX-512F checked by `applies`; every position a tap does not skip
+                // reads inside `x_b`: its row is inside the image (`rows_inside`, the same for
+                // both rows of a pair), its column in `[lo, hi)`, and `applies` makes the
+                // positions outside that range the tile's first or last (`Skip`); the taps'
+                // weights lie inside `wf`. The tile writes `len` rows of 32 values `o` apart
+                // (per row) inside `tmp`.
+                unsafe { tile(t.span, s, x_b.as_ptr(), w_ob, g.h * g.w, c, &plan.taps[t.taps.clone()], dst, o) };
             }
         }
         if let Some(bias) = bias {
@@ -138,7 +151,7 @@ fn forward_images(g: &Geometry, k: usize, weight: &[f32], bias: Option<&[f32]>, 
     };
     out.par_chunks_mut(o * n)
         .zip(x.par_chunks(g.in_len()))
-        .for_each_init(|| (Vec::new(), Vec::new()), |state, (out_b, x_b)| image(x_b, state, out_b));
+        .for_each_init(Vec::new, |tmp, (out_b, x_b)| image(x_b, tmp, out_b));
 }
 
 /// `dx[b] += conv_transpose(gout[b], weight)`: the input gradient of [`forward`], which is also
@@ -157,9 +170,10 @@ pub(crate) fn input_grad(g: &Geometry, k: usize, weight: &[f32], gout: &[f32], d
             }
         }
     });
+    let plan = input_grad_plan(&lay, o);
     dx.par_chunks_mut(g.in_len())
         .zip(gout.par_chunks(o * n))
-        .for_each_init(Scratch::default, |s, (dx_b, g_b)| image_input_grad(&lay, &wd, o, g_b, dx_b, s));
+        .for_each_init(Scratch::default, |s, (dx_b, g_b)| image_input_grad(&lay, &plan, &wd, o, g_b, dx_b, s));
 }
 
 /// The weight and bias gradients of [`forward`] (`o` output channels) from its input `x`:
@@ -205,14 +219,68 @@ pub(crate) fn weight_grad_of(g: &Geometry, k: usize, o: usize, x: &[f32], gout: 
 struct Scratch {
     padded: Vec<f32>,
     tmp: Vec<f32>,
-    taps: Vec<Tap>,
     x_t: Vec<f32>,
     gout_t: Vec<f32>,
 }
 
-/// `dx_b += conv_transpose(g_b)` for one image, one stride class of input pixels at a time.
-fn image_input_grad(lay: &Layout, wd: &[f32], o: usize, g_b: &[f32], dx_b: &mut [f32], s: &mut Scratch) {
+/// The tiles of the input gradient of one image and one block of input channels, the same for
+/// all of them: one stride class of input pixels at a time, reading the output gradient zero
+/// padded by `q + 1` on every side (`[o][hg][wg]`) and writing channels-last pixels.
+fn input_grad_plan(lay: &Layout, o: usize) -> Plan {
     let (st, k, q, e) = (lay.s, lay.k, lay.q, lay.q + 1);
+    let (h, w, c) = (lay.h, lay.w, lay.c);
+    let wg = lay.out_w + 2 * e;
+    let mut plan = Plan::default();
+    for ra in 0..st {
+        for rb in 0..st {
+            // The taps that reach pixels with (y + pad) % s == ra and (x + pad) % s == rb;
+            // tap (ra + s·m, rb + s·n) reads gradient row u - m, column t - n.
+            let mut all = Vec::new();
+            for m in 0..k.div_ceil(st) {
+                for n_ in 0..k.div_ceil(st) {
+                    let (ki, kj) = (ra + st * m, rb + st * n_);
+                    if ki < k && kj < k {
+                        all.push((m, n_, ((q - m) * wg + (q - n_)) as isize, (ki * k + kj) * o * BLOCK));
+                    }
+                }
+            }
+            let (u_lo, u_hi) = class_range(ra, st, lay.pad, h);
+            let (t_lo, t_hi) = class_range(rb, st, lay.pad, w);
+            // Taps whose gradient row u - m is padding add zeros: skipped.
+            let rows_of = |u: usize| -> u64 {
+                all.iter().enumerate().filter(|(_, t)| u.wrapping_sub(t.0) < lay.out_h).fold(0, |m, (i, _)| m | 1 << i)
+            };
+            let mut u = u_lo;
+            while u < u_hi {
+                let y = st * u + ra - lay.pad;
+                let inside = rows_of(u);
+                // Rows of at most 7 pixels with the same taps go two to a tile.
+                let pair = t_hi - t_lo <= MAX_J / 2 && u + 1 < u_hi && rows_of(u + 1) == inside;
+                for (t0, len) in row_tiles(t_lo, t_hi) {
+                    // A tap whose first (last) gradient column alone is padding skips it.
+                    let (first, last) = (t0 as isize, (t0 + len) as isize - 1);
+                    let start = plan.taps.len();
+                    for (i, &(_, n_, off, wt)) in all.iter().enumerate() {
+                        if inside >> i & 1 == 1 {
+                            let (n_, end) = (n_ as isize, lay.out_w as isize);
+                            plan.taps.push(Tap { off, w: wt, skip: Skip::of(first - n_ == -1, last - n_ == end) });
+                        }
+                    }
+                    let x0 = st * t0 + rb - lay.pad;
+                    let span = Span { len, second_row: pair.then_some((wg, st * w * c)) };
+                    let (src, dst) = ((u + e - q) * wg + t0 + e - q, (y * w + x0) * c);
+                    plan.tiles.push(PlannedTile { src, dst, span, taps: start..plan.taps.len() });
+                }
+                u += if pair { 2 } else { 1 };
+            }
+        }
+    }
+    plan
+}
+
+/// `dx_b += conv_transpose(g_b)` for one image, by the tiles of `plan` ([`input_grad_plan`]).
+fn image_input_grad(lay: &Layout, plan: &Plan, wd: &[f32], o: usize, g_b: &[f32], dx_b: &mut [f32], s: &mut Scratch) {
+    let (st, e) = (lay.s, lay.q + 1);
     let (h, w, c) = (lay.h, lay.w, lay.c);
     // The output gradient zero padded by `e` on every side: [o][hg][wg].
     let (hg, wg) = (lay.out_h + 2 * e, lay.out_w + 2 * e);
@@ -229,59 +297,14 @@ fn image_input_grad(lay: &Layout, wd: &[f32], o: usize, g_b: &[f32], dx_b: &mut 
     // Every value is written by exactly one tile.
     s.tmp.resize(h * w * c, 0.0);
     for cb in 0..c / BLOCK {
-        for ra in 0..st {
-            for rb in 0..st {
-                // The taps that reach pixels with (y + pad) % s == ra and (x + pad) % s == rb;
-                // tap (ra + s·m, rb + s·n) reads gradient row u - m, column t - n.
-                let mut all = Vec::new();
-                for m in 0..k.div_ceil(st) {
-                    for n_ in 0..k.div_ceil(st) {
-                        let (ki, kj) = (ra + st * m, rb + st * n_);
-                        if ki < k && kj < k {
-                            let wt = wd[((cb * k * k + ki * k + kj) * o) * BLOCK..].as_ptr();
-                            all.push((m, n_, ((q - m) * wg + (q - n_)) as isize, wt));
-                        }
-                    }
-                }
-                let (u_lo, u_hi) = class_range(ra, st, lay.pad, h);
-                let (t_lo, t_hi) = class_range(rb, st, lay.pad, w);
-                // Taps whose gradient row u - m is padding add zeros: skipped.
-                let rows_of = |u: usize| -> u64 {
-                    all.iter()
-                        .enumerate()
-                        .filter(|(_, t)| u.wrapping_sub(t.0) < lay.out_h)
-                        .fold(0, |m, (i, _)| m | 1 << i)
-                };
-                let mut u = u_lo;
-                while u < u_hi {
-                    let y = st * u + ra - lay.pad;
-                    let inside = rows_of(u);
-                    // Rows of at most 7 pixels with the same taps go two to a tile.
-                    let pair = t_hi - t_lo <= MAX_J / 2 && u + 1 < u_hi && rows_of(u + 1) == inside;
-                    for (t0, len) in row_tiles(t_lo, t_hi) {
-                        // A tap whose first (last) gradient column alone is padding skips it.
-                        let (first, last) = (t0 as isize, (t0 + len) as isize - 1);
-                        s.taps.clear();
-                        for (i, &(_, n_, off, wt)) in all.iter().enumerate() {
-                            if inside >> i & 1 == 1 {
-                                let (n_, end) = (n_ as isize, lay.out_w as isize);
-                                let skip = Skip::of(first - n_ == -1, last - n_ == end);
-                                s.taps.push(Tap { off, w: wt, skip });
-                            }
-                        }
-                        let x0 = st * t0 + rb - lay.pad;
-                        let src = s.padded[(u + e - q) * wg + t0 + e - q..].as_ptr();
-                        let dst = s.tmp[(y * w + x0) * c + cb * BLOCK..].as_mut_ptr();
-                        let span = Span { len, second_row: pair.then_some((wg, st * w * c)) };
-                        // SAFETY: AVX-512F checked by `applies`; the padding `e` keeps every
-                        // window inside `padded` (rows u - m + e < hg, columns t - n + e < wg),
-                        // and the `len` pixels written, `s` apart, lie in row `y` (and `y + s`)
-                        // of `tmp`.
-                        unsafe { tile(span, 1, src, hg * wg, o, &s.taps, dst, st * c) };
-                    }
-                    u += if pair { 2 } else { 1 };
-                }
-            }
+        let w_cb = wd[cb * lay.k * lay.k * o * BLOCK..].as_ptr();
+        for t in &plan.tiles {
+            let (src, dst) = (s.padded[t.src..].as_ptr(), s.tmp[t.dst + cb * BLOCK..].as_mut_ptr());
+            // SAFETY: AVX-512F checked by `applies`; the padding `e` keeps every window inside
+            // `padded` (rows u - m + e < hg, columns t - n + e < wg), the taps' weights lie
+            // inside `wd`, and the `len` pixels written, `s` apart, lie in row `y` (and `y + s`)
+            // of `tmp`.
+            unsafe { tile(t.span, 1, src, w_cb, hg * wg, o, &plan.taps[t.taps.clone()], dst, st * c) };
         }
     }
     add_transposed(&s.tmp, h * w, c, dx_b);
@@ -462,13 +485,30 @@ unsafe fn transpose16(src: *const f32, ss: usize, dst: *mut f32, ds: usize, add:
 }
 
 /// A kernel tap as a tile reads it: where its window starts, `off` values from the tile's source
-/// pointer (before the source when the tile's first position, skipped, would read there), its
-/// 32-lane weight vectors (one per input channel), and which end positions of the tile it skips.
+/// pointer (before the source when the tile's first position, skipped, would read there), where
+/// its 32-lane weight vectors (one per input channel) start, `w` values from the tile's weight
+/// pointer, and which end positions of the tile it skips.
 #[derive(Clone, Copy)]
 struct Tap {
     off: isize,
-    w: *const f32,
+    w: usize,
     skip: Skip,
+}
+
+/// One tile of an image: its source and destination offsets (before the channel block's),
+/// positions and taps (a range of [`Plan::taps`]).
+struct PlannedTile {
+    src: usize,
+    dst: usize,
+    span: Span,
+    taps: std::ops::Range<usize>,
+}
+
+/// The tiles that cover one image for one block of channels, computed once per call.
+#[derive(Default)]
+struct Plan {
+    tiles: Vec<PlannedTile>,
+    taps: Vec<Tap>,
 }
 
 /// The end positions of a tile's rows that a tap leaves out, their input being padding.
@@ -510,6 +550,7 @@ unsafe fn tile(
     span: Span,
     stride: usize,
     src: *const f32,
+    weights: *const f32,
     plane: usize,
     chans: usize,
     taps: &[Tap],
@@ -519,7 +560,7 @@ unsafe fn tile(
     macro_rules! one_row {
         ($s:literal, $($j:literal)*) => {
             match span.len {
-                $($j => tile_j::<$j, $s>(src, plane, chans, taps, dst, dst_stride),)*
+                $($j => tile_j::<$j, $s>(src, weights, plane, chans, taps, dst, dst_stride),)*
                 _ => unreachable!("tiles hold 1 to {MAX_J} positions"),
             }
         };
@@ -527,7 +568,7 @@ unsafe fn tile(
     macro_rules! two_rows {
         ($s:literal, $gaps:expr, $($j:literal)*) => {
             match span.len {
-                $($j => tile_rows_j::<$j, $s>(src, plane, chans, taps, dst, dst_stride, $gaps),)*
+                $($j => tile_rows_j::<$j, $s>(src, weights, plane, chans, taps, dst, dst_stride, $gaps),)*
                 _ => unreachable!("two-row tiles hold 1 to {} positions a row", MAX_J / 2),
             }
         };
@@ -551,6 +592,7 @@ unsafe fn tile(
 #[target_feature(enable = "avx512f")]
 unsafe fn tile_j<const J: usize, const S: usize>(
     src: *const f32,
+    weights: *const f32,
     plane: usize,
     chans: usize,
     taps: &[Tap],
@@ -559,12 +601,12 @@ unsafe fn tile_j<const J: usize, const S: usize>(
 ) {
     let mut acc = [[_mm512_setzero_ps(); 2]; J];
     for tap in taps {
-        let s = src.wrapping_offset(tap.off);
+        let (s, w) = (src.wrapping_offset(tap.off), weights.add(tap.w));
         match tap.skip {
-            Skip::None => tap_sums::<J, S, false, false>(&mut acc, s, plane, chans, tap.w),
-            Skip::First => tap_sums::<J, S, true, false>(&mut acc, s, plane, chans, tap.w),
-            Skip::Last => tap_sums::<J, S, false, true>(&mut acc, s, plane, chans, tap.w),
-            Skip::Both => tap_sums::<J, S, true, true>(&mut acc, s, plane, chans, tap.w),
+            Skip::None => tap_sums::<J, S, false, false>(&mut acc, s, plane, chans, w),
+            Skip::First => tap_sums::<J, S, true, false>(&mut acc, s, plane, chans, w),
+            Skip::Last => tap_sums::<J, S, false, true>(&mut acc, s, plane, chans, w),
+            Skip::Both => tap_sums::<J, S, true, true>(&mut acc, s, plane, chans, w),
         }
     }
     store_tile(&acc, dst, dst_stride);
@@ -597,8 +639,10 @@ unsafe fn tap_sums<const J: usize, const S: usize, const F: bool, const L: bool>
 /// # Safety
 /// As [`tile_j`], for both rows.
 #[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn tile_rows_j<const J: usize, const S: usize>(
     src: *const f32,
+    weights: *const f32,
     plane: usize,
     chans: usize,
     taps: &[Tap],
@@ -608,12 +652,12 @@ unsafe fn tile_rows_j<const J: usize, const S: usize>(
 ) {
     let mut acc = ([[_mm512_setzero_ps(); 2]; J], [[_mm512_setzero_ps(); 2]; J]);
     for tap in taps {
-        let s = src.wrapping_offset(tap.off);
+        let (s, w) = (src.wrapping_offset(tap.off), weights.add(tap.w));
         match tap.skip {
-            Skip::None => tap_sums_rows::<J, S, false, false>(&mut acc, s, src_gap, plane, chans, tap.w),
-            Skip::First => tap_sums_rows::<J, S, true, false>(&mut acc, s, src_gap, plane, chans, tap.w),
-            Skip::Last => tap_sums_rows::<J, S, false, true>(&mut acc, s, src_gap, plane, chans, tap.w),
-            Skip::Both => tap_sums_rows::<J, S, true, true>(&mut acc, s, src_gap, plane, chans, tap.w),
+            Skip::None => tap_sums_rows::<J, S, false, false>(&mut acc, s, src_gap, plane, chans, w),
+            Skip::First => tap_sums_rows::<J, S, true, false>(&mut acc, s, src_gap, plane, chans, w),
+            Skip::Last => tap_sums_rows::<J, S, false, true>(&mut acc, s, src_gap, plane, chans, w),
+            Skip::Both => tap_sums_rows::<J, S, true, true>(&mut acc, s, src_gap, plane, chans, w),
         }
     }
     store_tile(&acc.0, dst, dst_stride);
