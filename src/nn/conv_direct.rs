@@ -350,9 +350,11 @@ fn group_weight_grad(lay: &Layout, o: usize, x_g: &[f32], g_g: &[f32], dwt: &mut
         }
         let x_t = ((st * r_lo + ki - lay.pad) * lay.w + st * c_lo + kj - lay.pad) * c;
         let g_t = (r_lo * lay.out_w + c_lo) * o;
-        for ob in 0..o / BLOCK {
+        // Output channels 64 at a time where they allow it (a tile of 6 input channels then).
+        let (wide, most) = if o % (2 * BLOCK) == 0 { (2, MAX_R / 2) } else { (1, MAX_R) };
+        for ob in (0..o / BLOCK).step_by(wide) {
             // Channels in near-equal tiles of at most 12 (64 = 6 x 11 or 10, not 5 x 12 + 4).
-            for (c0, rows) in row_tiles_of(0, c, MAX_R) {
+            for (c0, rows) in row_tiles_of(0, c, most) {
                 let mut sources = [(std::ptr::null(), std::ptr::null()); MAX_IMAGES];
                 for (i, src) in sources.iter_mut().enumerate().take(images) {
                     *src = (s.x_t[i * c * hw + x_t + c0..].as_ptr(), s.gout_t[i * n * o + g_t + ob * BLOCK..].as_ptr());
@@ -363,7 +365,13 @@ fn group_weight_grad(lay: &Layout, o: usize, x_g: &[f32], g_g: &[f32], dwt: &mut
                 // (c_hi - c_lo)` positions lie inside each image (`valid_outputs`), each
                 // image's `gout_t` holds `n × o` values and `dst` `rows` rows of 32 values `o`
                 // apart.
-                unsafe { weight_tile(rows, &sources[..images], strides, (r_hi - r_lo, c_hi - c_lo), dst, k * k * o) };
+                unsafe {
+                    if wide == 2 {
+                        weight_tile_wide(rows, &sources[..images], strides, (r_hi - r_lo, c_hi - c_lo), dst, k * k * o)
+                    } else {
+                        weight_tile(rows, &sources[..images], strides, (r_hi - r_lo, c_hi - c_lo), dst, k * k * o)
+                    }
+                };
             }
         }
     }
@@ -782,6 +790,66 @@ unsafe fn weight_tile_r<const R: usize>(
         let d = dst.add(r * dst_stride);
         _mm512_storeu_ps(d, _mm512_add_ps(_mm512_loadu_ps(d), a[0]));
         _mm512_storeu_ps(d.add(16), _mm512_add_ps(_mm512_loadu_ps(d.add(16)), a[1]));
+    }
+}
+
+/// Runs [`weight_tile_wide_r`] with `rows` (1..=6) input channels.
+///
+/// # Safety
+/// As [`weight_tile_wide_r`].
+unsafe fn weight_tile_wide(
+    rows: usize,
+    sources: &[(*const f32, *const f32)],
+    strides: Strides,
+    positions: (usize, usize),
+    dst: *mut f32,
+    dst_stride: usize,
+) {
+    macro_rules! dispatch {
+        ($($r:literal)*) => {
+            match rows {
+                $($r => weight_tile_wide_r::<$r>(sources, strides, positions, dst, dst_stride),)*
+                _ => unreachable!("wide weight tiles hold 1 to {} channels", MAX_R / 2),
+            }
+        };
+    }
+    dispatch!(1 2 3 4 5 6)
+}
+
+/// [`weight_tile_r`] for 64 output channels (four vectors) at a time.
+///
+/// # Safety
+/// As [`weight_tile_r`], for 64 values per row.
+#[target_feature(enable = "avx512f")]
+unsafe fn weight_tile_wide_r<const R: usize>(
+    sources: &[(*const f32, *const f32)],
+    Strides { x: (xr, xc), g: (gr, gc) }: Strides,
+    (rows, cols): (usize, usize),
+    dst: *mut f32,
+    dst_stride: usize,
+) {
+    let mut acc = [[_mm512_setzero_ps(); 4]; R];
+    for &(x, g) in sources {
+        for oy in 0..rows {
+            let (mut xp, mut gp) = (x.add(oy * xr), g.add(oy * gr));
+            for _ in 0..cols {
+                let v: [__m512; 4] = std::array::from_fn(|i| _mm512_loadu_ps(gp.add(16 * i)));
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let b = _mm512_set1_ps(*xp.add(r));
+                    for (a, v) in a.iter_mut().zip(&v) {
+                        *a = _mm512_fmadd_ps(b, *v, *a);
+                    }
+                }
+                xp = xp.add(xc);
+                gp = gp.add(gc);
+            }
+        }
+    }
+    for (r, a) in acc.iter().enumerate() {
+        let d = dst.add(r * dst_stride);
+        for (i, a) in a.iter().enumerate() {
+            _mm512_storeu_ps(d.add(16 * i), _mm512_add_ps(_mm512_loadu_ps(d.add(16 * i)), *a));
+        }
     }
 }
 
