@@ -351,7 +351,7 @@ fn group_weight_grad(lay: &Layout, o: usize, x_g: &[f32], g_g: &[f32], dwt: &mut
         let x_t = ((st * r_lo + ki - lay.pad) * lay.w + st * c_lo + kj - lay.pad) * c;
         let g_t = (r_lo * lay.out_w + c_lo) * o;
         // Output channels 64 at a time where they allow it (a tile of 6 input channels then).
-        let (wide, most) = if o % (2 * BLOCK) == 0 { (2, MAX_R / 2) } else { (1, MAX_R) };
+        let (wide, most) = if o.is_multiple_of(2 * BLOCK) { (2, MAX_R / 2) } else { (1, MAX_R) };
         for ob in (0..o / BLOCK).step_by(wide) {
             // Channels in near-equal tiles of at most 12 (64 = 6 x 11 or 10, not 5 x 12 + 4).
             for (c0, rows) in row_tiles_of(0, c, most) {
