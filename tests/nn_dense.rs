@@ -41,6 +41,26 @@ fn dense_matches_dfdx_linear_forward_and_gradients() {
     compare::<20, 400>(1, 1e-4);
 }
 
+/// A large layer's backward pass runs its two products side by side on two threads (one each),
+/// and one after the other on one: the same bits either way.
+#[test]
+fn dense_gradients_do_not_depend_on_the_thread_count() {
+    let dev = Cpu::seed_from_u64(8);
+    let dense = dev.build_module::<Dense<784, 400>, f32>();
+    let x: Tensor<(usize, Const<784>), f32, Cpu> = dev.sample_normal_like(&(128, Const::<784>));
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+        pool.install(|| {
+            let g = (dense.forward(x.leaky_trace()).square()).sum().backward();
+            [g.get(&dense.weight).as_vec(), g.get(&dense.bias).as_vec(), g.get(&x).as_vec()]
+        })
+    };
+    let (one, two) = (run(1), run(2));
+    for (a, b) in one.iter().zip(&two) {
+        assert!(a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+}
+
 #[test]
 fn dense_forward_data_has_parameter_gradients_only() {
     let dev = Cpu::seed_from_u64(5);

@@ -103,6 +103,10 @@ where
     }
 }
 
+/// Multiply-adds from which the backward pass computes the weight and input gradients side by
+/// side, one thread each, rather than one after the other on all threads.
+const SIDE_BY_SIDE_MACS: usize = 1 << 22;
+
 fn dense<const I: usize, const O: usize, E: NnFloat, B: Dim, T: Tape<E, Cpu>>(
     layer: &Dense<I, O, E, Cpu>,
     x: Tensor<(B, Const<I>), E, Cpu>,
@@ -137,22 +141,49 @@ fn dense<const I: usize, const O: usize, E: NnFloat, B: Dim, T: Tape<E, Cpu>>(
             let dy = raw_grad!(grads, &out_g);
             // SAFETY: distinct tensors' gradients, all allocated here; `grads` outlives them.
             let dy = unsafe { dy.slice() };
-            if weight_grad {
-                let (dw, db) = (raw_grad!(grads, &w_g), raw_grad!(grads, &b_g));
-                // SAFETY: as above.
-                let (dw, db) = unsafe { (dw.slice(), db.slice()) };
-                // dW (O x I) += dY^T (O x b) · x (b x I)
-                matmul((O, b, I), Mat::rows_t(dy, O), Mat::rows(&xs, I), dw, true, threads());
+            // dW (O x I) += dY^T (O x b) · x (b x I), db += the rows of dY
+            let weight_grads = |dw: &mut [E], db: &mut [E], threads: usize| {
+                matmul((O, b, I), Mat::rows_t(dy, O), Mat::rows(&xs, I), dw, true, threads);
                 for row in dy.chunks_exact(O) {
                     db.iter_mut().zip(row).for_each(|(g, &d)| *g += d);
                 }
-            }
-            let dx = if input_grad { Some(raw_grad!(grads, &x_g)) } else { None };
-            if let Some(dx) = dx {
+            };
+            // dX (b x I) += dY (b x O) · W (O x I)
+            let input_grads = |dx: &mut [E], threads: usize| {
+                matmul((b, O, I), Mat::rows(dy, O), Mat::rows(&ws, I), dx, true, threads)
+            };
+            let wgrads = if weight_grad {
+                let (dw, db) = (raw_grad!(grads, &w_g), raw_grad!(grads, &b_g));
                 // SAFETY: as above.
-                let dx = unsafe { dx.slice() };
-                // dX (b x I) += dY (b x O) · W (O x I)
-                matmul((b, O, I), Mat::rows(dy, O), Mat::rows(&ws, I), dx, true, threads());
+                Some(unsafe { (dw.slice(), db.slice()) })
+            } else {
+                None
+            };
+            match wgrads {
+                // Two large products run side by side, one thread each (the same sums as on
+                // more threads), the input's gradient buffer zeroed beside the first.
+                Some((dw, db)) if input_grad && threads() >= 2 && b * O * I >= SIDE_BY_SIDE_MACS => {
+                    let (dx_done, ()) = rayon::join(
+                        || -> Result<(), CpuError> {
+                            let dx = raw_grad!(grads, &x_g);
+                            // SAFETY: as above.
+                            input_grads(unsafe { dx.slice() }, 1);
+                            Ok(())
+                        },
+                        || weight_grads(dw, db, 1),
+                    );
+                    dx_done?;
+                }
+                wgrads => {
+                    if let Some((dw, db)) = wgrads {
+                        weight_grads(dw, db, threads());
+                    }
+                    if input_grad {
+                        let dx = raw_grad!(grads, &x_g);
+                        // SAFETY: as above.
+                        input_grads(unsafe { dx.slice() }, threads());
+                    }
+                }
             }
             Ok(())
         });
