@@ -503,8 +503,9 @@ struct Tap {
     skip: Skip,
 }
 
-/// One tile of an image: its source and destination offsets (before the channel block's),
-/// positions and taps (a range of [`Plan::taps`]).
+/// One tile of an image: its source and destination offsets (before the channel block's; the
+/// forward pass's taps carry their whole offset, and its `src` is 0), positions and taps (a
+/// range of [`Plan::taps`]).
 struct PlannedTile {
     src: usize,
     dst: usize,
