@@ -249,3 +249,32 @@ macro_rules! learns_delayed_copy {
 
 learns_delayed_copy!(lstm_learns_delayed_copy, builders::LSTMCell<SYMBOLS, HIDDEN>, |dev: &Cpu| LstmState::<usize, HIDDEN, f32>::zeros(dev, BATCH));
 learns_delayed_copy!(gru_learns_delayed_copy, builders::GRUCell<SYMBOLS, HIDDEN>, |dev: &Cpu| -> Tensor<(usize, Const<HIDDEN>), f32, Cpu> { dev.zeros_like(&(BATCH, Const)) });
+
+/// Large cells run their two projections' gradients side by side on two threads (one each), and
+/// one after the other on one: the same bits either way.
+#[test]
+fn cell_gradients_do_not_depend_on_the_thread_count() {
+    let dev = Cpu::seed_from_u64(9);
+    let lstm: LSTMCell<256, 256, f32, Cpu> = dev.build_module::<builders::LSTMCell<256, 256>, f32>();
+    let gru: GRUCell<256, 256, f32, Cpu> = dev.build_module::<builders::GRUCell<256, 256>, f32>();
+    let x: Tensor<(usize, Const<256>), f32, Cpu> = dev.sample_normal_like(&(64, Const::<256>));
+    let h: Tensor<(usize, Const<256>), f32, Cpu> = dev.sample_normal_like(&(64, Const::<256>));
+    let c: Tensor<(usize, Const<256>), f32, Cpu> = dev.sample_normal_like(&(64, Const::<256>));
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+        pool.install(|| {
+            let s = lstm.try_step(x.leaky_trace(), LstmState { h: h.leaky_trace(), c: c.clone() }).unwrap();
+            let g = s.h.square().sum().backward();
+            let gl = [g.get(&lstm.weight_ih), g.get(&lstm.weight_hh)].map(|t| t.as_vec());
+            let gx = [g.get(&x), g.get(&h)].map(|t| t.as_vec());
+            let g = gru.try_step(x.leaky_trace(), h.leaky_trace()).unwrap().square().sum().backward();
+            let gg = [g.get(&gru.weight_ih), g.get(&gru.weight_hh)].map(|t| t.as_vec());
+            let gh = [g.get(&x), g.get(&h)].map(|t| t.as_vec());
+            [gl, gx, gg, gh]
+        })
+    };
+    let (one, two) = (run(1), run(2));
+    for (a, b) in one.iter().flatten().zip(two.iter().flatten()) {
+        assert!(a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+}

@@ -11,7 +11,7 @@ use dfdx::nn::{BuildOnDevice, Module, ModuleVisitor, NonMutableModule, TensorCol
 use dfdx::prelude::*;
 
 use super::conv::fill_fan_in_uniform;
-use super::kernels::{matmul, raw_grad, take_contiguous, tensor_vec, threads, Mat, NnFloat};
+use super::kernels::{matmul, raw_grad, take_contiguous, tensor_vec, threads, Mat, NnFloat, SIDE_BY_SIDE_MACS};
 use super::reuse::{transposed_view, weight_and_transpose, weight_values};
 
 /// Device-free description of [`Dense`], for module tuples built with `dev.build_module`.
@@ -102,10 +102,6 @@ where
         dense(self, x, tape, false).expect("CPU allocation")
     }
 }
-
-/// Multiply-adds from which the backward pass computes the weight and input gradients side by
-/// side, one thread each, rather than one after the other on all threads.
-const SIDE_BY_SIDE_MACS: usize = 1 << 22;
 
 fn dense<const I: usize, const O: usize, E: NnFloat, B: Dim, T: Tape<E, Cpu>>(
     layer: &Dense<I, O, E, Cpu>,

@@ -602,7 +602,17 @@ impl<E> RawGrad<E> {
     pub unsafe fn slice<'a>(&self) -> &'a mut [E] {
         std::slice::from_raw_parts_mut(self.ptr, self.len)
     }
+
+    /// Where the buffer starts: two `RawGrad`s of the same tensor have the same address.
+    pub fn addr(&self) -> usize {
+        self.ptr as usize
+    }
 }
+
+/// Multiply-adds from which a backward pass runs two independent sets of large products side by
+/// side, one thread each (the same sums as on more threads), rather than one after the other on
+/// all threads.
+pub(crate) const SIDE_BY_SIDE_MACS: usize = 1 << 22;
 
 /// Fetches (allocating if needed) the gradient of a tensor-like value as a [`RawGrad`].
 macro_rules! raw_grad {

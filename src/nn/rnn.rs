@@ -9,7 +9,7 @@ use dfdx::prelude::*;
 use rayon::prelude::*;
 
 use super::conv::fill_fan_in_uniform;
-use super::kernels::{matmul, take_contiguous, tensor_vec, threads, Mat, NnFloat};
+use super::kernels::{matmul, raw_grad, take_contiguous, tensor_vec, threads, Mat, NnFloat, SIDE_BY_SIDE_MACS};
 use super::reuse::{transposed_view, two_weights_and_transposes, weight_values};
 use std::sync::Arc;
 
@@ -181,23 +181,43 @@ fn project<E: NnFloat>(
 /// A gate weight's values and, inside a [`super::with_weight_reuse`] scope, its transpose.
 type Weight<E> = (Arc<Vec<E>>, Option<Arc<Vec<E>>>);
 
-/// Gradients of a projection `pre[B × G] = input[B × F] · weight[G × F]^T (+ bias)`, added
-/// into `grads` in place: `d_input += dpre · weight`, `d_weight += dpre^T · input`, and
-/// `d_bias += Σ dpre` when a bias is given. No temporaries: at batch 32, allocating, zeroing and
-/// adding a copy of each weight's gradient cost a sixth of an LSTM cell's training step.
-macro_rules! project_backward {
-    ($grads:expr, $dpre:expr, ($input:expr, $input_g:expr), ($weight:expr, $weight_g:expr), $dims:expr $(, bias: $bias_g:expr)?) => {{
-        let (dpre, (b, f, g)): (&[_], (usize, usize, usize)) = ($dpre, $dims);
-        let d_input: &mut Vec<_> = $grads.get_or_alloc_mut($input_g)?;
-        matmul((b, g, f), Mat::rows(dpre, g), Mat::rows($weight, f), d_input, true, threads());
-        let d_weight: &mut Vec<_> = $grads.get_or_alloc_mut($weight_g)?;
-        matmul((g, b, f), Mat::rows_t(dpre, g), Mat::rows($input, f), d_weight, true, threads());
+/// Gradients of a cell's two projections `pre[B × G] = input[B × F] · weight[G × F]^T (+ bias)`,
+/// of the input `x` and of the hidden state `h` (`(dpre, input, input's ghost, weight, weight's
+/// ghost, (B, F, G))` each; then the biases, `(dpre, bias's ghost)`), added into `grads` in
+/// place: `d_input += dpre · weight`, `d_weight += dpre^T · input`, `d_bias += Σ dpre`. No
+/// temporaries: at batch 32, allocating, zeroing and adding a copy of each weight's gradient cost
+/// a sixth of an LSTM cell's training step. When both are large and their four gradients are
+/// distinct buffers, the two projections run side by side on two threads, one each (the same
+/// sums as on more threads); else one after the other on all threads.
+macro_rules! projections_backward {
+    ($grads:expr, $(($dpre:expr, $input:expr, $input_g:expr, $weight:expr, $weight_g:expr, $dims:expr)),+ ; $(($bdpre:expr, $bias_g:expr)),*) => {{
+        let projections = [$(($dpre, $input, raw_grad!($grads, $input_g), $weight, raw_grad!($grads, $weight_g), $dims)),+];
+        let run = |dpre: &[_], input: &[_], d_input: &mut [_], weight: &[_], d_weight: &mut [_], (b, f, g): (usize, usize, usize), threads: usize| {
+            matmul((b, g, f), Mat::rows(dpre, g), Mat::rows(weight, f), d_input, true, threads);
+            matmul((g, b, f), Mat::rows_t(dpre, g), Mat::rows(input, f), d_weight, true, threads);
+        };
+        let mut addrs: Vec<usize> = projections.iter().flat_map(|p| [p.2.addr(), p.4.addr()]).collect();
+        addrs.sort_unstable();
+        addrs.dedup();
+        let large = projections.iter().all(|p| p.5 .0 * p.5 .1 * p.5 .2 >= SIDE_BY_SIDE_MACS);
+        if large && threads() >= 2 && addrs.len() == 4 {
+            // SAFETY: four distinct buffers (checked just above); `grads` outlives them.
+            let [a, b] = projections.map(|(dpre, input, dx, w, dw, dims)| unsafe { (dpre, input, dx.slice(), w, dw.slice(), dims) });
+            rayon::join(move || run(a.0, a.1, a.2, a.3, a.4, a.5, 1), move || run(b.0, b.1, b.2, b.3, b.4, b.5, 1));
+        } else {
+            for (dpre, input, dx, w, dw, dims) in projections {
+                // SAFETY: an input's and a weight's gradients (distinct tensors), one projection at
+                // a time; `grads` outlives them.
+                run(dpre, input, unsafe { dx.slice() }, w, unsafe { dw.slice() }, dims, threads());
+            }
+        }
         $(
-            let d_bias: &mut Vec<_> = $grads.get_or_alloc_mut($bias_g)?;
+            let (dpre, d_bias): (&[_], &mut Vec<_>) = ($bdpre, $grads.get_or_alloc_mut($bias_g)?);
+            let g = d_bias.len();
             for row in dpre.chunks(g) {
                 d_bias.iter_mut().zip(row).for_each(|(a, v)| *a += *v);
             }
-        )?
+        )*
     }};
 }
 
@@ -409,8 +429,9 @@ impl<const I: usize, const H: usize, E: NnFloat> LSTMCell<I, H, E, Cpu> {
                     .zip(gh.par_chunks(H).zip(gc.par_chunks(H)))
                     .with_min_len(MIN_ROWS_PER_TASK)
                     .for_each(|(((((dp, dc0), g), tc), c0), grad)| wide_lstm_backward_row(dp, dc0, g, (tc, c0), grad));
-                project_backward!(grads, &dpre, (&xs, &x_g), (&w_ih.0, &wih_g), (b, I, 4 * H), bias: &b_g);
-                project_backward!(grads, &dpre, (&hs, &h_g), (&w_hh.0, &whh_g), (b, H, 4 * H));
+                projections_backward!(grads,
+                    (&dpre[..], &xs[..], &x_g, &w_ih.0[..], &wih_g, (b, I, 4 * H)),
+                    (&dpre[..], &hs[..], &h_g, &w_hh.0[..], &whh_g, (b, H, 4 * H)); (&dpre[..], &b_g));
                 add_grad!(grads, &c_g, dc_prev);
                 Ok(())
             });
@@ -523,8 +544,9 @@ impl<const I: usize, const H: usize, E: NnFloat> GRUCell<I, H, E, Cpu> {
                             dd[j] = g[j] * z;
                         }
                     });
-                project_backward!(grads, &dgi, (&xs, &x_g), (&w_ih.0, &wih_g), (b, I, 3 * H), bias: &bih_g);
-                project_backward!(grads, &dgh, (&hs, &h_g), (&w_hh.0, &whh_g), (b, H, 3 * H), bias: &bhh_g);
+                projections_backward!(grads,
+                    (&dgi[..], &xs[..], &x_g, &w_ih.0[..], &wih_g, (b, I, 3 * H)),
+                    (&dgh[..], &hs[..], &h_g, &w_hh.0[..], &whh_g, (b, H, 3 * H)); (&dgi[..], &bih_g), (&dgh[..], &bhh_g));
                 add_grad!(grads, &h_g, dh_direct);
                 Ok(())
             });
