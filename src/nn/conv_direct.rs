@@ -353,7 +353,8 @@ fn group_weight_grad(lay: &Layout, o: usize, x_g: &[f32], g_g: &[f32], dwt: &mut
         // Output channels 64 at a time where they allow it (a tile of 6 input channels then).
         let (wide, most) = if o.is_multiple_of(2 * BLOCK) { (2, MAX_R / 2) } else { (1, MAX_R) };
         for ob in (0..o / BLOCK).step_by(wide) {
-            // Channels in near-equal tiles of at most 12 (64 = 6 x 11 or 10, not 5 x 12 + 4).
+            // Input channels in near-equal tiles of at most 12 (6 when 64 outputs wide; 64 = 6 x
+            // 11 or 10, not 5 x 12 + 4).
             for (c0, rows) in row_tiles_of(0, c, most) {
                 let mut sources = [(std::ptr::null(), std::ptr::null()); MAX_IMAGES];
                 for (i, src) in sources.iter_mut().enumerate().take(images) {
@@ -363,15 +364,10 @@ fn group_weight_grad(lay: &Layout, o: usize, x_g: &[f32], g_g: &[f32], dwt: &mut
                 let strides = Strides { x: (st * lay.w * c, st * c), g: (lay.out_w * o, o) };
                 // SAFETY: AVX-512F checked by `applies`; the inputs of the `(r_hi - r_lo) ×
                 // (c_hi - c_lo)` positions lie inside each image (`valid_outputs`), each
-                // image's `gout_t` holds `n × o` values and `dst` `rows` rows of 32 values `o`
-                // apart.
-                unsafe {
-                    if wide == 2 {
-                        weight_tile_wide(rows, &sources[..images], strides, (r_hi - r_lo, c_hi - c_lo), dst, k * k * o)
-                    } else {
-                        weight_tile(rows, &sources[..images], strides, (r_hi - r_lo, c_hi - c_lo), dst, k * k * o)
-                    }
-                };
+                // image's `gout_t` holds `n × o` values and `dst` `rows` rows of 32 × `wide`
+                // values `o` apart.
+                let shape = (2 * wide, rows);
+                unsafe { weight_tile(shape, &sources[..images], strides, (r_hi - r_lo, c_hi - c_lo), dst, k * k * o) };
             }
         }
     }
@@ -739,12 +735,13 @@ struct Strides {
     g: (usize, usize),
 }
 
-/// Runs [`weight_tile_r`] with `rows` (1..=12) input channels.
+/// Runs [`weight_tile_r`] with `vectors` (2 or 4: 32 or 64 output channels) and `rows` input
+/// channels (1..=12 with 2 vectors, 1..=6 with 4).
 ///
 /// # Safety
 /// As [`weight_tile_r`].
 unsafe fn weight_tile(
-    rows: usize,
+    (vectors, rows): (usize, usize),
     sources: &[(*const f32, *const f32)],
     strides: Strides,
     positions: (usize, usize),
@@ -752,89 +749,40 @@ unsafe fn weight_tile(
     dst_stride: usize,
 ) {
     macro_rules! dispatch {
-        ($($r:literal)*) => {
+        ($v:literal, $($r:literal)*) => {
             match rows {
-                $($r => weight_tile_r::<$r>(sources, strides, positions, dst, dst_stride),)*
-                _ => unreachable!("weight tiles hold 1 to {MAX_R} channels"),
+                $($r => weight_tile_r::<$r, $v>(sources, strides, positions, dst, dst_stride),)*
+                _ => unreachable!("weight tiles of {} vectors hold 1 to {} channels", $v, 2 * MAX_R / $v),
             }
         };
     }
-    dispatch!(1 2 3 4 5 6 7 8 9 10 11 12)
+    match vectors {
+        2 => dispatch!(2, 1 2 3 4 5 6 7 8 9 10 11 12),
+        4 => dispatch!(4, 1 2 3 4 5 6),
+        _ => unreachable!("weight tiles are 2 or 4 vectors wide, not {vectors}"),
+    }
 }
 
-/// `dst[r·dst_stride + 0..32] += Σ_{(x, g) in sources} Σ_{oy, ox} x[oy·xr + ox·xc + r] ·
-/// g[oy·gr + ox·gc + 0..32]` for `r < R`, over `positions = (rows, cols)` and
+/// `dst[r·dst_stride + 0..16V] += Σ_{(x, g) in sources} Σ_{oy, ox} x[oy·xr + ox·xc + r] ·
+/// g[oy·gr + ox·gc + 0..16V]` for `r < R`, over `positions = (rows, cols)` and
 /// `strides = ((xr, xc), (gr, gc))`: one store of the sums for all the images in `sources`.
 ///
 /// # Safety
 /// AVX-512F; the pointers must cover the values read and written.
 #[target_feature(enable = "avx512f")]
-unsafe fn weight_tile_r<const R: usize>(
+unsafe fn weight_tile_r<const R: usize, const V: usize>(
     sources: &[(*const f32, *const f32)],
     Strides { x: (xr, xc), g: (gr, gc) }: Strides,
     (rows, cols): (usize, usize),
     dst: *mut f32,
     dst_stride: usize,
 ) {
-    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    let mut acc = [[_mm512_setzero_ps(); V]; R];
     for &(x, g) in sources {
         for oy in 0..rows {
             let (mut xp, mut gp) = (x.add(oy * xr), g.add(oy * gr));
             for _ in 0..cols {
-                fma_rows::<R, 1, false, false>(&mut acc, xp, (_mm512_loadu_ps(gp), _mm512_loadu_ps(gp.add(16))));
-                xp = xp.add(xc);
-                gp = gp.add(gc);
-            }
-        }
-    }
-    for (r, a) in acc.iter().enumerate() {
-        let d = dst.add(r * dst_stride);
-        _mm512_storeu_ps(d, _mm512_add_ps(_mm512_loadu_ps(d), a[0]));
-        _mm512_storeu_ps(d.add(16), _mm512_add_ps(_mm512_loadu_ps(d.add(16)), a[1]));
-    }
-}
-
-/// Runs [`weight_tile_wide_r`] with `rows` (1..=6) input channels.
-///
-/// # Safety
-/// As [`weight_tile_wide_r`].
-unsafe fn weight_tile_wide(
-    rows: usize,
-    sources: &[(*const f32, *const f32)],
-    strides: Strides,
-    positions: (usize, usize),
-    dst: *mut f32,
-    dst_stride: usize,
-) {
-    macro_rules! dispatch {
-        ($($r:literal)*) => {
-            match rows {
-                $($r => weight_tile_wide_r::<$r>(sources, strides, positions, dst, dst_stride),)*
-                _ => unreachable!("wide weight tiles hold 1 to {} channels", MAX_R / 2),
-            }
-        };
-    }
-    dispatch!(1 2 3 4 5 6)
-}
-
-/// [`weight_tile_r`] for 64 output channels (four vectors) at a time.
-///
-/// # Safety
-/// As [`weight_tile_r`], for 64 values per row.
-#[target_feature(enable = "avx512f")]
-unsafe fn weight_tile_wide_r<const R: usize>(
-    sources: &[(*const f32, *const f32)],
-    Strides { x: (xr, xc), g: (gr, gc) }: Strides,
-    (rows, cols): (usize, usize),
-    dst: *mut f32,
-    dst_stride: usize,
-) {
-    let mut acc = [[_mm512_setzero_ps(); 4]; R];
-    for &(x, g) in sources {
-        for oy in 0..rows {
-            let (mut xp, mut gp) = (x.add(oy * xr), g.add(oy * gr));
-            for _ in 0..cols {
-                let v: [__m512; 4] = std::array::from_fn(|i| _mm512_loadu_ps(gp.add(16 * i)));
+                let v: [__m512; V] = std::array::from_fn(|i| _mm512_loadu_ps(gp.add(16 * i)));
                 for (r, a) in acc.iter_mut().enumerate() {
                     let b = _mm512_set1_ps(*xp.add(r));
                     for (a, v) in a.iter_mut().zip(&v) {
