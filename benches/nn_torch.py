@@ -56,6 +56,7 @@ def cases():
 
     dense = torch.nn.Linear(256, 256)
     fc = torch.nn.Linear(3136, 128)
+    vae_in, vae_out = torch.nn.Linear(784, 400), torch.nn.Linear(400, 784)
 
     conv1 = torch.nn.Conv2d(1, 32, 3, padding=1)
     conv2 = torch.nn.Conv2d(32, 64, 3, stride=2, padding=1)
@@ -83,6 +84,8 @@ def cases():
         ("dense 256->256, batch 32", dense, (32, 256), dense.parameters()),
         ("LSTM cell 256->256, batch 32", lstm32_forward, (32, 256), lstm.parameters()),
         ("dense 3136->128, batch 64", fc, (64, 3136), fc.parameters()),
+        ("dense 784->400, batch 128", vae_in, (128, 784), vae_in.parameters()),
+        ("dense 400->784, batch 128", vae_out, (128, 400), vae_out.parameters()),
     ]
 
 

@@ -336,6 +336,24 @@ fn glimpse_rows(args: &Args) -> Vec<(&'static str, (f64, String))> {
         ));
     }
 
+    // vae_mnist's two large layers, encoder input and decoder output, at its batch of 128.
+    if args.selected("dense 784->400, batch 128") {
+        let fc = dev.build_module::<Dense<784, 400>, f32>();
+        let x: Tensor<(usize, Const<784>), f32, Cpu> = dev.sample_normal_like(&(128, Const));
+        rows.push((
+            "dense 784->400, batch 128",
+            median_ms(args, || drop(sum_all(fc.forward(x.leaky_trace())).expect("sum").backward())),
+        ));
+    }
+    if args.selected("dense 400->784, batch 128") {
+        let fc = dev.build_module::<Dense<400, 784>, f32>();
+        let x: Tensor<(usize, Const<400>), f32, Cpu> = dev.sample_normal_like(&(128, Const));
+        rows.push((
+            "dense 400->784, batch 128",
+            median_ms(args, || drop(sum_all(fc.forward(x.leaky_trace())).expect("sum").backward())),
+        ));
+    }
+
     rows
 }
 

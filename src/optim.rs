@@ -16,6 +16,7 @@
 //! their values are not changed). Results do not depend on the number of threads or on the
 //! CPU's vector width.
 
+use std::mem::MaybeUninit;
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -23,7 +24,7 @@ use dfdx::nn::tensor_collection::{
     RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorMut, ViewTensorName, ViewTensorRef,
 };
 use dfdx::nn::{LoadFromSafetensors, SaveToSafetensors};
-use dfdx::prelude::{Cpu, CpuError, Gradients, HasShape, Shape, Tensor};
+use dfdx::prelude::{Cpu, CpuError, Gradients, HasShape, Shape, Tensor, TensorFromVec};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -410,8 +411,16 @@ fn adam_chunk_portable(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], 
 
 #[inline(always)]
 fn adam_block(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], p: &mut [f32]) {
+    let p = &mut p[..g.len()];
+    adam_steps(k, g, m, v, |i, step| p[i] -= step);
+}
+
+/// Moves the moments of one block and hands each element's step (what the parameter loses) to
+/// `apply(i, step)`.
+#[inline(always)]
+fn adam_steps(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], mut apply: impl FnMut(usize, f32)) {
     let n = g.len();
-    let (m, v, p) = (&mut m[..n], &mut v[..n], &mut p[..n]);
+    let (m, v) = (&mut m[..n], &mut v[..n]);
     let StepConsts { b1, b2, lr, eps, c1, c2, scale, .. } = *k;
     match (k.order, scale == 1.0) {
         (AdamOrder::Glimpse, _) => {
@@ -419,7 +428,7 @@ fn adam_block(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], p: &mut [
                 let gi = g[i] * scale;
                 m[i] = b1 * m[i] + (1.0 - b1) * gi;
                 v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
-                p[i] -= lr * (m[i] / c1) / ((v[i] / c2).sqrt() + eps);
+                apply(i, lr * (m[i] / c1) / ((v[i] / c2).sqrt() + eps));
             }
         }
         (AdamOrder::Dfdx, unscaled) => {
@@ -427,8 +436,51 @@ fn adam_block(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], p: &mut [
                 let gi = if unscaled { g[i] } else { g[i] * scale };
                 m[i] = m[i] * b1 + gi * (1.0 - b1);
                 v[i] = v[i] * b2 + (gi * gi) * (1.0 - b2);
-                p[i] -= lr * (m[i] * c1) / ((v[i] * c2).sqrt() + eps);
+                apply(i, lr * (m[i] * c1) / ((v[i] * c2).sqrt() + eps));
             }
+        }
+    }
+}
+
+/// The steps of one chunk into `d` (what each parameter loses: `+0.0` in [`untouched`] blocks),
+/// moving the moments as [`adam_chunk`] does.
+fn adam_delta_chunk(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], d: &mut [MaybeUninit<f32>]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports the features the function is compiled for.
+            return unsafe { adam_delta_chunk_avx512(k, g, m, v, d) };
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: as above.
+            return unsafe { adam_delta_chunk_avx2(k, g, m, v, d) };
+        }
+    }
+    adam_delta_chunk_portable(k, g, m, v, d)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2")]
+unsafe fn adam_delta_chunk_avx512(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], d: &mut [MaybeUninit<f32>]) {
+    adam_delta_chunk_portable(k, g, m, v, d)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn adam_delta_chunk_avx2(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], d: &mut [MaybeUninit<f32>]) {
+    adam_delta_chunk_portable(k, g, m, v, d)
+}
+
+#[inline(always)]
+fn adam_delta_chunk_portable(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], d: &mut [MaybeUninit<f32>]) {
+    let n = g.len();
+    let (m, v, d) = (&mut m[..n], &mut v[..n], &mut d[..n]);
+    for (((g, m), v), d) in g.chunks(BLOCK).zip(m.chunks_mut(BLOCK)).zip(v.chunks_mut(BLOCK)).zip(d.chunks_mut(BLOCK)) {
+        let d = &mut d[..g.len()];
+        if untouched(g, m, v) {
+            d.iter_mut().for_each(|d| _ = d.write(0.0));
+        } else {
+            adam_steps(k, g, m, v, |i, step| _ = d[i].write(step));
         }
     }
 }
@@ -459,24 +511,31 @@ impl TensorVisitor<f32, Cpu> for Step<'_> {
         self.next += 1;
         let g: &[f32] = self.grads.get_or_alloc_mut(p)?;
         let (m, v) = (&mut self.m1[i][..], &mut self.m2[i][..]);
-        // dfdx gives no mutable view of a tensor's buffer: the values go through the scratch
-        // buffer (two memcpys, cheaper than dfdx's in-place SGD kernel, which does not vectorise).
-        let values = &mut self.scratch[..g.len()];
-        p.copy_into(values);
         let k = &self.consts;
+        // dfdx gives no mutable view of a tensor's buffer. Small tensors go through the scratch
+        // buffer (two memcpys); large ones get their steps computed on all threads into a new
+        // buffer that dfdx subtracts in place (`p = 1 * p + (-1) * step`, exactly `p - step`):
+        // a third fewer bytes moved, and none of the moments' passes on one thread.
         if g.len() < CHUNK {
+            let values = &mut self.scratch[..g.len()];
+            p.copy_into(values);
             adam_chunk(k, g, m, v, values);
-        } else {
-            // The step is element-wise: any split gives the same bits; a finer one than the
-            // norm's keeps both threads busy on tensors of one or two chunks.
-            let split = CHUNK / 4;
-            g.par_chunks(split)
-                .zip(m.par_chunks_mut(split))
-                .zip(v.par_chunks_mut(split))
-                .zip(values.par_chunks_mut(split))
-                .for_each(|(((g, m), v), p)| adam_chunk(k, g, m, v, p));
+            p.copy_from(values);
+            return Ok(None);
         }
-        p.copy_from(values);
+        let mut steps = Vec::with_capacity(g.len());
+        // The step is element-wise: any split gives the same bits; a finer one than the norm's
+        // keeps both threads busy on tensors of one or two chunks.
+        let split = CHUNK / 4;
+        g.par_chunks(split)
+            .zip(m.par_chunks_mut(split))
+            .zip(v.par_chunks_mut(split))
+            .zip(steps.spare_capacity_mut()[..g.len()].par_chunks_mut(split))
+            .for_each(|(((g, m), v), d)| adam_delta_chunk(k, g, m, v, d));
+        // SAFETY: the chunks above cover the first `g.len()` values and write every one.
+        unsafe { steps.set_len(g.len()) };
+        let steps = p.device().try_tensor_from_vec(steps, *p.shape())?;
+        p.try_axpy(1.0, &steps, -1.0)?;
         Ok(None)
     }
 }
@@ -676,7 +735,7 @@ mod tests {
 
     #[test]
     fn skipping_untouched_blocks_changes_no_bit() {
-        use super::{adam_block, adam_chunk, StepConsts, BLOCK};
+        use super::{adam_block, adam_chunk, adam_delta_chunk, StepConsts, BLOCK};
         // Blocks of: all +0 (skipped), -0 gradients, a -0 moment, one live value, -0 weights.
         let n = BLOCK * 7 + 5;
         let mut g = vec![0.0f32; n];
@@ -701,6 +760,17 @@ mod tests {
                 assert_eq!(bits(&m1), bits(&m2));
                 assert_eq!(bits(&v1), bits(&v2));
                 assert_eq!(bits(&p1), bits(&p2));
+                // The large tensors' path: the steps, then dfdx's `p = 1 * p + (-1) * step`.
+                let (mut m3, mut v3) = (m.clone(), v.clone());
+                let mut steps = vec![std::mem::MaybeUninit::new(f32::NAN); n];
+                adam_delta_chunk(&k, &g, &mut m3, &mut v3, &mut steps);
+                let dev = Cpu::default();
+                let mut p3 = dev.tensor_from_vec(p.clone(), (n,));
+                let steps = dev.tensor_from_vec(steps.iter().map(|s| unsafe { s.assume_init() }).collect(), (n,));
+                p3.axpy(1.0, &steps, -1.0);
+                assert_eq!(bits(&m1), bits(&m3));
+                assert_eq!(bits(&v1), bits(&v3));
+                assert_eq!(bits(&p1), bits(&p3.as_vec()));
                 assert_ne!(p1, p, "the live values moved");
             }
         }
