@@ -515,7 +515,7 @@ impl TensorVisitor<f32, Cpu> for Step<'_> {
         // dfdx gives no mutable view of a tensor's buffer. Small tensors go through the scratch
         // buffer (two memcpys); large ones get their steps computed on all threads into a new
         // buffer that dfdx subtracts in place (`p = 1 * p + (-1) * step`, exactly `p - step`):
-        // a third fewer bytes moved, and none of the moments' passes on one thread.
+        // 36 bytes moved per value instead of 44, and only the subtraction on one thread.
         if g.len() < CHUNK {
             let values = &mut self.scratch[..g.len()];
             p.copy_into(values);
