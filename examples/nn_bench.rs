@@ -326,35 +326,29 @@ fn glimpse_rows(args: &Args) -> Vec<(&'static str, (f64, String))> {
         ));
     }
 
-    // mnist_cnn's (the evaluation classifier's) first dense layer: deep and narrow.
-    if args.selected("dense 3136->128, batch 64") {
-        let fc = dev.build_module::<Dense<3136, 128>, f32>();
-        let x: Tensor<(usize, Const<3136>), f32, Cpu> = dev.sample_normal_like(&(64, Const));
-        rows.push((
-            "dense 3136->128, batch 64",
-            median_ms(args, || drop(sum_all(fc.forward(x.leaky_trace())).expect("sum").backward())),
-        ));
-    }
-
-    // vae_mnist's two large layers, encoder input and decoder output, at its batch of 128.
-    if args.selected("dense 784->400, batch 128") {
-        let fc = dev.build_module::<Dense<784, 400>, f32>();
-        let x: Tensor<(usize, Const<784>), f32, Cpu> = dev.sample_normal_like(&(128, Const));
-        rows.push((
-            "dense 784->400, batch 128",
-            median_ms(args, || drop(sum_all(fc.forward(x.leaky_trace())).expect("sum").backward())),
-        ));
-    }
-    if args.selected("dense 400->784, batch 128") {
-        let fc = dev.build_module::<Dense<400, 784>, f32>();
-        let x: Tensor<(usize, Const<400>), f32, Cpu> = dev.sample_normal_like(&(128, Const));
-        rows.push((
-            "dense 400->784, batch 128",
-            median_ms(args, || drop(sum_all(fc.forward(x.leaky_trace())).expect("sum").backward())),
-        ));
-    }
+    // mnist_cnn's (the evaluation classifier's) first dense layer, deep and narrow; vae_mnist's two
+    // large layers (encoder input, decoder output) at its batch of 128.
+    dense_row::<3136, 128>(args, &dev, "dense 3136->128, batch 64", 64, &mut rows);
+    dense_row::<784, 400>(args, &dev, "dense 784->400, batch 128", 128, &mut rows);
+    dense_row::<400, 784>(args, &dev, "dense 400->784, batch 128", 128, &mut rows);
 
     rows
+}
+
+/// The row `name` (when selected): a `Dense<I, O>` layer's forward and backward pass, input
+/// gradient included, on a normal batch of `batch` rows.
+fn dense_row<const I: usize, const O: usize>(
+    args: &Args,
+    dev: &Cpu,
+    name: &'static str,
+    batch: usize,
+    rows: &mut Vec<(&'static str, (f64, String))>,
+) {
+    if args.selected(name) {
+        let fc = dev.build_module::<Dense<I, O>, f32>();
+        let x: Tensor<(usize, Const<I>), f32, Cpu> = dev.sample_normal_like(&(batch, Const));
+        rows.push((name, median_ms(args, || drop(sum_all(fc.forward(x.leaky_trace())).expect("sum").backward()))));
+    }
 }
 
 /// Runs the PyTorch script and parses the JSON object on its last stdout line.

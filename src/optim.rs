@@ -352,32 +352,62 @@ impl StepConsts {
     }
 }
 
-/// Updates the moments `m`, `v` and the parameter values `p` of one chunk from its gradient `g`.
-fn adam_chunk(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], p: &mut [f32]) {
+/// Where a chunk's steps go: subtracted from the parameter values in place (`f32`), or written
+/// out for dfdx to subtract (`MaybeUninit<f32>`, so that a fresh buffer needs no zeroing).
+trait StepSlot {
+    /// Takes the step of a live element (what its parameter loses).
+    fn take(&mut self, step: f32);
+    /// An element of an [`untouched`] block, whose step is `+0.0`.
+    fn skip(&mut self);
+}
+
+impl StepSlot for f32 {
+    #[inline(always)]
+    fn take(&mut self, step: f32) {
+        *self -= step;
+    }
+    #[inline(always)]
+    fn skip(&mut self) {}
+}
+
+impl StepSlot for MaybeUninit<f32> {
+    #[inline(always)]
+    fn take(&mut self, step: f32) {
+        self.write(step);
+    }
+    #[inline(always)]
+    fn skip(&mut self) {
+        self.write(0.0);
+    }
+}
+
+/// Updates the moments `m`, `v` of one chunk from its gradient `g` and hands every element's
+/// step to its slot in `out` (the parameter values, or a buffer of steps).
+fn adam_chunk<S: StepSlot>(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], out: &mut [S]) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU supports the features the function is compiled for.
-            return unsafe { adam_chunk_avx512(k, g, m, v, p) };
+            return unsafe { adam_chunk_avx512(k, g, m, v, out) };
         }
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: as above.
-            return unsafe { adam_chunk_avx2(k, g, m, v, p) };
+            return unsafe { adam_chunk_avx2(k, g, m, v, out) };
         }
     }
-    adam_chunk_portable(k, g, m, v, p)
+    adam_chunk_portable(k, g, m, v, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2")]
-unsafe fn adam_chunk_avx512(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], p: &mut [f32]) {
-    adam_chunk_portable(k, g, m, v, p)
+unsafe fn adam_chunk_avx512<S: StepSlot>(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], out: &mut [S]) {
+    adam_chunk_portable(k, g, m, v, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn adam_chunk_avx2(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], p: &mut [f32]) {
-    adam_chunk_portable(k, g, m, v, p)
+unsafe fn adam_chunk_avx2<S: StepSlot>(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], out: &mut [S]) {
+    adam_chunk_portable(k, g, m, v, out)
 }
 
 /// Elements per block of [`adam_chunk_portable`]'s test for untouched weights.
@@ -395,32 +425,29 @@ fn untouched(g: &[f32], m: &[f32], v: &[f32]) -> bool {
     bits == 0
 }
 
-/// The element-wise step, block by block, skipping [`untouched`] blocks. Rust never fuses a
-/// product and a sum into one rounding, so the vectorised builds compute exactly what the scalar
-/// one does.
+/// The element-wise step, block by block; [`untouched`] blocks only [`StepSlot::skip`]. Rust
+/// never fuses a product and a sum into one rounding, so the vectorised builds compute exactly
+/// what the scalar one does.
 #[inline(always)]
-fn adam_chunk_portable(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], p: &mut [f32]) {
+fn adam_chunk_portable<S: StepSlot>(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], out: &mut [S]) {
     let n = g.len();
-    let (m, v, p) = (&mut m[..n], &mut v[..n], &mut p[..n]);
-    for (((g, m), v), p) in g.chunks(BLOCK).zip(m.chunks_mut(BLOCK)).zip(v.chunks_mut(BLOCK)).zip(p.chunks_mut(BLOCK)) {
-        if !untouched(g, m, v) {
-            adam_block(k, g, m, v, p);
+    let (m, v, out) = (&mut m[..n], &mut v[..n], &mut out[..n]);
+    for (((g, m), v), out) in
+        g.chunks(BLOCK).zip(m.chunks_mut(BLOCK)).zip(v.chunks_mut(BLOCK)).zip(out.chunks_mut(BLOCK))
+    {
+        if untouched(g, m, v) {
+            out.iter_mut().for_each(S::skip);
+        } else {
+            adam_block(k, g, m, v, out);
         }
     }
 }
 
+/// The step of every element of one block, untouched or not.
 #[inline(always)]
-fn adam_block(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], p: &mut [f32]) {
-    let p = &mut p[..g.len()];
-    adam_steps(k, g, m, v, |i, step| p[i] -= step);
-}
-
-/// Moves the moments of one block and hands each element's step (what the parameter loses) to
-/// `apply(i, step)`.
-#[inline(always)]
-fn adam_steps(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], mut apply: impl FnMut(usize, f32)) {
+fn adam_block<S: StepSlot>(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], out: &mut [S]) {
     let n = g.len();
-    let (m, v) = (&mut m[..n], &mut v[..n]);
+    let (m, v, out) = (&mut m[..n], &mut v[..n], &mut out[..n]);
     let StepConsts { b1, b2, lr, eps, c1, c2, scale, .. } = *k;
     match (k.order, scale == 1.0) {
         (AdamOrder::Glimpse, _) => {
@@ -428,7 +455,7 @@ fn adam_steps(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], mut apply
                 let gi = g[i] * scale;
                 m[i] = b1 * m[i] + (1.0 - b1) * gi;
                 v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
-                apply(i, lr * (m[i] / c1) / ((v[i] / c2).sqrt() + eps));
+                out[i].take(lr * (m[i] / c1) / ((v[i] / c2).sqrt() + eps));
             }
         }
         (AdamOrder::Dfdx, unscaled) => {
@@ -436,51 +463,8 @@ fn adam_steps(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], mut apply
                 let gi = if unscaled { g[i] } else { g[i] * scale };
                 m[i] = m[i] * b1 + gi * (1.0 - b1);
                 v[i] = v[i] * b2 + (gi * gi) * (1.0 - b2);
-                apply(i, lr * (m[i] * c1) / ((v[i] * c2).sqrt() + eps));
+                out[i].take(lr * (m[i] * c1) / ((v[i] * c2).sqrt() + eps));
             }
-        }
-    }
-}
-
-/// The steps of one chunk into `d` (what each parameter loses: `+0.0` in [`untouched`] blocks),
-/// moving the moments as [`adam_chunk`] does.
-fn adam_delta_chunk(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], d: &mut [MaybeUninit<f32>]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports the features the function is compiled for.
-            return unsafe { adam_delta_chunk_avx512(k, g, m, v, d) };
-        }
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: as above.
-            return unsafe { adam_delta_chunk_avx2(k, g, m, v, d) };
-        }
-    }
-    adam_delta_chunk_portable(k, g, m, v, d)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2")]
-unsafe fn adam_delta_chunk_avx512(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], d: &mut [MaybeUninit<f32>]) {
-    adam_delta_chunk_portable(k, g, m, v, d)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn adam_delta_chunk_avx2(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], d: &mut [MaybeUninit<f32>]) {
-    adam_delta_chunk_portable(k, g, m, v, d)
-}
-
-#[inline(always)]
-fn adam_delta_chunk_portable(k: &StepConsts, g: &[f32], m: &mut [f32], v: &mut [f32], d: &mut [MaybeUninit<f32>]) {
-    let n = g.len();
-    let (m, v, d) = (&mut m[..n], &mut v[..n], &mut d[..n]);
-    for (((g, m), v), d) in g.chunks(BLOCK).zip(m.chunks_mut(BLOCK)).zip(v.chunks_mut(BLOCK)).zip(d.chunks_mut(BLOCK)) {
-        let d = &mut d[..g.len()];
-        if untouched(g, m, v) {
-            d.iter_mut().for_each(|d| _ = d.write(0.0));
-        } else {
-            adam_steps(k, g, m, v, |i, step| _ = d[i].write(step));
         }
     }
 }
@@ -531,7 +515,7 @@ impl TensorVisitor<f32, Cpu> for Step<'_> {
             .zip(m.par_chunks_mut(split))
             .zip(v.par_chunks_mut(split))
             .zip(steps.spare_capacity_mut()[..g.len()].par_chunks_mut(split))
-            .for_each(|(((g, m), v), d)| adam_delta_chunk(k, g, m, v, d));
+            .for_each(|(((g, m), v), d)| adam_chunk(k, g, m, v, d));
         // SAFETY: the chunks above cover the first `g.len()` values and write every one.
         unsafe { steps.set_len(g.len()) };
         let steps = p.device().try_tensor_from_vec(steps, *p.shape())?;
@@ -735,7 +719,7 @@ mod tests {
 
     #[test]
     fn skipping_untouched_blocks_changes_no_bit() {
-        use super::{adam_block, adam_chunk, adam_delta_chunk, StepConsts, BLOCK};
+        use super::{adam_block, adam_chunk, StepConsts, BLOCK};
         // Blocks of: all +0 (skipped), -0 gradients, a -0 moment, one live value, -0 weights.
         let n = BLOCK * 7 + 5;
         let mut g = vec![0.0f32; n];
@@ -763,7 +747,7 @@ mod tests {
                 // The large tensors' path: the steps, then dfdx's `p = 1 * p + (-1) * step`.
                 let (mut m3, mut v3) = (m.clone(), v.clone());
                 let mut steps = vec![std::mem::MaybeUninit::new(f32::NAN); n];
-                adam_delta_chunk(&k, &g, &mut m3, &mut v3, &mut steps);
+                adam_chunk(&k, &g, &mut m3, &mut v3, &mut steps);
                 let dev = Cpu::default();
                 let mut p3 = dev.tensor_from_vec(p.clone(), (n,));
                 let steps = dev.tensor_from_vec(steps.iter().map(|s| unsafe { s.assume_init() }).collect(), (n,));
