@@ -477,6 +477,8 @@ struct Step<'a> {
     m2: &'a mut [Vec<f32>],
     scratch: &'a mut Vec<f32>,
     next: usize,
+    /// Whether each gradient is zeroed once its step is taken (see [`Adam::update_and_zero`]).
+    zero: bool,
 }
 impl TensorVisitor<f32, Cpu> for Step<'_> {
     type Viewer = ViewTensorMut;
@@ -493,7 +495,7 @@ impl TensorVisitor<f32, Cpu> for Step<'_> {
         }
         let i = self.next;
         self.next += 1;
-        let g: &[f32] = self.grads.get_or_alloc_mut(p)?;
+        let g: &mut [f32] = self.grads.get_or_alloc_mut(p)?;
         let (m, v) = (&mut self.m1[i][..], &mut self.m2[i][..]);
         let k = &self.consts;
         // dfdx gives no mutable view of a tensor's buffer. Small tensors go through the scratch
@@ -505,6 +507,9 @@ impl TensorVisitor<f32, Cpu> for Step<'_> {
             p.copy_into(values);
             adam_chunk(k, g, m, v, values);
             p.copy_from(values);
+            if self.zero {
+                g.fill(0.0);
+            }
             return Ok(None);
         }
         let mut steps = Vec::with_capacity(g.len());
@@ -519,7 +524,17 @@ impl TensorVisitor<f32, Cpu> for Step<'_> {
         // SAFETY: the chunks above cover the first `g.len()` values and write every one.
         unsafe { steps.set_len(g.len()) };
         let steps = p.device().try_tensor_from_vec(steps, *p.shape())?;
-        p.try_axpy(1.0, &steps, -1.0)?;
+        // The subtraction is dfdx's, on this thread: the gradient is zeroed on another meanwhile.
+        let zero = self.zero;
+        let (subtracted, ()) = rayon::join(
+            || p.try_axpy(1.0, &steps, -1.0),
+            || {
+                if zero {
+                    g.fill(0.0)
+                }
+            },
+        );
+        subtracted?;
         Ok(None)
     }
 }
@@ -554,6 +569,28 @@ impl<M: TensorCollection<f32, Cpu>> Adam<M> {
         grads: &mut Gradients<f32, Cpu>,
         max_norm: Option<f32>,
     ) -> Result<f32, NonFiniteGradient> {
+        self.step(model, grads, max_norm, false)
+    }
+
+    /// [`Adam::update`], then the trainable tensors' gradients are zero, ready for the next
+    /// backward pass without a `zero_grads` (large ones are zeroed on another thread while
+    /// dfdx subtracts the steps). When the step is refused the gradients are left as they were.
+    pub fn update_and_zero(
+        &mut self,
+        model: &mut M,
+        grads: &mut Gradients<f32, Cpu>,
+        max_norm: Option<f32>,
+    ) -> Result<f32, NonFiniteGradient> {
+        self.step(model, grads, max_norm, true)
+    }
+
+    fn step(
+        &mut self,
+        model: &mut M,
+        grads: &mut Gradients<f32, Cpu>,
+        max_norm: Option<f32>,
+        zero: bool,
+    ) -> Result<f32, NonFiniteGradient> {
         let mut norm = SquaredNorm { grads, sum: 0.0 };
         M::iter_tensors(&mut RecursiveWalker { m: &*model, f: &mut norm }).expect("cpu visit");
         let norm = norm.sum.sqrt() as f32;
@@ -573,6 +610,7 @@ impl<M: TensorCollection<f32, Cpu>> Adam<M> {
             m2: &mut self.m2,
             scratch: &mut self.scratch,
             next: 0,
+            zero,
         };
         M::iter_tensors(&mut RecursiveWalker { m: model, f: &mut step }).expect("cpu visit");
         Ok(norm)
@@ -889,6 +927,47 @@ mod tests {
             }
         }
         check_finite_params(&m).unwrap();
+    }
+
+    #[test]
+    fn update_and_zero_is_update_then_zero_grads() {
+        // Wide's first weight takes the parallel path (the gradient zeroed beside dfdx's
+        // subtraction), the other tensors the small one.
+        let dev = Cpu::seed_from_u64(8);
+        let mut a = dev.build_module::<Wide, f32>();
+        let mut b = dev.build_module::<Wide, f32>();
+        copy_params(&mut b, &a);
+        let (mut opt_a, mut opt_b) = (Adam::new(&a, Cfg::default()), Adam::new(&b, Cfg::default()));
+        let (x, y) = data::<300, 3>(&dev);
+        let (mut grads_a, mut grads_b) = (a.alloc_grads(), b.alloc_grads());
+        let values = |m: &<Wide as BuildOnDevice<Cpu, f32>>::Built| [m.0.weight.as_vec(), m.2.bias.as_vec()];
+        for _ in 0..3 {
+            a.zero_grads(&mut grads_a);
+            grads_a = mse_loss(a.forward(x.trace(grads_a)), y.clone()).backward();
+            grads_b = mse_loss(b.forward(x.trace(grads_b)), y.clone()).backward();
+            let norm_a = opt_a.update(&mut a, &mut grads_a, Some(1.0)).unwrap();
+            let norm_b = opt_b.update_and_zero(&mut b, &mut grads_b, Some(1.0)).unwrap();
+            assert_eq!(norm_a, norm_b);
+            assert_eq!(values(&a), values(&b));
+            for g in
+                [grads_b.get(&b.0.weight).as_vec(), grads_b.get(&b.0.bias).as_vec(), grads_b.get(&b.2.weight).as_vec()]
+            {
+                assert!(g.iter().all(|&v| v.to_bits() == 0), "gradients left at +0");
+            }
+        }
+        // A refused step leaves the gradients as they were.
+        grads_b = mse_loss(b.forward(x.trace(grads_b)), y.clone()).backward();
+        let mut g = grads_b.get(&b.0.weight).as_vec();
+        g[7] = f32::NAN;
+        grads_b.get_or_alloc_mut(&b.0.weight).unwrap().copy_from_slice(&g);
+        let bias = grads_b.get(&b.2.bias).as_vec();
+        assert!(opt_b.update_and_zero(&mut b, &mut grads_b, None).is_err());
+        let after = grads_b.get(&b.0.weight).as_vec();
+        assert_eq!(
+            after.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            g.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+        assert_eq!(grads_b.get(&b.2.bias).as_vec(), bias);
     }
 
     #[test]

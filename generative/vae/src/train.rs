@@ -67,15 +67,16 @@ impl<const Z: usize, M: VaeModel<Z>> Trainer<Z, M> {
     /// One Adam step on the summed negative ELBO of `x`; returns that sum (divide by the batch size
     /// for the per-image figure). A NaN or infinite gradient changes nothing and is an error.
     pub fn step(&mut self, x: Images<NoneTape>) -> Result<f32, NonFiniteGradient> {
-        let mut grads = self.grads.take().unwrap_or_else(|| self.model.alloc_grads());
-        self.model.zero_grads(&mut grads);
+        // Zeroed: fresh, or by the last step's `update_and_zero`.
+        let grads = self.grads.take().unwrap_or_else(|| self.model.alloc_grads());
         let eps = standard_normal::<Z>(&mut self.noise, x.shape().0, &self.dev);
         let loss = negative_elbo(&self.model, x.traced(grads), eps);
         let value = loss.array();
         let mut grads = loss.backward();
-        let update = self.opt.update(&mut self.model, &mut grads, None);
+        // A refused step leaves the gradients as they are: the next step allocates fresh ones.
+        self.opt.update_and_zero(&mut self.model, &mut grads, None)?;
         self.grads = Some(grads);
-        update.map(|_| value)
+        Ok(value)
     }
 
     /// The optimizer (its moments and step count).
