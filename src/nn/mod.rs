@@ -49,7 +49,7 @@ pub use reduce::sum_all;
 pub use reshape::{Flatten, FlattenTo, Unflatten};
 pub use reuse::{with_weight_reuse, SharedWeights};
 pub use rnn::{split_steps, stack_steps, GRUCell, LSTMCell, LstmState, MergeTapes};
-pub use runtime::{cpu_model, in_thread_pool, keep_freed_memory, GLIBC_TUNABLES};
+pub use runtime::{cpu_model, in_thread_pool, keep_freed_memory, with_threads_awake, GLIBC_TUNABLES};
 
 /// Device- and dtype-free layer descriptions, to use in module tuples with `dev.build_module`.
 pub mod builders {

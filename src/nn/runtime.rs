@@ -68,3 +68,85 @@ pub fn cpu_model() -> String {
         })
         .unwrap_or_else(|| "unknown".into())
 }
+
+/// Runs `f` on this thread while the pool's other threads stay awake: each polls the pool for
+/// work (`rayon::yield_now`) until `f` returns, instead of going to sleep in the kernel after a
+/// few microseconds without work and being woken (a wake-up, tens of microseconds on a virtual
+/// machine) by the next parallel operation. OpenMP runtimes (PyTorch's threads) spin the same way
+/// between parallel regions. For loops of many short parallel operations with serial parts
+/// between them (a training step); the other threads use their CPUs fully meanwhile. Call it from
+/// a thread of the pool ([`in_thread_pool`]); elsewhere, or on a pool of one thread, it just runs
+/// `f`.
+pub fn with_threads_awake<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let Some(me) = rayon::current_thread_index() else {
+        return f();
+    };
+    let others = rayon::current_num_threads().saturating_sub(1);
+    if others == 0 {
+        return f();
+    }
+    let done = AtomicBool::new(false);
+    /// Tells the pollers to stop when `f` returns or unwinds.
+    struct Done<'a>(&'a AtomicBool);
+    impl Drop for Done<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Release);
+        }
+    }
+    rayon::scope(|s| {
+        for _ in 0..others {
+            s.spawn(|_| {
+                // A poller picked up by this thread itself (while it waited for other work)
+                // would keep it from ever returning to `f`: it leaves at once.
+                if rayon::current_thread_index() == Some(me) {
+                    return;
+                }
+                while !done.load(Ordering::Acquire) {
+                    if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                        std::hint::spin_loop();
+                    }
+                }
+            });
+        }
+        let _done = Done(&done);
+        f()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_threads_awake;
+    use rayon::prelude::*;
+
+    fn pool(threads: usize) -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap()
+    }
+
+    #[test]
+    fn parallel_work_inside_gives_the_same_result_on_any_pool() {
+        let sum = || (0..100_000u64).into_par_iter().map(|i| i * i).sum::<u64>();
+        let expected: u64 = (0..100_000u64).map(|i| i * i).sum();
+        // Outside a pool, on one thread, on two, nested, and many times in a row.
+        assert_eq!(with_threads_awake(sum), expected);
+        for threads in [1, 2, 3] {
+            pool(threads).install(|| {
+                for _ in 0..50 {
+                    assert_eq!(with_threads_awake(sum), expected);
+                }
+                assert_eq!(with_threads_awake(|| with_threads_awake(sum) + with_threads_awake(sum)), 2 * expected);
+            });
+        }
+    }
+
+    #[test]
+    fn a_panic_inside_reaches_the_caller_and_releases_the_threads() {
+        pool(2).install(|| {
+            let caught = std::panic::catch_unwind(|| with_threads_awake(|| panic!("inside")));
+            assert!(caught.is_err());
+            // The pool still works: its other thread stopped polling.
+            assert_eq!(rayon::join(|| 1, || 2), (1, 2));
+            assert_eq!(with_threads_awake(|| 7), 7);
+        });
+    }
+}

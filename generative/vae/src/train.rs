@@ -17,6 +17,7 @@ use dfdx::prelude::*;
 use glimpse::checkpoint::{self, CheckpointError};
 use glimpse::data::{Dataset, ImageSet, Loader, Mnist, View};
 use glimpse::generative::{median, standard_normal};
+use glimpse::nn::with_threads_awake;
 use glimpse::optim::{Adam, AdamConfig, AdamOrder, NonFiniteGradient};
 use glimpse::run::{Checkpoint, Control, Run, RunError};
 use rand_chacha::ChaCha12Rng;
@@ -198,19 +199,24 @@ pub fn train<const Z: usize, M: VaeModel<Z>>(mut run: Run<Config>) -> Result<Opt
     while s.curves.epochs() < cfg.epochs {
         let epoch = s.curves.epochs() + 1;
         let clock = Instant::now();
-        let mut total = 0.0;
-        for (b, batch) in s.loader.epoch(&train_set, &dev).enumerate() {
-            let step = s.trainer.step(batch.images);
-            let loss = step.map_err(|source| VaeError::NonFiniteGradient { source, epoch, batch: b })? as f64;
-            if !loss.is_finite() {
-                return Err(VaeError::NonFinite { loss, epoch, batch: b });
+        // Many short parallel products with serial work between them: the pool's threads wait
+        // awake for the next one.
+        let total = with_threads_awake(|| -> Result<f64, VaeError> {
+            let mut total = 0.0;
+            for (b, batch) in s.loader.epoch(&train_set, &dev).enumerate() {
+                let step = s.trainer.step(batch.images);
+                let loss = step.map_err(|source| VaeError::NonFiniteGradient { source, epoch, batch: b })? as f64;
+                if !loss.is_finite() {
+                    return Err(VaeError::NonFinite { loss, epoch, batch: b });
+                }
+                total += loss;
+                if b % 50 == 0 {
+                    let per_image = loss / cfg.batch_size as f64;
+                    run.progress().message(format!("epoch {epoch} batch {b}/{batches} loss {per_image:.2}"));
+                }
             }
-            total += loss;
-            if b % 50 == 0 {
-                let per_image = loss / cfg.batch_size as f64;
-                run.progress().message(format!("epoch {epoch} batch {b}/{batches} loss {per_image:.2}"));
-            }
-        }
+            Ok(total)
+        })?;
         s.epoch_seconds.push(clock.elapsed().as_secs_f64());
         s.curves.train_loss.push(total / train_set.len() as f64);
         let view = cfg.data_view.view();
