@@ -139,7 +139,10 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // Per round: the glimpse rows, then PyTorch's times of the same cases right after.
     let mut rounds = Vec::with_capacity(args.rounds);
     for _ in 0..args.rounds {
-        let rows = glimpse::nn::in_thread_pool(Some(args.threads), || glimpse_rows(&args))?;
+        // The pool's threads wait awake between the timed calls, as PyTorch's OpenMP threads do.
+        let rows = glimpse::nn::in_thread_pool(Some(args.threads), || {
+            glimpse::nn::with_threads_awake(|| glimpse_rows(&args))
+        })?;
         let torch = match &args.torch {
             Some(script) => Some(run_torch(&args, script)?),
             None => None,

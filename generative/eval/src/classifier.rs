@@ -78,8 +78,7 @@ pub fn train_epoch(
             return Err(format!("loss became {value} at step {steps}"));
         }
         grads = loss.backward();
-        opt.update(model, &mut grads, None).map_err(|e| e.to_string())?;
-        model.zero_grads(&mut grads);
+        opt.update_and_zero(model, &mut grads, None).map_err(|e| e.to_string())?;
         on_step(steps, value);
         total += value;
         steps += 1;

@@ -12,6 +12,7 @@ use crate::EvalError;
 use dfdx::prelude::*;
 use glimpse::checkpoint::{self, CheckpointError};
 use glimpse::data::{Dataset, Loader, Mnist, View};
+use glimpse::nn::with_threads_awake;
 use glimpse::optim::{Adam, AdamConfig, AdamOrder};
 use glimpse::run::{Checkpoint, Cli, Control, Eval, Launch, Run, RunConfig, RunError, Unit};
 use glimpse::validate;
@@ -232,11 +233,15 @@ pub fn train(mut run: Run<Config>) -> Result<Option<Summary>, EvalError> {
         let batches = Cpu::seed_from_u64(dropout_seed(run.seed, epoch));
         let (mut logged, progress) = (Vec::new(), run.progress());
         let Training { model, opt, loader, shift_rng, .. } = &mut s;
-        let stats = train_epoch(model, opt, loader, &train_set, &batches, cfg.max_shift, shift_rng, |step, loss| {
-            if step % 100 == 0 {
-                logged.push((step as u64, loss as f64));
-                progress.message(format!("epoch {epoch} step {step} loss {loss:.3}"));
-            }
+        // Many short parallel operations with serial work between them: the pool's threads
+        // wait awake for the next one.
+        let stats = with_threads_awake(|| {
+            train_epoch(model, opt, loader, &train_set, &batches, cfg.max_shift, shift_rng, |step, loss| {
+                if step % 100 == 0 {
+                    logged.push((step as u64, loss as f64));
+                    progress.message(format!("epoch {epoch} step {step} loss {loss:.3}"));
+                }
+            })
         })
         .map_err(|message| EvalError::Training { epoch, message })?;
         s.epoch_seconds.push(clock.elapsed().as_secs_f64());

@@ -17,6 +17,7 @@ use glimpse::checkpoint::{self, CheckpointError};
 use glimpse::data::{Dataset, Loader, Mnist, View};
 use glimpse::generative::{median, standard_normal};
 use glimpse::image::Image;
+use glimpse::nn::with_threads_awake;
 use glimpse::optim::{Adam, AdamConfig, AdamOrder, NonFiniteGradient};
 use glimpse::run::{Checkpoint, Control, Run, RunError};
 use rand::Rng;
@@ -427,27 +428,32 @@ pub fn train<G: GeneratorNet, D: DiscriminatorNet>(mut run: Run<Config>) -> Resu
     while s.curves.epochs() < cfg.epochs {
         let epoch = s.curves.epochs() + 1;
         let clock = Instant::now();
-        let mut sums = [0.0f64; 4];
-        for (b, batch) in s.loader.epoch(&train_set, &dev).enumerate() {
-            let stats = s.gan.step(batch.images, &batch.labels).map_err(|e| GanError::NonFiniteGradient {
-                network: e.network,
-                source: e.source,
-                epoch,
-                batch: b,
-            })?;
-            if !(stats.d_loss.is_finite() && stats.g_loss.is_finite()) {
-                return Err(GanError::NonFinite { d_loss: stats.d_loss, g_loss: stats.g_loss, epoch, batch: b });
+        // Many short parallel operations with serial work between them: the pool's threads wait
+        // awake for the next one.
+        let sums = with_threads_awake(|| -> Result<[f64; 4], GanError> {
+            let mut sums = [0.0f64; 4];
+            for (b, batch) in s.loader.epoch(&train_set, &dev).enumerate() {
+                let stats = s.gan.step(batch.images, &batch.labels).map_err(|e| GanError::NonFiniteGradient {
+                    network: e.network,
+                    source: e.source,
+                    epoch,
+                    batch: b,
+                })?;
+                if !(stats.d_loss.is_finite() && stats.g_loss.is_finite()) {
+                    return Err(GanError::NonFinite { d_loss: stats.d_loss, g_loss: stats.g_loss, epoch, batch: b });
+                }
+                for (sum, v) in sums.iter_mut().zip([stats.d_loss, stats.g_loss, stats.d_real, stats.d_fake]) {
+                    *sum += v as f64;
+                }
+                if b % 20 == 0 {
+                    run.progress().message(format!(
+                        "epoch {epoch} batch {b}/{batches} D {:.3} G {:.3} D(x) {:.2} D(G(z)) {:.2}",
+                        stats.d_loss, stats.g_loss, stats.d_real, stats.d_fake
+                    ));
+                }
             }
-            for (sum, v) in sums.iter_mut().zip([stats.d_loss, stats.g_loss, stats.d_real, stats.d_fake]) {
-                *sum += v as f64;
-            }
-            if b % 20 == 0 {
-                run.progress().message(format!(
-                    "epoch {epoch} batch {b}/{batches} D {:.3} G {:.3} D(x) {:.2} D(G(z)) {:.2}",
-                    stats.d_loss, stats.g_loss, stats.d_real, stats.d_fake
-                ));
-            }
-        }
+            Ok(sums)
+        })?;
         s.epoch_seconds.push(clock.elapsed().as_secs_f64());
         s.curves.push(sums, batches);
         log_epoch(&mut run, &s, &dev)?;

@@ -14,7 +14,7 @@ use dfdx::prelude::*;
 use glimpse::checkpoint::{self, CheckpointError};
 use glimpse::data::{Dataset, ImageSet, Loader, Mnist, View};
 use glimpse::generative::median;
-use glimpse::nn::{bernoulli_nll_sum, bernoulli_nll_with_logits};
+use glimpse::nn::{bernoulli_nll_sum, bernoulli_nll_with_logits, with_threads_awake};
 use glimpse::optim::{Adam, AdamConfig, AdamOrder};
 use glimpse::run::{Checkpoint, Control, Run, RunError};
 use serde::{Deserialize, Serialize};
@@ -208,20 +208,25 @@ pub fn train<M: PixelModel>(mut run: Run<Config>) -> Result<Option<Summary>, Pix
     while s.curves.epochs() < cfg.epochs {
         let epoch = s.curves.epochs() + 1;
         let clock = Instant::now();
-        let mut total = 0.0;
-        for (b, batch) in s.loader.epoch::<784>(&train_set, &dev).enumerate() {
-            let n = batch.len() as f64;
-            s.trainer.opt.cfg.lr = cfg.lr_schedule.rate(&cfg, epoch, b as u64, batches as u64) as f32;
-            let step = s.trainer.step(batch.image_planes());
-            let nll = step.map_err(|source| PixelError::NonFiniteGradient { source, epoch, batch: b })? as f64;
-            if !nll.is_finite() {
-                return Err(PixelError::NonFinite { loss: nll, epoch, batch: b });
+        // Many short parallel operations with serial work between them: the pool's threads wait
+        // awake for the next one.
+        let total = with_threads_awake(|| -> Result<f64, PixelError> {
+            let mut total = 0.0;
+            for (b, batch) in s.loader.epoch::<784>(&train_set, &dev).enumerate() {
+                let n = batch.len() as f64;
+                s.trainer.opt.cfg.lr = cfg.lr_schedule.rate(&cfg, epoch, b as u64, batches as u64) as f32;
+                let step = s.trainer.step(batch.image_planes());
+                let nll = step.map_err(|source| PixelError::NonFiniteGradient { source, epoch, batch: b })? as f64;
+                if !nll.is_finite() {
+                    return Err(PixelError::NonFinite { loss: nll, epoch, batch: b });
+                }
+                total += nll * n;
+                if b % 50 == 0 {
+                    run.progress().message(format!("epoch {epoch} batch {b}/{batches} nll {nll:.2}"));
+                }
             }
-            total += nll * n;
-            if b % 50 == 0 {
-                run.progress().message(format!("epoch {epoch} batch {b}/{batches} nll {nll:.2}"));
-            }
-        }
+            Ok(total)
+        })?;
         s.epoch_seconds.push(clock.elapsed().as_secs_f64());
         s.curves.train_nll.push(total / train_set.len() as f64);
         s.curves.test_nll.push(test_nll(&s.trainer.model, &test, &dev));
