@@ -154,7 +154,8 @@ fn gemm_strided<E: NnFloat>(
     if use_avx512::<E>((m, k, n)) {
         use super::avx512::{sgemm, View};
         count_kernel(KernelPath::Avx512);
-        // Split the product over the threads by rows or by columns (whole 32-wide panels);
+        // Split the product over the threads by rows or by columns (16-wide half panels, so
+        // that 400 columns split 208 + 192, not 224 + 176);
         // each part packs its own blocks of `A` and `B`, so a row split packs `B` once per part
         // and a column split `A`: take the split that packs less (a row-major `B` is read in
         // place), or the one that has enough rows or columns for every thread. Every element
@@ -166,7 +167,7 @@ fn gemm_strided<E: NnFloat>(
         let by_rows = row_parts > col_parts || (row_parts == col_parts && packed_b <= m * k);
         let (rows, cols) = match by_rows {
             true => (m.div_ceil(row_parts.max(1)), n),
-            false => (m, n.div_ceil(col_parts.max(1)).div_ceil(32) * 32),
+            false => (m, n.div_ceil(col_parts.max(1)).div_ceil(16) * 16),
         };
         // Parts of whole blocks; the last may be smaller.
         let parts = if by_rows { m.div_ceil(rows) } else { n.div_ceil(cols) };
