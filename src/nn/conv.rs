@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use super::kernels::{
     col2im_rows_add, col_block_rows, group_images, im2col_rows, matmul, merge_phases_add, raw_grad, split_phases, sum,
-    take_contiguous, tap_sources, taps, tensor_vec, threads, Geometry, Mat, NnFloat,
+    take_contiguous_recycled, tap_sources, taps, tensor_vec, threads, Geometry, Mat, NnFloat, Recycled,
 };
 
 /// Builders (device- and dtype-free descriptions) of the convolution layers.
@@ -509,7 +509,7 @@ where
     assert!(stride > 0, "convolution stride must be positive");
     let (b, _, h, w) = *x.shape();
     let g = Geometry::conv(I, (h.size(), w.size()), K, stride, pad);
-    let (x, xs) = take_contiguous(x)?;
+    let (x, xs) = take_contiguous_recycled(x)?;
     let (x, mut tape) = x.split_tape();
     let wm = gather_taps(&tensor_vec(weight)?, (O, I, K), taps);
     let bias_values = tensor_vec(bias)?;
@@ -533,7 +533,7 @@ where
         let (x_g, w_g, b_g, out_g) = (x.ghost(), weight.ghost(), bias.ghost(), out.ghost());
         let taps = taps.to_vec();
         // The direct backward pass reads the input only for the weight gradient.
-        let xs = if direct && !weight_grad { Vec::new() } else { xs };
+        let xs = if direct && !weight_grad { Recycled(Vec::new()) } else { xs };
         tape.add_backward_op(move |grads| {
             let gout = raw_grad!(grads, &out_g);
             // SAFETY: `grads` outlives this closure body; the other slices taken from it below
