@@ -603,9 +603,11 @@ pub(crate) fn take_contiguous_recycled<S: Shape, E: NnFloat, T: Tape<E, Cpu>>(
 /// for [`take_contiguous_recycled`] to fill again.
 pub(crate) struct Recycled<E: 'static>(pub Vec<E>);
 
-/// Free buffers of [`Recycled`] values, at most [`RECYCLED_FREE`] of them.
+/// Free buffers of [`Recycled`] values, at most [`RECYCLED_FREE`] of them and
+/// [`RECYCLED_VALUES`] values in all.
 static FREE: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
 const RECYCLED_FREE: usize = 4;
+const RECYCLED_VALUES: usize = 16 << 20;
 
 impl<E: NnFloat> Recycled<E> {
     /// A free buffer of exactly `len` values (their old contents), if the pool has one.
@@ -635,11 +637,15 @@ impl<E: 'static> Drop for Recycled<E> {
         }
         let values: Box<dyn std::any::Any> = Box::new(std::mem::take(&mut self.0));
         if let Ok(values) = values.downcast::<Vec<f32>>() {
+            if values.len() > RECYCLED_VALUES {
+                return;
+            }
             let mut free = FREE.lock().unwrap_or_else(|p| p.into_inner());
-            if free.len() == RECYCLED_FREE {
+            free.push(*values);
+            // The oldest go first.
+            while free.len() > RECYCLED_FREE || free.iter().map(Vec::len).sum::<usize>() > RECYCLED_VALUES {
                 free.remove(0);
             }
-            free.push(*values);
         }
     }
 }
