@@ -580,76 +580,6 @@ pub(crate) fn take_contiguous<S: Shape, E: NnFloat, T: Tape<E, Cpu>>(
     Ok((t, buf))
 }
 
-/// [`take_contiguous`] for large inputs that a layer keeps until its backward pass (a
-/// convolution's images): the values go into a buffer of an earlier call that has been dropped,
-/// when one of the same length is free, instead of a freshly zeroed one (zeroing the 6 MB input
-/// of a convolution on one thread cost a twentieth of its forward and backward pass).
-#[allow(clippy::type_complexity)]
-pub(crate) fn take_contiguous_recycled<S: Shape, E: NnFloat, T: Tape<E, Cpu>>(
-    t: Tensor<S, E, Cpu, T>,
-) -> Result<(Tensor<S, E, Cpu, T>, Recycled<E>), CpuError> {
-    let len = t.shape().num_elements();
-    let free = if len >= PARALLEL_COPIES { Recycled::<E>::take_free(len) } else { None };
-    let Some(mut buf) = free else {
-        let (t, values) = take_contiguous(t)?;
-        return Ok((t, Recycled(values)));
-    };
-    let t = t.try_contiguous()?;
-    t.copy_into(&mut buf);
-    Ok((t, Recycled(buf)))
-}
-
-/// Values that go back to a pool shared by all threads when dropped (large f32 buffers only),
-/// for [`take_contiguous_recycled`] to fill again.
-pub(crate) struct Recycled<E: 'static>(pub Vec<E>);
-
-/// Free buffers of [`Recycled`] values, at most [`RECYCLED_FREE`] of them and
-/// [`RECYCLED_VALUES`] values in all.
-static FREE: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
-const RECYCLED_FREE: usize = 4;
-const RECYCLED_VALUES: usize = 16 << 20;
-
-impl<E: NnFloat> Recycled<E> {
-    /// A free buffer of exactly `len` values (their old contents), if the pool has one.
-    fn take_free(len: usize) -> Option<Vec<E>> {
-        let mut free = FREE.lock().unwrap_or_else(|p| p.into_inner());
-        let i = free.iter().position(|v| v.len() == len)?;
-        let buf: Box<dyn std::any::Any> = Box::new(free.swap_remove(i));
-        match buf.downcast::<Vec<E>>() {
-            Ok(v) => Some(*v),
-            // E is not f32: nothing of its type is ever pooled (see `drop`).
-            Err(_) => None,
-        }
-    }
-}
-
-impl<E: 'static> std::ops::Deref for Recycled<E> {
-    type Target = [E];
-    fn deref(&self) -> &[E] {
-        &self.0
-    }
-}
-
-impl<E: 'static> Drop for Recycled<E> {
-    fn drop(&mut self) {
-        if self.0.len() < PARALLEL_COPIES {
-            return;
-        }
-        let values: Box<dyn std::any::Any> = Box::new(std::mem::take(&mut self.0));
-        if let Ok(values) = values.downcast::<Vec<f32>>() {
-            if values.len() > RECYCLED_VALUES {
-                return;
-            }
-            let mut free = FREE.lock().unwrap_or_else(|p| p.into_inner());
-            free.push(*values);
-            // The oldest go first.
-            while free.len() > RECYCLED_FREE || free.iter().map(Vec::len).sum::<usize>() > RECYCLED_VALUES {
-                free.remove(0);
-            }
-        }
-    }
-}
-
 /// A gradient buffer taken out of [`Gradients`] as a raw slice, so that several distinct
 /// tensors' gradients can be written at once.
 pub(crate) struct RawGrad<E> {
@@ -697,27 +627,6 @@ pub(crate) use raw_grad;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn recycled_buffers_hold_the_new_values() {
-        let dev = Cpu::seed_from_u64(3);
-        let len = PARALLEL_COPIES + 5;
-        for _ in 0..3 {
-            // Large enough to be pooled: the second call reuses the first's buffer, and must
-            // hold the second tensor's values, not the first's.
-            let a: Tensor<(usize,), f32, Cpu> = dev.sample_normal_like(&(len,));
-            let (_, values) = take_contiguous_recycled(a.clone()).unwrap();
-            assert_eq!(&values[..], &a.as_vec()[..]);
-            drop(values);
-            let b: Tensor<(usize,), f32, Cpu> = dev.sample_normal_like(&(len,));
-            let (_, values) = take_contiguous_recycled(b.clone()).unwrap();
-            assert_eq!(&values[..], &b.as_vec()[..]);
-        }
-        // A transposed (non-contiguous) input comes out row-major.
-        let m: Tensor<Rank2<3, 2>, f64, Cpu> = dev.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]);
-        let (_, values) = take_contiguous_recycled(m.permute::<Rank2<2, 3>, _>()).unwrap();
-        assert_eq!(&values[..], &[1.0, 3.0, 5.0, 2.0, 4.0, 6.0]);
-    }
 
     #[test]
     fn split_products_give_the_serial_bits() {

@@ -161,7 +161,7 @@ const RECYCLED_VALUES: usize = 8 << 20;
 /// A copy of `t`'s values, written into the buffer of an earlier copy of the same length when
 /// nothing else holds that any more (a layer's weights from the previous step) instead of into
 /// a freshly zeroed vector. The values are always copied anew, so the result is the same.
-fn recycled_copy<S: Shape, E: NnFloat>(t: &Tensor<S, E, Cpu>) -> Result<Arc<Vec<E>>, CpuError> {
+pub(crate) fn recycled_copy<S: Shape, E: NnFloat>(t: &Tensor<S, E, Cpu>) -> Result<Arc<Vec<E>>, CpuError> {
     let len = t.shape().num_elements();
     let contiguous = t.retaped::<NoneTape>().try_contiguous()?;
     RECYCLED.with_borrow_mut(|pool| {
